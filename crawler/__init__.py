@@ -1,0 +1,1 @@
+"""fanmill crawler package."""

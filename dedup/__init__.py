@@ -1,0 +1,1 @@
+"""fanmill dedup package."""
