@@ -1,1 +1,29 @@
-"""fanmill cache package."""
+"""fanmill cache: a crash-safe persistent LRU, a memoize decorator, and the shared storage layer."""
+
+from cache.errors import (
+    CacheError,
+    CorruptStoreError,
+    ForeignFileError,
+    SchemaVersionError,
+    SerializationError,
+    StoreLockedError,
+    StoreWriteError,
+)
+from cache.log import Durability
+from cache.persistent import PersistentLRU, ValueTooLargeError
+from cache.stats import CacheInfo, LRUStats
+
+__all__ = [
+    "CacheError",
+    "CacheInfo",
+    "CorruptStoreError",
+    "Durability",
+    "ForeignFileError",
+    "LRUStats",
+    "PersistentLRU",
+    "SchemaVersionError",
+    "SerializationError",
+    "StoreLockedError",
+    "StoreWriteError",
+    "ValueTooLargeError",
+]

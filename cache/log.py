@@ -1,0 +1,393 @@
+"""The append-only record log: the storage layer under PersistentLRU and dedup's hash cache.
+
+Durability — the one place where each setting's guarantee is stated (tests/cache/test_log_crash.py
+and tests/cache/test_lru_crash.py check the first two with kill -9):
+
+    "process" (default)  every append is handed to the OS (os.write) before the call returns. A
+                         kill -9 of the process at any moment loses nothing acknowledged. A power
+                         loss or kernel crash may lose the writes of the last few seconds (the
+                         kernel's writeback window) but never leaves a damaged file: a torn tail is
+                         cut off on open.
+    "fast"               as "process" for puts, deletes and clears; read touches (recency only) are
+                         kept in memory and written in batches of at most FAST_TOUCH_BATCH, so a kill
+                         -9 may forget the recency of up to that many most recent reads.
+    "fsync"              every append is also flushed to stable storage (fdatasync) before the call
+                         returns, so an acknowledged write survives a power loss. About 100x slower.
+
+Compaction always fsyncs the new file and its directory before and after the swap, whatever the
+setting, because a rename of an unsynced file can leave an empty file after a power loss.
+
+Opening replays every record and checks both checksums of each. A record cut off at the end of the
+file (a write interrupted by a crash) is a torn tail: it is cut off, counted, never applied. Damage
+followed by intact records is not a torn tail: it raises CorruptStoreError naming the file, offset and
+fault, unless the caller asked to salvage, in which case the damaged span is skipped, the number of
+records lost (from the gap in sequence numbers) is counted and logged as a warning, and the owner is
+expected to compact so the damage is gone from disk.
+
+One writer per file: an exclusive flock on PATH.lock, held while the log is open, so a second writer
+(another process, or a second open in this one) gets StoreLockedError. Read-only opens take no lock
+and never modify the file.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from cache import records as fmt
+from cache.errors import (
+    CorruptStoreError,
+    ForeignFileError,
+    StoreLockedError,
+    StoreWriteError,
+)
+
+log = logging.getLogger(__name__)
+
+Durability = Literal["fast", "process", "fsync"]
+DURABILITIES: tuple[str, ...] = ("fast", "process", "fsync")
+FAST_TOUCH_BATCH = 64
+_CHUNK = 4 << 20
+_FILE_MODE = 0o600
+
+
+@dataclass(slots=True)
+class ReplayReport:
+    """What opening a log found: records replayed, a torn tail cut off, damage salvaged."""
+
+    records: int = 0
+    torn_tail_bytes: int = 0
+    salvaged_records_lost: int = 0
+    salvaged_bytes_skipped: int = 0
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class RecordLog:
+    """An open record log: append records, read one back verified, replay, compact.
+
+    Not thread-safe by itself: its owner serializes calls (PersistentLRU holds a lock).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        meta: dict[str, Any],
+        on_record: Callable[[fmt.Record], None],
+        durability: Durability = "process",
+        readonly: bool = False,
+        salvage: bool = False,
+        write: Callable[[int, bytes], int] = os.write,
+    ) -> None:
+        """Open (or create) the log at *path* and feed every intact record to *on_record*, in order.
+
+        *meta* is stored in a new file's header; an existing file's header metadata is in `self.meta`.
+        *write* is the seam tests use to inject a failing or short write.
+        """
+        if durability not in DURABILITIES:
+            raise ValueError(f"durability must be one of {DURABILITIES}, not {durability!r}")
+        self.path = os.fspath(path)
+        self.durability = durability
+        self.readonly = readonly
+        self.report = ReplayReport()
+        self._write = write
+        self._fd = -1
+        self._lock_fd = -1
+        self._broken: str | None = None
+        # True when an append may take the one-write fast path (no fsync, writable, not broken).
+        self._plain_writes = durability != "fsync" and not readonly
+        if not readonly:
+            self._lock()
+        try:
+            self._open(meta, on_record, salvage)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def _lock(self) -> None:
+        lock_path = self.path + ".lock"
+        try:
+            self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+        except OSError as exc:
+            raise StoreWriteError(f"{self.path}: cannot create lock file: {exc.strerror}") from exc
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise StoreLockedError(
+                    f"{self.path} is already open for writing (by another process or another "
+                    f"handle in this one); close it first or open read-only"
+                ) from None
+            raise StoreWriteError(f"{self.path}: cannot lock: {exc.strerror}") from exc
+
+    def _open(self, meta: dict[str, Any], on_record: Callable[[fmt.Record], None], salvage: bool) -> None:
+        if not self.readonly:
+            # A compaction cut off by a crash leaves its temporary file; the store itself is whole.
+            try:
+                os.unlink(self.path + ".compact")
+            except FileNotFoundError:
+                pass
+        flags = os.O_RDONLY if self.readonly else os.O_RDWR | os.O_APPEND
+        try:
+            self._fd = os.open(self.path, flags | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if self.readonly:
+                raise CorruptStoreError(self.path, "no such file") from None
+            self._create(meta, first_seq=1)
+            self._fd = os.open(self.path, flags | os.O_CLOEXEC)
+        except IsADirectoryError:
+            raise ForeignFileError(self.path, "is a directory") from None
+        except OSError as exc:
+            raise StoreWriteError(f"{self.path}: cannot open: {exc.strerror}") from exc
+        size = os.fstat(self._fd).st_size
+        if size == 0 and not self.readonly:
+            # An empty file (e.g. from mkstemp) becomes a new store rather than an error.
+            os.close(self._fd)
+            self._create(meta, first_seq=1)
+            self._fd = os.open(self.path, flags | os.O_CLOEXEC)
+            size = os.fstat(self._fd).st_size
+        head = os.pread(self._fd, fmt.min_header_size() + fmt.MAX_META_SIZE, 0)
+        try:
+            header = fmt.decode_header(head)
+        except fmt.FormatError as err:
+            cls = ForeignFileError if err.foreign else CorruptStoreError
+            raise cls(self.path, err.detail, err.offset) from None
+        self.meta: dict[str, Any] = header.meta
+        self.first_seq = header.first_seq
+        self._replay(header.size, size, on_record, salvage)
+
+    def _create(self, meta: dict[str, Any], first_seq: int) -> None:
+        # Written aside and renamed, so a crash never leaves a file with half a header at `path`.
+        tmp = self.path + ".new"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, _FILE_MODE)
+        try:
+            os.write(fd, fmt.encode_header(first_seq, meta))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        _fsync_dir(self.path)
+
+    def _replay(self, start: int, size: int, on_record: Callable[[fmt.Record], None], salvage: bool) -> None:
+        fd, report = self._fd, self.report
+        buf = b""
+        base = start  # file offset of buf[0]
+        pos = 0
+        expected = self.first_seq
+        good_end = start
+        while True:
+            view = memoryview(buf)
+            try:
+                rec = fmt.decode_record(view, pos, base, expected)
+            except fmt.NeedMore as need:
+                file_pos = base + len(buf)
+                more = os.pread(fd, max(_CHUNK, need.needed), file_pos) if file_pos < size else b""
+                if not more:
+                    if base + pos < file_pos:  # a record cut off by the end of the file
+                        report.torn_tail_bytes = file_pos - (base + pos)
+                    break
+                buf = bytes(view[pos:]) + more
+                base += pos
+                pos = 0
+                continue
+            except fmt.FormatError as err:
+                rest = bytes(view[pos:]) + os.pread(fd, max(0, size - base - len(buf)), base + len(buf))
+                nxt = fmt.find_next_record(rest, 1, base + pos, expected - 1)
+                if nxt is None:  # nothing intact after it: a torn tail
+                    report.torn_tail_bytes = len(rest)
+                    break
+                if not salvage:
+                    raise CorruptStoreError(
+                        self.path,
+                        f"{err.detail}; intact records follow, so this is not a torn tail "
+                        f"(open with salvage=True to keep the intact records)",
+                        err.offset,
+                    ) from None
+                lost = nxt.seq - expected
+                report.salvaged_records_lost += lost
+                report.salvaged_bytes_skipped += nxt.offset - (base + pos)
+                log.warning(
+                    "%s: damage at offset %d (%s): skipped %d bytes, lost %d records",
+                    self.path, err.offset, err.detail, nxt.offset - (base + pos), lost,
+                )
+                buf, base, pos, expected = rest, base + pos, nxt.offset - (base + pos), nxt.seq
+                continue
+            on_record(rec)
+            report.records += 1
+            pos += rec.length
+            expected += 1
+            good_end = rec.offset + rec.length
+        self.next_seq = expected
+        self.end = good_end
+        if report.torn_tail_bytes:
+            log.info("%s: cut off a torn tail of %d bytes", self.path, report.torn_tail_bytes)
+            if not self.readonly:
+                os.ftruncate(fd, good_end)
+                if self.durability == "fsync":
+                    os.fsync(fd)
+
+    # -- appending and reading -----------------------------------------------------------------
+
+    def append(self, kind: int, key: bytes, value: bytes = b"") -> tuple[int, int]:
+        """Append one record; return its (offset, length) once the OS has it (and disk, with fsync)."""
+        data = fmt.encode_record(kind, self.next_seq, key, value)
+        if self._plain_writes:
+            # The common case, one record fully written by one os.write: skip the general loop.
+            start = self.end
+            try:
+                written = self._write(self._fd, data)
+            except OSError:
+                written = -1
+            if written == len(data):
+                self.end = start + written
+                self.next_seq += 1
+                return start, written
+            self.end = start  # fall through: cut back whatever reached the file, then retry in full
+            if written > 0:
+                self._cut_back(start)
+        offset = self._write_all(data)
+        self.next_seq += 1
+        return offset, len(data)
+
+    def append_many(self, items: Iterable[tuple[int, bytes, bytes]]) -> list[tuple[int, int]]:
+        """Append several records in one write; return each one's (offset, length)."""
+        chunks, locs = [], []
+        seq, at = self.next_seq, 0
+        for kind, key, value in items:
+            data = fmt.encode_record(kind, seq, key, value)
+            chunks.append(data)
+            locs.append((at, len(data)))
+            seq += 1
+            at += len(data)
+        offset = self._write_all(b"".join(chunks))
+        self.next_seq = seq
+        return [(offset + rel, length) for rel, length in locs]
+
+    def _write_all(self, data: bytes) -> int:
+        if self.readonly:
+            raise StoreWriteError(f"{self.path} is open read-only")
+        if self._broken:
+            raise StoreWriteError(f"{self.path}: store unusable after a failed write: {self._broken}")
+        start = self.end
+        done = 0
+        try:
+            while done < len(data):
+                done += self._write(self._fd, data[done:] if done else data)
+            if self.durability == "fsync":
+                os.fdatasync(self._fd)
+        except OSError as exc:
+            # Take back the part that reached the file, so nothing unacknowledged stays behind.
+            self._cut_back(start)
+            raise StoreWriteError(f"{self.path}: write failed: {exc.strerror or exc}") from exc
+        self.end = start + len(data)
+        return start
+
+    def _cut_back(self, start: int) -> None:
+        try:
+            os.ftruncate(self._fd, start)
+        except OSError as exc:
+            self._broken = f"could not cut back a partial write: {exc.strerror}"
+            self._plain_writes = False
+
+    def read(self, offset: int, length: int, key: bytes) -> memoryview:
+        """Read the record at *offset* back, verify both checksums and the key, return its value."""
+        data = os.pread(self._fd, length, offset)
+        try:
+            return fmt.check_record(data, key)
+        except fmt.FormatError as err:
+            raise CorruptStoreError(self.path, err.detail, offset) from None
+
+    def sync(self) -> None:
+        """Flush everything appended so far to stable storage."""
+        if not self.readonly and self._fd >= 0:
+            os.fsync(self._fd)
+
+    # -- compaction ----------------------------------------------------------------------------
+
+    def rewrite(self, items: Iterable[tuple[int, bytes, bytes]]) -> list[tuple[int, int]]:
+        """Replace the file by one holding just *items*, atomically; return each one's (offset, length).
+
+        Writes PATH.compact, fsyncs it, renames it over PATH and fsyncs the directory: a crash at
+        any point leaves either the old file or the new one, whole. Sequence numbers continue.
+        """
+        if self.readonly:
+            raise StoreWriteError(f"{self.path} is open read-only")
+        tmp = self.path + ".compact"
+        first_seq = self.next_seq
+        header = fmt.encode_header(first_seq, self.meta)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, _FILE_MODE)
+        locs: list[tuple[int, int]] = []
+        try:
+            pending, pending_size, at, seq = [header], len(header), len(header), first_seq
+            for kind, key, value in items:
+                data = fmt.encode_record(kind, seq, key, value)
+                locs.append((at, len(data)))
+                pending.append(data)
+                pending_size += len(data)
+                at += len(data)
+                seq += 1
+                if pending_size >= _CHUNK:
+                    self._write_fd_all(fd, b"".join(pending))
+                    pending, pending_size = [], 0
+            self._write_fd_all(fd, b"".join(pending))
+            os.fsync(fd)
+        except OSError as exc:
+            os.close(fd)
+            os.unlink(tmp)
+            raise StoreWriteError(f"{self.path}: compaction failed: {exc.strerror or exc}") from exc
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        os.close(fd)
+        os.replace(tmp, self.path)
+        _fsync_dir(self.path)
+        new_fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+        os.close(self._fd)
+        self._fd = new_fd
+        self.first_seq, self.next_seq, self.end = first_seq, seq, at
+        self._broken = None
+        self._plain_writes = self.durability != "fsync"
+        return locs
+
+    @staticmethod
+    def _write_fd_all(fd: int, data: bytes) -> None:
+        view, done = memoryview(data), 0
+        while done < len(data):
+            done += os.write(fd, view[done:])
+
+    # -- closing -------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once close() has run."""
+        return self._fd < 0
+
+    def close(self) -> None:
+        """Flush per the durability setting, close the file and release the writer lock."""
+        if self._fd >= 0:
+            try:
+                if not self.readonly and self.durability == "fsync":
+                    os.fsync(self._fd)
+            finally:
+                os.close(self._fd)
+                self._fd = -1
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = -1

@@ -1,0 +1,140 @@
+"""RecencyOrder: the exact LRU order with entry and byte bounds. Pure: no I/O, no clock.
+
+It maps each key to a payload (PersistentLRU stores where the record lies) and a weight (its bytes).
+Eviction is decided before it is done: `evictions_for` names the keys an insert would evict, so the
+owner can write them to its log in the same write as the insert, and only then apply it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable, Iterator
+from typing import Any
+
+
+class RecencyOrder:
+    """Keys from least to most recently used, each with a payload and a weight, within bounds."""
+
+    __slots__ = ("_items", "capacity", "max_bytes", "total_weight")
+
+    # Invariants: _items iterates least -> most recently used; total_weight == sum of weights;
+    # after insert() returns, len <= capacity and total_weight <= max_bytes (when those are set).
+
+    def __init__(self, capacity: int | None = None, max_bytes: int | None = None) -> None:
+        """Create an empty order; None means unbounded on that axis."""
+        _check_bounds(capacity, max_bytes)
+        self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self.capacity = capacity
+        self.max_bytes = max_bytes
+        self.total_weight = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __iter__(self) -> Iterator[Hashable]:
+        """Iterate keys from least to most recently used (the eviction order)."""
+        return iter(self._items)
+
+    def items(self) -> Iterator[tuple[Hashable, Any, int]]:
+        """Iterate (key, payload, weight) from least to most recently used."""
+        for key, (payload, weight) in self._items.items():
+            yield key, payload, weight
+
+    def peek(self, key: Hashable) -> Any:
+        """Return the payload of *key* without counting a use; raise KeyError if absent."""
+        return self._items[key][0]
+
+    def is_newest(self, key: Hashable) -> bool:
+        """Return True if *key* is the most recently used key."""
+        return bool(self._items) and next(reversed(self._items)) == key
+
+    def load(self, key: Hashable, payload: Any, weight: int) -> None:
+        """Append *key* as most recently used without checking bounds (replay; then `over_bounds`)."""
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.total_weight -= old[1]
+        self._items[key] = (payload, weight)
+        self.total_weight += weight
+
+    def touch(self, key: Hashable) -> None:
+        """Mark *key* most recently used; raise KeyError if absent."""
+        self._items.move_to_end(key)
+
+    def evictions_for(self, key: Hashable, weight: int) -> list[Hashable]:
+        """Return the keys, least recent first, that inserting *key* with *weight* would evict."""
+        if self.max_bytes is not None and weight > self.max_bytes:
+            raise ValueError(f"an entry of {weight} bytes exceeds max_bytes={self.max_bytes}")
+        old = self._items.get(key)
+        count = len(self._items) + (0 if old else 1)
+        total = self.total_weight + weight - (old[1] if old else 0)
+        victims: list[Hashable] = []
+        if (self.capacity is None or count <= self.capacity) and (
+            self.max_bytes is None or total <= self.max_bytes
+        ):
+            return victims
+        for k, (_p, w) in self._items.items():
+            if (self.capacity is None or count <= self.capacity) and (
+                self.max_bytes is None or total <= self.max_bytes
+            ):
+                break
+            if k == key:
+                continue  # the entry being replaced is not a victim: it stays, with its new weight
+            victims.append(k)
+            count -= 1
+            total -= w
+        return victims
+
+    def insert(self, key: Hashable, payload: Any, weight: int) -> list[tuple[Hashable, Any]]:
+        """Insert or replace *key* as most recently used; evict and return (key, payload) pairs."""
+        victims = self.evictions_for(key, weight)
+        evicted = [(k, self.remove(k)) for k in victims]
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.total_weight -= old[1]
+        self._items[key] = (payload, weight)
+        self.total_weight += weight
+        return evicted
+
+    def replace_payload(self, key: Hashable, payload: Any) -> None:
+        """Change the payload of *key* without changing its place or weight."""
+        _old, weight = self._items[key]
+        self._items[key] = (payload, weight)
+
+    def remove(self, key: Hashable) -> Any:
+        """Remove *key* and return its payload; raise KeyError if absent."""
+        payload, weight = self._items.pop(key)
+        self.total_weight -= weight
+        return payload
+
+    def clear(self) -> None:
+        """Remove every key."""
+        self._items.clear()
+        self.total_weight = 0
+
+    def over_bounds(self) -> list[Hashable]:
+        """Return the least recent keys that must go for the order to fit its bounds again."""
+        count, total, victims = len(self._items), self.total_weight, []
+        for k, (_p, w) in self._items.items():
+            if (self.capacity is None or count <= self.capacity) and (
+                self.max_bytes is None or total <= self.max_bytes
+            ):
+                break
+            victims.append(k)
+            count -= 1
+            total -= w
+        return victims
+
+    def set_bounds(self, capacity: int | None, max_bytes: int | None) -> None:
+        """Change the bounds; the caller then removes `over_bounds()` keys."""
+        _check_bounds(capacity, max_bytes)
+        self.capacity, self.max_bytes = capacity, max_bytes
+
+
+def _check_bounds(capacity: int | None, max_bytes: int | None) -> None:
+    if capacity is not None and (not isinstance(capacity, int) or capacity < 1):
+        raise ValueError(f"capacity must be a positive integer or None, not {capacity!r}")
+    if max_bytes is not None and (not isinstance(max_bytes, int) or max_bytes < 1):
+        raise ValueError(f"max_bytes must be a positive integer or None, not {max_bytes!r}")

@@ -1,0 +1,356 @@
+"""PersistentLRU: a crash-safe, exact LRU mapping on the record log.
+
+Every operation appends a record before it returns: a put writes the value (and the deletes of the
+entries it evicts, in the same write); a hit writes a small touch record, so the recency order after a
+crash is the one the process last acknowledged, reads included. Values live in the log, not in memory;
+the in-memory index (a RecencyOrder) holds where each record lies. See cache/log.py for what each
+durability setting guarantees.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any
+
+from cache import records as fmt
+from cache.encoding import (
+    Serializer,
+    decode_key,
+    dump_value,
+    encode_key,
+    get_serializer,
+    load_value,
+)
+from cache.errors import CacheError, CorruptStoreError, ForeignFileError
+from cache.log import FAST_TOUCH_BATCH, Durability, RecordLog
+from cache.order import RecencyOrder
+from cache.stats import LRUStats
+
+_MISSING = object()
+_APP = "PersistentLRU"
+
+
+class ValueTooLargeError(CacheError, ValueError):
+    """One entry is larger than the cache's max_bytes; it was refused, nothing was evicted."""
+
+
+class PersistentLRU(MutableMapping[Any, Any]):
+    """A persistent least-recently-used mapping, bounded by entries and/or bytes, safe under kill -9.
+
+    Usage::
+
+        with PersistentLRU("app.lru", capacity=10_000) as lru:
+            lru["k"] = value            # acknowledged (in the file) when it returns
+            lru["k"]; lru.get("k")      # a hit counts as use, and so does an overwrite
+            "k" in lru                  # does not count as use
+            list(lru)                   # keys from least to most recently used
+
+    Keys: str, bytes, int or tuples of those. Values: pickle (default; the file must then be trusted
+    like code), "json" or "bytes". Thread-safe (one lock). One writer per file: another open of the
+    same path raises StoreLockedError, unless it is `readonly=True` (a snapshot that never writes,
+    where reads do not move entries).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        capacity: int | None = None,
+        *,
+        max_bytes: int | None = None,
+        durability: Durability = "process",
+        serializer: str | Serializer = "pickle",
+        salvage: bool = False,
+        readonly: bool = False,
+        on_evict: Callable[[Any], None] | None = None,
+        compact_min_bytes: int = 8 << 20,
+        _write: Callable[[int, bytes], int] = os.write,
+    ) -> None:
+        """Open or create the cache file at *path*; see the class docstring for the parameters."""
+        if capacity is None and max_bytes is None and not readonly:
+            raise ValueError("give capacity (entries) and/or max_bytes, or the cache never evicts")
+        self._order = RecencyOrder(capacity, max_bytes)
+        self._serializer = get_serializer(serializer)
+        self._lock = threading.RLock()
+        self._on_evict = on_evict
+        self._compact_min = compact_min_bytes
+        self._hits = self._misses = self._evictions = self._compactions = 0
+        self._live = 0  # bytes of live put records in the file, header included
+        self._pending_touches: list[bytes] = []
+        self._fast = durability == "fast"
+        self._log = RecordLog(
+            path,
+            meta={"app": _APP, "serializer": self._serializer.name},
+            on_record=self._replay_record,
+            durability=durability,
+            readonly=readonly,
+            salvage=salvage,
+            write=_write,
+        )
+        self.path = self._log.path
+        try:
+            self._check_meta()
+            self._live += self._header_size()
+            if not readonly:
+                self._evict_keys(self._order.over_bounds())
+                if self._log.report.salvaged_records_lost or self._log.report.salvaged_bytes_skipped:
+                    self.compact()  # rewrite without the damage, so the next open is clean
+                else:
+                    self._maybe_compact()
+        except BaseException:
+            self._log.close()
+            raise
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def _check_meta(self) -> None:
+        meta = self._log.meta
+        if meta.get("app") != _APP:
+            raise ForeignFileError(self.path, f"a record log of {meta.get('app')!r}, not a PersistentLRU")
+        if meta.get("serializer") != self._serializer.name:
+            raise CacheError(
+                f"{self.path}: written with serializer {meta.get('serializer')!r}, "
+                f"opened with {self._serializer.name!r}"
+            )
+
+    def _header_size(self) -> int:
+        return len(fmt.encode_header(0, self._log.meta))
+
+    def _replay_record(self, rec: fmt.Record) -> None:
+        order = self._order
+        if rec.kind == fmt.TOUCH:
+            try:
+                order.touch(self._decode_key(rec))
+            except KeyError:
+                pass  # a touch of a key deleted later in a salvaged log: nothing to move
+            return
+        if rec.kind == fmt.CLEAR:
+            order.clear()
+            self._live = 0
+            return
+        key = self._decode_key(rec)
+        if key in order:
+            self._live -= order.remove(key)[1]
+        if rec.kind == fmt.PUT:
+            order.load(key, (rec.offset, rec.length, rec.key), len(rec.key) + rec.value_len)
+            self._live += rec.length
+
+    def _decode_key(self, rec: fmt.Record) -> Any:
+        try:
+            return decode_key(rec.key)
+        except ValueError as exc:
+            raise CorruptStoreError(self.path, f"undecodable key: {exc}", rec.offset) from None
+
+    # -- the mapping ---------------------------------------------------------------------------
+
+    def __getitem__(self, key: Any) -> Any:
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """Return the value of *key* and mark it most recently used, or *default* (a miss)."""
+        # The hot path of the cache: bench/cache measures it, so it is kept flat (no helper calls
+        # beyond the record check and the append).
+        with self._lock:
+            try:
+                offset, length, kbytes = self._order.peek(key)
+            except KeyError:
+                self._misses += 1
+                return default
+            except TypeError:
+                encode_key(key)  # raises the clear TypeError for an unsupported key type
+                raise
+            log = self._log
+            if log.closed:
+                raise CacheError(f"{self.path}: the cache is closed")
+            value = load_value(self._serializer, log.read(offset, length, kbytes), self.path)
+            if not log.readonly and not self._order.is_newest(key):
+                if self._fast:
+                    self._pending_touches.append(kbytes)
+                    if len(self._pending_touches) >= FAST_TOUCH_BATCH:
+                        self._flush_touches()
+                else:
+                    log.append(fmt.TOUCH, kbytes)
+                self._order.touch(key)
+            self._hits += 1
+            return value
+
+    def peek(self, key: Any, default: Any = None) -> Any:
+        """Return the value of *key* without counting a use or a hit, or *default*."""
+        with self._lock:
+            try:
+                offset, length, kbytes = self._order.peek(key)
+            except KeyError:
+                return default
+            return load_value(self._serializer, self._read(offset, length, kbytes), self.path)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        kbytes = encode_key(key)
+        vbytes = dump_value(self._serializer, value)
+        weight = len(kbytes) + len(vbytes)
+        with self._lock:
+            self._check_open()
+            try:
+                victims = self._order.evictions_for(key, weight)
+            except ValueError as exc:
+                raise ValueTooLargeError(str(exc)) from None
+            items = [(fmt.TOUCH, kb, b"") for kb in self._pending_touches]
+            put_at = len(items)
+            items.append((fmt.PUT, kbytes, vbytes))
+            items.extend((fmt.DELETE, self._order.peek(v)[2], b"") for v in victims)
+            locs = self._log.append_many(items)
+            self._pending_touches.clear()
+            for victim in victims:
+                self._live -= self._order_remove(victim)
+            self._evictions += len(victims)
+            if key in self._order:
+                self._live -= self._order.peek(key)[1]
+            offset, length = locs[put_at]
+            self._order.insert(key, (offset, length, kbytes), weight)
+            self._live += length
+            self._maybe_compact()
+        self._notify(victims)
+
+    def __delitem__(self, key: Any) -> None:
+        with self._lock:
+            self._check_open()
+            kbytes = self._order.peek(key)[2]
+            self._log.append(fmt.DELETE, kbytes)
+            self._live -= self._order_remove(key)
+            self._maybe_compact()
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            try:
+                return key in self._order
+            except TypeError:
+                return False
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._order)
+
+    def __iter__(self) -> Iterator[Any]:
+        """Iterate a snapshot of the keys from least to most recently used (the eviction order)."""
+        with self._lock:
+            return iter(list(self._order))
+
+    def clear(self) -> None:
+        """Remove every entry with one record, then compact the file down to its header."""
+        with self._lock:
+            self._check_open()
+            self._log.append(fmt.CLEAR, b"")
+            self._pending_touches.clear()
+            self._order.clear()
+            self._live = self._header_size()
+            self.compact()
+
+    # -- bounds, compaction, statistics --------------------------------------------------------
+
+    def resize(self, capacity: int | None = None, max_bytes: int | None = None) -> list[Any]:
+        """Change the bounds, evict what no longer fits (least recent first) and return those keys."""
+        if capacity is None and max_bytes is None:
+            raise ValueError("give capacity (entries) and/or max_bytes")
+        with self._lock:
+            self._check_open()
+            self._order.set_bounds(capacity, max_bytes)
+            victims = self._order.over_bounds()
+            self._evict_keys(victims)
+        return victims
+
+    def compact(self) -> None:
+        """Rewrite the file with just the live entries, in recency order, and swap it in atomically."""
+        with self._lock:
+            self._check_open()
+            self._flush_touches()
+            entries = list(self._order.items())
+
+            def live_records() -> Iterator[tuple[int, bytes, bytes]]:
+                for _key, (offset, length, kbytes), _w in entries:
+                    yield fmt.PUT, kbytes, bytes(self._read(offset, length, kbytes))
+
+            locs = self._log.rewrite(live_records())
+            for (key, (_o, _l, kbytes), _w), (offset, length) in zip(entries, locs, strict=True):
+                self._order.replace_payload(key, (offset, length, kbytes))
+            self._live = self._log.end
+            self._compactions += 1
+
+    def stats(self) -> LRUStats:
+        """Return hits, misses, evictions, entries, bytes and the state of the file."""
+        with self._lock:
+            report = self._log.report
+            return LRUStats(
+                hits=self._hits,
+                misses=self._misses,
+                evictions=self._evictions,
+                entries=len(self._order),
+                bytes=self._order.total_weight,
+                capacity=self._order.capacity,
+                max_bytes=self._order.max_bytes,
+                file_bytes=self._log.end,
+                live_file_bytes=self._live,
+                compactions=self._compactions,
+                torn_tail_bytes=report.torn_tail_bytes,
+                salvaged_records_lost=report.salvaged_records_lost,
+            )
+
+    def _maybe_compact(self) -> None:
+        dead = self._log.end - self._live
+        if dead > self._compact_min and dead > 2 * self._live:
+            self.compact()
+
+    def _evict_keys(self, victims: list[Any]) -> None:
+        if not victims:
+            return
+        self._log.append_many((fmt.DELETE, self._order.peek(v)[2], b"") for v in victims)
+        for victim in victims:
+            self._live -= self._order_remove(victim)
+        self._evictions += len(victims)
+        self._notify(victims)
+
+    def _order_remove(self, key: Any) -> int:
+        return self._order.remove(key)[1]
+
+    def _notify(self, victims: list[Any]) -> None:
+        if self._on_evict is not None:
+            for victim in victims:
+                self._on_evict(victim)
+
+    def _read(self, offset: int, length: int, kbytes: bytes) -> memoryview:
+        self._check_open()
+        return self._log.read(offset, length, kbytes)
+
+    def _flush_touches(self) -> None:
+        if self._pending_touches:
+            self._log.append_many((fmt.TOUCH, kb, b"") for kb in self._pending_touches)
+            self._pending_touches.clear()
+
+    def _check_open(self) -> None:
+        if self._log.closed:
+            raise CacheError(f"{self.path}: the cache is closed")
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Write pending touches, close the file and release the writer lock; safe to call twice."""
+        with self._lock:
+            if self._log.closed:
+                return
+            try:
+                if not self._log.readonly:
+                    self._flush_touches()
+            finally:
+                self._log.close()
+
+    def __enter__(self) -> PersistentLRU:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._log.closed else f"{len(self._order)} entries"
+        return f"<PersistentLRU {self.path!r} [{state}, capacity={self._order.capacity}, max_bytes={self._order.max_bytes}]>"
