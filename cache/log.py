@@ -156,12 +156,10 @@ class RecordLog:
         except OSError as exc:
             raise StoreWriteError(f"{self.path}: cannot open: {exc.strerror}") from exc
         size = os.fstat(self._fd).st_size
-        if size == 0 and not self.readonly:
-            # An empty file (e.g. from mkstemp) becomes a new store rather than an error.
-            os.close(self._fd)
-            self._create(meta, first_seq=1)
-            self._fd = os.open(self.path, flags | os.O_CLOEXEC)
-            size = os.fstat(self._fd).st_size
+        if size == 0:
+            # A store is never empty (its header is written aside and renamed in), so an empty file
+            # is someone else's, or a store truncated to nothing: refuse it rather than overwrite it.
+            raise ForeignFileError(self.path, "empty file, not a store (remove it to start a new one)")
         head = os.pread(self._fd, fmt.min_header_size() + fmt.MAX_META_SIZE, 0)
         try:
             header = fmt.decode_header(head)
@@ -190,7 +188,8 @@ class RecordLog:
         base = start  # file offset of buf[0]
         pos = 0
         expected = self.first_seq
-        good_end = start
+        good_end = start  # end of the last complete write: everything after it is a torn tail
+        group: list[fmt.Record] = []
         while True:
             view = memoryview(buf)
             try:
@@ -199,8 +198,7 @@ class RecordLog:
                 file_pos = base + len(buf)
                 more = os.pread(fd, max(_CHUNK, need.needed), file_pos) if file_pos < size else b""
                 if not more:
-                    if base + pos < file_pos:  # a record cut off by the end of the file
-                        report.torn_tail_bytes = file_pos - (base + pos)
+                    report.torn_tail_bytes = file_pos - good_end  # a write cut off by the end
                     break
                 buf = bytes(view[pos:]) + more
                 base += pos
@@ -210,7 +208,7 @@ class RecordLog:
                 rest = bytes(view[pos:]) + os.pread(fd, max(0, size - base - len(buf)), base + len(buf))
                 nxt = fmt.find_next_record(rest, 1, base + pos, expected - 1)
                 if nxt is None:  # nothing intact after it: a torn tail
-                    report.torn_tail_bytes = len(rest)
+                    report.torn_tail_bytes = base + pos + len(rest) - good_end
                     break
                 if not salvage:
                     raise CorruptStoreError(
@@ -219,19 +217,28 @@ class RecordLog:
                         f"(open with salvage=True to keep the intact records)",
                         err.offset,
                     ) from None
-                lost = nxt.seq - expected
+                # The damaged write's records already read are dropped with it.
+                lost = nxt.seq - expected + len(group)
+                skipped = nxt.offset - good_end
                 report.salvaged_records_lost += lost
-                report.salvaged_bytes_skipped += nxt.offset - (base + pos)
+                report.salvaged_bytes_skipped += skipped
+                group.clear()
                 log.warning(
                     "%s: damage at offset %d (%s): skipped %d bytes, lost %d records",
-                    self.path, err.offset, err.detail, nxt.offset - (base + pos), lost,
+                    self.path, err.offset, err.detail, skipped, lost,
                 )
                 buf, base, pos, expected = rest, base + pos, nxt.offset - (base + pos), nxt.seq
                 continue
-            on_record(rec)
-            report.records += 1
             pos += rec.length
             expected += 1
+            if rec.more:  # part of a multi-record write: applied once the write's last record is in
+                group.append(rec)
+                continue
+            for member in group:
+                on_record(member)
+            on_record(rec)
+            report.records += len(group) + 1
+            group.clear()
             good_end = rec.offset + rec.length
         self.next_seq = expected
         self.end = good_end
@@ -266,11 +273,14 @@ class RecordLog:
         return offset, len(data)
 
     def append_many(self, items: Iterable[tuple[int, bytes, bytes]]) -> list[tuple[int, int]]:
-        """Append several records in one write; return each one's (offset, length)."""
+        """Append several records in one all-or-nothing write; return each one's (offset, length)."""
+        batch = list(items)
+        if not batch:
+            return []
         chunks, locs = [], []
-        seq, at = self.next_seq, 0
-        for kind, key, value in items:
-            data = fmt.encode_record(kind, seq, key, value)
+        seq, at, last = self.next_seq, 0, len(batch) - 1
+        for i, (kind, key, value) in enumerate(batch):
+            data = fmt.encode_record(kind if i == last else kind | fmt.MORE, seq, key, value)
             chunks.append(data)
             locs.append((at, len(data)))
             seq += 1

@@ -158,6 +158,7 @@ class PersistentLRU(MutableMapping[Any, Any]):
             try:
                 offset, length, kbytes = self._order.peek(key)
             except KeyError:
+                self._check_open()
                 self._misses += 1
                 return default
             except TypeError:

@@ -16,7 +16,7 @@ Record::
 
     body_crc  u32       CRC32 of key + value, seeded with head_crc: covers the whole record
     head_crc  u32       CRC32 of kind..vlen: the lengths are trusted only when it matches
-    kind      u8        PUT, DELETE, TOUCH or CLEAR
+    kind      u8        PUT, DELETE, TOUCH or CLEAR; high bit MORE: the write goes on in the next record
     seq       u64       exactly one more than the record before it
     klen      u32       key length
     vlen      u32       value length
@@ -25,6 +25,9 @@ Record::
 Two checksums let replay tell a torn tail from damage in the middle: a header whose own CRC holds
 gives a trustworthy length even when the body was cut off, and after a bad record the scanner can look
 for a later intact record (`find_next_record`) — if one exists the damage is not a torn tail.
+
+A write of several records (a put and the deletes of what it evicts) is all-or-nothing: every record
+but its last carries the MORE flag, and replay applies the group only once its last record is intact.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ MAGIC = b"\x89FANLOG\n"
 FORMAT_VERSION = 1
 
 PUT, DELETE, TOUCH, CLEAR = 1, 2, 3, 4
+MORE = 0x80  # flag on `kind`: this record's write continues in the next record
 KIND_NAMES = {PUT: "put", DELETE: "delete", TOUCH: "touch", CLEAR: "clear"}
 
 _FILE_HEAD = struct.Struct("<8sHHQI")  # magic, version, flags, first_seq, meta_len
@@ -74,6 +78,7 @@ class Record:
     value_len: int
     offset: int
     length: int
+    more: bool = False  # the write this record belongs to continues in the next record
 
 
 class FormatError(Exception):
@@ -160,6 +165,8 @@ def decode_record(buf: bytes | memoryview, pos: int, base: int, expected_seq: in
     body_crc, head_crc, kind, seq, klen, vlen = _RECORD_HEAD.unpack_from(buf, pos)
     if _crc32(buf[pos + 8 : pos + RECORD_HEADER_SIZE]) != head_crc:
         raise FormatError("record header checksum mismatch", base + pos)
+    more = bool(kind & MORE)
+    kind &= ~MORE
     if kind not in KIND_NAMES or klen > MAX_KEY_SIZE:
         raise FormatError(f"record header invalid (kind {kind}, key length {klen})", base + pos)
     total = RECORD_HEADER_SIZE + klen + vlen
@@ -171,7 +178,7 @@ def decode_record(buf: bytes | memoryview, pos: int, base: int, expected_seq: in
         raise FormatError(f"record body checksum mismatch ({KIND_NAMES[kind]} seq {seq})", base + pos)
     if seq != expected_seq:
         raise FormatError(f"record out of sequence: seq {seq}, expected {expected_seq}", base + pos)
-    return Record(kind, seq, key, vlen, base + pos, total)
+    return Record(kind, seq, key, vlen, base + pos, total, more)
 
 
 def check_record(buf: bytes, expected_key: bytes) -> memoryview:
@@ -205,7 +212,7 @@ def find_next_record(buf: bytes | memoryview, start: int, base: int, min_seq: in
     while pos <= end:
         _b, head_crc, kind, seq, klen, vlen = _RECORD_HEAD.unpack_from(buf, pos)
         if (
-            kind in KIND_NAMES
+            kind & ~MORE in KIND_NAMES
             and seq > min_seq
             and klen <= MAX_KEY_SIZE
             and _crc32(buf[pos + 8 : pos + RECORD_HEADER_SIZE]) == head_crc

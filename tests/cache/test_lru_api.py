@@ -1,0 +1,165 @@
+"""PersistentLRU's contract beyond the model: bounds, errors, locking, threads, injected write failures."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cache import (
+    CacheError,
+    PersistentLRU,
+    StoreLockedError,
+    StoreWriteError,
+    ValueTooLargeError,
+)
+from cache.encoding import decode_key, encode_key
+from cache.order import RecencyOrder
+
+
+def test_file_and_lock_are_private(tmp_path: Path) -> None:
+    with PersistentLRU(tmp_path / "c.lru", capacity=2) as lru:
+        lru["a"] = 1
+    for name in ("c.lru", "c.lru.lock"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o600
+
+
+def test_hit_and_overwrite_count_as_use_but_in_does_not(tmp_path: Path) -> None:
+    with PersistentLRU(tmp_path / "c.lru", capacity=3) as lru:
+        for k in "abc":
+            lru[k] = k
+        assert "a" in lru
+        assert list(lru) == ["a", "b", "c"]
+        lru["a"]
+        assert list(lru) == ["b", "c", "a"]
+        lru["b"] = "B"
+        assert list(lru) == ["c", "a", "b"]
+        lru["d"] = "d"
+        assert list(lru) == ["a", "b", "d"]
+        s = lru.stats()
+        assert (s.hits, s.misses, s.evictions, s.entries) == (1, 0, 1, 3)
+        assert lru.get("zz") is None and lru.stats().misses == 1
+
+
+def test_max_bytes_is_exact_and_a_too_large_value_is_refused(tmp_path: Path) -> None:
+    evicted = []
+    with PersistentLRU(
+        tmp_path / "c.lru", max_bytes=1000, serializer="bytes", on_evict=evicted.append
+    ) as lru:
+        for i in range(10):
+            lru[i] = b"x" * 200
+            assert lru.stats().bytes <= 1000
+        assert evicted == list(range(6))
+        with pytest.raises(ValueTooLargeError):
+            lru["big"] = b"x" * 1001
+        assert len(lru) == 4 and "big" not in lru  # nothing was evicted for the refused value
+
+
+def test_a_second_writer_is_refused_but_a_readonly_view_works(tmp_path: Path) -> None:
+    path = tmp_path / "c.lru"
+    with PersistentLRU(path, capacity=3) as lru:
+        lru["a"] = 1
+        lru["b"] = 2
+        with pytest.raises(StoreLockedError):
+            PersistentLRU(path, capacity=3)
+        with PersistentLRU(path, readonly=True) as view:
+            assert view["a"] == 1 and list(view) == ["b", "a"] or list(view) == ["a", "b"]
+            with pytest.raises(StoreWriteError):
+                view["c"] = 3
+    with PersistentLRU(path, capacity=3) as again:  # the lock is released on close
+        assert again["b"] == 2
+
+
+def test_disk_full_during_a_put_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    path = tmp_path / "c.lru"
+    fail = {"on": False}
+
+    def write(fd: int, data: bytes) -> int:
+        if fail["on"]:
+            os.write(fd, data[: len(data) // 2])  # half reaches the file, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return os.write(fd, data)
+
+    with PersistentLRU(path, capacity=5, _write=write) as lru:
+        lru["a"] = "A"
+        fail["on"] = True
+        with pytest.raises(StoreWriteError, match="No space"):
+            lru["b"] = "B" * 1000
+        assert "b" not in lru and lru["a"] == "A"
+        fail["on"] = False
+        lru["c"] = "C"
+    with PersistentLRU(path, capacity=5) as lru:
+        assert dict((k, lru.peek(k)) for k in lru) == {"a": "A", "c": "C"}
+        assert lru.stats().torn_tail_bytes == 0
+
+
+def test_threads_share_one_cache_safely(tmp_path: Path) -> None:
+    with PersistentLRU(tmp_path / "c.lru", capacity=50, serializer="json") as lru:
+
+        def work(t: int) -> None:
+            for i in range(300):
+                lru[(t, i % 60)] = [t, i]
+                lru.get((t, (i * 7) % 60))
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert len(lru) == 50
+        order = list(lru)
+    with PersistentLRU(tmp_path / "c.lru", capacity=50, serializer="json") as lru:
+        assert list(lru) == order
+        for k in order:
+            assert lru.peek(k)[0] == k[0]
+
+
+def test_errors_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="capacity"):
+        PersistentLRU(tmp_path / "c.lru")
+    with pytest.raises(ValueError, match="durability"):
+        PersistentLRU(tmp_path / "c.lru", capacity=1, durability="sometimes")  # type: ignore[arg-type]
+    with pytest.raises(StoreWriteError):
+        PersistentLRU(tmp_path / "missing-dir" / "c.lru", capacity=1)
+    lru = PersistentLRU(tmp_path / "c.lru", capacity=2)
+    with pytest.raises(TypeError, match="keys must be"):
+        lru[1.5] = 1
+    with pytest.raises(CacheError):
+        lru["f"] = lambda: 1  # not picklable
+    lru.close()
+    with pytest.raises(CacheError, match="closed"):
+        lru["a"]
+
+
+@given(st.recursive(
+    st.one_of(st.integers(), st.text(), st.binary()), lambda inner: st.tuples(inner, inner), max_leaves=6
+))
+def test_key_encoding_round_trips(key: object) -> None:
+    assert decode_key(encode_key(key)) == key
+
+
+@settings(max_examples=200)
+@given(st.lists(st.tuples(st.sampled_from("put get del".split()), st.integers(0, 9), st.integers(1, 40))))
+def test_recency_order_bounds_match_brute_force(steps: list[tuple[str, int, int]]) -> None:
+    order = RecencyOrder(capacity=4, max_bytes=60)
+    model: list[tuple[int, int]] = []  # (key, weight), least recent first
+    for op, key, weight in steps:
+        if op == "put":
+            model = [kw for kw in model if kw[0] != key] + [(key, weight)]
+            while len(model) > 4 or sum(w for _, w in model) > 60:
+                model.pop(0)
+            order.insert(key, None, weight)
+        elif op == "get" and key in order:
+            order.touch(key)
+            model = [kw for kw in model if kw[0] != key] + [kw for kw in model if kw[0] == key]
+        elif op == "del" and key in order:
+            order.remove(key)
+            model = [kw for kw in model if kw[0] != key]
+        assert list(order) == [k for k, _ in model]
+        assert order.total_weight == sum(w for _, w in model)
