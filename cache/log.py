@@ -254,20 +254,6 @@ class RecordLog:
     def append(self, kind: int, key: bytes, value: bytes = b"") -> tuple[int, int]:
         """Append one record; return its (offset, length) once the OS has it (and disk, with fsync)."""
         data = fmt.encode_record(kind, self.next_seq, key, value)
-        if self._plain_writes:
-            # The common case, one record fully written by one os.write: skip the general loop.
-            start = self.end
-            try:
-                written = self._write(self._fd, data)
-            except OSError:
-                written = -1
-            if written == len(data):
-                self.end = start + written
-                self.next_seq += 1
-                return start, written
-            self.end = start  # fall through: cut back whatever reached the file, then retry in full
-            if written > 0:
-                self._cut_back(start)
         offset = self._write_all(data)
         self.next_seq += 1
         return offset, len(data)
@@ -290,11 +276,22 @@ class RecordLog:
         return [(offset + rel, length) for rel, length in locs]
 
     def _write_all(self, data: bytes) -> int:
+        start = self.end
+        if self._plain_writes:
+            # The common case, the whole buffer taken by one os.write: no loop, no fsync.
+            try:
+                written = self._write(self._fd, data)
+            except OSError:
+                written = -1
+            if written == len(data):
+                self.end = start + written
+                return start
+            if written > 0:
+                self._cut_back(start)  # then retry in full below, where errors are reported
         if self.readonly:
             raise StoreWriteError(f"{self.path} is open read-only")
         if self._broken:
             raise StoreWriteError(f"{self.path}: store unusable after a failed write: {self._broken}")
-        start = self.end
         done = 0
         try:
             while done < len(data):

@@ -194,23 +194,26 @@ class PersistentLRU(MutableMapping[Any, Any]):
         weight = len(kbytes) + len(vbytes)
         with self._lock:
             self._check_open()
+            order = self._order
             try:
-                victims = self._order.evictions_for(key, weight)
+                victims = order.evictions_for(key, weight)
             except ValueError as exc:
                 raise ValueTooLargeError(str(exc)) from None
-            items = [(fmt.TOUCH, kb, b"") for kb in self._pending_touches]
-            put_at = len(items)
-            items.append((fmt.PUT, kbytes, vbytes))
-            items.extend((fmt.DELETE, self._order.peek(v)[2], b"") for v in victims)
-            locs = self._log.append_many(items)
-            self._pending_touches.clear()
-            for victim in victims:
-                self._live -= self._order_remove(victim)
-            self._evictions += len(victims)
-            if key in self._order:
-                self._live -= self._order.peek(key)[1]
-            offset, length = locs[put_at]
-            self._order.insert(key, (offset, length, kbytes), weight)
+            if victims or self._pending_touches:
+                items = [(fmt.TOUCH, kb, b"") for kb in self._pending_touches]
+                put_at = len(items)
+                items.append((fmt.PUT, kbytes, vbytes))
+                items.extend((fmt.DELETE, order.peek(v)[2], b"") for v in victims)
+                offset, length = self._log.append_many(items)[put_at]
+                self._pending_touches.clear()
+                for victim in victims:
+                    self._live -= order.remove(victim)[1]
+                self._evictions += len(victims)
+            else:
+                offset, length = self._log.append(fmt.PUT, kbytes, vbytes)
+            if key in order:
+                self._live -= order.peek(key)[1]
+            order.load(key, (offset, length, kbytes), weight)  # bounds already made room above
             self._live += length
             self._maybe_compact()
         self._notify(victims)
@@ -220,7 +223,7 @@ class PersistentLRU(MutableMapping[Any, Any]):
             self._check_open()
             kbytes = self._order.peek(key)[2]
             self._log.append(fmt.DELETE, kbytes)
-            self._live -= self._order_remove(key)
+            self._live -= self._order.remove(key)[1]
             self._maybe_compact()
 
     def __contains__(self, key: object) -> bool:
@@ -308,12 +311,9 @@ class PersistentLRU(MutableMapping[Any, Any]):
             return
         self._log.append_many((fmt.DELETE, self._order.peek(v)[2], b"") for v in victims)
         for victim in victims:
-            self._live -= self._order_remove(victim)
+            self._live -= self._order.remove(victim)[1]
         self._evictions += len(victims)
         self._notify(victims)
-
-    def _order_remove(self, key: Any) -> int:
-        return self._order.remove(key)[1]
 
     def _notify(self, victims: list[Any]) -> None:
         if self._on_evict is not None:
