@@ -163,3 +163,24 @@ def test_recency_order_bounds_match_brute_force(steps: list[tuple[str, int, int]
             model = [kw for kw in model if kw[0] != key]
         assert list(order) == [k for k, _ in model]
         assert order.total_weight == sum(w for _, w in model)
+
+
+def test_a_file_reads_the_same_under_another_hash_seed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    code = (
+        "import sys; from cache import PersistentLRU\n"
+        "with PersistentLRU(sys.argv[1], capacity=50) as lru:\n"
+        "    if sys.argv[2] == 'write':\n"
+        "        for i in range(40): lru[('t', i, str(i), bytes([i]))] = i\n"
+        "    else:\n"
+        "        print(sum(lru[('t', i, str(i), bytes([i]))] for i in range(40)), list(lru)[0])\n"
+    )
+    path = str(tmp_path / "seed.lru")
+    for seed, mode in (("1", "write"), ("2", "read")):
+        env = {"PYTHONHASHSEED": seed, "PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}
+        run = subprocess.run([sys.executable, "-c", code, path, mode], capture_output=True, text=True,
+                             env=env, check=True)
+    assert run.stdout.split(maxsplit=1) == [str(sum(range(40))), "('t', 0, '0', b'\\x00')\n"]
