@@ -1,0 +1,99 @@
+"""Frozen run configuration and the pure path/size selection rules it implies."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from dedup.errors import UsageError
+
+HashName = Literal["mmh3", "sha256", "blake2b"]
+HASH_NAMES: tuple[str, ...] = ("mmh3", "sha256", "blake2b")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScanOptions:
+    """What to scan and how to compare; validated on construction (raises `UsageError`)."""
+
+    follow_symlinks: bool = False
+    one_file_system: bool = False
+    include_empty: bool = False
+    min_size: int = 0
+    max_size: int | None = None
+    include: tuple[str, ...] = ()  # globs on the whole path; a file must match one if any given
+    exclude: tuple[str, ...] = ()  # globs on the whole path; prunes directories too
+    hash_name: HashName = "mmh3"
+    verify: bool = False
+    threads: int = 2
+    cache_path: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_size < 0:
+            raise UsageError("--min-size must be >= 0")
+        if self.max_size is not None and self.max_size < self.min_size:
+            raise UsageError("--max-size must be >= --min-size")
+        if self.hash_name not in HASH_NAMES:
+            raise UsageError(f"unknown hash {self.hash_name!r} (choose from {', '.join(HASH_NAMES)})")
+        if self.threads < 1:
+            raise UsageError("--threads must be >= 1")
+
+    def policy(self) -> dict[str, str]:
+        """Return the effective policy in words, for the report header (comparable with peers)."""
+        return {
+            "empty files": "included" if self.include_empty else "ignored",
+            "hidden files": "included",
+            "hard links": "one file; every path listed; never a duplicate of itself",
+            "symlinks": "followed (loops detected)" if self.follow_symlinks else "not followed",
+            "special files": "never opened",
+            "file systems": "one per root" if self.one_file_system else "all",
+            "size": f">= {self.min_size}" + (f", <= {self.max_size}" if self.max_size is not None else ""),
+            "hash": self.hash_name + (" + byte-for-byte verify" if self.verify else ""),
+        }
+
+
+class PathSelection:
+    """Pure include/exclude/size rules: which directories to enter and which files to compare."""
+
+    __slots__ = ("_exclude", "_include", "_min", "_max", "_empty")
+
+    def __init__(self, options: ScanOptions) -> None:
+        self._exclude = _compile(options.exclude)
+        self._include = _compile(options.include)
+        self._min = options.min_size
+        self._max = options.max_size
+        self._empty = options.include_empty
+
+    def enters_dir(self, path: str) -> bool:
+        """Return False when *path* (a directory) matches an --exclude glob."""
+        return self._exclude is None or not self._exclude.match(path)
+
+    def selects_file(self, path: str, size: int) -> bool:
+        """Return True when a file of *size* at *path* passes the size, empty and glob rules."""
+        if (size == 0 and not self._empty) or size < self._min:
+            return False
+        if self._max is not None and size > self._max:
+            return False
+        if self._exclude is not None and self._exclude.match(path):
+            return False
+        return self._include is None or bool(self._include.match(path))
+
+
+def _compile(globs: tuple[str, ...]) -> re.Pattern[str] | None:
+    # One alternation regex: one match call per path instead of one fnmatch per glob.
+    if not globs:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs), re.S)
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmgtp]?)(i?b?)\s*$", re.I)
+
+
+def parse_size(text: str) -> int:
+    """Return the byte count of *text* like "0", "4096", "10K", "3MiB" (binary units); raise ValueError."""
+    m = _SIZE.match(text)
+    if not m:
+        raise ValueError(f"invalid size {text!r} (examples: 0, 4096, 10K, 3M, 1G)")
+    power = "kmgtp".find(m.group(2).lower()) + 1 if m.group(2) else 0
+    return int(m.group(1)) * 1024**power

@@ -1,0 +1,78 @@
+"""Pure: decide which file of each group to keep and what to do with the others (plans are data)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from dedup.errors import UnsafeActionError
+from dedup.model import DuplicateGroup, FileEntry
+
+Operation = Literal["delete", "hardlink", "symlink"]
+KeepPolicy = Literal["first", "oldest", "newest", "shortest-path"]
+KEEP_POLICIES: tuple[str, ...] = ("first", "oldest", "newest", "shortest-path")
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """Replace or remove *target* (a duplicate of *keep*); *keep* itself is never touched."""
+
+    op: Operation
+    target: FileEntry
+    keep: FileEntry
+
+
+def is_under(path: str, prefixes: Sequence[str]) -> bool:
+    """Return True when *path* is one of *prefixes* or lies below one (whole path components)."""
+    if not prefixes:
+        return False
+    full = os.path.abspath(path)
+    for prefix in prefixes:
+        base = os.path.abspath(prefix)
+        if full == base or full.startswith(base.rstrip(os.sep) + os.sep):
+            return True
+    return False
+
+
+def choose_keeper(
+    group: DuplicateGroup, keep: KeepPolicy = "first", keep_paths: Sequence[str] = ()
+) -> FileEntry:
+    """Return the entry to keep: by *keep* among files under *keep_paths* if any, else among all."""
+    protected = [e for e in group.entries if is_under(e.path, keep_paths)]
+    candidates = protected or list(group.entries)
+    if keep == "first":
+        return min(candidates, key=FileEntry.order_key)
+    if keep == "oldest":
+        return min(candidates, key=lambda e: (e.mtime_ns, e.order_key()))
+    if keep == "newest":
+        return min(candidates, key=lambda e: (-e.mtime_ns, e.order_key()))
+    if keep == "shortest-path":
+        return min(candidates, key=lambda e: (len(os.fsencode(e.path)), e.order_key()))
+    raise ValueError(f"unknown keep policy {keep!r}")
+
+
+def plan_actions(
+    groups: Iterable[DuplicateGroup],
+    *,
+    op: Operation,
+    keep: KeepPolicy = "first",
+    keep_paths: Sequence[str] = (),
+) -> list[Action]:
+    """Return the actions that would leave one file per group (plus files under *keep_paths*).
+
+    Paths of the kept file and of files under *keep_paths* are never targets (acting on another
+    hard link of a kept file frees nothing). Raise `UnsafeActionError` if a group would keep nothing.
+    """
+    actions: list[Action] = []
+    for group in groups:
+        keeper = choose_keeper(group, keep, keep_paths)
+        untouched = {keeper.file_id}
+        untouched.update(e.file_id for e in group.entries if is_under(e.path, keep_paths))
+        targets = [e for e in group.entries if e.file_id not in untouched]
+        # Invariant: each group keeps at least one whole file, the keeper, untouched.
+        if len(targets) >= len(group.entries) or keeper in targets:
+            raise UnsafeActionError(f"plan would leave no copy of {keeper.path!r}")
+        actions.extend(Action(op, target, keeper) for target in targets)
+    return actions

@@ -1,0 +1,136 @@
+"""Pure rendering of a `Report`: JSON (the DESIGN.md shape), CSV, text, NUL-separated paths."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+
+from dedup.model import Report
+
+_PLAIN = frozenset(range(0x20, 0x7F)) - {ord("\\"), ord("'")}
+
+
+def quote_path(path: str) -> str:
+    """Return *path* as printable text: unchanged if plain, else bash-style $'...' with escapes.
+
+    Newlines, tabs, other control bytes and bytes that are not UTF-8 are written as escapes, so one
+    path is always one line and the bytes can be recovered.
+    """
+    raw = os.fsencode(path)
+    if all(b in _PLAIN for b in raw):
+        return path
+    try:
+        text = raw.decode("utf-8")
+        if all(c.isprintable() and c not in "\\'" for c in text):
+            return text
+    except UnicodeDecodeError:
+        pass
+    out = []
+    for ch in raw.decode("utf-8", "surrogateescape"):
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\\" or ch == "'":
+            out.append("\\" + ch)
+        elif code < 0x20 or code == 0x7F or not ch.isprintable():
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "$'" + "".join(out) + "'"
+
+
+def to_json(report: Report) -> str:
+    """Return the report as JSON: {"groups": [{"size", "paths"}], "errors": [...], "stats": {...}}.
+
+    Paths are `os.fsdecode` strings; undecodable bytes appear as \\udcXX escapes, so
+    `os.fsencode(json.loads(...)[...])` gives back the exact bytes.
+    """
+    doc = {
+        "groups": [{"size": g.size, "paths": g.paths} for g in report.groups],
+        "errors": [{"path": p.path, "error": p.error} for p in report.problems],
+        "stats": report.stats.as_dict(),
+    }
+    return json.dumps(doc, ensure_ascii=True, indent=2) + "\n"
+
+
+def to_csv(report: Report) -> bytes:
+    """Return one CSV row per path (group, size, path, hard-link id) as bytes, header first.
+
+    Paths are written as their exact bytes (quoted by the csv rules when they hold commas,
+    quotes or newlines).
+    """
+    buffer = io.BytesIO()
+    text = io.TextIOWrapper(buffer, encoding="utf-8", errors="surrogateescape", newline="")
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["group", "size", "file", "path"])
+    for number, group in enumerate(report.groups, 1):
+        file_numbers: dict[tuple[int, int], int] = {}
+        for entry in group.entries:
+            file_no = file_numbers.setdefault(entry.file_id, len(file_numbers) + 1)
+            writer.writerow([number, group.size, file_no, entry.path])
+    text.flush()
+    return buffer.getvalue()
+
+
+def to_null_separated(report: Report) -> bytes:
+    """Return each path's exact bytes followed by NUL, with an extra NUL after each group."""
+    parts = []
+    for group in report.groups:
+        for path in group.paths:
+            parts.append(os.fsencode(path) + b"\0")
+        parts.append(b"\0")
+    return b"".join(parts)
+
+
+def header_lines(report: Report) -> list[str]:
+    """Return the policy lines that open a text report ("# key: value")."""
+    return ["# dedup report"] + [f"# {key}: {value}" for key, value in report.policy.items()]
+
+
+def summary_line(report: Report) -> str:
+    """Return the one-line final summary (files, groups, wasted bytes, bytes read, errors, time)."""
+    s = report.stats
+    return (
+        f"{s.files} files ({format_bytes(s.bytes_scanned)}), {s.groups} duplicate groups, "
+        f"{s.duplicate_files} redundant files, {format_bytes(s.wasted_bytes)} wasted, "
+        f"{format_bytes(s.bytes_read)} read, {s.errors} errors, {s.elapsed_s:.2f} s"
+    )
+
+
+def to_text(report: Report) -> str:
+    """Return the human report: policy header, one block per group, errors, summary."""
+    lines = header_lines(report)
+    for group in report.groups:
+        lines.append("")
+        lines.append(
+            f"{format_bytes(group.size)} ({group.size} bytes) x {group.file_count} files:"
+        )
+        seen: set[tuple[int, int]] = set()
+        for entry in group.entries:
+            # A hard link of a file already listed is marked: it is the same file, not a copy.
+            mark = "  = " if entry.file_id in seen else "    "
+            seen.add(entry.file_id)
+            lines.append(mark + quote_path(entry.path))
+    if report.problems:
+        lines.append("")
+        lines.append("# errors:")
+        lines.extend(f"#   {quote_path(p.path)}: {p.error}" for p in report.problems)
+    lines.append("")
+    lines.append("# " + summary_line(report))
+    return "\n".join(lines) + "\n"
+
+
+def format_bytes(n: int) -> str:
+    """Return *n* bytes in binary units with one decimal ("1.5 MiB"); plain bytes below 1 KiB."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"

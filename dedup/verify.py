@@ -1,0 +1,130 @@
+"""I/O: byte-for-byte comparison of a group's files, read in lockstep, splitting on mismatch.
+
+This is the `--verify` pass and the check actions make right before they act. Members are read
+chunk by chunk side by side; a member whose chunk matches nobody else's stops being read at once,
+so files that differ early cost little. Open files are bounded by `MAX_OPEN` per call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from dedup.errors import FileChangedError
+from dedup.hashing import Opener, ReadableFile, open_for_read, read_exact
+from dedup.model import FileEntry, FileProblem
+from dedup.walk import describe_os_error
+
+LOCKSTEP_CHUNK = 128 * 1024
+MAX_OPEN = 64
+
+
+@dataclass(slots=True, eq=False)
+class Partition:
+    """Result of comparing files: classes of identical files (singletons included) and failures."""
+
+    classes: list[list[FileEntry]] = field(default_factory=list)
+    problems: list[FileProblem] = field(default_factory=list)
+    bytes_read: int = 0
+
+
+def partition_identical(
+    entries: Sequence[FileEntry], *, opener: Opener = open_for_read, max_open: int = MAX_OPEN
+) -> Partition:
+    """Partition same-size *entries* into classes of byte-identical content.
+
+    Every readable entry lands in exactly one class; an unreadable one becomes a problem alone.
+    At most *max_open* files are open at once: larger sets are compared against one reference
+    member in batches, which re-reads the reference but never exceeds the bound.
+    """
+    if max_open < 2:
+        raise ValueError("max_open must be >= 2")
+    result = Partition()
+    pending = list(entries)
+    while pending:
+        if len(pending) <= max_open:
+            _lockstep(pending, opener, result)
+            break
+        reference, rest = pending[0], pending[1:]
+        same, others = [reference], []
+        reference_ok = True
+        for start in range(0, len(rest), max_open - 1):
+            batch = Partition()
+            _lockstep([reference, *rest[start : start + max_open - 1]], opener, batch)
+            result.bytes_read += batch.bytes_read
+            result.problems.extend(p for p in batch.problems if p.path != reference.path)
+            if any(p.path == reference.path for p in batch.problems):
+                reference_ok = False
+            for cls in batch.classes:
+                if reference in cls:
+                    same.extend(e for e in cls if e is not reference)
+                else:
+                    others.extend(cls)
+            if not reference_ok:
+                # Matches found so far and members not yet compared go back to the pool.
+                others.extend(same[1:])
+                others.extend(rest[start + max_open - 1 :])
+                result.problems.append(
+                    next(p for p in batch.problems if p.path == reference.path)
+                )
+                break
+        if reference_ok:
+            result.classes.append(same)
+        pending = others
+    return result
+
+
+def _lockstep(entries: Sequence[FileEntry], opener: Opener, out: Partition) -> None:
+    size = entries[0].size
+    files: list[tuple[FileEntry, ReadableFile]] = []
+    try:
+        for entry in entries:
+            try:
+                files.append((entry, opener(entry.path)))
+            except OSError as exc:
+                out.problems.append(FileProblem(entry.path, describe_os_error(exc)))
+        # Invariant: `groups` holds the members whose bytes so far are equal within each list.
+        groups: list[list[tuple[FileEntry, ReadableFile]]] = [files] if files else []
+        offset = 0
+        chunk = min(LOCKSTEP_CHUNK, size + 1)
+        while groups:
+            # Read one byte past the expected size so a file that grew is caught on the last round.
+            want = min(chunk, size + 1 - offset)
+            next_groups = []
+            for group in groups:
+                if len(group) == 1:
+                    out.classes.append([group[0][0]])
+                    continue
+                by_bytes: dict[bytes, list[tuple[FileEntry, ReadableFile]]] = {}
+                for entry, f in group:
+                    try:
+                        data = _read_chunk(f, want)
+                        out.bytes_read += len(data)
+                        expected = min(want, size - offset)
+                        if len(data) != expected:
+                            raise FileChangedError(_changed(size, offset + len(data)))
+                    except OSError as exc:
+                        out.problems.append(FileProblem(entry.path, describe_os_error(exc)))
+                        continue
+                    by_bytes.setdefault(data, []).append((entry, f))
+                next_groups.extend(by_bytes.values())
+            offset += want
+            if offset > size:
+                out.classes.extend([e for e, _ in g] for g in next_groups)
+                break
+            groups = next_groups
+    finally:
+        for _, f in files:
+            f.close()
+
+
+def _read_chunk(f: ReadableFile, n: int) -> bytes:
+    buf = bytearray(n)
+    got = read_exact(f, memoryview(buf))
+    del buf[got:]
+    return bytes(buf)
+
+
+def _changed(expected: int, got: int) -> str:
+    verb = "grew" if got > expected else "shrank"
+    return f"changed during comparison: {verb} (expected {expected} bytes)"

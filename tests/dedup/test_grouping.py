@@ -1,0 +1,140 @@
+"""Grouping, pure and end to end, against a brute-force "group by full bytes" model."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import defaultdict
+from unittest import mock
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dedup import ScanOptions, find_duplicates, hashing
+from dedup.grouping import collapse_hardlinks, expand_groups, group_by_size, split_by
+from dedup.model import FileEntry
+from fixtures.trees import HardLink, build_tree
+
+
+def entry(path: str, size: int, ino: int, dev: int = 1, root: int = 0) -> FileEntry:
+    return FileEntry(path, size, dev, ino, 0, root)
+
+
+# --- pure functions -------------------------------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 3)), max_size=30))
+def test_split_by_matches_brute_force_grouping(items):
+    files = [entry(f"f{i}", size, ino=i) for i, (size, _) in enumerate(items)]
+    keys = {f"f{i}": key for i, (_, key) in enumerate(items)}
+    got = split_by(group_by_size(files), lambda e: keys[e.path])
+    model = defaultdict(set)
+    for f in files:
+        model[(f.size, keys[f.path])].add(f.path)
+    assert sorted(sorted(e.path for e in g) for g in got) == sorted(
+        sorted(paths) for paths in model.values() if len(paths) > 1
+    )
+
+
+def test_split_by_drops_only_the_unkeyed_entry():
+    group = [entry("a", 5, 1), entry("b", 5, 2), entry("c", 5, 3)]
+    got = split_by([group], lambda e: None if e.path == "a" else "k")
+    assert [[e.path for e in g] for g in got] == [["b", "c"]]
+
+
+def test_group_by_size_drops_sizes_held_by_one_file():
+    groups = group_by_size([entry("a", 1, 1), entry("b", 2, 2), entry("c", 2, 3)])
+    assert [[e.path for e in g] for g in groups] == [["b", "c"]]
+
+
+def test_hard_links_collapse_to_one_representative_listing_all_paths():
+    files = [entry("z", 3, 7), entry("a", 3, 7), entry("b", 3, 8), entry("a", 3, 7)]
+    reps, links = collapse_hardlinks(files)
+    assert sorted(e.path for e in reps) == ["a", "b"]  # first path in order, "a" seen twice once
+    assert [e.path for e in links[(1, 7)]] == ["a", "z"]
+    groups = expand_groups([reps], links)
+    assert groups[0].paths == ["a", "b", "z"] and groups[0].file_count == 2
+
+
+def test_hard_links_alone_are_never_a_duplicate_group():
+    reps, links = collapse_hardlinks([entry("a", 3, 7), entry("b", 3, 7)])
+    assert group_by_size(reps) == []
+
+
+def test_same_inode_on_another_device_is_another_file():
+    reps, _ = collapse_hardlinks([entry("a", 3, 7, dev=1), entry("b", 3, 7, dev=2)])
+    assert len(reps) == 2
+
+
+# --- whole pipeline on generated trees --------------------------------------------------------
+
+_BASES = st.binary(min_size=0, max_size=40)
+
+
+@st.composite
+def trees(draw):
+    """A list of (kind, payload): planted duplicates, same-size traps, hard links."""
+    bases = draw(st.lists(_BASES, min_size=1, max_size=4))
+    nodes = []
+    for _ in range(draw(st.integers(1, 14))):
+        base = draw(st.sampled_from(bases))
+        kind = draw(st.sampled_from(["copy", "copy", "trap", "link"]))
+        if kind == "trap" and base:
+            # Same size, one byte flipped at the first, a middle or the last position.
+            pos = draw(st.sampled_from([0, len(base) // 2, len(base) - 1]))
+            base = base[:pos] + bytes([base[pos] ^ 0x01]) + base[pos + 1 :]
+        if kind == "link" and nodes:
+            nodes.append(("link", draw(st.integers(0, len(nodes) - 1))))
+        else:
+            nodes.append(("file", base))
+    return nodes
+
+
+def brute_force(root: str, include_empty: bool) -> set[frozenset[str]]:
+    by_content: dict[bytes, dict[tuple[int, int], list[str]]] = defaultdict(dict)
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            st_ = os.lstat(path)
+            with open(path, "rb") as f:
+                data = f.read()
+            if not data and not include_empty:
+                continue
+            by_content[data].setdefault((st_.st_dev, st_.st_ino), []).append(path)
+    return {
+        frozenset(p for paths in inodes.values() for p in paths)
+        for inodes in by_content.values()
+        if len(inodes) > 1
+    }
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    nodes=trees(),
+    include_empty=st.booleans(),
+    verify=st.booleans(),
+    threads=st.sampled_from([1, 3]),
+)
+def test_pipeline_matches_brute_force_on_generated_trees(nodes, include_empty, verify, threads):
+    # Tiny limits so 40-byte files exercise the both-ends partial key and the streaming stage.
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.multiple(
+        hashing, EDGE=4, WHOLE_LIMIT=8, CHUNK=16
+    ):
+        spec = {}
+        for i, (kind, payload) in enumerate(nodes):
+            path = f"d{i % 3}/f{i}"
+            spec[path] = HardLink(_target(nodes, payload)) if kind == "link" else payload
+        build_tree(tmp, spec)
+        options = ScanOptions(include_empty=include_empty, verify=verify, threads=threads)
+        report = find_duplicates([tmp], options)
+        got = {frozenset(g.paths) for g in report.groups}
+        assert got == brute_force(tmp, include_empty)
+        assert report.problems == ()
+
+
+def _target(nodes, index):
+    # Follow links to the file they point at (a link may point at a link).
+    while nodes[index][0] == "link":
+        index = nodes[index][1]
+    return f"d{index % 3}/f{index}"
