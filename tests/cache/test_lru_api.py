@@ -184,3 +184,23 @@ def test_a_file_reads_the_same_under_another_hash_seed(tmp_path: Path) -> None:
         run = subprocess.run([sys.executable, "-c", code, path, mode], capture_output=True, text=True,
                              env=env, check=True)
     assert run.stdout.split(maxsplit=1) == [str(sum(range(40))), "('t', 0, '0', b'\\x00')\n"]
+
+
+def test_an_intact_record_that_cannot_be_unpickled_raises_a_cache_error(tmp_path: Path) -> None:
+    class Garbage:
+        name = "pickle"
+
+        def dumps(self, value: object) -> bytes:
+            return b"\x80\x05not a pickle at all"
+
+        def loads(self, data: bytes) -> object:
+            raise AssertionError("unused")
+
+    path = tmp_path / "g.lru"
+    with PersistentLRU(path, capacity=2, serializer=Garbage()) as lru:
+        lru["k"] = "v"
+    from cache import SerializationError
+
+    with PersistentLRU(path, capacity=2) as lru:
+        with pytest.raises(SerializationError, match="cannot deserialize"):
+            lru["k"]
