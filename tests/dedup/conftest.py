@@ -84,3 +84,15 @@ def mixed(tmp_path):
     root = build_tree(str(tmp_path / "mixed"), spec)
     expected = [{os.path.join(root, os.fsdecode(p)) for p in group} for group in groups]
     return root, expected
+
+
+@pytest.fixture
+def counting_opener():
+    """A fresh `CountingOpener`."""
+    return CountingOpener()
+
+
+@pytest.fixture
+def make_failing_opener():
+    """The `failing_opener` factory (conftest modules cannot be imported by test modules)."""
+    return failing_opener

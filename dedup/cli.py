@@ -1,0 +1,246 @@
+"""`dedup [OPTIONS] PATH...`: argparse → ScanOptions → find_duplicates → plan/apply → render, exit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from dedup import report as render
+from dedup.actions import ActionResult, apply_actions
+from dedup.errors import DedupError
+from dedup.model import Report
+from dedup.options import HASH_NAMES, ScanOptions, parse_size
+from dedup.pipeline import find_duplicates
+from dedup.plan import KEEP_POLICIES, plan_actions
+from dedup.progress import ProgressLine
+
+PROG = "dedup"
+EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_PROBLEMS, EXIT_PIPE, EXIT_INTERRUPTED = 0, 1, 2, 3, 141, 130
+
+EPILOG = """\
+exit status:
+  0    finished; every file and directory could be read (and every action, if any, done)
+  1    fatal error (e.g. the --cache file cannot be used); nothing reported
+  2    usage error
+  3    finished, but some files or directories could not be read, or some actions were skipped
+  130  interrupted (Ctrl-C)
+  141  stdout was closed early (broken pipe)
+
+Actions (--delete, --link) are a dry run unless --apply is given: the dry run prints exactly the
+actions --apply would attempt. Right before acting, dedup re-checks each file and compares it byte
+for byte with the kept copy; a file that changed is skipped, and the kept copy is never touched.
+"""
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the dedup command (every option documented)."""
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Find files with identical content under PATHs (report only, unless asked).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="files or directories to scan; '-' reads a list of paths from stdin "
+                        "(one per line, or NUL-separated with -0)")
+    p.add_argument("--format", choices=("text", "json", "csv"), default="text",
+                   help="report format on stdout (default: text)")
+    p.add_argument("-0", "--null", action="store_true",
+                   help="NUL-separated paths: the text report lists only paths, each ended by NUL, "
+                        "with an extra NUL after each group; the '-' list is read NUL-separated")
+    p.add_argument("--min-size", type=_size, default=0, metavar="SIZE",
+                   help="ignore files smaller than SIZE (bytes; K, M, G suffixes are binary)")
+    p.add_argument("--max-size", type=_size, default=None, metavar="SIZE",
+                   help="ignore files larger than SIZE")
+    p.add_argument("--include", action="append", default=[], metavar="GLOB",
+                   help="compare only files whose path matches GLOB (repeatable; '*' matches '/')")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                   help="skip files and directories whose path matches GLOB (repeatable)")
+    p.add_argument("--one-file-system", action="store_true",
+                   help="do not cross into other file systems below each PATH")
+    p.add_argument("--include-empty", action="store_true",
+                   help="report empty files as duplicates of each other (ignored by default)")
+    p.add_argument("--follow-symlinks", action="store_true",
+                   help="follow symbolic links below PATHs (loops are detected); by default "
+                        "symlinks are skipped (PATHs themselves are always followed)")
+    p.add_argument("--hash", choices=HASH_NAMES, default="mmh3",
+                   help="content hash: mmh3 (128-bit, fast; default), or sha256 / blake2b "
+                        "(cryptographic)")
+    p.add_argument("--verify", action="store_true",
+                   help="prove every group byte for byte (files read side by side, in the same "
+                        "pass) instead of trusting the hash")
+    p.add_argument("--threads", type=_positive, default=min(4, os.cpu_count() or 1), metavar="N",
+                   help="reader threads (default: min(4, CPUs))")
+    p.add_argument("--cache", metavar="PATH", default=None,
+                   help="keep digests in a persistent cache file so a rerun over an unchanged tree "
+                        "reads almost nothing (keyed by device, inode, size, mtime)")
+    action = p.add_mutually_exclusive_group()
+    action.add_argument("--delete", action="store_true",
+                        help="remove every duplicate but the kept copy of each group (dry run "
+                             "unless --apply)")
+    action.add_argument("--link", choices=("hard", "sym"), default=None,
+                        help="replace duplicates by hard or symbolic links to the kept copy "
+                             "(dry run unless --apply)")
+    p.add_argument("--apply", action="store_true",
+                   help="really perform --delete or --link (default is a dry run)")
+    p.add_argument("--keep", choices=KEEP_POLICIES, default="first",
+                   help="which copy of a group to keep: first (by PATH order, then path), "
+                        "oldest, newest (mtime) or shortest-path (default: first)")
+    p.add_argument("--keep-path", action="append", default=[], metavar="PREFIX",
+                   help="files under PREFIX are never touched and are preferred as the kept copy "
+                        "(repeatable)")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no warnings, progress or summary on stderr (the report is unchanged)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the dedup command with *argv* (default: sys.argv[1:]) and return its exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2, message already printed)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.apply and not (args.delete or args.link):
+        parser.print_usage(sys.stderr)
+        print(f"{PROG}: error: --apply needs --delete or --link", file=sys.stderr)
+        return EXIT_USAGE
+    handler = _log_to_stderr(args.quiet)
+    try:
+        return _run(args)
+    except DedupError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, ValueError) else EXIT_FATAL
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Like json.tool: stop quietly; point stdout at /dev/null so the final flush cannot fail.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_PIPE
+    finally:
+        logging.getLogger("dedup").removeHandler(handler)
+
+
+def _log_to_stderr(quiet: bool) -> logging.Handler:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: warning: %(message)s"))
+    handler.setLevel(logging.ERROR if quiet else logging.WARNING)
+    logger = logging.getLogger("dedup")
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    return handler
+
+
+def _read_path_list(null: bool) -> list[str]:
+    data = sys.stdin.buffer.read()
+    parts = data.split(b"\0") if null else data.split(b"\n")
+    return [os.fsdecode(p) for p in parts if p]
+
+
+def _run(args: argparse.Namespace) -> int:
+    paths: list[str] = []
+    for path in args.paths:
+        paths.extend(_read_path_list(args.null) if path == "-" else [path])
+    options = ScanOptions(
+        follow_symlinks=args.follow_symlinks, one_file_system=args.one_file_system,
+        include_empty=args.include_empty, min_size=args.min_size, max_size=args.max_size,
+        include=tuple(args.include), exclude=tuple(args.exclude), hash_name=args.hash,
+        verify=args.verify, threads=args.threads, cache_path=args.cache,
+    )
+    progress = ProgressLine(sys.stderr) if sys.stderr.isatty() and not args.quiet else None
+    try:
+        report = find_duplicates(paths, options, on_progress=progress)
+    finally:
+        if progress is not None:
+            progress.finish()
+    results: list[ActionResult] = []
+    if args.delete or args.link:
+        op = "delete" if args.delete else ("hardlink" if args.link == "hard" else "symlink")
+        plan = plan_actions(report.groups, op=op, keep=args.keep, keep_paths=args.keep_path)
+        results = apply_actions(plan, dry_run=not args.apply)
+    _write_output(args, report, results)
+    failed = any(r.status in ("skipped", "failed") for r in results)
+    return EXIT_PROBLEMS if report.problems or failed else EXIT_OK
+
+
+def _write_output(args: argparse.Namespace, report: Report, results: list[ActionResult]) -> None:
+    acting = bool(args.delete or args.link)
+    if args.format == "json":
+        doc = json.loads(render.to_json(report))
+        if acting:
+            doc["actions"] = [_action_dict(r) for r in results]
+            doc["dry_run"] = not args.apply
+        data = (json.dumps(doc, ensure_ascii=True, indent=2) + "\n").encode("ascii")
+    elif args.format == "csv":
+        data = render.to_csv(report)
+    elif args.null:
+        data = render.to_null_separated(report)
+    else:
+        text = render.to_text(report)
+        if acting:
+            text += "\n" + "\n".join(action_lines(results, dry_run=not args.apply)) + "\n"
+        data = text.encode("utf-8", "surrogateescape")
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+    if not args.quiet and (args.format != "text" or args.null):
+        if acting and args.format == "csv" or acting and args.null:
+            for line in action_lines(results, dry_run=not args.apply):
+                print(line, file=sys.stderr)
+        print(f"{PROG}: {render.summary_line(report)}", file=sys.stderr)
+
+
+_VERBS = {"delete": ("would delete", "deleted"), "hardlink": ("would hard-link", "hard-linked"),
+          "symlink": ("would symlink", "symlinked")}
+
+
+def action_lines(results: Sequence[ActionResult], *, dry_run: bool) -> list[str]:
+    """Return one line per action result, then a line saying whether anything was changed."""
+    lines = []
+    for r in results:
+        target = render.quote_path(r.action.target.path)
+        keep = render.quote_path(r.action.keep.path)
+        planned, done = _VERBS[r.action.op]
+        if r.status == "planned":
+            lines.append(f"{planned} {target} (same as {keep})")
+        elif r.status == "done":
+            lines.append(f"{done} {target} (same as {keep})")
+        else:
+            lines.append(f"{r.status} {target}: {r.detail}")
+    done_count = sum(r.status == "done" for r in results)
+    if dry_run:
+        lines.append(f"# dry run: {len(results)} actions planned, nothing changed; "
+                     "repeat with --apply to act")
+    else:
+        lines.append(f"# {done_count} of {len(results)} actions done")
+    return lines
+
+
+def _action_dict(r: ActionResult) -> dict[str, str]:
+    return {"op": r.action.op, "path": r.action.target.path, "keep": r.action.keep.path,
+            "status": r.status, "detail": r.detail}
