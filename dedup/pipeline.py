@@ -18,7 +18,7 @@ from dedup.grouping import (
     split_by,
 )
 from dedup.hashcache import DigestCache, HashCache
-from dedup.hashing import Opener, full_digest, open_for_read, partial_digest
+from dedup.hashing import Opener, full_digest, partial_digest
 from dedup.model import FileEntry, FileProblem, Report, Stats
 from dedup.options import PathSelection, ScanOptions
 from dedup.report import quote_path
@@ -41,7 +41,7 @@ def find_duplicates(
     options: ScanOptions | None = None,
     *,
     on_progress: ProgressFn | None = None,
-    opener: Opener = open_for_read,
+    opener: Opener | None = None,
     scandir: Scandir = os.scandir,
     cache: DigestCache | None = None,
 ) -> Report:
@@ -51,6 +51,7 @@ def find_duplicates(
     out of its group. `on_progress(phase, done, total)` is called from this thread between jobs.
     """
     options = options or ScanOptions()
+    opener = opener or hashing.open_for_read  # looked up per call: tests patch the module
     started = time.perf_counter()
     now_ns = time.time_ns()
     progress = on_progress or _no_progress
