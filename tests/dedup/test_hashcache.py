@@ -1,0 +1,79 @@
+"""--cache: a rerun over an unchanged tree reads almost nothing; changed files are rehashed."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from dedup import HashCacheError, ScanOptions, find_duplicates, hashing
+from dedup.cli import main
+from dedup.hashcache import HashCache
+from fixtures.trees import build_tree
+
+OLD_NS = 1_600_000_000 * 10**9  # well outside the racy window
+
+
+def age(root):
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            os.utime(os.path.join(dirpath, name), ns=(OLD_NS, OLD_NS))
+
+
+@pytest.fixture
+def tree(tmp_path):
+    big = os.urandom(hashing.WHOLE_LIMIT * 2)
+    root = build_tree(tmp_path / "t", {"a": b"small dup", "b": b"small dup", "c": big, "d": big,
+                                       "e": big[:-1] + b"!"})
+    age(root)
+    return root
+
+
+def test_second_run_over_unchanged_tree_reads_nothing(tree, tmp_path, counting_opener):
+    options = ScanOptions(cache_path=str(tmp_path / "h.cache"))
+    first = find_duplicates([tree], options)
+    second = find_duplicates([tree], options, opener=counting_opener)
+    assert [g.paths for g in second.groups] == [g.paths for g in first.groups]
+    assert len(second.groups) == 2
+    assert counting_opener.bytes == 0 and counting_opener.opens == {}
+    assert second.stats.bytes_read == 0
+
+
+def test_changed_file_is_rehashed_and_regrouped(tree, tmp_path, counting_opener):
+    options = ScanOptions(cache_path=str(tmp_path / "h.cache"))
+    find_duplicates([tree], options)
+    with open(f"{tree}/d", "r+b") as f:  # same size, different content, new mtime
+        f.seek(hashing.WHOLE_LIMIT)
+        f.write(b"changed")
+    os.utime(f"{tree}/d", ns=(OLD_NS, OLD_NS + 1))
+    report = find_duplicates([tree], options, opener=counting_opener)
+    assert [os.path.basename(p) for g in report.groups for p in g.paths] == ["a", "b"]
+    assert set(counting_opener.opens) == {f"{tree}/d"}
+
+
+def test_recently_modified_files_are_not_cached(tmp_path, counting_opener):
+    root = build_tree(tmp_path / "t", {"a": b"fresh", "b": b"fresh"})  # mtime = now
+    options = ScanOptions(cache_path=str(tmp_path / "h.cache"))
+    find_duplicates([root], options)
+    find_duplicates([root], options, opener=counting_opener)
+    assert counting_opener.bytes == 10
+
+
+def test_cache_in_use_by_another_run_is_a_clear_fatal_error(tree, tmp_path, capsys):
+    path = str(tmp_path / "h.cache")
+    holder = HashCache(path)
+    try:
+        code = main(["--cache", path, tree])
+    finally:
+        holder.close()
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("dedup: error: cannot open hash cache")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_damaged_cache_file_is_a_clear_fatal_error(tree, tmp_path, capsys):
+    path = tmp_path / "h.cache"
+    path.write_bytes(b"this is not a cache file at all" * 10)
+    with pytest.raises(HashCacheError):
+        find_duplicates([tree], ScanOptions(cache_path=str(path)))
+    assert main(["--cache", str(path), tree]) == 1
