@@ -15,7 +15,7 @@ from typing import Any
 class RecencyOrder:
     """Keys from least to most recently used, each with a payload and a weight, within bounds."""
 
-    __slots__ = ("_items", "capacity", "max_bytes", "total_weight")
+    __slots__ = ("_items", "capacity", "lookup", "max_bytes", "total_weight")
 
     # Invariants: _items iterates least -> most recently used; total_weight == sum of weights;
     # after insert() returns, len <= capacity and total_weight <= max_bytes (when those are set).
@@ -24,6 +24,8 @@ class RecencyOrder:
         """Create an empty order; None means unbounded on that axis."""
         _check_bounds(capacity, max_bytes)
         self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        # lookup(key) -> (payload, weight) or None, without counting a use: the hot path's read.
+        self.lookup = self._items.get
         self.capacity = capacity
         self.max_bytes = max_bytes
         self.total_weight = 0
