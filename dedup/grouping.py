@@ -16,23 +16,27 @@ CandidateGroup = list[FileEntry]
 def collapse_hardlinks(
     entries: Iterable[FileEntry],
 ) -> tuple[list[FileEntry], dict[tuple[int, int], list[FileEntry]]]:
-    """Return one representative per (device, inode) and the map from each id to all its paths.
+    """Return one representative per (device, inode), and for inodes with several paths all of them.
 
     Paths seen twice (a root given twice) are kept once. The representative is the first path in
     `FileEntry.order_key` order, so results do not depend on directory listing order.
     """
-    links: dict[tuple[int, int], list[FileEntry]] = {}
-    seen_paths: set[str] = set()
+    first: dict[tuple[int, int], FileEntry] = {}
+    links: dict[tuple[int, int], list[FileEntry]] = {}  # only inodes seen under several paths
     for entry in entries:
-        if entry.path in seen_paths:
-            continue
-        seen_paths.add(entry.path)
-        links.setdefault(entry.file_id, []).append(entry)
-    representatives = []
+        file_id = (entry.dev, entry.ino)
+        seen = first.get(file_id)
+        if seen is None:
+            first[file_id] = entry
+        elif file_id in links:
+            if all(e.path != entry.path for e in links[file_id]):
+                links[file_id].append(entry)
+        elif seen.path != entry.path:  # a root given twice lists one path twice: keep it once
+            links[file_id] = [seen, entry]
     for paths in links.values():
-        if len(paths) > 1:
-            paths.sort(key=FileEntry.order_key)
-        representatives.append(paths[0])
+        paths.sort(key=FileEntry.order_key)
+        first[(paths[0].dev, paths[0].ino)] = paths[0]
+    representatives = list(first.values())
     return representatives, links
 
 
@@ -73,7 +77,7 @@ def expand_groups(
     for group in groups:
         if len(group) < 2:
             continue
-        entries = [path for rep in group for path in links.get(rep.file_id, [rep])]
+        entries = [path for rep in group for path in links.get((rep.dev, rep.ino), (rep,))]
         entries.sort(key=FileEntry.order_key)
         out.append(DuplicateGroup(size=group[0].size, entries=tuple(entries)))
     out.sort(key=lambda g: (-g.size, g.entries[0].order_key()))

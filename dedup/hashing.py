@@ -55,8 +55,7 @@ class _FdFile:
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOATIME", 0)
 
 
-def open_for_read(path: str) -> ReadableFile:
-    """Open *path* read-only without blocking and without touching its atime; raise OSError."""
+def _open_regular_fd(path: str) -> int:
     try:
         fd = os.open(path, _OPEN_FLAGS)
     except PermissionError:
@@ -68,7 +67,30 @@ def open_for_read(path: str) -> ReadableFile:
     except BaseException:
         os.close(fd)
         raise
-    return _FdFile(fd)
+    return fd
+
+
+def open_for_read(path: str) -> ReadableFile:
+    """Open *path* read-only without blocking and without touching its atime; raise OSError."""
+    return _FdFile(_open_regular_fd(path))
+
+
+_DEFAULT_OPENER = open_for_read  # the identity the fast path checks (tests may patch the name)
+
+
+def _read_whole(path: str, size: int) -> bytes:
+    """Return the content of a small regular file, reading one byte past *size* to catch growth."""
+    fd = _open_regular_fd(path)
+    try:
+        data = os.read(fd, size + 1)
+        while 0 < len(data) < size:  # a short read before the expected end: keep going
+            more = os.read(fd, size + 1 - len(data))
+            if not more:
+                break
+            data += more
+    finally:
+        os.close(fd)
+    return data
 
 
 def _is_regular(mode: int) -> bool:
@@ -98,18 +120,25 @@ _local = threading.local()
 
 def _buffer(size: int) -> memoryview:
     """Return a per-thread reusable buffer of at least *size* bytes (bounded by CHUNK + 1)."""
-    buf: bytearray | None = getattr(_local, "buf", None)
-    if buf is None or len(buf) < size:
-        buf = bytearray(max(size, 64 * 1024))
-        _local.buf = buf
-    return memoryview(buf)[:size]
+    try:
+        view: memoryview = _local.view
+    except AttributeError:
+        view = _local.view = memoryview(bytearray(max(CHUNK, WHOLE_LIMIT + 1)))
+    if len(view) < size:
+        view = _local.view = memoryview(bytearray(size))
+    return view[:size]
 
 
-def read_exact(f: ReadableFile, view: memoryview) -> int:
-    """Fill *view* from *f* until full or end of file; return the byte count read."""
-    got = 0
+def read_exact(f: ReadableFile, view: memoryview, expect: int = -1) -> int:
+    """Fill *view* from *f* until full or end of file; return the byte count read.
+
+    When a short read leaves exactly *expect* bytes, that is taken as end of file without the
+    confirming zero-byte read: Linux returns a short read from a regular file only at its end, and
+    this halves the syscalls on small files. Any other short read goes on reading (FUSE, NFS).
+    """
     total = len(view)
-    while got < total:
+    got = f.readinto(view) or 0
+    while 0 < got < total and got != expect:
         n = f.readinto(view[got:])
         if not n:
             break
@@ -117,29 +146,50 @@ def read_exact(f: ReadableFile, view: memoryview) -> int:
     return got
 
 
+def _mmh3_digest(data: memoryview) -> bytes:
+    return mmh3.mmh3_x64_128_digest(data)
+
+
+def _sha256_digest(data: memoryview) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def _blake2b_digest(data: memoryview) -> bytes:
+    return hashlib.blake2b(data, digest_size=32).digest()
+
+
+# One-shot digests of an in-memory buffer: half the cost of a hasher object on small files.
+ONE_SHOT = {"mmh3": _mmh3_digest, "sha256": _sha256_digest, "blake2b": _blake2b_digest}
+
+
 def partial_digest(path: str, size: int, hash_name: str, opener: Opener) -> tuple[bytes, int]:
     """Return (digest, bytes read) of a file's partial key: whole content if small, else both ends.
 
     For a file of at most `WHOLE_LIMIT` bytes the digest is of its whole content, so it is final.
     """
+    if size <= WHOLE_LIMIT and opener is _DEFAULT_OPENER:
+        # Fast path for the default opener: ~1.5 µs less Python per file on trees of small files.
+        data = _read_whole(path, size)
+        if len(data) != size:
+            raise FileChangedError(_changed(size, len(data)))
+        return ONE_SHOT[hash_name](data), size
     f = opener(path)
     try:
-        h = new_hasher(hash_name)
         if size <= WHOLE_LIMIT:
             # Ask for one byte more than expected: a file that grew is detected in the same call.
             view = _buffer(size + 1)
-            got = read_exact(f, view)
+            got = read_exact(f, view, size)
             if got != size:
                 raise FileChangedError(_changed(size, got))
-            h.update(view[:size])
-            return h.digest(), got
+            return ONE_SHOT[hash_name](view[:size]), got
+        h = new_hasher(hash_name)
         view = _buffer(EDGE + 1)
         head = read_exact(f, view[:EDGE])
         if head != EDGE:
             raise FileChangedError(_changed(size, head))
         h.update(view[:EDGE])
         f.seek(size - EDGE)
-        tail = read_exact(f, view)
+        tail = read_exact(f, view, EDGE)
         if tail != EDGE:
             raise FileChangedError(_changed(size, size - EDGE + tail))
         h.update(view[:EDGE])
@@ -155,6 +205,7 @@ def full_digest(path: str, size: int, hash_name: str, opener: Opener) -> tuple[b
         h = new_hasher(hash_name)
         view = _buffer(CHUNK)
         done = 0
+        chunk = len(view)
         while True:
             n = f.readinto(view)
             if not n:
@@ -163,6 +214,8 @@ def full_digest(path: str, size: int, hash_name: str, opener: Opener) -> tuple[b
             if done > size:
                 raise FileChangedError(_changed(size, done))
             h.update(view[:n])
+            if n < chunk and done == size:  # at the expected end: see read_exact
+                break
         if done != size:
             raise FileChangedError(_changed(size, done))
         return h.digest(), done

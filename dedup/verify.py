@@ -98,9 +98,9 @@ def _lockstep(entries: Sequence[FileEntry], opener: Opener, out: Partition) -> N
                 by_bytes: dict[bytes, list[tuple[FileEntry, ReadableFile]]] = {}
                 for entry, f in group:
                     try:
-                        data = _read_chunk(f, want)
-                        out.bytes_read += len(data)
                         expected = min(want, size - offset)
+                        data = _read_chunk(f, want, expected)
+                        out.bytes_read += len(data)
                         if len(data) != expected:
                             raise FileChangedError(_changed(size, offset + len(data)))
                     except OSError as exc:
@@ -118,9 +118,9 @@ def _lockstep(entries: Sequence[FileEntry], opener: Opener, out: Partition) -> N
             f.close()
 
 
-def _read_chunk(f: ReadableFile, n: int) -> bytes:
+def _read_chunk(f: ReadableFile, n: int, expect: int) -> bytes:
     buf = bytearray(n)
-    got = read_exact(f, memoryview(buf))
+    got = read_exact(f, memoryview(buf), expect)
     del buf[got:]
     return bytes(buf)
 
