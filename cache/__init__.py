@@ -10,6 +10,7 @@ from cache.errors import (
     StoreWriteError,
 )
 from cache.log import Durability
+from cache.memoize import memoize
 from cache.persistent import PersistentLRU, ValueTooLargeError
 from cache.stats import CacheInfo, LRUStats
 
@@ -20,6 +21,7 @@ __all__ = [
     "Durability",
     "ForeignFileError",
     "LRUStats",
+    "memoize",
     "PersistentLRU",
     "SchemaVersionError",
     "SerializationError",

@@ -355,6 +355,11 @@ class PersistentLRU(MutableMapping[Any, Any]):
             finally:
                 self._log.close()
 
+    @property
+    def closed(self) -> bool:
+        """True once close() has run."""
+        return self._log.closed
+
     def __enter__(self) -> PersistentLRU:
         return self
 
