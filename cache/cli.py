@@ -49,7 +49,7 @@ def read_meta(path: str) -> dict[str, Any]:
 def _open(path: str, *, readonly: bool, salvage: bool = False) -> PersistentLRU:
     meta = read_meta(path)
     return PersistentLRU(
-        path, capacity=None if readonly else 1 << 62, readonly=readonly, salvage=salvage,
+        path, readonly=readonly, salvage=salvage,  # no bounds given: the file's own are kept
         serializer=_Opaque(str(meta.get("serializer"))),
     )
 

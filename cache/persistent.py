@@ -1,14 +1,19 @@
 """PersistentLRU: a crash-safe, exact LRU mapping on the record log.
 
-Every operation appends a record before it returns: a put writes the value (and the deletes of the
-entries it evicts, in the same write); a hit writes a small touch record, so the recency order after a
-crash is the one the process last acknowledged, reads included. Values live in the log, not in memory;
+Every operation appends a record before it returns: a put writes the value; a hit writes a small
+touch record, so the recency order after a crash is the one the process last acknowledged, reads
+included. Evictions write nothing: the bounds in force are themselves a record (BOUNDS, written when
+they change), and replay evicts exactly as the process did, since eviction is a pure function of the
+order and the bounds. That keeps a put to one record (bench/cache: the batch of put + deletes was the
+largest Python cost of a put). Values live in the log, not in memory;
 the in-memory index (a RecencyOrder) holds where each record lies. See cache/log.py for what each
 durability setting guarantees.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import threading
 from collections.abc import Callable, Iterator, MutableMapping
@@ -30,6 +35,19 @@ from cache.stats import LRUStats
 
 _MISSING = object()
 _APP = "PersistentLRU"
+
+
+def _encode_bounds(capacity: int | None, max_bytes: int | None) -> bytes:
+    return json.dumps([capacity, max_bytes]).encode()
+
+
+def _decode_bounds(data: bytes, path: str, offset: int) -> tuple[int | None, int | None]:
+    try:
+        capacity, max_bytes = json.loads(data)
+        RecencyOrder(capacity, max_bytes)  # validates
+    except (ValueError, TypeError) as exc:
+        raise CorruptStoreError(path, f"unreadable bounds record: {exc}", offset) from None
+    return capacity, max_bytes
 
 
 class ValueTooLargeError(CacheError, ValueError):
@@ -68,9 +86,7 @@ class PersistentLRU(MutableMapping[Any, Any]):
         _write: Callable[[int, bytes], int] = os.write,
     ) -> None:
         """Open or create the cache file at *path*; see the class docstring for the parameters."""
-        if capacity is None and max_bytes is None and not readonly:
-            raise ValueError("give capacity (entries) and/or max_bytes, or the cache never evicts")
-        self._order = RecencyOrder(capacity, max_bytes)
+        self._order = RecencyOrder(None, None)  # replay applies the bounds recorded in the file
         self._lookup = self._order.lookup
         self._serializer = get_serializer(serializer)
         self._loads = self._serializer.loads
@@ -81,6 +97,7 @@ class PersistentLRU(MutableMapping[Any, Any]):
         self._live = 0  # bytes of live put records in the file, header included
         self._pending_touches: list[bytes] = []
         self._fast = durability == "fast"
+        self.path = os.fspath(path)  # before the log: replay errors name the file
         self._log = RecordLog(
             path,
             meta={"app": _APP, "serializer": self._serializer.name},
@@ -94,8 +111,17 @@ class PersistentLRU(MutableMapping[Any, Any]):
         try:
             self._check_meta()
             self._live += self._header_size()
-            if not readonly:
-                self._evict_keys(self._order.over_bounds())
+            wanted = (capacity, max_bytes)
+            if wanted == (None, None):
+                wanted = self._order.capacity, self._order.max_bytes  # keep the file's bounds
+                if wanted == (None, None) and not readonly:
+                    raise ValueError("give capacity (entries) and/or max_bytes, or the cache never evicts")
+            if readonly:
+                self._order.set_bounds(*wanted)
+                self._order_victims_apply()
+            else:
+                if wanted != (self._order.capacity, self._order.max_bytes):
+                    self._set_bounds(*wanted)
                 if self._log.report.salvaged_records_lost or self._log.report.salvaged_bytes_skipped:
                     self.compact()  # rewrite without the damage, so the next open is clean
                 else:
@@ -121,22 +147,47 @@ class PersistentLRU(MutableMapping[Any, Any]):
 
     def _replay_record(self, rec: fmt.Record) -> None:
         order = self._order
-        if rec.kind == fmt.TOUCH:
+        kind = rec.kind
+        if kind == fmt.TOUCH:
             try:
                 order.touch(self._decode_key(rec))
             except KeyError:
                 pass  # a touch of a key deleted later in a salvaged log: nothing to move
             return
-        if rec.kind == fmt.CLEAR:
+        if kind == fmt.CLEAR:
             order.clear()
             self._live = 0
+            return
+        if kind == fmt.BOUNDS:
+            order.set_bounds(*_decode_bounds(rec.key, self.path, rec.offset))
+            self._order_victims_apply()
             return
         key = self._decode_key(rec)
         if key in order:
             self._live -= order.remove(key)[1]
-        if rec.kind == fmt.PUT:
+        if kind == fmt.PUT:
             order.load(key, (rec.offset, rec.length, rec.key), len(rec.key) + rec.value_len)
             self._live += rec.length
+            if order.capacity is not None and len(order) > order.capacity or (
+                order.max_bytes is not None and order.total_weight > order.max_bytes
+            ):
+                self._order_victims_apply()  # the evictions this put made, as the process made them
+
+    def _order_victims_apply(self) -> list[Any]:
+        """Remove the keys beyond the bounds (least recent first) in memory; return them."""
+        victims = self._order.over_bounds()
+        for victim in victims:
+            self._live -= self._order.remove(victim)[1]
+        return victims
+
+    def _set_bounds(self, capacity: int | None, max_bytes: int | None) -> list[Any]:
+        """Record new bounds in the log, then evict in memory exactly as replay will."""
+        self._order.set_bounds(capacity, max_bytes)  # validates before anything is written
+        self._flush_touches()
+        self._log.append(fmt.BOUNDS, _encode_bounds(capacity, max_bytes))
+        victims = self._order_victims_apply()
+        self._evictions += len(victims)
+        return victims
 
     def _decode_key(self, rec: fmt.Record) -> Any:
         try:
@@ -208,18 +259,17 @@ class PersistentLRU(MutableMapping[Any, Any]):
                 victims = order.evictions_for(key, weight)
             except ValueError as exc:
                 raise ValueTooLargeError(str(exc)) from None
-            if victims or self._pending_touches:
+            if self._pending_touches:  # "fast": touches first, in the same all-or-nothing write
                 items = [(fmt.TOUCH, kb, b"") for kb in self._pending_touches]
-                put_at = len(items)
                 items.append((fmt.PUT, kbytes, vbytes))
-                items.extend((fmt.DELETE, order.peek(v)[2], b"") for v in victims)
-                offset, length = self._log.append_many(items)[put_at]
+                offset, length = self._log.append_many(items)[-1]
                 self._pending_touches.clear()
+            else:
+                offset, length = self._log.append(fmt.PUT, kbytes, vbytes)
+            if victims:  # replay re-derives these from the recorded bounds: nothing to write
                 for victim in victims:
                     self._live -= order.remove(victim)[1]
                 self._evictions += len(victims)
-            else:
-                offset, length = self._log.append(fmt.PUT, kbytes, vbytes)
             if key in order:
                 self._live -= order.peek(key)[1]
             order.load(key, (offset, length, kbytes), weight)  # bounds already made room above
@@ -269,9 +319,8 @@ class PersistentLRU(MutableMapping[Any, Any]):
             raise ValueError("give capacity (entries) and/or max_bytes")
         with self._lock:
             self._check_open()
-            self._order.set_bounds(capacity, max_bytes)
-            victims = self._order.over_bounds()
-            self._evict_keys(victims)
+            victims = self._set_bounds(capacity, max_bytes)
+        self._notify(victims)
         return victims
 
     def compact(self) -> None:
@@ -285,7 +334,8 @@ class PersistentLRU(MutableMapping[Any, Any]):
                 for _key, (offset, length, kbytes), _w in entries:
                     yield fmt.PUT, kbytes, bytes(self._read(offset, length, kbytes))
 
-            locs = self._log.rewrite(live_records())
+            bounds = (fmt.BOUNDS, _encode_bounds(self._order.capacity, self._order.max_bytes), b"")
+            locs = self._log.rewrite(itertools.chain([bounds], live_records()))[1:]
             for (key, (_o, _l, kbytes), _w), (offset, length) in zip(entries, locs, strict=True):
                 self._order.replace_payload(key, (offset, length, kbytes))
             self._live = self._log.end
@@ -314,15 +364,6 @@ class PersistentLRU(MutableMapping[Any, Any]):
         dead = self._log.end - self._live
         if dead > self._compact_min and dead > 2 * self._live:
             self.compact()
-
-    def _evict_keys(self, victims: list[Any]) -> None:
-        if not victims:
-            return
-        self._log.append_many((fmt.DELETE, self._order.peek(v)[2], b"") for v in victims)
-        for victim in victims:
-            self._live -= self._order.remove(victim)[1]
-        self._evictions += len(victims)
-        self._notify(victims)
 
     def _notify(self, victims: list[Any]) -> None:
         if self._on_evict is not None:

@@ -16,7 +16,8 @@ Record::
 
     body_crc  u32       CRC32 of key + value, seeded with head_crc: covers the whole record
     head_crc  u32       CRC32 of kind..vlen: the lengths are trusted only when it matches
-    kind      u8        PUT, DELETE, TOUCH or CLEAR; high bit MORE: the write goes on in the next record
+    kind      u8        PUT, DELETE, TOUCH, CLEAR or BOUNDS; high bit MORE: the write goes on in the
+                        next record
     seq       u64       exactly one more than the record before it
     klen      u32       key length
     vlen      u32       value length
@@ -41,9 +42,9 @@ from typing import Any
 MAGIC = b"\x89FANLOG\n"
 FORMAT_VERSION = 1
 
-PUT, DELETE, TOUCH, CLEAR = 1, 2, 3, 4
+PUT, DELETE, TOUCH, CLEAR, BOUNDS = 1, 2, 3, 4, 5
 MORE = 0x80  # flag on `kind`: this record's write continues in the next record
-KIND_NAMES = {PUT: "put", DELETE: "delete", TOUCH: "touch", CLEAR: "clear"}
+KIND_NAMES = {PUT: "put", DELETE: "delete", TOUCH: "touch", CLEAR: "clear", BOUNDS: "bounds"}
 
 _FILE_HEAD = struct.Struct("<8sHHQI")  # magic, version, flags, first_seq, meta_len
 _RECORD_HEAD = struct.Struct("<IIBQII")  # body_crc, head_crc, kind, seq, klen, vlen
