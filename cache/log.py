@@ -263,6 +263,25 @@ class RecordLog:
         self.next_seq += 1
         return offset, len(data)
 
+    def append_touches(self, keys: list[bytes], then: tuple[int, bytes, bytes] | None = None) -> tuple[int, int]:
+        """Append TOUCH records for *keys*, then optionally one more record, in one plain write.
+
+        No MORE flags: a torn prefix of touches is still a true (shorter) history, which is all the
+        "fast" setting promises. Return the (offset, length) of *then* (or of the last touch).
+        """
+        parts, seq = [], self.next_seq
+        for key in keys:
+            fields = _pack_fields(fmt.TOUCH, seq, len(key), 0)
+            head_crc = _crc32(fields)
+            parts.append(_pack_crcs(_crc32(key, head_crc), head_crc) + fields + key)
+            seq += 1
+        if then is not None:
+            parts.append(fmt.encode_record(then[0], seq, then[1], then[2]))
+            seq += 1
+        self._write_all(b"".join(parts))
+        self.next_seq = seq
+        return self.end - len(parts[-1]), len(parts[-1])
+
     def append_touch(self, key: bytes) -> None:
         """Append a TOUCH record for *key*: the read hot path's write, with encode_record inlined."""
         fields = _pack_fields(fmt.TOUCH, self.next_seq, len(key), 0)

@@ -259,10 +259,8 @@ class PersistentLRU(MutableMapping[Any, Any]):
                 victims = order.evictions_for(key, weight)
             except ValueError as exc:
                 raise ValueTooLargeError(str(exc)) from None
-            if self._pending_touches:  # "fast": touches first, in the same all-or-nothing write
-                items = [(fmt.TOUCH, kb, b"") for kb in self._pending_touches]
-                items.append((fmt.PUT, kbytes, vbytes))
-                offset, length = self._log.append_many(items)[-1]
+            if self._pending_touches:  # "fast": the pending touches go first, in the same write
+                offset, length = self._log.append_touches(self._pending_touches, (fmt.PUT, kbytes, vbytes))
                 self._pending_touches.clear()
             else:
                 offset, length = self._log.append(fmt.PUT, kbytes, vbytes)
@@ -376,7 +374,7 @@ class PersistentLRU(MutableMapping[Any, Any]):
 
     def _flush_touches(self) -> None:
         if self._pending_touches:
-            self._log.append_many((fmt.TOUCH, kb, b"") for kb in self._pending_touches)
+            self._log.append_touches(self._pending_touches)
             self._pending_touches.clear()
 
     def _check_open(self) -> None:
