@@ -68,7 +68,9 @@ class PersistentLRU(MutableMapping[Any, Any]):
     Keys: str, bytes, int or tuples of those. Values: pickle (default; the file must then be trusted
     like code), "json" or "bytes". Thread-safe (one lock). One writer per file: another open of the
     same path raises StoreLockedError, unless it is `readonly=True` (a snapshot that never writes,
-    where reads do not move entries).
+    where reads do not move entries). The bounds are stored in the file: reopening without
+    capacity and max_bytes keeps them; reopening with others applies the new ones (evicting the
+    least recent entries if they shrank).
     """
 
     def __init__(
@@ -86,6 +88,9 @@ class PersistentLRU(MutableMapping[Any, Any]):
         _write: Callable[[int, bytes], int] = os.write,
     ) -> None:
         """Open or create the cache file at *path*; see the class docstring for the parameters."""
+        RecencyOrder(capacity, max_bytes)  # validate the bounds before touching any file
+        if capacity is None and max_bytes is None and not readonly and not os.path.exists(path):
+            raise ValueError("give capacity (entries) and/or max_bytes, or the cache never evicts")
         self._order = RecencyOrder(None, None)  # replay applies the bounds recorded in the file
         self._lookup = self._order.lookup
         self._serializer = get_serializer(serializer)

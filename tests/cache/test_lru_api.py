@@ -204,3 +204,23 @@ def test_an_intact_record_that_cannot_be_unpickled_raises_a_cache_error(tmp_path
     with PersistentLRU(path, capacity=2) as lru:
         with pytest.raises(SerializationError, match="cannot deserialize"):
             lru["k"]
+
+
+def test_bounds_are_kept_in_the_file_and_bad_ones_create_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "b.lru"
+    with pytest.raises(ValueError):
+        PersistentLRU(path, capacity=0)
+    with pytest.raises(ValueError):
+        PersistentLRU(path)
+    assert not path.exists()
+    with PersistentLRU(path, capacity=3) as lru:
+        for i in range(5):
+            lru[i] = i
+    with PersistentLRU(path) as lru:  # no bounds given: the file's own (3) apply
+        assert lru.stats().capacity == 3
+        lru[9] = 9
+        assert list(lru) == [3, 4, 9]
+    with PersistentLRU(path, capacity=2) as lru:  # shrinking evicts the least recent
+        assert list(lru) == [4, 9]
+    with PersistentLRU(path, readonly=True) as view:
+        assert list(view) == [4, 9] and view.stats().capacity == 2
