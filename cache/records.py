@@ -27,8 +27,8 @@ Two checksums let replay tell a torn tail from damage in the middle: a header wh
 gives a trustworthy length even when the body was cut off, and after a bad record the scanner can look
 for a later intact record (`find_next_record`) — if one exists the damage is not a torn tail.
 
-A write of several records (a put and the deletes of what it evicts) is all-or-nothing: every record
-but its last carries the MORE flag, and replay applies the group only once its last record is intact.
+A write of several records (RecordLog.append_many) is all-or-nothing: every record but its last
+carries the MORE flag, and replay applies the group only once its last record is intact.
 """
 
 from __future__ import annotations
