@@ -1,0 +1,152 @@
+"""URL normalization (pure): one spelling per resource, so a URL is fetched once.
+
+Conservative, after RFC 3986 §6.2.2 (syntax-based normalization) and §6.2.3 (scheme-based):
+lower-case scheme and host (§6.2.2.1), IDNA for non-ASCII hosts, upper-case percent-encoding hex
+digits (§6.2.2.1) and decode percent-encoded unreserved characters (§6.2.2.2), resolve dot segments
+(§6.2.2.3, §5.2.4), drop the scheme's default port and an empty port (§6.2.3), "/" for an empty
+path (§6.2.3), drop the fragment (never sent to a server). The query keeps its order and content:
+reordering parameters can change what a server returns. Userinfo is refused: a crawler has no
+business sending credentials found in a link.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+from crawler.errors import InvalidURL
+
+MAX_URL_LENGTH = 2000
+DEFAULT_PORTS = {"http": 80, "https": 443}
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_PERCENT = re.compile(rb"%([0-9A-Fa-f]{2})")
+_BAD_HOST = re.compile(r"[\x00-\x20%/\\?#@<>^`{|}]")
+# Characters that may stand unencoded in a path or query (RFC 3986 §3.3, §3.4); others are encoded.
+_ALLOWED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/?%")
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Scheme, host and port of a URL: the unit of scope and of politeness."""
+
+    scheme: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        default = DEFAULT_PORTS[self.scheme] == self.port
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}" + ("" if default else f":{self.port}")
+
+
+def _normalize_percent(component: str) -> str:
+    """Encode what must be encoded, upper-case escapes, decode escaped unreserved characters."""
+    data = component.encode("utf-8", "surrogatepass")
+    out = bytearray()
+    i = 0
+    while i < len(data):
+        byte = data[i]
+        if byte == 0x25:  # "%"
+            m = _PERCENT.match(data, i)
+            if m:
+                value = int(m.group(1), 16)
+                if value in _UNRESERVED:
+                    out.append(value)
+                else:
+                    out += b"%" + m.group(1).upper()
+                i += 3
+                continue
+            out += b"%25"  # a stray "%" is data, not an escape
+        elif byte in _ALLOWED:
+            out.append(byte)
+        else:
+            out += b"%%%02X" % byte
+        i += 1
+    return out.decode("ascii")
+
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 §5.2.4, on a path that starts with "/"."""
+    output: list[str] = []
+    segments = path.split("/")[1:]
+    for i, seg in enumerate(segments):
+        last = i == len(segments) - 1
+        if seg == ".":
+            if last:
+                output.append("")
+        elif seg == "..":
+            if output:
+                output.pop()
+            if last:
+                output.append("")
+        else:
+            output.append(seg)
+    return "/" + "/".join(output)
+
+
+def _normalize_host(host: str, url: str) -> str:
+    if not host:
+        raise InvalidURL(f"no host in {url!r}")
+    if host.startswith("["):
+        if not host.endswith("]") or not re.fullmatch(r"\[[0-9A-Fa-f:.]+\]", host):
+            raise InvalidURL(f"bad IPv6 host in {url!r}")
+        return host.lower()
+    if _BAD_HOST.search(host):
+        raise InvalidURL(f"bad character in host of {url!r}")
+    host = host.rstrip(".").lower() if host != "." else host
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise InvalidURL(f"host of {url!r} is not a valid international name: {exc}") from None
+    if not host or any(not label or len(label) > 63 for label in host.split(".")):
+        raise InvalidURL(f"bad host in {url!r}")
+    return host
+
+
+def normalize_url(url: str, base: str | None = None) -> str:
+    """Return the canonical form of *url* (resolved against *base* if given); raise InvalidURL."""
+    if not isinstance(url, str):
+        raise InvalidURL(f"a URL must be a string, not {type(url).__name__}")
+    url = url.strip(" \t\r\n\f")
+    if base is not None:
+        url = urljoin(base, url)
+    if len(url) > MAX_URL_LENGTH:
+        raise InvalidURL(f"URL of {len(url)} characters exceeds {MAX_URL_LENGTH}")
+    if any(c in url for c in "\t\r\n"):
+        url = re.sub(r"[\t\r\n]", "", url)  # browsers drop these (WHATWG URL), so do we
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidURL(f"{url!r}: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        raise InvalidURL(f"not an http(s) URL: {url!r}")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidURL(f"URL with credentials refused: {url!r}")
+    netloc_host = parts.netloc.rsplit("@", 1)[-1]
+    if netloc_host.startswith("["):
+        raw_host = netloc_host[: netloc_host.index("]") + 1] if "]" in netloc_host else netloc_host
+    else:
+        raw_host = netloc_host.rsplit(":", 1)[0] if ":" in netloc_host else netloc_host
+    host = _normalize_host(raw_host, url)
+    port_text = "" if port is None or port == DEFAULT_PORTS[scheme] else f":{port}"
+    path = _remove_dot_segments(_normalize_percent(parts.path or "/") if parts.path.startswith("/")
+                                else "/" + _normalize_percent(parts.path))
+    query = ("?" + _normalize_percent(parts.query)) if parts.query or url.split("#", 1)[0].endswith("?") else ""
+    return f"{scheme}://{host}{port_text}{path}{query}"
+
+
+def origin_of(url: str) -> Origin:
+    """Return the Origin of an already normalized (or any absolute http(s)) URL; raise InvalidURL."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidURL(f"{url!r}: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        raise InvalidURL(f"not an absolute http(s) URL: {url!r}")
+    return Origin(scheme, parts.hostname.lower(), port if port is not None else DEFAULT_PORTS[scheme])

@@ -1,0 +1,90 @@
+"""normalize_url: the data-driven table, and properties over generated URLs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from crawler.errors import InvalidURL
+from crawler.urls import MAX_URL_LENGTH, Origin, normalize_url, origin_of
+
+TABLE = Path(__file__).resolve().parents[2] / "fixtures" / "urls" / "normalize.tsv"
+
+
+def cases() -> list[tuple[str, str]]:
+    rows = []
+    for line in TABLE.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            given_url, expected = line.split("\t")
+            rows.append((given_url, expected))
+    return rows
+
+
+@pytest.mark.parametrize(("url", "expected"), cases())
+def test_normalization_table(url: str, expected: str) -> None:
+    if expected == "!InvalidURL":
+        with pytest.raises(InvalidURL):
+            normalize_url(url)
+    else:
+        assert normalize_url(url) == expected
+        assert normalize_url(expected) == expected
+
+
+def test_relative_links_resolve_against_the_base() -> None:
+    base = "http://127.0.1.1:8000/dir/page.html"
+    assert normalize_url("../up.html", base) == "http://127.0.1.1:8000/up.html"
+    assert normalize_url("./same.html#x", base) == "http://127.0.1.1:8000/dir/same.html"
+    assert normalize_url("//127.0.1.2:8000/other", base) == "http://127.0.1.2:8000/other"
+    assert normalize_url("?q=1", base) == "http://127.0.1.1:8000/dir/page.html?q=1"
+
+
+def test_overlong_and_non_string_urls_are_refused() -> None:
+    with pytest.raises(InvalidURL, match="exceeds"):
+        normalize_url("http://example.com/" + "a" * MAX_URL_LENGTH)
+    with pytest.raises(InvalidURL):
+        normalize_url(None)  # type: ignore[arg-type]
+    assert isinstance(InvalidURL("x"), ValueError)
+
+
+def test_origin_of() -> None:
+    assert origin_of("http://127.0.1.1:8000/a") == Origin("http", "127.0.1.1", 8000)
+    assert origin_of("https://example.com/") == Origin("https", "example.com", 443)
+    assert str(origin_of("https://example.com/")) == "https://example.com"
+    with pytest.raises(InvalidURL):
+        origin_of("ftp://example.com/")
+
+
+TOKEN_CHARS = "abcXYZ09-_~"
+SEGMENT = st.text(alphabet=TOKEN_CHARS, min_size=1, max_size=5)
+RESOURCE = st.tuples(st.lists(SEGMENT, max_size=3), st.one_of(st.none(), SEGMENT))
+
+
+def spell(resource: tuple[list[str], str | None], encode: list[bool], host: str, port: str) -> str:
+    """Write a URL for *resource*, percent-encoding some unreserved characters (same resource)."""
+    segments, query = resource
+    flags = iter(encode + [False] * 64)
+
+    def maybe_encode(text: str) -> str:
+        return "".join(f"%{ord(c):02x}" if next(flags) else c for c in text)
+
+    path = "/" + "/".join(maybe_encode(seg) for seg in segments)
+    return f"http://{host}{port}{path}" + ("" if query is None else "?" + maybe_encode(query))
+
+
+SPELLING = st.tuples(st.lists(st.booleans(), max_size=30), st.sampled_from(["example.com", "EXAMPLE.COM"]),
+                     st.sampled_from(["", ":80"]))
+
+
+@given(RESOURCE, RESOURCE, SPELLING, SPELLING)
+def test_equal_exactly_when_path_and_query_are_equal(r1, r2, s1, s2) -> None:
+    a, b = spell(r1, *s1), spell(r2, *s2)
+    assert (normalize_url(a) == normalize_url(b)) == (r1 == r2)
+
+
+@given(RESOURCE, SPELLING, st.sampled_from(["", "/.", "/./x/..", "#frag"]))
+def test_normalization_is_idempotent(resource, spelling, tail) -> None:
+    once = normalize_url(spell(resource, *spelling) + tail)
+    assert normalize_url(once) == once
