@@ -1,0 +1,79 @@
+"""Per-host politeness (pure): how many requests may be in flight and when the next may be sent.
+
+The next send time is reserved when a request is admitted, before it is sent: two workers can
+never both see a host as free and shorten the gap (scrapy times dequeues, so its gaps shrink under
+load). Every method takes `now`; nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from crawler.urls import Origin
+
+
+@dataclass(slots=True, eq=False)
+class HostSlot:
+    """The politeness state of one origin."""
+
+    delay: float  # minimum gap between two sends: max(--delay, Crawl-delay)
+    per_host: int  # requests allowed in flight at once
+    in_flight: int = 0  # admitted and not yet released
+    next_send_at: float = 0.0  # earliest moment the next request may be sent (reserved)
+    last_send_at: float | None = None  # when the latest admitted request was (to be) sent
+
+
+@dataclass(slots=True)
+class HostSlots:
+    """All hosts' slots, created on first use with the crawl's delay and per-host limit."""
+
+    delay: float = 1.0
+    per_host: int = 1
+    slots: dict[Origin, HostSlot] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.delay < 0 or self.per_host < 1:
+            raise ValueError("delay must be >= 0 and per_host >= 1")
+
+    def slot(self, origin: Origin) -> HostSlot:
+        """Return the slot of *origin*, creating it."""
+        found = self.slots.get(origin)
+        if found is None:
+            found = self.slots[origin] = HostSlot(self.delay, self.per_host)
+        return found
+
+    def ready_at(self, origin: Origin) -> float | None:
+        """The moment *origin* may next be sent to, or None while its in-flight limit is reached."""
+        s = self.slot(origin)
+        return None if s.in_flight >= s.per_host else s.next_send_at
+
+    def try_acquire(self, origin: Origin, now: float) -> bool:
+        """Admit one request to *origin* at *now* if allowed, reserving the next send time."""
+        s = self.slot(origin)
+        if s.in_flight >= s.per_host or now < s.next_send_at:
+            return False
+        s.in_flight += 1
+        s.last_send_at = now
+        s.next_send_at = now + s.delay
+        return True
+
+    def release(self, origin: Origin) -> None:
+        """A request to *origin* finished (whatever its outcome)."""
+        s = self.slot(origin)
+        if s.in_flight <= 0:
+            raise RuntimeError(f"release without acquire for {origin}")
+        s.in_flight -= 1
+
+    def set_crawl_delay(self, origin: Origin, crawl_delay: float | None) -> None:
+        """Apply robots.txt's Crawl-delay when longer than the crawl's delay, from this moment on."""
+        s = self.slot(origin)
+        s.delay = max(self.delay, crawl_delay or 0.0)
+        # The gap counts from the last send, the robots.txt request included, so the first page
+        # request after it already keeps the new delay.
+        if s.last_send_at is not None:
+            s.next_send_at = max(s.next_send_at, s.last_send_at + s.delay)
+
+    def defer(self, origin: Origin, until: float) -> None:
+        """Push the next send to *until* at the earliest (a 429/503 Retry-After)."""
+        s = self.slot(origin)
+        s.next_send_at = max(s.next_send_at, until)
