@@ -1,21 +1,28 @@
 """fanmill crawler: a polite, resumable asyncio crawler. Built so far: its pure core (URLs, scope,
-robots decisions, politeness timing); the fetcher, state, engine and CLI come next."""
+robots decisions, politeness timing, frontier); the fetcher, state, engine and CLI come next."""
 
 from crawler.errors import CrawlError, FetchError, InvalidURL
+from crawler.frontier import Busy, Empty, Frontier, Pushed, Ready, Wait
 from crawler.politeness import HostSlot, HostSlots
 from crawler.robots import RobotsRules
 from crawler.scope import Scope
 from crawler.urls import Origin, normalize_url, origin_of
 
 __all__ = [
+    "Busy",
     "CrawlError",
+    "Empty",
     "FetchError",
+    "Frontier",
     "HostSlot",
     "HostSlots",
     "InvalidURL",
     "normalize_url",
     "Origin",
     "origin_of",
+    "Pushed",
+    "Ready",
     "RobotsRules",
     "Scope",
+    "Wait",
 ]
