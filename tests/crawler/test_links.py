@@ -1,0 +1,39 @@
+"""Link extraction: base href, nofollow, meta robots, caps, malformed input."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from crawler.links import extract_links
+
+BASE = "http://127.0.1.1:8000/dir/page.html"
+
+
+def test_relative_absolute_and_base_links() -> None:
+    html = """<a href="a.html">a</a><A HREF='../b.html#x'>b</A><a href="http://127.0.1.2:8000/c">c</a>
+              <a href="mailto:x@y">m</a><a href="javascript:void(0)">j</a><a href="a.html">dup</a>"""
+    assert extract_links(html, BASE).urls == (
+        "http://127.0.1.1:8000/dir/a.html", "http://127.0.1.1:8000/b.html", "http://127.0.1.2:8000/c",
+    )
+    with_base = '<base href="http://127.0.1.3:8000/other/"><a href="x">x</a>'
+    assert extract_links(with_base, BASE).urls == ("http://127.0.1.3:8000/other/x",)
+
+
+def test_nofollow_links_and_meta_robots() -> None:
+    html = '<a href="keep">k</a><a rel="external nofollow" href="skip">s</a>'
+    assert extract_links(html, BASE).urls == ("http://127.0.1.1:8000/dir/keep",)
+    page = '<meta name="ROBOTS" content="noindex, nofollow"><a href="x">x</a>'
+    links = extract_links(page, BASE)
+    assert links.urls == () and links.nofollow and links.noindex
+
+
+def test_link_count_is_capped() -> None:
+    html = "".join(f'<a href="/p{i}">x</a>' for i in range(50))
+    links = extract_links(html, BASE, max_links=10)
+    assert len(links.urls) == 10 and links.truncated
+
+
+@given(st.text(max_size=300))
+def test_malformed_html_never_raises(html: str) -> None:
+    extract_links("<a href=" + html + "<base href=" + html, BASE)

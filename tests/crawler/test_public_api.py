@@ -1,0 +1,15 @@
+"""The crawler package's public names are exactly its __all__, each documented."""
+
+from __future__ import annotations
+
+import types
+
+import crawler
+
+
+def test_all_lists_every_public_name_sorted() -> None:
+    public = {n for n, v in vars(crawler).items() if not n.startswith("_") and not isinstance(v, types.ModuleType)}
+    assert set(crawler.__all__) == public
+    assert crawler.__all__ == sorted(crawler.__all__, key=str.lower)
+    for name in crawler.__all__:
+        assert getattr(crawler, name).__doc__, name
