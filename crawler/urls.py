@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 from crawler.errors import InvalidURL
 
@@ -105,6 +105,19 @@ def _normalize_host(host: str, url: str) -> str:
     return host
 
 
+def _split_http(url: str) -> tuple[SplitResult, str, int | None]:
+    """Split *url*; raise InvalidURL unless it is http(s) with a valid port."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidURL(f"{url!r}: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        raise InvalidURL(f"not an http(s) URL: {url!r}")
+    return parts, scheme, port
+
+
 def normalize_url(url: str, base: str | None = None) -> str:
     """Return the canonical form of *url* (resolved against *base* if given); raise InvalidURL."""
     if not isinstance(url, str):
@@ -116,14 +129,7 @@ def normalize_url(url: str, base: str | None = None) -> str:
         raise InvalidURL(f"URL of {len(url)} characters exceeds {MAX_URL_LENGTH}")
     if any(c in url for c in "\t\r\n"):
         url = re.sub(r"[\t\r\n]", "", url)  # browsers drop these (WHATWG URL), so do we
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise InvalidURL(f"{url!r}: {exc}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS:
-        raise InvalidURL(f"not an http(s) URL: {url!r}")
+    parts, scheme, port = _split_http(url)
     if parts.username is not None or parts.password is not None:
         raise InvalidURL(f"URL with credentials refused: {url!r}")
     netloc_host = parts.netloc.rsplit("@", 1)[-1]
@@ -133,20 +139,15 @@ def normalize_url(url: str, base: str | None = None) -> str:
         raw_host = netloc_host.rsplit(":", 1)[0] if ":" in netloc_host else netloc_host
     host = _normalize_host(raw_host, url)
     port_text = "" if port is None or port == DEFAULT_PORTS[scheme] else f":{port}"
-    path = _remove_dot_segments(_normalize_percent(parts.path or "/") if parts.path.startswith("/")
-                                else "/" + _normalize_percent(parts.path))
+    raw_path = parts.path if parts.path.startswith("/") else "/" + parts.path
+    path = _remove_dot_segments(_normalize_percent(raw_path))
     query = ("?" + _normalize_percent(parts.query)) if parts.query or url.split("#", 1)[0].endswith("?") else ""
     return f"{scheme}://{host}{port_text}{path}{query}"
 
 
 def origin_of(url: str) -> Origin:
     """Return the Origin of an already normalized (or any absolute http(s)) URL; raise InvalidURL."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise InvalidURL(f"{url!r}: {exc}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS or not parts.hostname:
+    parts, scheme, port = _split_http(url)
+    if not parts.hostname:
         raise InvalidURL(f"not an absolute http(s) URL: {url!r}")
     return Origin(scheme, parts.hostname.lower(), port if port is not None else DEFAULT_PORTS[scheme])
