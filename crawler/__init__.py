@@ -1,7 +1,18 @@
-"""fanmill crawler: a polite, resumable asyncio crawler. Built so far: its pure core (URLs, scope,
-robots decisions, politeness timing, frontier, link extraction); the fetcher, state, engine and CLI come next."""
+"""fanmill crawler: a polite, resumable asyncio crawler.
 
-from crawler.errors import CrawlError, FetchError, InvalidURL
+Built so far: the pure core (URLs, scope, robots decisions, politeness timing, frontier, link
+extraction) and the fetcher; the crawl state, engine and CLI come next.
+"""
+
+from crawler.errors import (
+    BadResponse,
+    ConnectFailed,
+    CrawlError,
+    FetchError,
+    FetchTimeout,
+    InvalidURL,
+)
+from crawler.fetcher import Fetcher, FetchResult
 from crawler.frontier import Busy, Empty, Frontier, Pushed, Ready, Wait
 from crawler.links import Links, extract_links
 from crawler.politeness import HostSlot, HostSlots
@@ -10,11 +21,16 @@ from crawler.scope import Scope
 from crawler.urls import Origin, normalize_url, origin_of
 
 __all__ = [
+    "BadResponse",
     "Busy",
+    "ConnectFailed",
     "CrawlError",
     "Empty",
     "extract_links",
+    "Fetcher",
     "FetchError",
+    "FetchResult",
+    "FetchTimeout",
     "Frontier",
     "HostSlot",
     "HostSlots",

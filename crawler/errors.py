@@ -2,8 +2,10 @@
 
     CrawlError          base of every error the crawler raises on purpose
     ├── InvalidURL      a string that is not an absolute http(s) URL the crawler can fetch (also a ValueError)
-    └── FetchError      a fetch failed (subclasses for timeouts, refused connections, oversized bodies
-                        arrive with the fetcher)
+    └── FetchError      a fetch failed
+        ├── FetchTimeout    no complete answer in time
+        ├── ConnectFailed   no connection (refused, unreachable, reset)
+        └── BadResponse     a broken answer (Content-Length lie, broken compression, bad framing)
 """
 
 from __future__ import annotations
@@ -19,3 +21,16 @@ class InvalidURL(CrawlError, ValueError):
 
 class FetchError(CrawlError):
     """A fetch failed; the message names the URL and the cause."""
+
+
+class FetchTimeout(FetchError):
+    """The server did not answer, or did not finish the body, in time."""
+
+
+class ConnectFailed(FetchError):
+    """No connection could be made (refused, unreachable, reset before an answer)."""
+
+
+class BadResponse(FetchError):
+    """The response broke the protocol: a body shorter or longer than its Content-Length, broken
+    compression, bad framing."""

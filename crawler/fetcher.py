@@ -1,0 +1,107 @@
+"""The HTTP edge (I/O): one aiohttp session; redirects are returned, never followed here.
+
+Every response is read in bounded chunks up to `max_body` bytes: a larger body is cut off and
+reported, never held whole. aiohttp's exceptions are mapped once, here, to the crawler's own
+(FetchError and subclasses), so the engine records one clear error per URL and goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import aiohttp
+
+from crawler.errors import BadResponse, ConnectFailed, FetchError, FetchTimeout
+
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """One HTTP exchange: status, the headers the crawler uses, the (possibly cut-off) body."""
+
+    url: str
+    status: int
+    content_type: str
+    location: str | None  # for 3xx: where the server points (not followed here)
+    retry_after: str | None
+    body: bytes
+    truncated: bool  # the body was longer than max_body and was cut off
+    seconds: float
+
+
+class Fetcher:
+    """An aiohttp session configured for crawling; use as `async with Fetcher(...) as f:`."""
+
+    def __init__(self, *, user_agent: str, max_body: int = DEFAULT_MAX_BODY, timeout: float = 30.0,
+                 connections: int = 100, per_host_connections: int = 2) -> None:
+        """Configure the session; *timeout* bounds a whole exchange, body included."""
+        self.user_agent = user_agent
+        self.max_body = max_body
+        self.timeout = timeout
+        self._limits = (connections, per_host_connections)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Fetcher:
+        connector = aiohttp.TCPConnector(limit=self._limits[0], limit_per_host=self._limits[1])
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers={"User-Agent": self.user_agent},
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout),
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session and its connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def fetch(self, url: str) -> FetchResult:
+        """GET *url* without following redirects; raise a FetchError subclass on failure."""
+        if self._session is None:
+            raise RuntimeError("use the Fetcher inside `async with`")
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with self._session.get(url, allow_redirects=False) as resp:
+                    body, truncated = await self._read_capped(resp)
+                    return FetchResult(
+                        url=url,
+                        status=resp.status,
+                        content_type=resp.headers.get("Content-Type", ""),
+                        location=resp.headers.get("Location"),
+                        retry_after=resp.headers.get("Retry-After"),
+                        body=body,
+                        truncated=truncated,
+                        seconds=time.monotonic() - started,
+                    )
+        except TimeoutError:
+            raise FetchTimeout(f"{url}: no complete answer within {self.timeout:g} s") from None
+        except aiohttp.ClientPayloadError as exc:
+            raise BadResponse(f"{url}: broken body ({exc})") from exc
+        except aiohttp.ClientResponseError as exc:
+            raise BadResponse(f"{url}: {exc.message}") from exc
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            raise ConnectFailed(f"{url}: {exc}") from exc
+        except aiohttp.InvalidURL as exc:
+            raise FetchError(f"{url}: invalid URL ({exc})") from exc
+        except aiohttp.ClientError as exc:
+            raise BadResponse(f"{url}: {exc}") from exc
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+        chunks, size = [], 0
+        async for chunk in resp.content.iter_chunked(_CHUNK):
+            room = self.max_body - size
+            if len(chunk) > room:
+                chunks.append(chunk[:room])
+                return b"".join(chunks), True
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks), False
