@@ -17,6 +17,7 @@ from crawler.frontier import Busy, Empty, Frontier, Pushed, Ready, Wait
 from crawler.links import Links, extract_links
 from crawler.politeness import HostSlot, HostSlots
 from crawler.robots import RobotsRules
+from crawler.robots_fetch import RobotsCache
 from crawler.scope import Scope
 from crawler.urls import Origin, normalize_url, origin_of
 
@@ -41,6 +42,7 @@ __all__ = [
     "origin_of",
     "Pushed",
     "Ready",
+    "RobotsCache",
     "RobotsRules",
     "Scope",
     "Wait",

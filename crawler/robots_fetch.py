@@ -1,0 +1,92 @@
+"""Fetch robots.txt once per origin (I/O) and turn the outcome into RobotsRules.
+
+Concurrent requests for one origin share one in-flight fetch (scrapy's middleware keeps a pending
+Deferred per netloc for the same reason). Redirects are followed up to MAX_REDIRECTS (RFC 9309
+§2.3.1.2: at least five); a redirect loop or a longer chain counts as unreachable. Answers are
+cached with a TTL (§2.4: 24 hours is the ceiling a crawler should keep); an unreachable robots.txt
+is retried sooner, since §2.3.1.4 asks for "complete disallow" only while it stays unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+from crawler.errors import FetchError
+from crawler.fetcher import FetchResult
+from crawler.robots import RobotsRules
+from crawler.urls import Origin
+
+MAX_REDIRECTS = 5
+TTL_SECONDS = 24 * 3600.0
+UNREACHABLE_RETRY_SECONDS = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class RobotsEntry:
+    """The rules of one origin and when they stop being fresh."""
+
+    rules: RobotsRules
+    expires_at: float
+    fetches: int  # HTTP requests it took (1 + redirects)
+
+
+class RobotsCache:
+    """Robots rules per origin, fetched on first need, once, even under concurrency."""
+
+    def __init__(self, fetch: Callable[[str], Awaitable[FetchResult]], user_agent: str,
+                 clock: Callable[[], float]) -> None:
+        """*fetch* sends one GET (no redirects followed); *clock* gives the current time."""
+        self._fetch = fetch
+        self.user_agent = user_agent
+        self._clock = clock
+        self._entries: dict[Origin, RobotsEntry] = {}
+        self._pending: dict[Origin, asyncio.Task[RobotsEntry]] = {}
+
+    async def rules_for(self, origin: Origin) -> RobotsRules:
+        """Return the fresh rules of *origin*, fetching robots.txt if needed (once at a time)."""
+        entry = self._entries.get(origin)
+        if entry is not None and entry.expires_at > self._clock():
+            return entry.rules
+        task = self._pending.get(origin)
+        if task is None:
+            task = asyncio.ensure_future(self._load(origin))
+            self._pending[origin] = task
+            task.add_done_callback(lambda _t: self._pending.pop(origin, None))
+        return (await asyncio.shield(task)).rules
+
+    async def _load(self, origin: Origin) -> RobotsEntry:
+        url = f"{origin}/robots.txt"
+        seen = {url}
+        fetches = 0
+        status: int | None = None
+        body: bytes | None = None
+        for _hop in range(MAX_REDIRECTS + 1):
+            fetches += 1
+            try:
+                result = await self._fetch(url)
+            except FetchError:
+                status = None  # unreachable
+                break
+            status, body = result.status, result.body
+            if status in (301, 302, 303, 307, 308) and result.location:
+                url = urljoin(url, result.location)
+                if url in seen:
+                    status = None  # a loop: unreachable
+                    break
+                seen.add(url)
+                continue
+            break
+        else:
+            status = None  # more than MAX_REDIRECTS
+        rules = RobotsRules.from_response(status, body, self.user_agent)
+        ttl = UNREACHABLE_RETRY_SECONDS if rules.outcome == "disallow-all" else TTL_SECONDS
+        entry = RobotsEntry(rules, self._clock() + ttl, fetches)
+        self._entries[origin] = entry
+        return entry
+
+    def entry(self, origin: Origin) -> RobotsEntry | None:
+        """The cached entry of *origin*, fresh or not (for stats and tests)."""
+        return self._entries.get(origin)
