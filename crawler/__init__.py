@@ -1,7 +1,7 @@
 """fanmill crawler: a polite, resumable asyncio crawler.
 
 Built so far: the pure core (URLs, scope, robots decisions, politeness timing, frontier, link
-extraction) and the fetcher; the crawl state, engine and CLI come next.
+extraction), the fetcher, robots.txt fetching and the crawl state; the engine and CLI come next.
 """
 
 from crawler.errors import (
@@ -19,6 +19,7 @@ from crawler.politeness import HostSlot, HostSlots
 from crawler.robots import RobotsRules
 from crawler.robots_fetch import RobotsCache
 from crawler.scope import Scope
+from crawler.state import CrawlState, Lease
 from crawler.urls import Origin, normalize_url, origin_of
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "Busy",
     "ConnectFailed",
     "CrawlError",
+    "CrawlState",
     "Empty",
     "extract_links",
     "Fetcher",
@@ -36,6 +38,7 @@ __all__ = [
     "HostSlot",
     "HostSlots",
     "InvalidURL",
+    "Lease",
     "Links",
     "normalize_url",
     "Origin",

@@ -1,0 +1,129 @@
+"""Crawl state (I/O): every URL's status, kept in SQLite so a killed crawl resumes.
+
+The interface is the one DESIGN.md names for the scale path (a PostgreSQL frontier leased with
+FOR UPDATE SKIP LOCKED later): add discovered URLs, lease due URLs, record a result with its links,
+return expired leases. Nothing else in the crawler speaks SQL.
+
+Statuses: discovered (waiting), fetching (leased until `lease_until`), fetched, failed (final), and
+retryable (due again at `next_try`). A result, the links it discovered and its status change
+commit in one transaction, so after a crash a URL is either fetched with its links recorded, or
+still due and fetched again (at-least-once only for fetches cut off by the crash).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from cache.storage import atransaction, open_store_async
+
+MIGRATIONS = [
+    """
+    CREATE TABLE urls (
+        url TEXT PRIMARY KEY,
+        depth INTEGER NOT NULL,
+        referrer TEXT,
+        status TEXT NOT NULL CHECK (status IN ('discovered', 'fetching', 'fetched', 'failed', 'retryable')),
+        lease_until REAL,
+        next_try REAL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        record TEXT
+    );
+    CREATE INDEX urls_due ON urls (status, next_try, depth);
+    """,
+]
+Final = Literal["fetched", "failed", "retryable"]
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A URL handed to a worker until `lease_until`."""
+
+    url: str
+    depth: int
+    referrer: str | None
+    attempts: int
+
+
+class CrawlState:
+    """The crawl state of one crawl, in one SQLite file; open with `await CrawlState.open(path)`."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str], *, durability: str = "process") -> CrawlState:
+        """Open or create the state file (0600, WAL, migrated) through cache.storage."""
+        return cls(await open_store_async(path, migrations=MIGRATIONS, durability=durability))
+
+    async def close(self) -> None:
+        """Close the file."""
+        await self._conn.close()
+
+    async def add_discovered(self, found: Iterable[tuple[str, int, str | None]]) -> None:
+        """Add (url, depth, referrer) rows; a URL already known keeps its status, and a waiting URL
+        found again at a smaller depth moves up to it."""
+        async with atransaction(self._conn):
+            await self._add(found)
+
+    async def _add(self, found: Iterable[tuple[str, int, str | None]]) -> None:
+        await self._conn.executemany(
+            """INSERT INTO urls (url, depth, referrer, status) VALUES (?, ?, ?, 'discovered')
+               ON CONFLICT (url) DO UPDATE SET depth = excluded.depth, referrer = excluded.referrer
+               WHERE excluded.depth < urls.depth AND urls.status IN ('discovered', 'retryable')""",
+            list(found),
+        )
+
+    async def lease_due(self, limit: int, now: float, lease_seconds: float) -> list[Lease]:
+        """Lease up to *limit* due URLs (smallest depth first) until now + *lease_seconds*."""
+        async with atransaction(self._conn):
+            async with self._conn.execute(
+                """SELECT url, depth, referrer, attempts FROM urls
+                   WHERE status = 'discovered' OR (status = 'retryable' AND next_try <= ?)
+                   ORDER BY depth, rowid LIMIT ?""",
+                (now, limit),
+            ) as cur:
+                rows = await cur.fetchall()
+            await self._conn.executemany(
+                "UPDATE urls SET status = 'fetching', lease_until = ? WHERE url = ?",
+                [(now + lease_seconds, row[0]) for row in rows],
+            )
+        return [Lease(url, depth, referrer, attempts) for url, depth, referrer, attempts in rows]
+
+    async def record_result(
+        self, url: str, status: Final, record: dict[str, Any], links: Iterable[tuple[str, int, str | None]] = (),
+        next_try: float | None = None,
+    ) -> None:
+        """Store a fetch's outcome and the links it found, in one transaction (idempotent)."""
+        if status == "retryable" and next_try is None:
+            raise ValueError("a retryable result needs next_try")
+        async with atransaction(self._conn):
+            await self._add(links)
+            await self._conn.execute(
+                """UPDATE urls SET status = ?, record = ?, next_try = ?, lease_until = NULL,
+                   attempts = attempts + 1 WHERE url = ?""",
+                (status, json.dumps(record, separators=(",", ":")), next_try, url),
+            )
+
+    async def return_expired(self, now: float) -> int:
+        """Give leases that expired (a worker died, or the crawl was killed) back; return how many."""
+        async with atransaction(self._conn):
+            cur = await self._conn.execute(
+                "UPDATE urls SET status = 'discovered', lease_until = NULL "
+                "WHERE status = 'fetching' AND lease_until < ?",
+                (now,),
+            )
+            return cur.rowcount
+
+    async def counts(self) -> dict[str, int]:
+        """Number of URLs per status."""
+        async with self._conn.execute("SELECT status, count(*) FROM urls GROUP BY status") as cur:
+            return {status: n for status, n in await cur.fetchall()}
+
+    async def records(self) -> list[dict[str, Any]]:
+        """Every stored record (for tests and reports)."""
+        async with self._conn.execute("SELECT record FROM urls WHERE record IS NOT NULL") as cur:
+            return [json.loads(r[0]) for r in await cur.fetchall()]

@@ -1,0 +1,61 @@
+"""Crawl state: statuses, leases, depth improvement, atomic results, resume after reopen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crawler.state import CrawlState
+
+A, B, C = "http://127.0.1.1:8000/a", "http://127.0.1.1:8000/b", "http://127.0.1.1:8000/c"
+
+
+async def test_lease_record_and_resume_after_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "crawl.db"
+    st = await CrawlState.open(path)
+    await st.add_discovered([(A, 0, None)])
+    [lease] = await st.lease_due(10, now=0.0, lease_seconds=30)
+    assert lease.url == A and await st.lease_due(10, now=0.0, lease_seconds=30) == []
+    await st.record_result(A, "fetched", {"url": A, "status": 200}, links=[(B, 1, A), (C, 1, A)])
+    [b] = await st.lease_due(1, now=1.0, lease_seconds=30)
+    await st.close()  # killed with B leased: the lease expires and B comes back; A stays fetched
+
+    st = await CrawlState.open(path)
+    assert await st.return_expired(now=100.0) == 1
+    leased = {x.url for x in await st.lease_due(10, now=100.0, lease_seconds=30)}
+    assert leased == {B, C} and b.url in leased
+    assert (await st.counts())["fetched"] == 1
+    await st.close()
+
+
+async def test_a_url_keeps_its_smallest_depth_while_waiting(tmp_path: Path) -> None:
+    st = await CrawlState.open(tmp_path / "d.db")
+    await st.add_discovered([(A, 3, None), (B, 1, None)])
+    await st.add_discovered([(A, 1, B), (B, 5, A)])
+    leases = {x.url: (x.depth, x.referrer) for x in await st.lease_due(10, 0.0, 30)}
+    assert leases == {A: (1, B), B: (1, None)}
+    await st.close()
+
+
+async def test_retryable_urls_come_back_when_due(tmp_path: Path) -> None:
+    st = await CrawlState.open(tmp_path / "r.db")
+    await st.add_discovered([(A, 0, None)])
+    await st.lease_due(1, 0.0, 30)
+    await st.record_result(A, "retryable", {"url": A, "status": 503}, next_try=10.0)
+    assert await st.lease_due(1, 5.0, 30) == []
+    [again] = await st.lease_due(1, 10.0, 30)
+    assert again.url == A and again.attempts == 1
+    with pytest.raises(ValueError):
+        await st.record_result(A, "retryable", {})
+    await st.close()
+
+
+async def test_a_failed_result_rolls_back_its_links_too(tmp_path: Path) -> None:
+    st = await CrawlState.open(tmp_path / "t.db")
+    await st.add_discovered([(A, 0, None)])
+    await st.lease_due(1, 0.0, 30)
+    with pytest.raises(Exception):  # noqa: B017 - a CHECK constraint violation from SQLite
+        await st.record_result(A, "exploded", {}, links=[(B, 1, A)])  # type: ignore[arg-type]
+    assert await st.counts() == {"fetching": 1}  # no link B, A unchanged
+    await st.close()
