@@ -10,6 +10,9 @@
 - Concurrent callers of one key compute it once: the others wait for that result. A function may
   call itself (fib) on other keys or even on the key it is computing, without deadlocking: a thread
   never waits for a key it is computing itself. An exception is not cached; waiters then retry.
+- `wrapper.cache` is the PersistentLRU once the first call (or cache_info/cache_clear) opened it;
+  None before. Methods work (self is a bound argument), but only if self's type is keyable: list
+  `self` in ignore= when the instance does not change the result.
 - Values are pickled by default: a pickle cache file must be trusted like code (files are 0600).
 """
 
@@ -79,7 +82,9 @@ def memoize(
         counts = {"hits": 0, "misses": 0}
 
         def store() -> PersistentLRU:
-            return _shared_store(os.fspath(path), settings)
+            lru = _shared_store(os.fspath(path), settings)
+            wrapper.cache = lru  # type: ignore[attr-defined]  # the file opened last (lazily)
+            return lru
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -144,6 +149,7 @@ def memoize(
             if found is not None:
                 found[0].close()
 
+        wrapper.cache = None  # type: ignore[attr-defined]  # the PersistentLRU, after the first call
         wrapper.cache_info = cache_info  # type: ignore[attr-defined]
         wrapper.cache_clear = cache_clear  # type: ignore[attr-defined]
         wrapper.cache_key = cache_key  # type: ignore[attr-defined]

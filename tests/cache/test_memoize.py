@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cache import CacheInfo
+from cache import CacheInfo, PersistentLRU
 from cache.memoize import memoize
 
 
@@ -138,3 +138,33 @@ def test_functions_share_a_file_without_seeing_each_other(tmp_path: Path) -> Non
 def test_bad_settings_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="capacity"):
         memoize(tmp_path / "x.lru")
+
+
+def test_cache_attribute_is_the_lru_after_the_first_call(tmp_path: Path) -> None:
+    @memoize(tmp_path / "a.lru", capacity=10)
+    def square(x):  # noqa: ANN001, ANN202
+        return x * x
+
+    assert square.cache is None  # opened lazily
+    assert square(3) == 9
+    assert isinstance(square.cache, PersistentLRU)
+    assert square.cache[square.cache_key(3)] == 9
+    square.cache_clear()
+    assert square.cache_info() == CacheInfo(hits=0, misses=0, maxsize=10, currsize=0)
+    square.close()
+
+
+def test_methods_are_memoized_when_self_is_ignored(tmp_path: Path) -> None:
+    runs = []
+
+    class Scaler:
+        @memoize(tmp_path / "m.lru", capacity=10, ignore=("self",))
+        def scale(self, x):  # noqa: ANN001, ANN202
+            runs.append(x)
+            return 2 * x
+
+    assert [Scaler().scale(4), Scaler().scale(x=4)] == [8, 8]
+    assert runs == [4]
+    with pytest.raises(TypeError, match="self"):
+        memoize(tmp_path / "n.lru", capacity=10)(Scaler.scale.__wrapped__)(Scaler(), 1)
+    Scaler.scale.close()
