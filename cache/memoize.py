@@ -92,7 +92,8 @@ def memoize(
             lru = store()
             value = lru.get(key, _MISS)
             if value is not _MISS:
-                counts["hits"] += 1
+                with cond:  # += on a dict item is not atomic across threads
+                    counts["hits"] += 1
                 return value
             computing = getattr(local, "computing", None)
             if computing is None:
