@@ -7,6 +7,7 @@ size) and the rounds, to check the harness in about a minute; FANMILL_BENCH_ROUN
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -49,7 +50,7 @@ def ensure_peers() -> None:
 
 
 def run_tool(tool: Tool, corpus: Corpus, outdir: str) -> Run:
-    """Run *tool* on *corpus* once; measure wall time, peak RSS (wait4) and bytes read (rchar)."""
+    """Run *tool* on *corpus* once; measure wall time, peak RSS (GNU time) and bytes read (rchar)."""
     out = os.path.join(outdir, f"{tool.name}.out")
     if os.path.exists(out):
         os.unlink(out)
@@ -162,7 +163,7 @@ def bench_corpus(corpus: Corpus, rounds: int, candidates: list[Tool]) -> str:
         wall = statistics.median(x.wall for x in rs)
         rss = statistics.median(x.maxrss_kib for x in rs) / 1024
         rchar = statistics.median(x.rchar for x in rs)
-        ratio = f"{rchar / minimum:.2f}x" if minimum else "–"
+        ratio = f"{rchar / minimum:.2f}x" if minimum > 2**20 else "–"
         lines.append(f"| {tool.name} | {wall:.3f} | {wall / jd:.2f}x | {rss:.1f} | "
                      f"{rchar / 2**20:,.1f} | {ratio} | {correctness[tool.name]} |")
     return "\n".join(lines)
@@ -215,10 +216,11 @@ def _versions() -> str:
                        ("rmlint", "--version")):
         try:
             proc = subprocess.run([name, flag], capture_output=True, timeout=10)
-            text = (proc.stdout or proc.stderr).decode(errors="replace").strip().splitlines()[0]
-        except (OSError, IndexError, subprocess.TimeoutExpired):
-            text = f"{name} ?"
-        out.append(" ".join(text.split()[:3]))
+            text = (proc.stdout or proc.stderr).decode(errors="replace")
+        except (OSError, subprocess.TimeoutExpired):
+            text = ""
+        found = re.search(r"\d+\.\d+(\.\d+)?", text)
+        out.append(f"{name} {found.group(0) if found else '?'}")
     return "; ".join(out)
 
 
