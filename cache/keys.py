@@ -21,18 +21,22 @@ from typing import Any
 _LEN = struct.Struct("<I")
 
 
+def _int_bytes(value: int) -> bytes:
+    # Binary, not decimal: str(int) refuses more than 4300 digits since Python 3.11.
+    data = value.to_bytes(value.bit_length() // 8 + 1, "little", signed=True)
+    return b"i" + _LEN.pack(len(data)) + data
+
+
 def _encode(value: Any, typed: bool, out: list[bytes], where: str) -> None:
     if value is None:
         out.append(b"N")
     elif isinstance(value, bool):
-        out.append((b"?T" if value else b"?F") if typed else (b"i1" if value else b"i0"))
-        if not typed:
-            out.append(b";")
+        out.append((b"?T" if value else b"?F") if typed else _int_bytes(int(value)))
     elif isinstance(value, int):
-        out.append(b"i%d;" % value)
+        out.append(_int_bytes(value))
     elif isinstance(value, float):
         if not typed and value.is_integer():
-            out.append(b"i%d;" % int(value))  # 1.0 == 1: one key, as Python's equality says
+            out.append(_int_bytes(int(value)))  # 1.0 == 1: one key, as Python's equality says
         else:
             out.append(b"f" + value.hex().encode() + b";")
     elif isinstance(value, str):

@@ -80,3 +80,12 @@ def test_keys_are_equal_exactly_when_the_arguments_are(x, y) -> None:
     make = KeyMaker(f, typed=True)
     assert (make((x,), {}) == make((y,), {})) == (norm(x) == norm(y))
     assert make((x,), {}) == make((x,), {})
+
+
+def test_huge_and_negative_ints_are_keyed() -> None:
+    make = KeyMaker(lambda a: a)
+    big = 10**5000  # beyond Python's 4300-digit str(int) limit
+    assert make((big,), {}) == make((big,), {})
+    assert make((big,), {}) != make((big + 1,), {})
+    assert make((-1,), {}) != make((255,), {}) != make((-256,), {})
+    assert make((2.0**80,), {}) == make((2**80,), {})
