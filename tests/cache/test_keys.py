@@ -89,3 +89,19 @@ def test_huge_and_negative_ints_are_keyed() -> None:
     assert make((big,), {}) != make((big + 1,), {})
     assert make((-1,), {}) != make((255,), {}) != make((-256,), {})
     assert make((2.0**80,), {}) == make((2**80,), {})
+
+
+def g(a, b=2, *rest, c=None, **extra):  # noqa: ANN001, ANN002, ANN003, ANN202
+    return a
+
+
+@given(VALUES, VALUES, st.dictionaries(st.sampled_from(["x", "y", "z"]), VALUES, max_size=3))
+def test_every_spelling_of_one_call_is_one_key(a, c, extra) -> None:
+    make = KeyMaker(g)
+    spellings = [
+        ((a, 2), {"c": c, **extra}),
+        ((a,), {"b": 2, "c": c, **extra}),
+        ((), {**dict(reversed(list(extra.items()))), "c": c, "b": 2, "a": a}),
+        ((a,), {**extra, "c": c}),  # b by its default
+    ]
+    assert len({make(args, kwargs) for args, kwargs in spellings}) == 1
