@@ -59,6 +59,13 @@ def test_a_stampede_of_eight_threads_computes_once(tmp_path: Path) -> None:
     started.wait(10)  # one thread is inside the body: the other seven must wait for it
     for t in threads[1:]:
         t.start()
+    # Each waiter misses the file twice (before and under the condition) before it waits, and it
+    # holds the condition from that second miss to wait(): the owner's 2 + 7 * 2 misses mean all 7 are waiting.
+    for _ in range(10_000):
+        if slow.cache.stats().misses >= 16:
+            break
+        release.wait(0.001)  # a bounded poll, not a timing assumption
+    assert slow.cache.stats().misses == 16
     release.set()
     for t in threads:
         t.join(10)
