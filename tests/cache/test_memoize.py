@@ -175,3 +175,40 @@ def test_methods_are_memoized_when_self_is_ignored(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="self"):
         memoize(tmp_path / "n.lru", capacity=10)(Scaler.scale.__wrapped__)(Scaler(), 1)
     Scaler.scale.close()
+
+
+def test_a_failed_computation_wakes_a_waiter_which_computes(tmp_path: Path) -> None:
+    started, release = threading.Event(), threading.Event()
+    attempts = []
+
+    @memoize(tmp_path / "w.lru", capacity=10)
+    def flaky(x):  # noqa: ANN001, ANN202
+        attempts.append(x)
+        if len(attempts) == 1:
+            started.set()
+            release.wait(10)
+            raise RuntimeError("the first computation fails")
+        return x
+
+    outcomes = []
+
+    def call() -> None:
+        try:
+            outcomes.append(flaky(5))
+        except RuntimeError as exc:
+            outcomes.append(str(exc))
+
+    first, second = threading.Thread(target=call), threading.Thread(target=call)
+    first.start()
+    started.wait(10)
+    second.start()
+    for _ in range(10_000):  # owner 2 misses + waiter 2 misses: the waiter is waiting
+        if flaky.cache.stats().misses >= 4:
+            break
+        release.wait(0.001)
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert sorted(map(str, outcomes)) == ["5", "the first computation fails"]
+    assert attempts == [5, 5]
+    flaky.close()
