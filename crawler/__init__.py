@@ -1,9 +1,12 @@
 """fanmill crawler: a polite, resumable asyncio crawler.
 
-Built so far: the pure core (URLs, scope, robots decisions, politeness timing, frontier, link
-extraction), the fetcher, robots.txt fetching and the crawl state; the engine and CLI come next.
+`await crawl(seeds, CrawlConfig(...))` runs a crawl and returns a `CrawlSummary`; the `crawl` command
+(crawler/cli.py) wraps it. The pure core (URLs, scope, robots decisions, politeness timing, frontier,
+link extraction) and the I/O edge (fetcher, robots.txt fetching, crawl state) are public for reuse.
 """
 
+from crawler.config import CrawlConfig
+from crawler.engine import crawl
 from crawler.errors import (
     BadResponse,
     ConnectFailed,
@@ -11,11 +14,13 @@ from crawler.errors import (
     FetchError,
     FetchTimeout,
     InvalidURL,
+    StateError,
 )
 from crawler.fetcher import Fetcher, FetchResult
 from crawler.frontier import Busy, Empty, Frontier, Pushed, Ready, Wait
 from crawler.links import Links, extract_links
 from crawler.politeness import HostSlot, HostSlots
+from crawler.records import CrawlRecord, CrawlSummary
 from crawler.robots import RobotsRules
 from crawler.robots_fetch import RobotsCache
 from crawler.scope import Scope
@@ -26,8 +31,12 @@ __all__ = [
     "BadResponse",
     "Busy",
     "ConnectFailed",
+    "crawl",
+    "CrawlConfig",
     "CrawlError",
+    "CrawlRecord",
     "CrawlState",
+    "CrawlSummary",
     "Empty",
     "extract_links",
     "Fetcher",
@@ -48,5 +57,6 @@ __all__ = [
     "RobotsCache",
     "RobotsRules",
     "Scope",
+    "StateError",
     "Wait",
 ]

@@ -2,10 +2,11 @@
 
     CrawlError          base of every error the crawler raises on purpose
     ├── InvalidURL      a string that is not an absolute http(s) URL the crawler can fetch (also a ValueError)
-    └── FetchError      a fetch failed
+    ├── FetchError      a fetch failed
         ├── FetchTimeout    no complete answer in time
         ├── ConnectFailed   no connection (refused, unreachable, reset)
         └── BadResponse     a broken answer (Content-Length lie, broken compression, bad framing)
+    └── StateError      the crawl state file cannot be used
 """
 
 from __future__ import annotations
@@ -34,3 +35,7 @@ class ConnectFailed(FetchError):
 class BadResponse(FetchError):
     """The response broke the protocol: a body shorter or longer than its Content-Length, broken
     compression, bad framing."""
+
+
+class StateError(CrawlError):
+    """The crawl state file cannot be opened, read or written; the message names the path."""

@@ -148,6 +148,10 @@ class Frontier:
             return Ready(url, depth, origin)
         return Busy() if self._size else Empty()
 
+    def forget(self, url: str) -> None:
+        """Let *url*, handed out before, be pushed again (a retry)."""
+        self._seen.pop(url, None)
+
     def done(self, origin: Origin) -> None:
         """The request handed out for *origin* finished: free its slot and reschedule the host."""
         self.slots.release(origin)

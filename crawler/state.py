@@ -108,6 +108,37 @@ class CrawlState:
                 (status, json.dumps(record, separators=(",", ":")), next_try, url),
             )
 
+    async def record_results(
+        self, results: Iterable[tuple[str, Final, dict[str, Any] | None, list[tuple[str, int, str | None]], float | None]],
+    ) -> None:
+        """Store many (url, status, record, links, next_try) outcomes in one transaction (batched)."""
+        results = list(results)
+        if not results:
+            return
+        async with atransaction(self._conn):
+            await self._add([link for r in results for link in r[3]])
+            await self._conn.executemany(
+                """UPDATE urls SET status = ?, record = ?, next_try = ?, lease_until = NULL,
+                   attempts = attempts + 1 WHERE url = ?""",
+                [
+                    (status, None if rec is None else json.dumps(rec, separators=(",", ":")), nt, url)
+                    for url, status, rec, _links, nt in results
+                ],
+            )
+
+    async def known(self) -> dict[str, tuple[int, str]]:
+        """Every URL the crawl knows, with its depth and status (read once when a crawl resumes)."""
+        async with self._conn.execute("SELECT url, depth, status FROM urls") as cur:
+            return {url: (depth, status) for url, depth, status in await cur.fetchall()}
+
+    async def next_retry_at(self) -> float | None:
+        """The earliest `next_try` of a retryable URL, or None."""
+        async with self._conn.execute(
+            "SELECT min(next_try) FROM urls WHERE status = 'retryable'"
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else row[0]
+
     async def return_expired(self, now: float) -> int:
         """Give leases that expired (a worker died, or the crawl was killed) back; return how many."""
         async with atransaction(self._conn):

@@ -13,3 +13,16 @@ def test_all_lists_every_public_name_sorted() -> None:
     assert crawler.__all__ == sorted(crawler.__all__, key=str.lower)
     for name in crawler.__all__:
         assert getattr(crawler, name).__doc__, name
+
+
+def test_imported_package_is_this_checkout() -> None:
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    assert Path(crawler.__file__).resolve().is_relative_to(repo / "crawler")
+
+
+def test_design_md_names_are_exported() -> None:
+    for name in ("crawl", "CrawlConfig", "CrawlRecord", "CrawlSummary", "normalize_url",
+                 "InvalidURL", "CrawlError", "FetchError"):
+        assert name in crawler.__all__

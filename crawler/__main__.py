@@ -1,0 +1,5 @@
+"""`python -m crawler`: the `crawl` command."""
+
+from crawler.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""`crawl [OPTIONS] SEED_URL...`: argparse -> CrawlConfig -> `asyncio.run(crawl(...))`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Any
+
+from crawler.config import DEFAULT_MAX_BODY, CrawlConfig
+from crawler.engine import crawl
+from crawler.errors import CrawlError
+
+EPILOG = """exit status:
+  0   the crawl finished and every fetched URL got a response
+  1   fatal error (bad state file, unusable output path, ...)
+  2   usage error
+  3   the crawl finished but some fetches failed (no response, or a final 5xx)
+  130 interrupted (Ctrl-C); what was fetched is recorded and --state resumes it
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="crawl", description="Crawl sites politely and concurrently; resumable with --state.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("seeds", nargs="+", metavar="SEED_URL", help="absolute http(s) URLs to start from")
+    p.add_argument("--out", metavar="FILE.jsonl", help="append one JSON record per fetched URL ('-': stdout)")
+    p.add_argument("--state", metavar="DB", help="crawl state file; rerunning with it resumes the crawl")
+    p.add_argument("--delay", type=float, default=1.0, metavar="SECONDS",
+                   help="minimum gap between two requests sent to one host (default 1.0; robots.txt "
+                        "Crawl-delay wins when longer)")
+    p.add_argument("--per-host", type=int, default=1, metavar="N",
+                   help="requests in flight to one host at most (default 1)")
+    p.add_argument("--concurrency", type=int, default=16, metavar="N",
+                   help="requests in flight overall at most (default 16)")
+    p.add_argument("--max-pages", type=int, metavar="N", help="stop after N fetched URLs")
+    p.add_argument("--max-depth", type=int, metavar="N", help="follow links at most N hops from a seed")
+    p.add_argument("--user-agent", default="fanmill", metavar="UA",
+                   help="User-Agent sent and matched against robots.txt groups (default fanmill)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="GLOB",
+                   help="also crawl hosts matching GLOB (repeatable; e.g. '*.example.com')")
+    p.add_argument("--allow-private", action="store_true",
+                   help="allow private, loopback, link-local and multicast targets beyond the seeds")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="time limit of one request, body included (default 30)")
+    p.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY, metavar="BYTES",
+                   help="bodies are cut off beyond this size, recorded as an error (default 10 MiB)")
+    p.add_argument("--max-redirects", type=int, default=5, metavar="N",
+                   help="redirect hops followed from one URL (default 5)")
+    p.add_argument("--max-retries", type=int, default=2, metavar="N",
+                   help="retries of a transient failure: timeout, connection, 429, 5xx (default 2)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress line and no summary")
+    return p
+
+
+class _Progress:
+    """The live progress line on a terminal (stderr)."""
+
+    def __init__(self) -> None:
+        self.last_pages = 0
+
+    def __call__(self, snap: dict[str, Any]) -> None:
+        rate = (snap["pages"] - self.last_pages) / 0.5
+        self.last_pages = snap["pages"]
+        sys.stderr.write(
+            f"\r{snap['pages']} pages, {rate:.0f}/s, {snap['hosts']} hosts, "
+            f"{snap['in_flight']} in flight, {snap['queued']} queued, {snap['errors']} errors\x1b[K")
+        sys.stderr.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the crawl command; return the exit status (see EPILOG)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        config = CrawlConfig(
+            delay=args.delay, per_host=args.per_host, concurrency=args.concurrency,
+            max_pages=args.max_pages, max_depth=args.max_depth, user_agent=args.user_agent,
+            allow_hosts=tuple(args.allow_host), allow_private=args.allow_private,
+            timeout=args.timeout, max_body=args.max_body, max_redirects=args.max_redirects,
+            max_retries=args.max_retries, state=args.state, out=args.out)
+    except ValueError as exc:
+        parser.error(str(exc))
+    logging.basicConfig(level=logging.WARNING, format="crawl: %(message)s")
+    progress = _Progress() if not args.quiet and sys.stderr.isatty() else None
+    try:
+        summary = asyncio.run(crawl(args.seeds, config, on_progress=progress))
+    except KeyboardInterrupt:
+        print("\ncrawl: interrupted", file=sys.stderr)
+        return 130
+    except CrawlError as exc:
+        print(f"crawl: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"crawl: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if progress is not None:
+            sys.stderr.write("\n")
+    if not args.quiet:
+        for line in summary.lines():
+            print(line, file=sys.stderr)
+    return 3 if summary.failed else 0

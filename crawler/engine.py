@@ -1,0 +1,407 @@
+"""Orchestration: leases URLs from the crawl state into the frontier, fetches them politely under
+one `asyncio.TaskGroup`, and records results with their links.
+
+A URL's life: discovered (a link, a redirect target or a seed) -> checked against scope, private
+addresses and trap guards -> added to the state with the result that found it -> leased into the
+in-memory window -> held until its origin's robots.txt is known -> pushed into the frontier if
+allowed -> handed out by `Frontier.next_ready` with its host's send time already reserved ->
+fetched -> its record written to `--out`, flushed, and only then marked fetched in the state.
+
+Redirects are never followed inside the HTTP client: a 3xx is a record, and its target is a newly
+discovered URL (same depth, one more hop) that goes through every check above like any link.
+robots.txt requests take their host's politeness slot too, so the robots.txt fetch and the first
+page request are `delay` apart, and the Crawl-delay it announces applies from that fetch on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+from crawler.config import CrawlConfig
+from crawler.errors import BadResponse, ConnectFailed, FetchError, InvalidURL, StateError
+from crawler.fetcher import Fetcher, FetchResult
+from crawler.frontier import Empty, Frontier, Ready, Wait
+from crawler.guards import refuse_private, trap_reason
+from crawler.links import extract_links
+from crawler.output import JsonlWriter
+from crawler.politeness import HostSlots
+from crawler.records import CrawlRecord, CrawlSummary
+from crawler.retry import TRANSIENT_STATUSES, backoff, parse_retry_after
+from crawler.robots import RobotsRules
+from crawler.robots_fetch import RobotsCache
+from crawler.scope import Scope
+from crawler.state import CrawlState, Lease
+from crawler.urls import Origin, normalize_url, origin_of
+
+__all__ = ["crawl"]
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 3600.0  # one process owns its leases; a resumed crawl returns them all at once
+FLUSH_EVERY = 256  # results per state transaction at most
+PROGRESS_EVERY = 0.5
+Link = tuple[str, int, str | None]
+
+
+async def crawl(
+    seeds: list[str], config: CrawlConfig, *,
+    on_record: Callable[[CrawlRecord], None] | None = None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+) -> CrawlSummary:
+    """Crawl from *seeds* under *config*; return the summary. Raise `InvalidURL` for a bad seed,
+    `StateError` if the state file cannot be used."""
+    return await _Crawl(seeds, config, on_record, on_progress).run()
+
+
+class _Crawl:
+    def __init__(self, seeds: list[str], config: CrawlConfig,
+                 on_record: Callable[[CrawlRecord], None] | None,
+                 on_progress: Callable[[dict[str, Any]], None] | None) -> None:
+        self.config = config
+        self.seeds = [normalize_url(s) for s in seeds]
+        if not self.seeds:
+            raise InvalidURL("no seed URL given")
+        self.scope = Scope.from_seeds(self.seeds, config.allow_hosts)
+        self.seed_hosts = frozenset(origin_of(s).host for s in self.seeds)
+        self.on_record = on_record
+        self.on_progress = on_progress
+        self.summary = CrawlSummary()
+        self.frontier = Frontier(HostSlots(config.delay, config.per_host), config.window * 2)
+        self._known: dict[str, int] = {}  # url -> best depth: the exact seen-URL index
+        self._per_host: dict[Origin, int] = {}
+        self._hops: dict[str, int] = {}  # redirect hops that led to a URL
+        self._hashes: dict[bytes, str] = {}  # body digest -> first URL with that body
+        self._leases: dict[str, Lease] = {}  # leased, not yet fetched
+        self._held: dict[Origin, list[Lease]] = {}  # waiting for their origin's robots.txt
+        self._results: list[tuple[str, Any, dict[str, Any] | None, list[Link], float | None]] = []
+        self._records: list[CrawlRecord] = []
+        self._db_due = True  # the state may hold URLs due now
+        self._next_retry: float | None = None  # wall time of the earliest retry
+        self._inflight = 0
+        self._robots_tasks = 0
+        self._dispatched = 0
+        self._wake = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
+        self._rand = random.Random()
+        self._last_progress = 0.0
+
+    async def run(self) -> CrawlSummary:
+        started = time.monotonic()
+        tmpdir = None if self.config.state else tempfile.mkdtemp(prefix="fanmill-crawl-")
+        path = self.config.state or os.path.join(tmpdir or "", "state.db")
+        try:
+            try:
+                self.state = await CrawlState.open(path)
+            except Exception as exc:  # cache.CorruptStoreError, sqlite3/OS errors
+                raise StateError(f"cannot open crawl state {path}: {exc}") from exc
+            self.writer = JsonlWriter(self.config.out) if self.config.out else None
+            try:
+                await self._start()
+                async with Fetcher(user_agent=self.config.user_agent, max_body=self.config.max_body,
+                                   timeout=self.config.timeout,
+                                   connections=self.config.concurrency + 8,
+                                   per_host_connections=self.config.per_host + 1) as fetcher:
+                    self.fetcher = fetcher
+                    loop = asyncio.get_running_loop()
+                    self.robots = RobotsCache(self._polite_get, self.config.user_agent, loop.time)
+                    async with asyncio.TaskGroup() as tg:
+                        self.tg = tg
+                        await self._dispatch()
+            finally:
+                await self._flush()  # runs on Ctrl-C too: what was fetched stays recorded
+                if self.writer is not None:
+                    self.writer.close()
+                await self.state.close()
+        finally:
+            if tmpdir:
+                shutil.rmtree(tmpdir, ignore_errors=True)
+            self.summary.seconds = time.monotonic() - started
+        return self.summary
+
+    async def _start(self) -> None:
+        known = await self.state.known()
+        if known:
+            self.summary.resumed = True
+            await self.state.return_expired(float("inf"))
+            self._next_retry = await self.state.next_retry_at()
+        for url, (depth, _status) in known.items():
+            self._known[url] = depth
+            origin = origin_of(url)
+            self._per_host[origin] = self._per_host.get(origin, 0) + 1
+        new = [(s, 0, None) for s in self.seeds if s not in self._known]
+        for url, depth, _ in new:
+            self._known[url] = depth
+        await self.state.add_discovered(new)
+
+    # -- the dispatcher -------------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        loop = asyncio.get_running_loop()
+        cfg = self.config
+        while True:
+            self._wake.clear()
+            self._report_progress(loop.time())
+            stopping = cfg.max_pages is not None and self._dispatched >= cfg.max_pages
+            in_memory = len(self.frontier) + sum(map(len, self._held.values()))
+            if self._next_retry is not None and time.time() >= self._next_retry:
+                self._db_due, self._next_retry = True, None
+            if not stopping and in_memory < cfg.window // 2 and (self._db_due or self._results):
+                await self._flush()
+                if self._db_due:
+                    await self._lease(cfg.window - in_memory)
+                continue
+            if len(self._results) >= FLUSH_EVERY:
+                await self._flush()
+            timeout: float | None = None
+            if not stopping and self._inflight < cfg.concurrency:
+                step = self.frontier.next_ready(loop.time())
+                if isinstance(step, Ready):
+                    self._inflight += 1
+                    self._dispatched += 1
+                    self.tg.create_task(self._fetch_page(step))
+                    continue
+                if isinstance(step, Wait):
+                    timeout = step.seconds
+                elif isinstance(step, Empty) and self._idle():
+                    if self._next_retry is None:
+                        return
+                    timeout = max(0.0, self._next_retry - time.time())
+            elif stopping and self._inflight == 0 and self._robots_tasks == 0:
+                return
+            if self.on_progress is not None:
+                timeout = PROGRESS_EVERY if timeout is None else min(timeout, PROGRESS_EVERY)
+            if self._results and (timeout is None or timeout > 0.05):
+                await self._flush()  # idle moment: commit now rather than later
+                if self._db_due:
+                    continue
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    def _idle(self) -> bool:
+        return (self._inflight == 0 and self._robots_tasks == 0 and not self._held
+                and not self._results and not self._db_due)
+
+    async def _lease(self, room: int) -> None:
+        leases = await self.state.lease_due(room, time.time(), LEASE_SECONDS)
+        if len(leases) < room:
+            self._db_due = False
+        now = asyncio.get_running_loop().time()
+        for lease in leases:
+            origin = origin_of(lease.url)
+            entry = self.robots.entry(origin)
+            if entry is not None and entry.expires_at > now and origin not in self._held:
+                self._admit(lease, entry.rules)
+                continue
+            held = self._held.get(origin)
+            if held is None:
+                self._held[origin] = [lease]
+                self._robots_tasks += 1
+                self.tg.create_task(self._load_robots(origin))
+            else:
+                held.append(lease)
+
+    def _admit(self, lease: Lease, rules: RobotsRules) -> None:
+        if rules.allowed(lease.url):
+            self._leases[lease.url] = lease
+            self.frontier.push(lease.url, lease.depth)
+        else:
+            self.summary.robots_denied += 1
+            self._results.append((lease.url, "failed", None, [], None))
+
+    async def _load_robots(self, origin: Origin) -> None:
+        try:
+            rules = await self.robots.rules_for(origin)
+            self.frontier.slots.set_crawl_delay(origin, rules.crawl_delay)
+            for lease in self._held.pop(origin, []):
+                self._admit(lease, rules)
+        finally:
+            self._robots_tasks -= 1
+            self._wake.set()
+
+    async def _polite_get(self, url: str) -> FetchResult:
+        """One robots.txt request, sent through its host's politeness slot like any page."""
+        try:
+            origin = origin_of(normalize_url(url))
+        except InvalidURL as exc:
+            raise FetchError(f"{url}: {exc}") from exc
+        if refuse_private(origin, self.seed_hosts, self.config.allow_private):
+            raise ConnectFailed(f"{url}: refused private address")
+        loop = asyncio.get_running_loop()
+        slots = self.frontier.slots
+        while not slots.try_acquire(origin, loop.time()):
+            at = slots.ready_at(origin)
+            await asyncio.sleep(0.005 if at is None else max(0.0, at - loop.time()))
+        self.summary.robots_fetches += 1
+        try:
+            return await self.fetcher.fetch(url)
+        finally:
+            self.frontier.done(origin)
+            self._wake.set()
+
+    # -- one page -------------------------------------------------------------------------------
+
+    async def _fetch_page(self, ready: Ready) -> None:
+        loop = asyncio.get_running_loop()
+        result: FetchResult | None = None
+        error: FetchError | None = None
+        try:
+            result = await self.fetcher.fetch(ready.url)
+        except FetchError as exc:
+            error = exc
+        finally:
+            retry_after = None
+            if result is not None and result.status in (429, 503):
+                retry_after = parse_retry_after(result.retry_after, time.time())
+                if retry_after is not None:
+                    capped = min(retry_after, self.config.max_retry_after)
+                    self.frontier.slots.defer(ready.origin, loop.time() + capped)
+            self.frontier.done(ready.origin)
+            self._inflight -= 1
+            self._wake.set()
+        lease = self._leases.pop(ready.url, None) or Lease(ready.url, ready.depth, None, 0)
+        transient = (error is not None and not isinstance(error, BadResponse)) or (
+            result is not None and result.status in TRANSIENT_STATUSES)
+        if transient and lease.attempts < self.config.max_retries:
+            wait = backoff(lease.attempts, self.config.retry_base, 60.0, self._rand.random)
+            if retry_after is not None:
+                wait = max(wait, min(retry_after, self.config.max_retry_after))
+            next_try = time.time() + wait
+            self._results.append((ready.url, "retryable", None, [], next_try))
+            self.frontier.forget(ready.url)
+            self._next_retry = next_try if self._next_retry is None else min(self._next_retry,
+                                                                              next_try)
+            self._dispatched -= 1
+            self.summary.retries += 1
+            return
+        links: list[Link] = []
+        record = self._record(ready, lease, result, error, links)
+        self.summary.add(record)
+        if self.writer is not None:
+            self.writer.write(record)
+        if self.on_record is not None:
+            self.on_record(record)
+        final = "failed" if record.status is None or record.status >= 500 else "fetched"
+        self._results.append((ready.url, final, record.as_dict(), links, None))
+
+    def _record(self, ready: Ready, lease: Lease, result: FetchResult | None,
+                error: FetchError | None, links: list[Link]) -> CrawlRecord:
+        url, depth = ready.url, lease.depth
+        if result is None:
+            return CrawlRecord(url, None, depth, lease.referrer, 0, None, time.time(), str(error))
+        body = result.body
+        digest = hashlib.sha256(body)
+        err: str | None = None
+        redirect_to = duplicate_of = None
+        found = 0
+        if result.truncated:
+            err = f"body larger than {self.config.max_body} bytes: cut off"
+        status = result.status
+        if 300 <= status < 400 and result.location:
+            try:
+                redirect_to = normalize_url(result.location, url)
+            except InvalidURL as exc:
+                err = f"invalid redirect target: {exc}"
+            else:
+                hops = self._hops.get(url, 0) + 1
+                if hops > self.config.max_redirects:
+                    err = f"more than {self.config.max_redirects} redirects"
+                else:
+                    found = self._discover(redirect_to, depth, url, links, hops)
+        elif 200 <= status < 300 and "html" in result.content_type.lower() and err is None:
+            key = digest.digest()[:16]
+            first = self._hashes.get(key)
+            if first is not None:
+                duplicate_of = first
+            else:
+                self._hashes[key] = url
+                err, found = self._follow_links(url, depth, body, result.content_type, links)
+        return CrawlRecord(
+            url, status, depth, lease.referrer, len(body), digest.hexdigest(), time.time(), err,
+            result.content_type or None, redirect_to, duplicate_of, found,
+        )
+
+    def _follow_links(self, url: str, depth: int, body: bytes, content_type: str,
+                      out: list[Link]) -> tuple[str | None, int]:
+        if b"\x00" in body[:1024]:
+            return "binary body served as HTML: links not extracted", 0
+        charset = "utf-8"
+        for part in content_type.split(";")[1:]:
+            name, _, value = part.strip().partition("=")
+            if name.lower() == "charset" and value:
+                charset = value.strip("\"' ")
+        err = None
+        try:
+            text = body.decode(charset)
+        except (UnicodeDecodeError, LookupError) as exc:
+            err = f"undecodable body ({exc.__class__.__name__}, {charset}): decoded with replacement"
+            text = body.decode("utf-8", "replace")
+        page = extract_links(text, url, self.config.max_links)
+        if page.truncated:
+            err = f"more than {self.config.max_links} links: the rest ignored"
+        if self.config.max_depth is not None and depth + 1 > self.config.max_depth:
+            return err, 0
+        found = 0
+        for link in page.urls:
+            found += self._discover(link, depth + 1, url, out, 0)
+        return err, found
+
+    def _discover(self, url: str, depth: int, referrer: str, out: list[Link], hops: int) -> int:
+        """Admit one found URL into the state (with the result that found it); 1 if new."""
+        best = self._known.get(url)
+        if best is not None:
+            if depth < best:  # the state moves a still-waiting URL up to the smaller depth
+                self._known[url] = depth
+                out.append((url, depth, referrer))
+            self.summary.duplicates_skipped += 1
+            return 0
+        if not self.scope.allows(url):
+            self.summary.out_of_scope += 1
+            return 0
+        origin = origin_of(url)
+        if refuse_private(origin, self.seed_hosts, self.config.allow_private):
+            self.summary.refused_private += 1
+            return 0
+        count = self._per_host.get(origin, 0)
+        if trap_reason(url, self.config) is not None or count >= self.config.max_urls_per_host:
+            self.summary.trap_guarded += 1
+            return 0
+        self._per_host[origin] = count + 1
+        self._known[url] = depth
+        if hops:
+            self._hops[url] = hops
+        out.append((url, depth, referrer))
+        return 1
+
+    async def _flush(self) -> None:
+        """Make records durable (`--out` flushed), then commit their state in one transaction."""
+        async with self._flush_lock:
+            if not self._results:
+                return
+            batch, self._results = self._results, []
+            if self.writer is not None:
+                self.writer.flush()
+            await self.state.record_results(batch)
+            if any(links for _u, _s, _r, links, _n in batch):
+                self._db_due = True
+
+    def _report_progress(self, now: float) -> None:
+        if self.on_progress is None or now - self._last_progress < PROGRESS_EVERY:
+            return
+        self._last_progress = now
+        self.on_progress({
+            "pages": self.summary.pages, "queued": len(self.frontier),
+            "in_flight": self._inflight, "hosts": len(self.frontier.slots.slots),
+            "errors": self.summary.failed,
+        })

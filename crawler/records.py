@@ -1,0 +1,79 @@
+"""Pure value types of a crawl's results: one `CrawlRecord` per fetched URL, one `CrawlSummary`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class CrawlRecord:
+    """One fetched URL; `as_dict()` is the `--out` JSONL line (keys fixed by the contract)."""
+
+    url: str
+    status: int | None  # final HTTP status, None when no response came
+    depth: int
+    referrer: str | None
+    content_length: int  # bytes of body received (after decoding, capped at max_body)
+    content_hash: str | None  # sha256 hex of the body
+    fetch_time: float  # wall-clock UNIX time the fetch finished
+    error: str | None = None
+    content_type: str | None = None
+    redirect_to: str | None = None  # for a 3xx: the normalized target
+    duplicate_of: str | None = None  # same body already seen under this URL
+    links: int = 0  # links found and followed from this page
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON object written for this record."""
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class CrawlSummary:
+    """What a crawl did; `failed` decides exit status 3."""
+
+    pages: int = 0  # records (fetched URLs)
+    statuses: dict[str, int] = field(default_factory=dict)  # "200" / "error" -> count
+    failed: int = 0  # records with no response or a final 5xx
+    errors: int = 0  # records carrying an error text
+    robots_denied: int = 0
+    robots_fetches: int = 0
+    duplicates_skipped: int = 0  # links to URLs already known
+    duplicate_content: int = 0  # bodies already seen under another URL
+    out_of_scope: int = 0
+    refused_private: int = 0
+    trap_guarded: int = 0  # URLs dropped by a trap guard or the URL length limit
+    invalid_links: int = 0
+    retries: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    resumed: bool = False
+
+    def add(self, record: CrawlRecord) -> None:
+        """Count one record."""
+        self.pages += 1
+        key = "error" if record.status is None else str(record.status)
+        self.statuses[key] = self.statuses.get(key, 0) + 1
+        if record.status is None or record.status >= 500:
+            self.failed += 1
+        if record.error:
+            self.errors += 1
+        if record.duplicate_of:
+            self.duplicate_content += 1
+        self.bytes += record.content_length
+
+    def lines(self) -> list[str]:
+        """A short human-readable report."""
+        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(self.statuses.items())) or "none"
+        rate = self.pages / self.seconds if self.seconds > 0 else 0.0
+        return [
+            f"pages fetched: {self.pages} in {self.seconds:.1f} s ({rate:.0f}/s), "
+            f"{self.bytes / 1e6:.1f} MB{' (resumed)' if self.resumed else ''}",
+            f"statuses: {statuses}",
+            f"robots.txt: {self.robots_fetches} fetches, {self.robots_denied} URLs denied",
+            f"skipped: {self.duplicates_skipped} already-known links, {self.out_of_scope} out of "
+            f"scope, {self.trap_guarded} trap-guarded, {self.invalid_links} invalid, "
+            f"{self.refused_private} private addresses",
+            f"duplicate content: {self.duplicate_content}; retries: {self.retries}; "
+            f"failed: {self.failed}; records with errors: {self.errors}",
+        ]
