@@ -247,6 +247,7 @@ class _Crawl:
         try:
             return await self.fetcher.fetch(url)
         finally:
+            slots.answered(origin, loop.time())
             self.frontier.done(origin)
             self._wake.set()
 
@@ -261,6 +262,8 @@ class _Crawl:
         except FetchError as exc:
             error = exc
         finally:
+            self.frontier.slots.answered(
+                ready.origin, result.answered_at if result is not None else loop.time())
             retry_after = None
             if result is not None and result.status in (429, 503):
                 retry_after = parse_retry_after(result.retry_after, time.time())

@@ -30,6 +30,7 @@ class FetchResult:
     retry_after: str | None
     body: bytes
     truncated: bool  # the body was longer than max_body and was cut off
+    answered_at: float  # time.monotonic() when the status line and headers arrived
     seconds: float
 
 
@@ -71,6 +72,7 @@ class Fetcher:
         try:
             async with asyncio.timeout(self.timeout):
                 async with self._session.get(url, allow_redirects=False) as resp:
+                    answered_at = time.monotonic()
                     body, truncated = await self._read_capped(resp)
                     return FetchResult(
                         url=url,
@@ -81,6 +83,7 @@ class Fetcher:
                         body=body,
                         truncated=truncated,
                         seconds=time.monotonic() - started,
+                        answered_at=answered_at,
                     )
         except TimeoutError:
             raise FetchTimeout(f"{url}: no complete answer within {self.timeout:g} s") from None

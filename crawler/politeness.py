@@ -73,6 +73,17 @@ class HostSlots:
         if s.last_send_at is not None:
             s.next_send_at = max(s.next_send_at, s.last_send_at + s.delay)
 
+    def answered(self, origin: Origin, at: float) -> None:
+        """A request to *origin* got its answer (or failed) at *at*: count the gap from there too.
+
+        The server logs a request when it arrives, which can be later than the moment we reserved
+        (a new connection, a busy event loop on either side); it always answers after logging
+        it. So a gap counted from the answer can never look short from the server's side.
+        """
+        s = self.slot(origin)
+        s.last_send_at = at if s.last_send_at is None else max(s.last_send_at, at)
+        s.next_send_at = max(s.next_send_at, at + s.delay)
+
     def defer(self, origin: Origin, until: float) -> None:
         """Push the next send to *until* at the earliest (a 429/503 Retry-After)."""
         s = self.slot(origin)

@@ -13,7 +13,7 @@ ORIGIN = Origin("http", "127.0.1.1", 8000)
 
 
 def result(url: str, status: int, body: bytes = b"", location: str | None = None) -> FetchResult:
-    return FetchResult(url, status, "text/plain", location, None, body, False, 0.0)
+    return FetchResult(url, status, "text/plain", location, None, body, False, 0.0, 0.0)
 
 
 class FakeServer:

@@ -1,0 +1,84 @@
+"""A small multi-host loopback site for the engine's end-to-end tests (until fixtures.site lands).
+
+Each host is a distinct 127.0.2.x address on one port; `pages` maps (host index, path) to a
+response; every request is recorded with its arrival time and the in-flight count of its host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+@dataclass
+class Page:
+    status: int = 200
+    body: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "text/html"
+    times: int = 0  # answered so far (for "first a 429, then a 200")
+    then: Page | None = None  # the answer after the first one
+
+
+@dataclass
+class Hit:
+    t: float
+    host: str
+    path: str
+    in_flight: int
+
+
+@dataclass
+class Running:
+    port: int
+    hosts: list[str]
+    hits: list[Hit]
+
+    def url(self, i: int, path: str) -> str:
+        return f"http://{self.hosts[i]}:{self.port}{path}"
+
+
+def links(*hrefs: str) -> str:
+    return "<html><body>" + "".join(f'<a href="{h}">x</a>' for h in hrefs) + "</body></html>"
+
+
+@asynccontextmanager
+async def serve(pages: dict[tuple[int, str], Page], hosts: int = 3) -> AsyncIterator[Running]:
+    names = [f"127.0.2.{i + 1}" for i in range(hosts)]
+    hits: list[Hit] = []
+    in_flight = dict.fromkeys(names, 0)
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        host = request.host.rsplit(":", 1)[0]
+        in_flight[host] += 1
+        hits.append(Hit(time.monotonic(), host, request.path_qs, in_flight[host]))
+        try:
+            page = pages.get((names.index(host), request.path_qs))
+            if page is None:
+                return web.Response(status=404, text="no")
+            answer = page.then if page.times and page.then is not None else page
+            page.times += 1
+            await asyncio.sleep(0)
+            return web.Response(status=answer.status, text=answer.body, headers=answer.headers,
+                                content_type=answer.content_type)
+        finally:
+            in_flight[host] -= 1
+
+    app = web.Application()
+    app.router.add_route("GET", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    first = web.TCPSite(runner, names[0], 0)
+    await first.start()
+    port = runner.addresses[0][1]
+    for name in names[1:]:
+        await web.TCPSite(runner, name, port).start()
+    try:
+        yield Running(port, names, hits)
+    finally:
+        await runner.cleanup()
