@@ -1,0 +1,51 @@
+"""The `crawl` command: usage errors, fatal errors, records and exit status."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from crawler.cli import main
+from tests.crawler.loopback_site import Page, links, serve
+
+
+def test_help_lists_exit_codes(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "130" in out and "exit status" in out and "--state" in out
+
+
+def test_usage_errors_exit_2(capsys) -> None:
+    for argv in ([], ["http://a/", "--per-host", "0"], ["http://a/", "--delay", "x"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+
+
+def test_bad_seed_and_damaged_state_exit_1_with_one_line(tmp_path, capsys) -> None:
+    assert main(["mailto:x@y", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("crawl: error:") and err.count("\n") == 1
+    bad = tmp_path / "state.db"
+    bad.write_bytes(b"this is not a database" * 100)
+    assert main(["http://127.0.2.1:9/", "--state", str(bad), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("crawl: error:") and "Traceback" not in err
+
+
+async def test_records_on_stdout_and_exit_3_when_fetches_fail(tmp_path, capsys) -> None:
+    pages = {(0, "/"): Page(body=links("/gone", "/boom")), (0, "/gone"): Page(status=410),
+             (0, "/boom"): Page(status=500)}
+    async with serve(pages, hosts=1) as site:
+        # main() runs its own event loop: run it in a thread while this loop serves the site
+        import asyncio
+
+        code = await asyncio.to_thread(
+            main, [site.url(0, "/"), "--delay", "0", "--out", "-", "--max-retries", "0"])
+    captured = capsys.readouterr()
+    records = [json.loads(line) for line in captured.out.splitlines()]
+    assert sorted(r["status"] for r in records) == [200, 410, 500]
+    assert code == 3 and "statuses: 200: 1, 410: 1, 500: 1" in captured.err
