@@ -324,12 +324,12 @@ class _Crawl:
                     found = self._discover(redirect_to, depth, url, links, hops)
         elif 200 <= status < 300 and "html" in result.content_type.lower() and err is None:
             key = digest.digest()[:16]
-            first = self._hashes.get(key)
-            if first is not None:
-                duplicate_of = first
-            else:
-                self._hashes[key] = url
-                err, found = self._follow_links(url, depth, body, result.content_type, links)
+            duplicate_of = self._hashes.setdefault(key, url)
+            if duplicate_of == url:
+                duplicate_of = None
+            # A duplicate's links are still extracted: relative links resolve against a different
+            # base, so the same bytes can lead to different pages (the known-URL index drops the rest).
+            err, found = self._follow_links(url, depth, body, result.content_type, links)
         return CrawlRecord(
             url, status, depth, lease.referrer, len(body), digest.hexdigest(), time.time(), err,
             result.content_type or None, redirect_to, duplicate_of, found,

@@ -11,9 +11,10 @@ business sending credentials found in a link.
 
 from __future__ import annotations
 
+import functools
 import re
-from dataclasses import dataclass
-from urllib.parse import SplitResult, urljoin, urlsplit
+from typing import NamedTuple
+from urllib.parse import SplitResult, urlsplit
 
 from crawler.errors import InvalidURL
 
@@ -26,8 +27,7 @@ _BAD_HOST = re.compile(r"[\x00-\x20%/\\?#@<>^`{|}]")
 _ALLOWED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/?%")
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
+class Origin(NamedTuple):
     """Scheme, host and port of a URL: the unit of scope and of politeness."""
 
     scheme: str
@@ -118,13 +118,58 @@ def _split_http(url: str) -> tuple[SplitResult, str, int | None]:
     return parts, scheme, port
 
 
+def _resolve(base: str, ref: str) -> str:
+    """RFC 3986 §5.2.2 reference resolution, without the dot-segment step (normalization does it).
+
+    Not `urljoin`: it splits `;params` off the last segment and loses them (`/.;` -> `/`).
+    """
+    try:
+        r = urlsplit(ref)
+        if r.scheme:
+            return ref
+        b = urlsplit(base)
+    except ValueError as exc:
+        raise InvalidURL(f"cannot resolve {ref!r} against {base!r}: {exc}") from None
+    before_fragment = ref.split("#", 1)[0]
+    if ref.startswith("//"):
+        return f"{b.scheme}:{before_fragment}"
+    if not r.path:
+        path = b.path or "/"
+        if "?" in before_fragment:
+            query = "?" + r.query
+        else:
+            query = ("?" + b.query) if "?" in base.split("#", 1)[0] else ""
+        return f"{b.scheme}://{b.netloc}{path}{query}"
+    if r.path.startswith("/"):
+        path = r.path
+    else:
+        path = (b.path[: b.path.rfind("/") + 1] or "/") + r.path
+    query = ("?" + r.query) if "?" in before_fragment else ""
+    return f"{b.scheme}://{b.netloc}{path}{query}"
+
+
+# An absolute-path reference with nothing to normalize: no dot segment, escape, fragment or
+# character needing encoding. Most links on real pages are like this; joining them to the base's
+# scheme and authority gives exactly what the general path below gives (tested), 5x faster.
+_CLEAN_ABSOLUTE_PATH = re.compile(r"/(?![/.])[A-Za-z0-9\-._~!$&'()*+,;=:@/]*(?:\?[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*)?")
+
+
 def normalize_url(url: str, base: str | None = None) -> str:
-    """Return the canonical form of *url* (resolved against *base* if given); raise InvalidURL."""
+    """Return the canonical form of *url* (resolved against *base* if given); raise InvalidURL.
+
+    *base*, when given, must itself be a result of normalize_url.
+    """
+    if (base is not None and url.startswith("/") and "/." not in url
+            and _CLEAN_ABSOLUTE_PATH.fullmatch(url)):
+        end = base.find("/", base.find("://") + 3)
+        joined = (base if end < 0 else base[:end]) + url
+        if len(joined) <= MAX_URL_LENGTH:
+            return joined
     if not isinstance(url, str):
         raise InvalidURL(f"a URL must be a string, not {type(url).__name__}")
     url = url.strip(" \t\r\n\f")
     if base is not None:
-        url = urljoin(base, url)
+        url = _resolve(base, url)
     if len(url) > MAX_URL_LENGTH:
         raise InvalidURL(f"URL of {len(url)} characters exceeds {MAX_URL_LENGTH}")
     if any(c in url for c in "\t\r\n"):
@@ -145,6 +190,7 @@ def normalize_url(url: str, base: str | None = None) -> str:
     return f"{scheme}://{host}{port_text}{path}{query}"
 
 
+@functools.lru_cache(maxsize=65536)
 def origin_of(url: str) -> Origin:
     """Return the Origin of an already normalized (or any absolute http(s)) URL; raise InvalidURL."""
     parts, scheme, port = _split_http(url)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from crawler.errors import InvalidURL
@@ -88,3 +88,43 @@ def test_equal_exactly_when_path_and_query_are_equal(r1, r2, s1, s2) -> None:
 def test_normalization_is_idempotent(resource, spelling, tail) -> None:
     once = normalize_url(spell(resource, *spelling) + tail)
     assert normalize_url(once) == once
+
+
+@settings(max_examples=300)
+@given(
+    st.sampled_from(["http://a.example/", "https://b.example:8443/x/y?q", "http://[::1]:81/d/"]),
+    st.text(alphabet="/ab.%?#:@=&~-_'()!$*+,;2F", min_size=1, max_size=20),
+)
+def test_fast_path_for_clean_absolute_paths_agrees_with_the_general_path(base: str, ref: str) -> None:
+    ref = "/" + ref
+    assume(not ref.startswith("//"))  # a network-path reference, not an absolute path
+    try:
+        # the same reference spelled absolute takes the general path
+        expected = normalize_url(str(origin_of(base)) + ref)
+    except InvalidURL:
+        expected = None
+    try:
+        got = normalize_url(ref, base)
+    except InvalidURL:
+        got = None
+    assert got == expected
+
+
+# RFC 3986 §5.4.1 and §5.4.2 (the abnormal cases that stay in http), base "http://a/b/c/d;p?q".
+RFC3986_RESOLUTION = {
+    "g": "http://a/b/c/g", "./g": "http://a/b/c/g", "g/": "http://a/b/c/g/", "/g": "http://a/g",
+    "//g": "http://g/", "?y": "http://a/b/c/d;p?y", "g?y": "http://a/b/c/g?y",
+    "#s": "http://a/b/c/d;p?q", "g#s": "http://a/b/c/g", ";x": "http://a/b/c/;x",
+    "g;x": "http://a/b/c/g;x", "g;x?y#s": "http://a/b/c/g;x?y", "": "http://a/b/c/d;p?q",
+    ".": "http://a/b/c/", "./": "http://a/b/c/", "..": "http://a/b/", "../g": "http://a/b/g",
+    "../..": "http://a/", "../../g": "http://a/g", "../../../g": "http://a/g", "/./g": "http://a/g",
+    "/../g": "http://a/g", "g.": "http://a/b/c/g.", ".g": "http://a/b/c/.g", "g..": "http://a/b/c/g..",
+    "./../g": "http://a/b/g", "./g/.": "http://a/b/c/g/", "g/./h": "http://a/b/c/g/h",
+    "g/../h": "http://a/b/c/h", "g;x=1/./y": "http://a/b/c/g;x=1/y", "g;x=1/../y": "http://a/b/c/y",
+    "g?y/./x": "http://a/b/c/g?y/./x",  # strict RFC: "http:g" is "http:g", which has no host
+}
+
+
+@pytest.mark.parametrize("ref", sorted(RFC3986_RESOLUTION))
+def test_rfc3986_reference_resolution(ref: str) -> None:
+    assert normalize_url(ref, "http://a/b/c/d;p?q") == RFC3986_RESOLUTION[ref]
