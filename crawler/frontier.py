@@ -10,6 +10,8 @@ Invariants (checked by `check_invariants`, which the stateful test calls after e
 - every queued URL is in exactly one host queue and in `_queued` with its best depth;
 - a host with queued URLs and a free in-flight slot has an entry in `_hosts` (entries may be
   stale: an entry is valid only if its time equals the host's current ready time);
+- `_entry_at[host]` is the time of the host's one live entry; an entry with another time is
+  superseded and dropped when it reaches the top (so the heap holds O(hosts) live entries);
 - `_size` is the number of queued URLs and never exceeds `max_size`; `_counts[host]` is the number
   of queued URLs of that host (stale heap entries not counted).
 """
@@ -70,6 +72,7 @@ class Frontier:
     _queued: dict[str, int] = field(default_factory=dict)  # url -> best depth, while queued
     _seen: dict[str, int] = field(default_factory=dict)  # url -> depth it was handed out at
     _hosts: list[tuple[float, int, Origin]] = field(default_factory=list)
+    _entry_at: dict[Origin, float] = field(default_factory=dict)  # time of a host's valid entry
     _blocked: set[Origin] = field(default_factory=set)  # queued work, in-flight limit reached
     _counts: dict[Origin, int] = field(default_factory=dict)  # live queued URLs per host
     _seq: itertools.count = field(default_factory=itertools.count)
@@ -105,7 +108,9 @@ class Frontier:
             self._blocked.add(origin)
         else:
             self._blocked.discard(origin)
-            heapq.heappush(self._hosts, (ready, next(self._seq), origin))
+            if self._entry_at.get(origin) != ready:  # one valid entry per host, not one per call
+                self._entry_at[origin] = ready
+                heapq.heappush(self._hosts, (ready, next(self._seq), origin))
 
     def _pop_url(self, origin: Origin) -> tuple[str, int] | None:
         queue = self._queues[origin]
@@ -123,20 +128,27 @@ class Frontier:
         hosts = self._hosts
         while hosts:
             at, _, origin = hosts[0]
+            if self._entry_at.get(origin) != at:  # a superseded entry
+                heapq.heappop(hosts)
+                continue
             if not self._has_work(origin):
                 heapq.heappop(hosts)
+                del self._entry_at[origin]
                 continue
             ready = self.slots.ready_at(origin)
             if ready is None:
                 heapq.heappop(hosts)
+                del self._entry_at[origin]
                 self._blocked.add(origin)
                 continue
             if ready != at:  # stale time: the host's slot moved on
+                self._entry_at[origin] = ready
                 heapq.heapreplace(hosts, (ready, next(self._seq), origin))
                 continue
             if at > now:
                 return Wait(at - now)
             heapq.heappop(hosts)
+            del self._entry_at[origin]
             if not self.slots.try_acquire(origin, now):  # cannot happen: ready_at said free
                 raise AssertionError(f"slot of {origin} refused at its ready time")
             popped = self._pop_url(origin)
