@@ -11,6 +11,7 @@ from dedup.errors import UsageError
 
 HashName = Literal["mmh3", "sha256", "blake2b"]
 HASH_NAMES: tuple[str, ...] = ("mmh3", "sha256", "blake2b")
+WHOLE_LIMIT_TEXT = "64 KiB"  # dedup.hashing.WHOLE_LIMIT, in words
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,7 +50,10 @@ class ScanOptions:
             "special files": "never opened",
             "file systems": "one per root" if self.one_file_system else "all",
             "size": f">= {self.min_size}" + (f", <= {self.max_size}" if self.max_size is not None else ""),
-            "hash": self.hash_name + (" + byte-for-byte verify" if self.verify else ""),
+            "hash": self.hash_name + (
+                " + byte-for-byte verify of every group" if self.verify
+                else f" (files over {WHOLE_LIMIT_TEXT} compared byte for byte)" if self.cache_path is None
+                else " (full digests, cached)"),
         }
 
 

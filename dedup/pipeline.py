@@ -141,6 +141,10 @@ class _Run:
             large = [g for g in groups if g[0].size > hashing.WHOLE_LIMIT]
             if self.options.verify:
                 return self._verify(pool, small + large)
+            if self.cache is None:
+                # Comparing in lockstep stops reading a file at its first differing chunk, where a
+                # digest reads it all: 1.39x -> about 1.1x the minimum bytes on bench large.
+                return small + self._verify(pool, large)
             return small + self._split_by_digest(pool, large, "full")
 
     def _split_by_digest(self, pool: Executor, groups: list[CandidateGroup], stage: str) -> list[CandidateGroup]:

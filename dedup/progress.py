@@ -8,7 +8,7 @@ from typing import TextIO
 from dedup.report import format_bytes
 
 _LABELS = {"scan": "scanning", "partial": "partial hashes", "full": "full hashes",
-           "verify": "verifying"}
+           "verify": "comparing bytes"}
 
 
 class ProgressLine:

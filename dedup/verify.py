@@ -76,53 +76,54 @@ def partition_identical(
 
 def _lockstep(entries: Sequence[FileEntry], opener: Opener, out: Partition) -> None:
     size = entries[0].size
-    files: list[tuple[FileEntry, ReadableFile]] = []
+    chunk = min(LOCKSTEP_CHUNK, size + 1)
+    members: list[tuple[FileEntry, ReadableFile, bytearray]] = []
     try:
         for entry in entries:
             try:
-                files.append((entry, opener(entry.path)))
+                members.append((entry, opener(entry.path), bytearray(chunk)))
             except OSError as exc:
                 out.problems.append(FileProblem(entry.path, describe_os_error(exc)))
-        # Invariant: `groups` holds the members whose bytes so far are equal within each list.
-        groups: list[list[tuple[FileEntry, ReadableFile]]] = [files] if files else []
+        # Invariant: within each list of `groups`, every member's bytes so far are equal.
+        groups = [members] if members else []
         offset = 0
-        chunk = min(LOCKSTEP_CHUNK, size + 1)
         while groups:
             # Read one byte past the expected size so a file that grew is caught on the last round.
             want = min(chunk, size + 1 - offset)
+            expected = min(want, size - offset)
             next_groups = []
             for group in groups:
-                if len(group) == 1:
+                if len(group) == 1:  # unique so far: stop reading it
                     out.classes.append([group[0][0]])
                     continue
-                by_bytes: dict[bytes, list[tuple[FileEntry, ReadableFile]]] = {}
-                for entry, f in group:
+                # Reused buffers compared with == (memcmp): no per-chunk allocation or hashing.
+                classes: list[tuple[bytes | bytearray, list]] = []
+                for member in group:
+                    entry, f, buf = member
                     try:
-                        expected = min(want, size - offset)
-                        data = _read_chunk(f, want, expected)
-                        out.bytes_read += len(data)
-                        if len(data) != expected:
-                            raise FileChangedError(_changed(size, offset + len(data)))
+                        got = read_exact(f, memoryview(buf)[:want], expected)
+                        out.bytes_read += got
+                        if got != expected:
+                            raise FileChangedError(_changed(size, offset + got))
                     except OSError as exc:
                         out.problems.append(FileProblem(entry.path, describe_os_error(exc)))
                         continue
-                    by_bytes.setdefault(data, []).append((entry, f))
-                next_groups.extend(by_bytes.values())
+                    data = buf if expected == len(buf) else bytes(buf[:expected])
+                    for first, same in classes:
+                        if first == data:
+                            same.append(member)
+                            break
+                    else:
+                        classes.append((data, [member]))
+                next_groups.extend(same for _, same in classes)
             offset += want
             if offset > size:
-                out.classes.extend([e for e, _ in g] for g in next_groups)
+                out.classes.extend([m[0] for m in g] for g in next_groups)
                 break
             groups = next_groups
     finally:
-        for _, f in files:
+        for _, f, _ in members:
             f.close()
-
-
-def _read_chunk(f: ReadableFile, n: int, expect: int) -> bytes:
-    buf = bytearray(n)
-    got = read_exact(f, memoryview(buf), expect)
-    del buf[got:]
-    return bytes(buf)
 
 
 def _changed(expected: int, got: int) -> str:
