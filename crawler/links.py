@@ -1,10 +1,12 @@
-"""Link extraction from HTML (pure, html.parser): <a href> and <area href>, honouring <base href>,
+"""Link extraction from HTML (pure): <a href> and <area href>, honouring <base href>,
 rel=nofollow and <meta name=robots content=nofollow|noindex>. Malformed HTML never raises: the parser
 is lenient and anything it cannot make sense of is skipped.
 """
 
 from __future__ import annotations
 
+import html
+import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
@@ -54,11 +56,72 @@ class _LinkParser(HTMLParser):
             self.hrefs.append(a["href"])
 
 
-def extract_links(html: str, base_url: str, max_links: int = MAX_LINKS) -> Links:
-    """Return the followable links of *html* served at *base_url* (non-http(s) links dropped)."""
+# A tag of interest, its attributes allowed to hold ">" inside quotes; comments, script and style
+# bodies are cut out first so links inside them are not followed (as html.parser would not).
+_TAG = re.compile(r"""<(a|area|base|meta)(?=[\s/>])((?:[^>"']|"[^"]*"|'[^']*')*)>""", re.IGNORECASE)
+_ATTR = re.compile(r"""([^\s"'>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+)))?""")
+_SKIPPED = re.compile(r"<!--.*?(?:-->|\Z)|<(script|style)\b.*?(?:</\1\s*>|\Z)", re.IGNORECASE | re.DOTALL)
+
+
+def _attrs(text: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for m in _ATTR.finditer(text):
+        name = m.group(1).lower()
+        if name not in found:  # the first of duplicated attributes wins (HTML standard)
+            value = m.group(2) if m.group(2) is not None else m.group(3)
+            if value is None:
+                value = m.group(4) or ""
+            found[name] = html.unescape(value) if "&" in value else value
+    return found
+
+
+def extract_links(page: str, base_url: str, max_links: int = MAX_LINKS) -> Links:
+    """Return the followable links of *page* served at *base_url* (non-http(s) links dropped).
+
+    A regular-expression scan of the few tags that matter (6x faster than html.parser on the
+    fixture site's pages; the differential test keeps it in step with the html.parser reference).
+    """
+    if "<!--" in page or "<script" in page.lower() or "<style" in page.lower():
+        page = _SKIPPED.sub(" ", page)
+    base, base_seen = base_url, False
+    hrefs: list[str] = []
+    nofollow = noindex = truncated = False
+    for m in _TAG.finditer(page):
+        tag = m.group(1).lower()
+        a = _attrs(m.group(2))
+        if tag == "base":
+            if "href" in a and not base_seen:
+                base_seen = True  # only the first <base> counts (HTML standard)
+                try:
+                    base = normalize_url(a["href"], base_url)
+                except InvalidURL:
+                    pass
+        elif tag == "meta":
+            if a.get("name", "").lower() == "robots":
+                content = {t.strip() for t in a.get("content", "").lower().split(",")}
+                nofollow |= bool(content & {"nofollow", "none"})
+                noindex |= bool(content & {"noindex", "none"})
+        elif "href" in a and "nofollow" not in a.get("rel", "").lower().split():
+            if len(hrefs) >= max_links:
+                truncated = True
+                continue
+            hrefs.append(a["href"])
+    if nofollow:
+        return Links((), True, noindex, truncated)
+    seen: dict[str, None] = {}
+    for href in hrefs:
+        try:
+            seen.setdefault(normalize_url(href, base))
+        except InvalidURL:
+            continue
+    return Links(tuple(seen), False, noindex, truncated)
+
+
+def extract_links_reference(page: str, base_url: str, max_links: int = MAX_LINKS) -> Links:
+    """The html.parser implementation `extract_links` is checked against (slower, for tests)."""
     parser = _LinkParser(base_url, max_links)
     try:
-        parser.feed(html)
+        parser.feed(page)
         parser.close()
     except Exception:  # html.parser is lenient; this guards the rare assertion on broken markup
         pass

@@ -37,3 +37,21 @@ def test_link_count_is_capped() -> None:
 @given(st.text(max_size=300))
 def test_malformed_html_never_raises(html: str) -> None:
     extract_links("<a href=" + html + "<base href=" + html, BASE)
+
+
+_tags = st.sampled_from([
+    '<a href="{v}">x</a>', "<A HREF='{v}'>", "<a href={v} rel=nofollow>", '<area href="{v}">',
+    '<base href="{v}">', '<meta name="robots" content="{v}">', '<a title="1>2" href="{v}">',
+    "<!-- <a href='{v}'> -->", "<script>var s='<a href=\"{v}\">'</script>", "<p>{v}</p>",
+    '<a href="{v}&amp;x=1">', "<br/>", '<a rel="external" href="{v}">',
+])
+_values = st.sampled_from(["a.html", "../b", "/c?d=1", "http://127.0.1.2/x", "nofollow",
+                           "noindex", "#f", "mailto:x", " /sp ", "g;x", "%7Ey"])
+
+
+@given(st.lists(st.tuples(_tags, _values), max_size=12))
+def test_fast_extractor_agrees_with_html_parser(parts) -> None:
+    from crawler.links import extract_links_reference
+
+    page = "".join(t.format(v=v) for t, v in parts)
+    assert extract_links(page, BASE) == extract_links_reference(page, BASE)
