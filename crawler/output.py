@@ -3,10 +3,38 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import IO
 
 from crawler.records import CrawlRecord
+
+
+def _cut_torn_tail(path: str) -> None:
+    """Drop a last line without its newline: a record torn by a kill -9. Its URL was not marked
+    fetched (records are flushed before the state commits), so the resumed crawl writes it again."""
+    try:
+        with open(path, "rb+") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size == 0:
+                return
+            f.seek(size - 1)
+            if f.read(1) == b"\n":
+                return
+            keep = 0
+            step = 65536
+            pos = size
+            while pos > 0 and not keep:
+                start = max(0, pos - step)
+                f.seek(start)
+                chunk = f.read(pos - start)
+                nl = chunk.rfind(b"\n")
+                if nl >= 0:
+                    keep = start + nl + 1
+                pos = start
+            f.truncate(keep)
+    except FileNotFoundError:
+        return
 
 
 class JsonlWriter:
@@ -15,6 +43,8 @@ class JsonlWriter:
     def __init__(self, path: str) -> None:
         """Open *path* for appending (a resumed crawl adds to the same file)."""
         self._own = path != "-"
+        if self._own:
+            _cut_torn_tail(path)
         self._file: IO[str] = open(path, "a", encoding="utf-8") if self._own else sys.stdout  # noqa: SIM115
 
     def write(self, record: CrawlRecord) -> None:
