@@ -109,7 +109,9 @@ class _Crawl:
                 async with Fetcher(user_agent=self.config.user_agent, max_body=self.config.max_body,
                                    timeout=self.config.timeout,
                                    connections=self.config.concurrency + 8,
-                                   per_host_connections=self.config.per_host + 1) as fetcher:
+                                   per_host_connections=self.config.per_host + 1,
+                                   trusted_hosts=None if self.config.allow_private
+                                   else self.seed_hosts) as fetcher:
                     self.fetcher = fetcher
                     loop = asyncio.get_running_loop()
                     self.robots = RobotsCache(self._polite_get, self.config.user_agent, loop.time)

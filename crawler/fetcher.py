@@ -8,12 +8,16 @@ reported, never held whole. aiohttp's exceptions are mapped once, here, to the c
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
+import aiohttp.abc
 
 from crawler.errors import BadResponse, ConnectFailed, FetchError, FetchTimeout
+from crawler.guards import is_private_address
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 _CHUNK = 64 * 1024
@@ -34,20 +38,50 @@ class FetchResult:
     seconds: float
 
 
+class GuardedResolver(aiohttp.abc.AbstractResolver):
+    """Resolves names, then refuses private, loopback, link-local and multicast addresses unless
+    the name is one of *trusted* (the seeds' hosts). Checked on the address, not the name, so a
+    public-looking name pointing at 10.0.0.1 or 169.254.169.254 is refused too."""
+
+    def __init__(self, trusted: frozenset[str], inner: aiohttp.abc.AbstractResolver | None = None) -> None:
+        """Wrap *inner* (aiohttp's default resolver when None)."""
+        self._trusted = trusted
+        self._inner = inner if inner is not None else aiohttp.DefaultResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[Any]:
+        """Resolve *host*; raise OSError if every address it has is refused."""
+        results = await self._inner.resolve(host, port, family)
+        if host.lower() in self._trusted:
+            return results
+        allowed = [r for r in results if not is_private_address(r["host"])]
+        if not allowed:
+            raise OSError(f"refused: {host} resolves only to private addresses")
+        return allowed
+
+    async def close(self) -> None:
+        """Close the wrapped resolver."""
+        await self._inner.close()
+
+
 class Fetcher:
     """An aiohttp session configured for crawling; use as `async with Fetcher(...) as f:`."""
 
     def __init__(self, *, user_agent: str, max_body: int = DEFAULT_MAX_BODY, timeout: float = 30.0,
-                 connections: int = 100, per_host_connections: int = 2) -> None:
+                 connections: int = 100, per_host_connections: int = 2,
+                 trusted_hosts: frozenset[str] | None = None) -> None:
         """Configure the session; *timeout* bounds a whole exchange, body included."""
         self.user_agent = user_agent
         self.max_body = max_body
         self.timeout = timeout
         self._limits = (connections, per_host_connections)
         self._session: aiohttp.ClientSession | None = None
+        # None: resolve freely (--allow-private); otherwise refuse private addresses of other names
+        self._trusted = trusted_hosts
 
     async def __aenter__(self) -> Fetcher:
-        connector = aiohttp.TCPConnector(limit=self._limits[0], limit_per_host=self._limits[1])
+        resolver = None if self._trusted is None else GuardedResolver(self._trusted)
+        connector = aiohttp.TCPConnector(limit=self._limits[0], limit_per_host=self._limits[1],
+                                         resolver=resolver)
         self._session = aiohttp.ClientSession(
             connector=connector,
             headers={"User-Agent": self.user_agent},
