@@ -109,14 +109,33 @@ def brute_force(root: str, include_empty: bool) -> set[frozenset[str]]:
     }
 
 
+class DictCache:
+    """An in-memory `DigestCache`: with a cache the pipeline takes its full-digest path."""
+
+    def __init__(self):
+        self.store = {}
+
+    def get(self, entry, hash_name, span):
+        return self.store.get((entry.dev, entry.ino, entry.size, entry.mtime_ns, hash_name, span))
+
+    def put(self, entry, hash_name, span, digest, now_ns):
+        self.store[(entry.dev, entry.ino, entry.size, entry.mtime_ns, hash_name, span)] = digest
+
+    def close(self):
+        pass
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     nodes=trees(),
     include_empty=st.booleans(),
     verify=st.booleans(),
     threads=st.sampled_from([1, 3]),
+    digests=st.booleans(),
 )
-def test_pipeline_matches_brute_force_on_generated_trees(nodes, include_empty, verify, threads):
+def test_pipeline_matches_brute_force_on_generated_trees(
+    nodes, include_empty, verify, threads, digests
+):
     # Tiny limits so 40-byte files exercise the both-ends partial key and the streaming stage.
     with tempfile.TemporaryDirectory() as tmp, mock.patch.multiple(
         hashing, EDGE=4, WHOLE_LIMIT=8, CHUNK=16
@@ -127,7 +146,7 @@ def test_pipeline_matches_brute_force_on_generated_trees(nodes, include_empty, v
             spec[path] = HardLink(_target(nodes, payload)) if kind == "link" else payload
         build_tree(tmp, spec)
         options = ScanOptions(include_empty=include_empty, verify=verify, threads=threads)
-        report = find_duplicates([tmp], options)
+        report = find_duplicates([tmp], options, cache=DictCache() if digests else None)
         got = {frozenset(g.paths) for g in report.groups}
         assert got == brute_force(tmp, include_empty)
         assert report.problems == ()
