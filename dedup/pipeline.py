@@ -135,7 +135,7 @@ class _Run:
         threads = self.options.threads
         # The partial stage runs in this thread: its reads are small and from the page cache, and
         # two threads handing the GIL over at every syscall ran it 1.5x slower (bench small corpus).
-        groups = self._split_by_digest(_Inline(), groups, "partial")
+        groups = self._split_partial(groups)
         with ThreadPoolExecutor(threads, thread_name_prefix="dedup") if threads > 1 else _Inline() as pool:
             small = [g for g in groups if g[0].size <= hashing.WHOLE_LIMIT]
             large = [g for g in groups if g[0].size > hashing.WHOLE_LIMIT]
@@ -164,6 +164,28 @@ class _Run:
                 done += 1 if stage == "partial" else entry.size
             self.progress(stage, done, total)
         return split_by(groups, lambda e: keys.get(id(e)))
+
+    def _split_partial(self, groups: list[CandidateGroup]) -> list[CandidateGroup]:
+        # Group by group, in this thread: only one group's keys are alive at a time (-15 MB peak
+        # on the 100,000-file bench corpus compared with keying every file first).
+        total = sum(len(g) for g in groups)
+        done = reported = 0
+        result: list[CandidateGroup] = []
+        for group in groups:
+            keys: dict[int, bytes] = {}
+            for entry in group:
+                _, outcome, nbytes = self._partial_job(entry)
+                self.bytes_read += nbytes
+                if isinstance(outcome, FileProblem):
+                    self.problem(outcome)
+                else:
+                    keys[id(entry)] = outcome
+            result.extend(split_by([group], lambda e, keys=keys: keys.get(id(e))))
+            done += len(group)
+            if done - reported >= 1024 or done == total:
+                reported = done
+                self.progress("partial", done, total)
+        return result
 
     def _partial_job(self, entry: FileEntry) -> tuple[FileEntry, bytes | FileProblem, int]:
         span = "whole" if entry.size <= hashing.WHOLE_LIMIT else f"edges:{hashing.EDGE}"

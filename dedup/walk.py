@@ -76,6 +76,7 @@ def _traverse(
     scandir: Scandir,
 ) -> Iterator[FileEntry | FileProblem]:
     S_IFMT, S_IFREG, S_IFDIR, S_IFLNK = stat.S_IFMT, stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK
+    devices: dict[int, int] = {}
     while stack:
         dir_path, root, root_dev = stack.pop()
         counts.dirs += 1
@@ -104,8 +105,10 @@ def _traverse(
                     if kind == S_IFREG:
                         if one_fs and st.st_dev != root_dev:
                             continue
-                        yield FileEntry(entry.path, st.st_size, st.st_dev, st.st_ino,
-                                        st.st_mtime_ns, root)
+                        # One shared int object per device: 32 bytes less per file (1M files: 32 MB).
+                        dev = st.st_dev
+                        dev = devices.setdefault(dev, dev)
+                        yield FileEntry(entry.path, st.st_size, dev, st.st_ino, st.st_mtime_ns, root)
                     elif kind == S_IFDIR:
                         dir_id = (st.st_dev, st.st_ino)
                         if dir_id in visited:
