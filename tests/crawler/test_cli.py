@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -41,11 +42,38 @@ async def test_records_on_stdout_and_exit_3_when_fetches_fail(tmp_path, capsys) 
              (0, "/boom"): Page(status=500)}
     async with serve(pages, hosts=1) as site:
         # main() runs its own event loop: run it in a thread while this loop serves the site
-        import asyncio
-
         code = await asyncio.to_thread(
             main, [site.url(0, "/"), "--delay", "0", "--out", "-", "--max-retries", "0"])
     captured = capsys.readouterr()
     records = [json.loads(line) for line in captured.out.splitlines()]
     assert sorted(r["status"] for r in records) == [200, 410, 500]
     assert code == 3 and "statuses: 200: 1, 410: 1, 500: 1" in captured.err
+
+
+async def test_ctrl_c_exits_130_with_records_and_state_consistent(tmp_path) -> None:
+    import signal
+    import sqlite3
+    import sys
+    from pathlib import Path
+
+    pages = {(0, "/"): Page(body=links(*[f"/p{i}" for i in range(40)]))}
+    pages.update({(0, f"/p{i}"): Page(body="x") for i in range(40)})
+    out, state = tmp_path / "o.jsonl", tmp_path / "s.db"
+    async with serve(pages, hosts=1) as site:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "crawler", site.url(0, "/"), "--delay", "0.1", "--out", str(out),
+            "--state", str(state), cwd=Path(__file__).resolve().parents[2],
+            stderr=asyncio.subprocess.PIPE)
+        for _ in range(1000):  # bounded: 10 s
+            if out.exists() and out.read_text().count("\n") >= 3:
+                break
+            await asyncio.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 130 and b"Traceback" not in err
+    records = out.read_text().splitlines()
+    with sqlite3.connect(state) as conn:
+        done = conn.execute("SELECT count(*) FROM urls WHERE status = 'fetched'").fetchone()[0]
+    conn.close()
+    assert 3 <= len(records) < 41 and done == len(records)
+
