@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cache import PersistentLRU
 from crawler.config import CrawlConfig
 from crawler.errors import BadResponse, ConnectFailed, FetchError, InvalidURL, StateError
 from crawler.fetcher import Fetcher, FetchResult
@@ -104,7 +105,13 @@ class _Crawl:
             except Exception as exc:  # cache.CorruptStoreError, sqlite3/OS errors
                 raise StateError(f"cannot open crawl state {path}: {exc}") from exc
             self.writer = JsonlWriter(self.config.out) if self.config.out else None
+            robots_store = None
             try:
+                if self.config.state:  # robots.txt answers kept beside the state for a resume
+                    try:
+                        robots_store = PersistentLRU(self.config.state + ".robots", capacity=100_000)
+                    except Exception as exc:  # cache.CacheError and OS errors
+                        raise StateError(f"cannot open robots cache: {exc}") from exc
                 await self._start()
                 async with Fetcher(user_agent=self.config.user_agent, max_body=self.config.max_body,
                                    timeout=self.config.timeout,
@@ -114,7 +121,8 @@ class _Crawl:
                                    else self.seed_hosts) as fetcher:
                     self.fetcher = fetcher
                     loop = asyncio.get_running_loop()
-                    self.robots = RobotsCache(self._polite_get, self.config.user_agent, loop.time)
+                    self.robots = RobotsCache(self._polite_get, self.config.user_agent, loop.time,
+                                              store=robots_store)
                     async with asyncio.TaskGroup() as tg:
                         self.tg = tg
                         await self._dispatch()
@@ -122,6 +130,8 @@ class _Crawl:
                 await self._flush()  # runs on Ctrl-C too: what was fetched stays recorded
                 if self.writer is not None:
                     self.writer.close()
+                if robots_store is not None:
+                    robots_store.close()
                 await self.state.close()
         finally:
             if tmpdir:

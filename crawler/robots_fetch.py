@@ -10,13 +10,15 @@ is retried sooner, since §2.3.1.4 asks for "complete disallow" only while it st
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urljoin
 
 from crawler.errors import FetchError
 from crawler.fetcher import FetchResult
-from crawler.robots import RobotsRules
+from crawler.robots import MAX_ROBOTS_BYTES, RobotsRules
 from crawler.urls import Origin
 
 MAX_REDIRECTS = 5
@@ -37,8 +39,15 @@ class RobotsCache:
     """Robots rules per origin, fetched on first need, once, even under concurrency."""
 
     def __init__(self, fetch: Callable[[str], Awaitable[FetchResult]], user_agent: str,
-                 clock: Callable[[], float]) -> None:
-        """*fetch* sends one GET (no redirects followed); *clock* gives the current time."""
+                 clock: Callable[[], float], *, store: MutableMapping[str, Any] | None = None,
+                 wall: Callable[[], float] = time.time) -> None:
+        """*fetch* sends one GET (no redirects followed); *clock* gives the current time.
+
+        *store* (e.g. a `cache.PersistentLRU`) keeps (status, body, wall time) per origin across
+        runs, so a resumed crawl reuses robots.txt answers that are still fresh by *wall* time.
+        """
+        self._store = store
+        self._wall = wall
         self._fetch = fetch
         self.user_agent = user_agent
         self._clock = clock
@@ -57,7 +66,28 @@ class RobotsCache:
             task.add_done_callback(lambda _t: self._pending.pop(origin, None))
         return (await asyncio.shield(task)).rules
 
+    def _from_store(self, origin: Origin) -> RobotsEntry | None:
+        if self._store is None:
+            return None
+        try:
+            status, body, fetched_at = self._store.get(str(origin), (None, None, None))
+        except Exception:  # an unreadable entry is a miss: robots.txt is fetched again
+            return None
+        if fetched_at is None:
+            return None
+        rules = RobotsRules.from_response(status, body, self.user_agent)
+        ttl = UNREACHABLE_RETRY_SECONDS if rules.outcome == "disallow-all" else TTL_SECONDS
+        left = fetched_at + ttl - self._wall()
+        if left <= 0:
+            return None
+        entry = RobotsEntry(rules, self._clock() + left, 0)
+        self._entries[origin] = entry
+        return entry
+
     async def _load(self, origin: Origin) -> RobotsEntry:
+        stored = self._from_store(origin)
+        if stored is not None:
+            return stored
         url = f"{origin}/robots.txt"
         seen = {url}
         fetches = 0
@@ -85,6 +115,9 @@ class RobotsCache:
         ttl = UNREACHABLE_RETRY_SECONDS if rules.outcome == "disallow-all" else TTL_SECONDS
         entry = RobotsEntry(rules, self._clock() + ttl, fetches)
         self._entries[origin] = entry
+        if self._store is not None:
+            self._store[str(origin)] = (
+                status, None if body is None else body[:MAX_ROBOTS_BYTES], self._wall())
         return entry
 
     def entry(self, origin: Origin) -> RobotsEntry | None:

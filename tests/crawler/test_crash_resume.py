@@ -50,6 +50,8 @@ async def test_kill_9_then_resume_misses_nothing(tmp_path, kill_after: int) -> N
         hits_at_kill = len(site.hits)
         assert await _run_crawl(args, None, out) == 0
         fetched = collections.Counter(h.path for h in site.hits if h.path != "/robots.txt")
+        robots = sum(1 for h in site.hits if h.path == "/robots.txt")
+    assert robots == 1  # the resumed run reused the fresh robots.txt answer kept beside the state
     expected = {p for (_h, p) in _pages()}
     assert set(fetched) == expected
     refetched = [p for p, n in fetched.items() if n > 1]

@@ -81,3 +81,20 @@ async def test_entries_expire_and_unreachable_is_retried_sooner() -> None:
     server.routes["/robots.txt"] = result("", 200, b"")
     assert (await cache.rules_for(ORIGIN)).outcome == "rules"
     assert len(server.requests) == 2
+
+
+async def test_store_reuses_fresh_answers_across_runs_and_refetches_stale_ones() -> None:
+    store: dict = {}
+    server = FakeServer({"/robots.txt": result("", 200, b"User-agent: *\nDisallow: /no\n")})
+    first = RobotsCache(server.fetch, "fanmill", clock=lambda: 0.0, store=store, wall=lambda: 1000.0)
+    assert not (await first.rules_for(ORIGIN)).allowed("http://127.0.1.1:8000/no")
+    assert len(server.requests) == 1 and str(ORIGIN) in store
+    # a new run (new process, new monotonic clock) an hour later: the answer is still fresh
+    second = RobotsCache(server.fetch, "fanmill", clock=lambda: 5.0, store=store, wall=lambda: 4600.0)
+    assert not (await second.rules_for(ORIGIN)).allowed("http://127.0.1.1:8000/no")
+    assert len(server.requests) == 1
+    # two days later it is stale: fetched again
+    third = RobotsCache(server.fetch, "fanmill", clock=lambda: 5.0, store=store,
+                        wall=lambda: 1000.0 + 48 * 3600)
+    await third.rules_for(ORIGIN)
+    assert len(server.requests) == 2
