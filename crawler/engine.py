@@ -379,6 +379,10 @@ class _Crawl:
             if depth < best:  # the state moves a still-waiting URL up to the smaller depth
                 self._known[url] = depth
                 out.append((url, depth, referrer))
+                lease = self._leases.get(url)
+                if lease is not None:  # leased and queued in memory: move it up there too
+                    self._leases[url] = Lease(url, depth, referrer, lease.attempts)
+                    self.frontier.push(url, depth)
             self.summary.duplicates_skipped += 1
             return 0
         if not self.scope.allows(url):
