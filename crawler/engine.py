@@ -94,6 +94,7 @@ class _Crawl:
         self._flush_lock = asyncio.Lock()
         self._rand = random.Random()
         self._last_progress = 0.0
+        self._last_refill = 0.0
 
     async def run(self) -> CrawlSummary:
         started = time.monotonic()
@@ -166,7 +167,12 @@ class _Crawl:
             in_memory = len(self.frontier) + sum(map(len, self._held.values()))
             if self._next_retry is not None and time.time() >= self._next_retry:
                 self._db_due, self._next_retry = True, None
-            if not stopping and in_memory < cfg.window // 2 and (self._db_due or self._results):
+            # Refill when the window is half empty, but not on every turn: each refill is two
+            # transactions, and a hungry frontier (< 4 per worker) is the only reason to hurry.
+            now = loop.time()
+            if (not stopping and in_memory < cfg.window // 2 and (self._db_due or self._results)
+                    and (in_memory < 4 * cfg.concurrency or now - self._last_refill > 0.05)):
+                self._last_refill = now
                 await self._flush()
                 if self._db_due:
                     await self._lease(cfg.window - in_memory)
