@@ -369,6 +369,7 @@ class _Crawl:
             err = f"undecodable body ({exc.__class__.__name__}, {charset}): decoded with replacement"
             text = body.decode("utf-8", "replace")
         page = extract_links(text, url, self.config.max_links)
+        self.summary.invalid_links += page.invalid
         if page.truncated:
             err = f"more than {self.config.max_links} links: the rest ignored"
         if self.config.max_depth is not None and depth + 1 > self.config.max_depth:

@@ -24,6 +24,7 @@ class Links:
     nofollow: bool  # <meta name=robots content=nofollow>: follow none of the page's links
     noindex: bool  # <meta name=robots content=noindex>
     truncated: bool  # more than max_links links: the rest were ignored
+    invalid: int = 0  # links dropped as not http(s), malformed, or longer than the URL limit
 
 
 class _LinkParser(HTMLParser):
@@ -109,12 +110,13 @@ def extract_links(page: str, base_url: str, max_links: int = MAX_LINKS) -> Links
     if nofollow:
         return Links((), True, noindex, truncated)
     seen: dict[str, None] = {}
+    invalid = 0
     for href in hrefs:
         try:
             seen.setdefault(normalize_url(href, base))
         except InvalidURL:
-            continue
-    return Links(tuple(seen), False, noindex, truncated)
+            invalid += 1
+    return Links(tuple(seen), False, noindex, truncated, invalid)
 
 
 def extract_links_reference(page: str, base_url: str, max_links: int = MAX_LINKS) -> Links:
@@ -128,9 +130,10 @@ def extract_links_reference(page: str, base_url: str, max_links: int = MAX_LINKS
     if parser.nofollow:
         return Links((), True, parser.noindex, parser.truncated)
     seen: dict[str, None] = {}
+    invalid = 0
     for href in parser.hrefs:
         try:
             seen.setdefault(normalize_url(href, parser.base))
         except InvalidURL:
-            continue
-    return Links(tuple(seen), False, parser.noindex, parser.truncated)
+            invalid += 1
+    return Links(tuple(seen), False, parser.noindex, parser.truncated, invalid)
