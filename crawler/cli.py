@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from typing import Any
 
@@ -87,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     progress = _Progress() if not args.quiet and sys.stderr.isatty() else None
     try:
         summary = asyncio.run(crawl(args.seeds, config, on_progress=progress))
+    except BrokenPipeError:
+        # the reader of --out - went away (e.g. `| head`): stop quietly, as json.tool does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("\ncrawl: interrupted", file=sys.stderr)
         return 130

@@ -124,16 +124,25 @@ class _Crawl:
                     loop = asyncio.get_running_loop()
                     self.robots = RobotsCache(self._polite_get, self.config.user_agent, loop.time,
                                               store=robots_store)
-                    async with asyncio.TaskGroup() as tg:
-                        self.tg = tg
-                        await self._dispatch()
+                    try:
+                        async with asyncio.TaskGroup() as tg:
+                            self.tg = tg
+                            await self._dispatch()
+                    except BaseExceptionGroup as group:
+                        # the first failure is the cause (the rest were cancelled because of it);
+                        # callers get a plain exception they can catch, not a group
+                        raise group.exceptions[0] from group
             finally:
-                await self._flush()  # runs on Ctrl-C too: what was fetched stays recorded
-                if self.writer is not None:
-                    self.writer.close()
-                if robots_store is not None:
-                    robots_store.close()
-                await self.state.close()
+                try:
+                    await self._flush()  # runs on Ctrl-C too: what was fetched stays recorded
+                finally:
+                    try:
+                        if self.writer is not None:
+                            self.writer.close()
+                    finally:
+                        if robots_store is not None:
+                            robots_store.close()
+                        await self.state.close()
         finally:
             if tmpdir:
                 shutil.rmtree(tmpdir, ignore_errors=True)

@@ -77,3 +77,24 @@ async def test_ctrl_c_exits_130_with_records_and_state_consistent(tmp_path) -> N
     conn.close()
     assert 3 <= len(records) < 41 and done == len(records)
 
+
+
+async def test_broken_pipe_on_stdout_exits_quietly() -> None:
+    import sys
+    from pathlib import Path
+
+    pages = {(0, "/"): Page(body=links(*[f"/p{i}" for i in range(200)]))}
+    pages.update({(0, f"/p{i}"): Page(body="x" * 5000) for i in range(200)})
+    async with serve(pages, hosts=1) as site:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "crawler", site.url(0, "/"), "--delay", "0", "--out", "-", "-q",
+            cwd=Path(__file__).resolve().parents[2],
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        assert proc.stdout is not None and proc.stderr is not None
+        await proc.stdout.readline()
+        proc.stdout.feed_eof()
+        transport = proc._transport  # close our end of the pipe, as `head` does  # noqa: SLF001
+        transport.get_pipe_transport(1).close()
+        err = await asyncio.wait_for(proc.stderr.read(), 30)
+        await asyncio.wait_for(proc.wait(), 30)
+    assert proc.returncode == 0 and b"Traceback" not in err, err
