@@ -291,6 +291,8 @@ class _Crawl:
         finally:
             self.frontier.slots.answered(
                 ready.origin, result.answered_at if result is not None else loop.time())
+            if result is not None and (result.status == 429 or 200 <= result.status < 300):
+                self.frontier.slots.throttle(ready.origin, overloaded=result.status == 429)
             retry_after = None
             if result is not None and result.status in (429, 503):
                 retry_after = parse_retry_after(result.retry_after, time.time())

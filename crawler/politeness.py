@@ -21,6 +21,7 @@ class HostSlot:
     in_flight: int = 0  # admitted and not yet released
     next_send_at: float = 0.0  # earliest moment the next request may be sent (reserved)
     last_send_at: float | None = None  # when the latest admitted request was (to be) sent
+    floor: float = -1.0  # the delay the host returns to after throttling (< 0: `delay` as built)
 
 
 @dataclass(slots=True)
@@ -67,7 +68,7 @@ class HostSlots:
     def set_crawl_delay(self, origin: Origin, crawl_delay: float | None) -> None:
         """Apply robots.txt's Crawl-delay when longer than the crawl's delay, from this moment on."""
         s = self.slot(origin)
-        s.delay = max(self.delay, crawl_delay or 0.0)
+        s.delay = s.floor = max(self.delay, crawl_delay or 0.0)
         # The gap counts from the last send, the robots.txt request included, so the first page
         # request after it already keeps the new delay.
         if s.last_send_at is not None:
@@ -83,6 +84,20 @@ class HostSlots:
         s = self.slot(origin)
         s.last_send_at = at if s.last_send_at is None else max(s.last_send_at, at)
         s.next_send_at = max(s.next_send_at, at + s.delay)
+
+    def throttle(self, origin: Origin, *, overloaded: bool) -> None:
+        """Adapt the host's delay (AutoThrottle-like): an overload answer (429) doubles it, up
+        to 60 s (from 0.25 s if it was 0); each good answer takes 20% off, down to the floor
+        (max of --delay and Crawl-delay), so the host recovers when it does."""
+        s = self.slot(origin)
+        if s.floor < 0:
+            s.floor = s.delay
+        if overloaded:
+            s.delay = min(60.0, max(0.25, s.delay * 2.0))
+        elif s.delay > s.floor:
+            s.delay = max(s.floor, s.delay * 0.8)
+            if s.delay - s.floor < 0.005:
+                s.delay = s.floor
 
     def defer(self, origin: Origin, until: float) -> None:
         """Push the next send to *until* at the earliest (a 429/503 Retry-After)."""

@@ -86,3 +86,31 @@ def test_gaps_and_concurrency_hold_for_any_schedule(steps, delay, per_host) -> N
         assert flying[origin] <= per_host
     for times in sends.values():
         assert all(b - a >= delay - 1e-9 for a, b in zip(times, times[1:], strict=False))
+
+
+def test_throttle_slows_a_host_on_429_and_recovers_to_the_floor() -> None:
+    from crawler.politeness import HostSlots
+    from crawler.urls import Origin
+
+    o = Origin("http", "127.0.1.1", 80)
+    slots = HostSlots(delay=0.1, per_host=1)
+    slots.set_crawl_delay(o, 0.2)
+    slots.throttle(o, overloaded=True)
+    assert slots.slot(o).delay == 0.4
+    slots.throttle(o, overloaded=True)
+    assert slots.slot(o).delay == 0.8
+    for _ in range(50):
+        slots.throttle(o, overloaded=False)
+    assert slots.slot(o).delay == 0.2  # back to the floor: max(--delay, Crawl-delay), never below
+    zero = HostSlots(delay=0.0, per_host=1)
+    zero.throttle(o, overloaded=True)
+    assert zero.slot(o).delay == 0.25
+    for _ in range(100):
+        zero.throttle(o, overloaded=False)
+    assert zero.slot(o).delay == 0.0
+    # the gap after a throttle-up applies from the last send
+    assert zero.try_acquire(o, 10.0)
+    zero.release(o)
+    zero.throttle(o, overloaded=True)
+    zero.answered(o, 10.0)
+    assert not zero.try_acquire(o, 10.2) and zero.try_acquire(o, 10.25)
