@@ -46,7 +46,7 @@ async def test_full_site_correct_and_polite() -> None:
     site = site_mod.build_site(hosts=6, pages_per_host=15, seed=7, features="full")
     async with site_mod.serve_site(site, port=0) as running:
         summary = await crawl(list(running.seeds), CrawlConfig(
-            delay=0.05, concurrency=16, max_pages=1500, timeout=10.0, user_agent="fanmill"))
+            delay=0.05, concurrency=16, max_pages=400, timeout=10.0, user_agent="fanmill"))
         truth = site.truth(running.port, seeds=running.seeds, user_agent="fanmill", max_depth=None)
         fetched = _fetched(running)
         _check(running, truth, fetched, delay=0.05, per_host=1)
