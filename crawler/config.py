@@ -27,6 +27,7 @@ class CrawlConfig:
     max_path_segments: int = 32  # trap guard: ever-deeper paths
     max_segment_repeats: int = 3  # trap guard: /a/b/a/b/a/b/...
     max_urls_per_host: int = 100_000  # trap guard: URLs admitted per origin
+    max_query_variants: int = 1000  # trap guard: URLs sharing one path with different queries
     max_retries: int = 2  # retries of a transient failure (timeout, connect, 429, 5xx)
     retry_base: float = 1.0  # first backoff ceiling in seconds (full jitter)
     max_retry_after: float = 120.0  # a Retry-After longer than this is capped

@@ -79,6 +79,7 @@ class _Crawl:
         self.frontier = Frontier(HostSlots(config.delay, config.per_host), config.window * 2)
         self._known: dict[str, int] = {}  # url -> best depth: the exact seen-URL index
         self._per_host: dict[Origin, int] = {}
+        self._query_variants: dict[str, int] = {}  # path without query -> URLs admitted
         self._hops: dict[str, int] = {}  # redirect hops that led to a URL
         self._hashes: dict[bytes, str] = {}  # body digest -> first URL with that body
         self._leases: dict[str, Lease] = {}  # leased, not yet fetched
@@ -414,6 +415,13 @@ class _Crawl:
         if trap_reason(url, self.config) is not None or count >= self.config.max_urls_per_host:
             self.summary.trap_guarded += 1
             return 0
+        if "?" in url:  # calendars and session ids: endless queries on one path
+            path = url.partition("?")[0]
+            variants = self._query_variants.get(path, 0)
+            if variants >= self.config.max_query_variants:
+                self.summary.trap_guarded += 1
+                return 0
+            self._query_variants[path] = variants + 1
         self._per_host[origin] = count + 1
         self._known[url] = depth
         if hops:
@@ -429,7 +437,13 @@ class _Crawl:
             batch, self._results = self._results, []
             if self.writer is not None:
                 self.writer.flush()
-            await self.state.record_results(batch)
+            try:
+                await self.state.record_results(batch)
+            except BaseException:
+                # Cancelled (Ctrl-C) or failed mid-commit: keep the batch for the final flush.
+                # Recording is idempotent, so a commit that did land is harmless to repeat.
+                self._results[:0] = batch
+                raise
             if any(links for _u, _s, _r, links, _n in batch):
                 self._db_due = True
 

@@ -115,3 +115,12 @@ async def test_resume_with_state_fetches_nothing_twice(tmp_path) -> None:
     assert set(pages) == {"/", *(f"/p{i}" for i in range(10))} and max(pages.values()) == 1
     urls = [json.loads(line)["url"] for line in (tmp_path / "o.jsonl").read_text().splitlines()]
     assert sorted(urls) == sorted({normalize_url(site.url(0, p)) for p in pages})
+
+
+async def test_query_trap_is_bounded_per_path() -> None:
+    pages = {(0, "/"): Page(body=links(*[f"/cal?d={i}" for i in range(30)]))}
+    pages.update({(0, f"/cal?d={i}"): Page(body=f"day {i}") for i in range(30)})
+    async with serve(pages, hosts=1) as site:
+        summary = await crawl([site.url(0, "/")], CrawlConfig(delay=0, max_query_variants=10))
+        cal = [h for h in site.hits if h.path.startswith("/cal")]
+    assert len(cal) == 10 and summary.trap_guarded == 20
