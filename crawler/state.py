@@ -115,6 +115,10 @@ class CrawlState:
         results = list(results)
         if not results:
             return
+        if self._conn.in_transaction:
+            # A cancellation (Ctrl-C) landed while BEGIN was running in aiosqlite's thread: the
+            # transaction opened but its context manager never entered. Close it before retrying.
+            await self._conn.execute("ROLLBACK")
         async with atransaction(self._conn):
             await self._add([link for r in results for link in r[3]])
             await self._conn.executemany(

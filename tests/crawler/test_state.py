@@ -59,3 +59,14 @@ async def test_a_failed_result_rolls_back_its_links_too(tmp_path: Path) -> None:
         await st.record_result(A, "exploded", {}, links=[(B, 1, A)])  # type: ignore[arg-type]
     assert await st.counts() == {"fetching": 1}  # no link B, A unchanged
     await st.close()
+
+
+async def test_batch_after_a_transaction_left_open_by_a_cancelled_begin(tmp_path: Path) -> None:
+    st = await CrawlState.open(tmp_path / "s.db")
+    await st.add_discovered([("http://a/", 0, None)])
+    await st.lease_due(10, 0.0, 60.0)
+    await st._conn.execute("BEGIN IMMEDIATE")  # what a Ctrl-C during atransaction's BEGIN leaves
+    await st.record_results([("http://a/", "fetched", {"url": "http://a/"}, [("http://a/b", 1, "http://a/")], None)])
+    assert await st.counts() == {"fetched": 1, "discovered": 1}
+    assert (await st.known())["http://a/b"] == (1, "discovered")
+    await st.close()
