@@ -151,13 +151,20 @@ def _split(script: str) -> list[str]:
 @contextlib.contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """BEGIN IMMEDIATE ... COMMIT; ROLLBACK on any exception (and re-raise it)."""
-    conn.execute("BEGIN IMMEDIATE")
     try:
+        conn.execute("BEGIN IMMEDIATE")
         yield conn
     except BaseException:
-        conn.execute("ROLLBACK")
+        _rollback_quietly(conn)
         raise
     conn.execute("COMMIT")
+
+
+def _rollback_quietly(conn: sqlite3.Connection) -> None:
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.OperationalError:
+        pass  # no transaction was open: BEGIN itself failed or never ran
 
 
 async def open_store_async(
@@ -195,10 +202,16 @@ async def open_store_async(
 @contextlib.asynccontextmanager
 async def atransaction(conn: Any) -> AsyncIterator[Any]:
     """The asyncio twin of transaction()."""
-    await conn.execute("BEGIN IMMEDIATE")
+    # BEGIN is inside the try: a cancellation (Ctrl-C) that lands while BEGIN runs in aiosqlite's
+    # thread must still roll back, or the next BEGIN fails with "transaction within a transaction".
+    # ROLLBACK is queued after BEGIN on that same thread, so it always sees BEGIN's outcome.
     try:
+        await conn.execute("BEGIN IMMEDIATE")
         yield conn
     except BaseException:
-        await conn.execute("ROLLBACK")
+        try:
+            await conn.execute("ROLLBACK")
+        except sqlite3.OperationalError:
+            pass  # no transaction was open
         raise
     await conn.execute("COMMIT")

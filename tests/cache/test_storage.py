@@ -168,3 +168,22 @@ async def test_async_open_migrates_and_commits(tmp_path: Path) -> None:
     await conn.close()
     with pytest.raises(SchemaVersionError):
         await open_store_async(path, migrations=[])
+
+
+async def test_a_cancelled_begin_leaves_no_transaction_open(tmp_path: Path) -> None:
+    import asyncio
+
+    conn = await open_store_async(tmp_path / "c.db", migrations=[V1])
+
+    async def cancelled_right_away() -> None:
+        async with atransaction(conn):
+            await asyncio.sleep(10)
+
+    task = asyncio.ensure_future(cancelled_right_away())
+    await asyncio.sleep(0)  # the task is now awaiting BEGIN (or already inside the block)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    async with atransaction(conn):  # would fail with "transaction within a transaction"
+        await conn.execute("INSERT INTO pages VALUES ('a', 'x')")
+    await conn.close()
