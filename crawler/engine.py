@@ -81,6 +81,11 @@ class _Crawl:
         self._per_host: dict[Origin, int] = {}
         self._query_variants: dict[str, int] = {}  # path without query -> URLs admitted
         self._hops: dict[str, int] = {}  # redirect hops that led to a URL
+        # With a depth limit, a fetched page's links are kept: hosts run at different speeds, so a
+        # page may be fetched at depth 3 before another host links it at depth 1; its links then
+        # get their smaller depths too, and a page within the limit is never dropped.
+        self._outlinks: dict[str, tuple[str, ...]] = {}
+        self._redirected: dict[str, str] = {}
         self._hashes: dict[bytes, str] = {}  # body digest -> first URL with that body
         self._leases: dict[str, Lease] = {}  # leased, not yet fetched
         self._held: dict[Origin, list[Lease]] = {}  # waiting for their origin's robots.txt
@@ -351,6 +356,8 @@ class _Crawl:
                 if hops > self.config.max_redirects:
                     err = f"more than {self.config.max_redirects} redirects"
                 else:
+                    if self.config.max_depth is not None:
+                        self._redirected[url] = redirect_to
                     found = self._discover(redirect_to, depth, url, links, hops)
         elif 200 <= status < 300 and "html" in result.content_type.lower() and err is None:
             key = digest.digest()[:16]
@@ -384,8 +391,10 @@ class _Crawl:
         self.summary.invalid_links += page.invalid
         if page.truncated:
             err = f"more than {self.config.max_links} links: the rest ignored"
-        if self.config.max_depth is not None and depth + 1 > self.config.max_depth:
-            return err, 0
+        if self.config.max_depth is not None:
+            self._outlinks[url] = tuple(page.urls)
+            if depth + 1 > self.config.max_depth:
+                return err, 0
         found = 0
         for link in page.urls:
             found += self._discover(link, depth + 1, url, out, 0)
@@ -402,6 +411,7 @@ class _Crawl:
                 if lease is not None:  # leased and queued in memory: move it up there too
                     self._leases[url] = Lease(url, depth, referrer, lease.attempts)
                     self.frontier.push(url, depth)
+                self._relax(url, depth, out)
             self.summary.duplicates_skipped += 1
             return 0
         if not self.scope.allows(url):
@@ -428,6 +438,16 @@ class _Crawl:
             self._hops[url] = hops
         out.append((url, depth, referrer))
         return 1
+
+    def _relax(self, url: str, depth: int, out: list[Link]) -> None:
+        """*url*, already fetched, was found at a smaller *depth*: pass it on to what it links."""
+        target = self._redirected.get(url)
+        if target is not None:
+            self._discover(target, depth, url, out, self._hops.get(url, 0) + 1)
+        if self.config.max_depth is None or depth + 1 > self.config.max_depth:
+            return
+        for link in self._outlinks.get(url, ()):
+            self._discover(link, depth + 1, url, out, 0)
 
     async def _flush(self) -> None:
         """Make records durable (`--out` flushed), then commit their state in one transaction."""

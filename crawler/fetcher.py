@@ -1,7 +1,9 @@
 """The HTTP edge (I/O): one aiohttp session; redirects are returned, never followed here.
 
 Every response is read in bounded chunks up to `max_body` bytes: a larger body is cut off and
-reported, never held whole. aiohttp's exceptions are mapped once, here, to the crawler's own
+reported, never held whole. Bodies are decompressed here, not by aiohttp, because aiohttp accepts a
+truncated or garbled gzip stream as a short body without an error; here the decompressor must reach
+its end, and the cap applies to the decompressed bytes (a gzip bomb stops at max_body). aiohttp's exceptions are mapped once, here, to the crawler's own
 (FetchError and subclasses), so the engine records one clear error per URL and goes on.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,7 +87,8 @@ class Fetcher:
                                          resolver=resolver)
         self._session = aiohttp.ClientSession(
             connector=connector,
-            headers={"User-Agent": self.user_agent},
+            headers={"User-Agent": self.user_agent, "Accept-Encoding": "gzip, deflate"},
+            auto_decompress=False,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout),
         )
         return self
@@ -133,12 +137,61 @@ class Fetcher:
             raise BadResponse(f"{url}: {exc}") from exc
 
     async def _read_capped(self, resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+        decoder = _Decoder(resp.headers.get("Content-Encoding", ""), resp.url)
         chunks, size = [], 0
-        async for chunk in resp.content.iter_chunked(_CHUNK):
-            room = self.max_body - size
-            if len(chunk) > room:
-                chunks.append(chunk[:room])
-                return b"".join(chunks), True
-            chunks.append(chunk)
-            size += len(chunk)
+        async for raw in resp.content.iter_chunked(_CHUNK):
+            for chunk in decoder.feed(raw, self.max_body - size + 1):
+                room = self.max_body - size
+                if len(chunk) > room:
+                    chunks.append(chunk[:room])
+                    return b"".join(chunks), True
+                chunks.append(chunk)
+                size += len(chunk)
+        decoder.finish()
         return b"".join(chunks), False
+
+
+class _Decoder:
+    """Content-Encoding gzip/deflate/identity, decoded in bounded pieces; a stream that is broken
+    or ends early raises BadResponse instead of passing for a short body."""
+
+    def __init__(self, encoding: str, url: object) -> None:
+        self.url = url
+        name = encoding.strip().lower()
+        if name in ("", "identity"):
+            self.zobj = None
+        elif name in ("gzip", "x-gzip"):
+            self.zobj = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif name == "deflate":  # zlib-wrapped as the RFC says; raw deflate is tried on failure
+            self.zobj = zlib.decompressobj(zlib.MAX_WBITS)
+            self.raw_fallback = True
+        else:
+            raise BadResponse(f"{url}: unsupported Content-Encoding {encoding!r}")
+        self.started = False
+
+    def feed(self, data: bytes, limit: int) -> list[bytes]:
+        """Decoded pieces of *data*, stopping once *limit* bytes came out (the caller cuts off)."""
+        if self.zobj is None:
+            return [data]
+        out: list[bytes] = []
+        original = data
+        try:
+            while data and limit > 0:
+                if self.zobj.eof:
+                    raise BadResponse(f"{self.url}: data after the end of the compressed body")
+                piece = self.zobj.decompress(data, limit)
+                out.append(piece)
+                limit -= len(piece)
+                data = self.zobj.unconsumed_tail
+        except zlib.error as exc:
+            if getattr(self, "raw_fallback", False) and not self.started:
+                self.zobj, self.raw_fallback = zlib.decompressobj(-zlib.MAX_WBITS), False
+                return self.feed(original, limit)
+            raise BadResponse(f"{self.url}: broken compressed body ({exc})") from exc
+        self.started = True
+        return out
+
+    def finish(self) -> None:
+        """Raise BadResponse if the compressed stream did not reach its end."""
+        if self.zobj is not None and not self.zobj.eof:
+            raise BadResponse(f"{self.url}: compressed body ends early")

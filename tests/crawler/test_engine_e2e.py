@@ -124,3 +124,29 @@ async def test_query_trap_is_bounded_per_path() -> None:
         summary = await crawl([site.url(0, "/")], CrawlConfig(delay=0, max_query_variants=10))
         cal = [h for h in site.hits if h.path.startswith("/cal")]
     assert len(cal) == 10 and summary.trap_guarded == 20
+
+
+async def test_a_page_found_later_at_a_smaller_depth_passes_that_depth_on() -> None:
+    # Host 0 is fast and reaches /b2 at depth 2 (its links cut by --max-depth 2); host 1, slowed
+    # by Crawl-delay, links /b2 at depth 1 later. /b3 is then within the limit and must be fetched.
+    pages = {
+        (0, "/robots.txt"): Page(body="User-agent: *\nAllow: /\n", content_type="text/plain"),
+        (0, "/"): Page(body=links("/b1")),
+        (0, "/b1"): Page(body=links("/b2")),
+        (0, "/b2"): Page(body=links("/b3", "/r")),
+        (0, "/b3"): Page(body=links("/b4")),
+        (0, "/r"): Page(status=302, headers={"Location": "/r-target"}),
+        (0, "/r-target"): Page(body="reached through a redirect at depth 2"),
+        (0, "/b4"): Page(body="depth 3: beyond the limit"),
+        (1, "/robots.txt"): Page(body="User-agent: *\nCrawl-delay: 0.4\n", content_type="text/plain"),
+    }
+    async with serve(pages, hosts=2) as site:
+        pages[(1, "/")] = Page(body=links(site.url(0, "/b2")))
+        await crawl([site.url(0, "/"), site.url(1, "/")],
+                    CrawlConfig(delay=0, max_depth=2, concurrency=4, max_pages=50))
+        order = [(h.host, h.path) for h in site.hits]
+    h0, h1 = site.hosts
+    assert order.index((h0, "/b2")) < order.index((h1, "/"))  # the scenario happened as planned
+    fetched = collections.Counter(order)
+    assert fetched[(h0, "/b3")] == 1 and fetched[(h0, "/r-target")] == 1
+    assert (h0, "/b4") not in fetched and fetched[(h0, "/b2")] == 1
