@@ -15,7 +15,7 @@ from typing import Any
 class RecencyOrder:
     """Keys from least to most recently used, each with a payload and a weight, within bounds."""
 
-    __slots__ = ("_items", "capacity", "lookup", "max_bytes", "total_weight")
+    __slots__ = ("_items", "capacity", "lookup", "max_bytes", "move_to_end", "total_weight")
 
     # Invariants: _items iterates least -> most recently used; total_weight == sum of weights;
     # after insert() returns, len <= capacity and total_weight <= max_bytes (when those are set).
@@ -26,6 +26,8 @@ class RecencyOrder:
         self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         # lookup(key) -> (payload, weight) or None, without counting a use: the hot path's read.
         self.lookup = self._items.get
+        # move_to_end(key): `touch` without a method call, for the hot path; KeyError if absent.
+        self.move_to_end = self._items.move_to_end
         self.capacity = capacity
         self.max_bytes = max_bytes
         self.total_weight = 0
@@ -67,17 +69,24 @@ class RecencyOrder:
 
     def evictions_for(self, key: Hashable, weight: int) -> list[Hashable]:
         """Return the keys, least recent first, that inserting *key* with *weight* would evict."""
-        if self.max_bytes is not None and weight > self.max_bytes:
+        items = self._items
+        old = items.get(key)
+        if self.max_bytes is None:
+            # Entries only (the common case): a new key at capacity evicts the least recent one.
+            if self.capacity is None or old is not None or len(items) < self.capacity:
+                return []
+            if len(items) == self.capacity:
+                return [next(iter(items))]  # not *key*: it is absent
+        elif weight > self.max_bytes:
             raise ValueError(f"an entry of {weight} bytes exceeds max_bytes={self.max_bytes}")
-        old = self._items.get(key)
-        count = len(self._items) + (0 if old else 1)
+        count = len(items) + (0 if old else 1)
         total = self.total_weight + weight - (old[1] if old else 0)
         victims: list[Hashable] = []
         if (self.capacity is None or count <= self.capacity) and (
             self.max_bytes is None or total <= self.max_bytes
         ):
             return victims
-        for k, (_p, w) in self._items.items():
+        for k, (_p, w) in items.items():
             if (self.capacity is None or count <= self.capacity) and (
                 self.max_bytes is None or total <= self.max_bytes
             ):

@@ -23,7 +23,6 @@ from cache import records as fmt
 from cache.encoding import (
     Serializer,
     decode_key,
-    dump_value,
     encode_key,
     get_serializer,
     load_value,
@@ -85,7 +84,7 @@ class PersistentLRU(MutableMapping[Any, Any]):
         readonly: bool = False,
         on_evict: Callable[[Any], None] | None = None,
         compact_min_bytes: int = 8 << 20,
-        _write: Callable[[int, bytes], int] = os.write,
+        _reserve: Callable[[int, int, int], None] = os.posix_fallocate,
     ) -> None:
         """Open or create the cache file at *path*; see the class docstring for the parameters."""
         RecencyOrder(capacity, max_bytes)  # validate the bounds before touching any file
@@ -95,6 +94,9 @@ class PersistentLRU(MutableMapping[Any, Any]):
         self._lookup = self._order.lookup
         self._serializer = get_serializer(serializer)
         self._loads = self._serializer.loads
+        self._dumps = self._serializer.dumps
+        self._move_to_end = self._order.move_to_end
+        self._newest: Any = _MISSING  # the most recently used key when known, else _MISSING
         self._lock = threading.RLock()
         self._on_evict = on_evict
         self._compact_min = compact_min_bytes
@@ -110,9 +112,15 @@ class PersistentLRU(MutableMapping[Any, Any]):
             durability=durability,
             readonly=readonly,
             salvage=salvage,
-            write=_write,
+            reserve=_reserve,
         )
         self.path = self._log.path
+        self._log_read = self._log.read
+        # How a hit is recorded: a touch record now ("process", "fsync"), a batched one ("fast"),
+        # or not at all (a read-only view does not move entries).
+        self._touch: Callable[[bytes], None] | None = (
+            None if readonly else self._queue_touch if self._fast else self._log.append_touch
+        )
         try:
             self._check_meta()
             self._live += self._header_size()
@@ -192,6 +200,7 @@ class PersistentLRU(MutableMapping[Any, Any]):
         self._log.append(fmt.BOUNDS, _encode_bounds(capacity, max_bytes))
         victims = self._order_victims_apply()
         self._evictions += len(victims)
+        self._newest = _MISSING
         return victims
 
     def _decode_key(self, rec: fmt.Record) -> Any:
@@ -211,7 +220,7 @@ class PersistentLRU(MutableMapping[Any, Any]):
     def get(self, key: Any, default: Any = None) -> Any:
         """Return the value of *key* and mark it most recently used, or *default* (a miss)."""
         # The hot path of the cache, measured by bench/cache: kept flat on purpose (a direct index
-        # lookup, the record check, one inlined deserialization, one touch append).
+        # lookup, the verified read, one deserialization, one touch append, one move in the order).
         with self._lock:
             try:
                 entry = self._lookup(key)
@@ -219,28 +228,23 @@ class PersistentLRU(MutableMapping[Any, Any]):
                 encode_key(key)  # raises the clear TypeError for an unsupported key type
                 raise
             if entry is None:
-                self._check_open()
+                if self._log.closed:
+                    raise CacheError(f"{self.path}: the cache is closed")
                 self._misses += 1
                 return default
             offset, length, kbytes = entry[0]
-            log = self._log
-            if log.closed:
-                raise CacheError(f"{self.path}: the cache is closed")
-            view = log.read(offset, length, kbytes)
+            view = self._log_read(offset, length, kbytes)  # raises CacheError once closed
             try:
                 value = self._loads(view)
             except Exception as exc:
                 raise SerializationError(
                     f"{self.path}: cannot deserialize value with {self._serializer.name}: {exc!r}"
                 ) from exc
-            if not log.readonly and not self._order.is_newest(key):
-                if self._fast:
-                    self._pending_touches.append(kbytes)
-                    if len(self._pending_touches) >= FAST_TOUCH_BATCH:
-                        self._flush_touches()
-                else:
-                    log.append_touch(kbytes)
-                self._order.touch(key)
+            touch = self._touch
+            if touch is not None and key != self._newest:
+                touch(kbytes)  # acknowledged in the log before it counts in memory
+                self._move_to_end(key)
+                self._newest = key
             self._hits += 1
             return value
 
@@ -255,30 +259,43 @@ class PersistentLRU(MutableMapping[Any, Any]):
 
     def __setitem__(self, key: Any, value: Any) -> None:
         kbytes = encode_key(key)
-        vbytes = dump_value(self._serializer, value)
+        try:
+            vbytes = self._dumps(value)
+        except Exception as exc:
+            raise SerializationError(
+                f"cannot serialize {type(value).__name__} with {self._serializer.name}: {exc}"
+            ) from exc
         weight = len(kbytes) + len(vbytes)
         with self._lock:
-            self._check_open()
+            log = self._log
+            if log.closed:
+                raise CacheError(f"{self.path}: the cache is closed")
             order = self._order
             try:
                 victims = order.evictions_for(key, weight)
             except ValueError as exc:
                 raise ValueTooLargeError(str(exc)) from None
             if self._pending_touches:  # "fast": the pending touches go first, in the same write
-                offset, length = self._log.append_touches(self._pending_touches, (fmt.PUT, kbytes, vbytes))
+                offset, length = log.append_touches(self._pending_touches, (fmt.PUT, kbytes, vbytes))
                 self._pending_touches.clear()
             else:
-                offset, length = self._log.append(fmt.PUT, kbytes, vbytes)
+                offset, length = log.append(fmt.PUT, kbytes, vbytes)
+            live = self._live + length
             if victims:  # replay re-derives these from the recorded bounds: nothing to write
                 for victim in victims:
-                    self._live -= order.remove(victim)[1]
+                    live -= order.remove(victim)[1]
                 self._evictions += len(victims)
-            if key in order:
-                self._live -= order.peek(key)[1]
+            old = self._lookup(key)
+            if old is not None:
+                live -= old[0][1]
             order.load(key, (offset, length, kbytes), weight)  # bounds already made room above
-            self._live += length
-            self._maybe_compact()
-        self._notify(victims)
+            self._newest = key
+            self._live = live
+            dead = log.end - live
+            if dead > self._compact_min and dead > 2 * live:
+                self.compact()
+        if victims and self._on_evict is not None:
+            self._notify(victims)
 
     def __delitem__(self, key: Any) -> None:
         with self._lock:
@@ -286,6 +303,7 @@ class PersistentLRU(MutableMapping[Any, Any]):
             kbytes = self._order.peek(key)[2]
             self._log.append(fmt.DELETE, kbytes)
             self._live -= self._order.remove(key)[1]
+            self._newest = _MISSING
             self._maybe_compact()
 
     def __contains__(self, key: object) -> bool:
@@ -311,6 +329,7 @@ class PersistentLRU(MutableMapping[Any, Any]):
             self._log.append(fmt.CLEAR, b"")
             self._pending_touches.clear()
             self._order.clear()
+            self._newest = _MISSING
             self._live = self._header_size()
             self.compact()
 
@@ -376,6 +395,11 @@ class PersistentLRU(MutableMapping[Any, Any]):
     def _read(self, offset: int, length: int, kbytes: bytes) -> memoryview:
         self._check_open()
         return self._log.read(offset, length, kbytes)
+
+    def _queue_touch(self, kbytes: bytes) -> None:
+        self._pending_touches.append(kbytes)
+        if len(self._pending_touches) >= FAST_TOUCH_BATCH:
+            self._flush_touches()
 
     def _flush_touches(self) -> None:
         if self._pending_touches:

@@ -20,6 +20,7 @@ from cache import (
     ValueTooLargeError,
 )
 from cache.encoding import decode_key, encode_key
+from cache.log import GROW
 from cache.order import RecencyOrder
 
 
@@ -80,23 +81,49 @@ def test_disk_full_during_a_put_loses_nothing_acknowledged(tmp_path: Path) -> No
     path = tmp_path / "c.lru"
     fail = {"on": False}
 
-    def write(fd: int, data: bytes) -> int:
+    def reserve(fd: int, offset: int, length: int) -> None:
         if fail["on"]:
-            os.write(fd, data[: len(data) // 2])  # half reaches the file, then the disk is full
+            os.ftruncate(fd, offset + length // 2)  # half the extension happened, then the disk is full
             raise OSError(errno.ENOSPC, "No space left on device")
-        return os.write(fd, data)
+        os.posix_fallocate(fd, offset, length)
 
-    with PersistentLRU(path, capacity=5, _write=write) as lru:
+    with PersistentLRU(path, capacity=5, _reserve=reserve) as lru:
         lru["a"] = "A"
+        size = os.path.getsize(path)
         fail["on"] = True
         with pytest.raises(StoreWriteError, match="No space"):
-            lru["b"] = "B" * 1000
+            lru["b"] = "B" * (2 * GROW)  # beyond the preallocated step: the file must grow
         assert "b" not in lru and lru["a"] == "A"
+        assert os.path.getsize(path) == size  # the half extension was taken back
+        lru["c"] = "C"  # a small put still fits the space reserved before
         fail["on"] = False
-        lru["c"] = "C"
+        lru["d"] = "D" * (2 * GROW)
     with PersistentLRU(path, capacity=5) as lru:
-        assert dict((k, lru.peek(k)) for k in lru) == {"a": "A", "c": "C"}
+        assert dict((k, lru.peek(k)) for k in lru) == {"a": "A", "c": "C", "d": "D" * (2 * GROW)}
         assert lru.stats().torn_tail_bytes == 0
+
+
+def test_disk_full_when_the_file_grows_under_reads_is_a_clear_error(tmp_path: Path) -> None:
+    fail = {"on": False}
+
+    def reserve(fd: int, offset: int, length: int) -> None:
+        if fail["on"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        os.posix_fallocate(fd, offset, length)
+
+    path = tmp_path / "c.lru"
+    with PersistentLRU(path, capacity=5, serializer="bytes", _reserve=reserve) as lru:
+        lru["a"], lru["b"] = b"A", b"B"
+        fail["on"] = True
+        hits = 0
+        with pytest.raises(StoreWriteError, match="No space"):
+            for i in range(GROW):  # touches fill the reserved step, then the next one is refused
+                lru.get("ab"[i % 2])
+                hits += 1
+        order = list(lru)
+    with PersistentLRU(path, capacity=5, serializer="bytes") as lru:
+        assert list(lru) == order and lru.stats().torn_tail_bytes == 0
+    assert hits > 1000
 
 
 def test_threads_share_one_cache_safely(tmp_path: Path) -> None:
