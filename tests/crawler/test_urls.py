@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import crawler.urls
 from crawler.errors import InvalidURL
-from crawler.urls import MAX_URL_LENGTH, Origin, normalize_url, origin_of
+from crawler.urls import MAX_URL_LENGTH, Origin, _normalize_general, normalize_url, origin_of
 
 TABLE = Path(__file__).resolve().parents[2] / "fixtures" / "urls" / "normalize.tsv"
 
@@ -90,17 +91,23 @@ def test_normalization_is_idempotent(resource, spelling, tail) -> None:
     assert normalize_url(once) == once
 
 
-@settings(max_examples=300)
+BASES = ["http://a.example/", "https://b.example:8443/x/y?q", "http://[::1]:81/d/",
+         "http://127.0.1.1:8080/s1/p4.html", "http://a/b/c/d;p?q", "http://h.example:80x/"]
+REF_ALPHABET = "/ab.%?#:@=&~-_'()!$*+,;2FAHTP \t"
+
+
+@settings(max_examples=1500)
 @given(
-    st.sampled_from(["http://a.example/", "https://b.example:8443/x/y?q", "http://[::1]:81/d/"]),
-    st.text(alphabet="/ab.%?#:@=&~-_'()!$*+,;2F", min_size=1, max_size=20),
+    st.sampled_from(BASES[:-1]),
+    st.sampled_from(["", "/", "./", "../", "http://", "https://", "HTTP://", "http://h.example",
+                     "http://h.example:8080", "http://h.example:80", "http://H.example:0081",
+                     "//h.example", "http://h..example", "http://h.example.", "http://1.2.3.4:70000"]),
+    st.text(alphabet=REF_ALPHABET, max_size=20),
 )
-def test_fast_path_for_clean_absolute_paths_agrees_with_the_general_path(base: str, ref: str) -> None:
-    ref = "/" + ref
-    assume(not ref.startswith("//"))  # a network-path reference, not an absolute path
+def test_fast_paths_agree_with_the_general_path(base: str, prefix: str, rest: str) -> None:
+    ref = prefix + rest
     try:
-        # the same reference spelled absolute takes the general path
-        expected = normalize_url(str(origin_of(base)) + ref)
+        expected = _normalize_general(ref, base)
     except InvalidURL:
         expected = None
     try:
@@ -108,6 +115,21 @@ def test_fast_path_for_clean_absolute_paths_agrees_with_the_general_path(base: s
     except InvalidURL:
         got = None
     assert got == expected
+    try:
+        alone = normalize_url(ref)
+    except InvalidURL:
+        alone = None
+    try:
+        assert alone == _normalize_general(ref, None)
+    except InvalidURL:
+        assert alone is None
+
+
+def test_the_fast_paths_are_taken_for_clean_links() -> None:
+    base = "http://127.0.1.1:8080/s1/p4.html"
+    for ref in ("http://127.0.1.1:8080/s2/p7.html", "/s2/p7.html", "p7.html", "../s2/p7.html",
+                "./p7.html#x", "search?q=1"):
+        assert crawler.urls._normalize_clean(ref, base) == _normalize_general(ref, base)
 
 
 # RFC 3986 §5.4.1 and §5.4.2 (the abnormal cases that stay in http), base "http://a/b/c/d;p?q".
