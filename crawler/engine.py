@@ -326,12 +326,11 @@ class _Crawl:
         links: list[Link] = []
         record = self._record(ready, lease, result, error, links)
         self.summary.add(record)
-        if self.writer is not None:
-            self.writer.write(record)
+        stored: dict | str = record.as_dict() if self.writer is None else self.writer.write(record)
         if self.on_record is not None:
             self.on_record(record)
         final = "failed" if record.status is None or record.status >= 500 else "fetched"
-        self._results.append((ready.url, final, record.as_dict(), links, None))
+        self._results.append((ready.url, final, stored, links, None))
 
     def _record(self, ready: Ready, lease: Lease, result: FetchResult | None,
                 error: FetchError | None, links: list[Link]) -> CrawlRecord:

@@ -47,9 +47,11 @@ class JsonlWriter:
             _cut_torn_tail(path)
         self._file: IO[str] = open(path, "a", encoding="utf-8") if self._own else sys.stdout  # noqa: SIM115
 
-    def write(self, record: CrawlRecord) -> None:
-        """Buffer one record."""
-        self._file.write(json.dumps(record.as_dict(), separators=(",", ":")) + "\n")
+    def write(self, record: CrawlRecord) -> str:
+        """Buffer one record; return its JSON text (the state stores the same text)."""
+        text = json.dumps(record.as_dict(), separators=(",", ":"))
+        self._file.write(text + "\n")
+        return text
 
     def flush(self) -> None:
         """Hand buffered records to the OS (they survive a kill -9 of this process)."""

@@ -109,9 +109,10 @@ class CrawlState:
             )
 
     async def record_results(
-        self, results: Iterable[tuple[str, Final, dict[str, Any] | None, list[tuple[str, int, str | None]], float | None]],
+        self, results: Iterable[tuple[str, Final, dict[str, Any] | str | None, list[tuple[str, int, str | None]], float | None]],
     ) -> None:
-        """Store many (url, status, record, links, next_try) outcomes in one transaction (batched)."""
+        """Store many (url, status, record, links, next_try) outcomes in one transaction (batched);
+        a record is a dict or its JSON text already made."""
         results = list(results)
         if not results:
             return
@@ -125,7 +126,8 @@ class CrawlState:
                 """UPDATE urls SET status = ?, record = ?, next_try = ?, lease_until = NULL,
                    attempts = attempts + 1 WHERE url = ?""",
                 [
-                    (status, None if rec is None else json.dumps(rec, separators=(",", ":")), nt, url)
+                    (status, rec if rec is None or isinstance(rec, str)
+                     else json.dumps(rec, separators=(",", ":")), nt, url)
                     for url, status, rec, _links, nt in results
                 ],
             )

@@ -156,7 +156,7 @@ _CLEAN_QUERY = rf"(?:\?[{_SAFE}/?]*)?"
 _CLEAN_ABSOLUTE_PATH = re.compile(rf"/(?!/)[{_SAFE}/]*{_CLEAN_QUERY}")
 _CLEAN_URL = re.compile(
     r"(https?)://((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)"
-    rf"(?::([1-9][0-9]{{0,4}}))?(/[{_SAFE}/]*{_CLEAN_QUERY})?")
+    rf"(?::0*([1-9][0-9]{{0,4}}))?(/[{_SAFE}/]*{_CLEAN_QUERY})?")
 _CLEAN_RELATIVE = re.compile(rf"[{_SAFE.replace(':', '')}][{_SAFE}/]*{_CLEAN_QUERY}")
 
 
@@ -167,6 +167,9 @@ def _normalize_clean(url: str, base: str | None) -> str | None:
         url = url[:cut]
     if not url or len(url) > MAX_URL_LENGTH:
         return None
+    if url[0] in "hH" and url[:5].lower() in ("http:", "https") and not url.startswith("http"):
+        colon = url.find(":")
+        url = url[:colon].lower() + url[colon:]  # the scheme is case-insensitive (§3.1)
     if url[0] == "h" and (m := _CLEAN_URL.fullmatch(url)):
         scheme, host, port, rest = m.groups()
         if port and (int(port) > 65535 or int(port) == DEFAULT_PORTS[scheme]):
@@ -231,9 +234,21 @@ def _normalize_general(url: str, base: str | None) -> str:
     return f"{scheme}://{host}{port_text}{path}{query}"
 
 
-@functools.lru_cache(maxsize=65536)
 def origin_of(url: str) -> Origin:
     """Return the Origin of an already normalized (or any absolute http(s)) URL; raise InvalidURL."""
+    start = url.find("://")
+    end = url.find("/", start + 3) if start > 0 else -1
+    if end > 0 and not any(c in url[:end] for c in "?#@\\"):
+        return _origin_of_prefix(url[:end])  # cached per origin, not per URL
+    return _origin_of_url(url)
+
+
+@functools.lru_cache(maxsize=4096)
+def _origin_of_prefix(prefix: str) -> Origin:
+    return _origin_of_url(prefix + "/")
+
+
+def _origin_of_url(url: str) -> Origin:
     parts, scheme, port = _split_http(url)
     if not parts.hostname:
         raise InvalidURL(f"not an absolute http(s) URL: {url!r}")
