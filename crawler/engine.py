@@ -40,6 +40,7 @@ from crawler.retry import TRANSIENT_STATUSES, backoff, parse_retry_after
 from crawler.robots import RobotsRules
 from crawler.robots_fetch import RobotsCache
 from crawler.scope import Scope
+from crawler.simhash import SimHashIndex, page_words, simhash
 from crawler.state import CrawlState, Lease
 from crawler.urls import Origin, normalize_url, origin_of
 
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 3600.0  # one process owns its leases; a resumed crawl returns them all at once
 FLUSH_EVERY = 256  # results per state transaction at most
+MIN_SIMHASH_WORDS = 50
 PROGRESS_EVERY = 0.5
 Link = tuple[str, int, str | None]
 
@@ -86,6 +88,7 @@ class _Crawl:
         # get their smaller depths too, and a page within the limit is never dropped.
         self._outlinks: dict[str, tuple[str, ...]] = {}
         self._redirected: dict[str, str] = {}
+        self._simhashes = SimHashIndex()
         self._hashes: dict[bytes, str] = {}  # body digest -> first URL with that body
         self._leases: dict[str, Lease] = {}  # leased, not yet fetched
         self._held: dict[Origin, list[Lease]] = {}  # waiting for their origin's robots.txt
@@ -340,7 +343,7 @@ class _Crawl:
         body = result.body
         digest = hashlib.sha256(body)
         err: str | None = None
-        redirect_to = duplicate_of = None
+        redirect_to = duplicate_of = near = None
         found = 0
         if result.truncated:
             err = f"body larger than {self.config.max_body} bytes: cut off"
@@ -365,16 +368,27 @@ class _Crawl:
                 duplicate_of = None
             # A duplicate's links are still extracted: relative links resolve against a different
             # base, so the same bytes can lead to different pages (the known-URL index drops the rest).
-            err, found = self._follow_links(url, depth, body, result.content_type, links)
+            err, found, text = self._follow_links(url, depth, body, result.content_type, links)
+            if duplicate_of is None and text is not None:
+                near = self._near_duplicate_of(url, text)
         return CrawlRecord(
             url, status, depth, lease.referrer, len(body), digest.hexdigest(), time.time(), err,
-            result.content_type or None, redirect_to, duplicate_of, found,
+            result.content_type or None, redirect_to, duplicate_of, found, near,
         )
 
+    def _near_duplicate_of(self, url: str, text: str) -> str | None:
+        """An earlier page within SimHash distance 3 of this one (pages of 50+ words only: on a
+        shorter page one changed word moves the fingerprint further than that anyway)."""
+        words = page_words(text)
+        if len(words) < MIN_SIMHASH_WORDS:
+            return None
+        return self._simhashes.add(simhash(words), url)
+
     def _follow_links(self, url: str, depth: int, body: bytes, content_type: str,
-                      out: list[Link]) -> tuple[str | None, int]:
+                      out: list[Link]) -> tuple[str | None, int, str | None]:
+        """Extract and admit the page's links: (error text, links admitted, decoded text)."""
         if b"\x00" in body[:1024]:
-            return "binary body served as HTML: links not extracted", 0
+            return "binary body served as HTML: links not extracted", 0, None
         charset = "utf-8"
         for part in content_type.split(";")[1:]:
             name, _, value = part.strip().partition("=")
@@ -393,11 +407,11 @@ class _Crawl:
         if self.config.max_depth is not None:
             self._outlinks[url] = tuple(page.urls)
             if depth + 1 > self.config.max_depth:
-                return err, 0
+                return err, 0, text
         found = 0
         for link in page.urls:
             found += self._discover(link, depth + 1, url, out, 0)
-        return err, found
+        return err, found, text
 
     def _discover(self, url: str, depth: int, referrer: str, out: list[Link], hops: int) -> int:
         """Admit one found URL into the state (with the result that found it); 1 if new."""

@@ -22,6 +22,7 @@ class CrawlRecord:
     redirect_to: str | None = None  # for a 3xx: the normalized target
     duplicate_of: str | None = None  # same body already seen under this URL
     links: int = 0  # links found and followed from this page
+    near_duplicate_of: str | None = None  # an earlier page within SimHash distance 3
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON object written for this record."""
@@ -43,6 +44,7 @@ class CrawlSummary:
     robots_fetches: int = 0
     duplicates_skipped: int = 0  # links to URLs already known
     duplicate_content: int = 0  # bodies already seen under another URL
+    near_duplicates: int = 0  # pages within SimHash distance 3 of an earlier one
     out_of_scope: int = 0
     refused_private: int = 0
     trap_guarded: int = 0  # URLs dropped by a trap guard or the URL length limit
@@ -63,6 +65,8 @@ class CrawlSummary:
             self.errors += 1
         if record.duplicate_of:
             self.duplicate_content += 1
+        if record.near_duplicate_of:
+            self.near_duplicates += 1
         self.bytes += record.content_length
 
     def lines(self) -> list[str]:
@@ -77,6 +81,7 @@ class CrawlSummary:
             f"skipped: {self.duplicates_skipped} already-known links, {self.out_of_scope} out of "
             f"scope, {self.trap_guarded} trap-guarded, {self.invalid_links} invalid, "
             f"{self.refused_private} private addresses",
-            f"duplicate content: {self.duplicate_content}; retries: {self.retries}; "
+            f"duplicate content: {self.duplicate_content}, near duplicates: "
+            f"{self.near_duplicates}; retries: {self.retries}; "
             f"failed: {self.failed}; records with errors: {self.errors}",
         ]

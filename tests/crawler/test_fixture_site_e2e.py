@@ -67,6 +67,11 @@ async def test_full_site_correct_polite_and_recorded(tmp_path) -> None:
     for group in truth.duplicates:  # the first fetched keeps its body; the others point at it
         originals = {records[u]["duplicate_of"] or u for u in group}
         assert len(originals) == 1 and sum(records[u]["duplicate_of"] is None for u in group) == 1
+    for group in truth.near_duplicates:  # the later page names an earlier one
+        flagged = [u for u in group if records[u]["near_duplicate_of"]]
+        assert len(flagged) == len(group) - 1 and records[flagged[0]]["near_duplicate_of"] in group
+    assert not [u for u, r in records.items() if r["near_duplicate_of"]
+                and not any(u in g for g in truth.near_duplicates)]  # no false alarm
     by_path = {urlsplit(u).path: r for u, r in records.items()}
     assert "cut off" in by_path["/big/huge.html"]["error"]
     assert "binary" in by_path["/hostile/binary.html"]["error"]
