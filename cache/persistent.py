@@ -354,7 +354,7 @@ class PersistentLRU(MutableMapping[Any, Any]):
 
             def live_records() -> Iterator[tuple[int, bytes, bytes]]:
                 for _key, (offset, length, kbytes), _w in entries:
-                    yield fmt.PUT, kbytes, bytes(self._read(offset, length, kbytes))
+                    yield fmt.PUT, kbytes, self._read(offset, length, kbytes)
 
             bounds = (fmt.BOUNDS, _encode_bounds(self._order.capacity, self._order.max_bytes), b"")
             locs = self._log.rewrite(itertools.chain([bounds], live_records()))[1:]
@@ -392,7 +392,7 @@ class PersistentLRU(MutableMapping[Any, Any]):
             for victim in victims:
                 self._on_evict(victim)
 
-    def _read(self, offset: int, length: int, kbytes: bytes) -> memoryview:
+    def _read(self, offset: int, length: int, kbytes: bytes) -> bytes:
         self._check_open()
         return self._log.read(offset, length, kbytes)
 
