@@ -162,6 +162,9 @@ class _Crawl:
         known = await self.state.known()
         if known:
             self.summary.resumed = True
+            # The killed run's last sends are unknown: count every host as sent to just now, so
+            # the first request after a quick restart still keeps the gap (and Crawl-delay).
+            self.frontier.slots.resumed_at = asyncio.get_running_loop().time()
             await self.state.return_expired(float("inf"))
             self._next_retry = await self.state.next_retry_at()
         for url, (depth, _status) in known.items():

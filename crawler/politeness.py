@@ -31,6 +31,7 @@ class HostSlots:
     delay: float = 1.0
     per_host: int = 1
     slots: dict[Origin, HostSlot] = field(default_factory=dict)
+    resumed_at: float | None = None  # a resumed crawl: every host counts as sent to at this time
 
     def __post_init__(self) -> None:
         if self.delay < 0 or self.per_host < 1:
@@ -41,6 +42,8 @@ class HostSlots:
         found = self.slots.get(origin)
         if found is None:
             found = self.slots[origin] = HostSlot(self.delay, self.per_host)
+            if self.resumed_at is not None:
+                found.last_send_at, found.next_send_at = self.resumed_at, self.resumed_at + self.delay
         return found
 
     def ready_at(self, origin: Origin) -> float | None:

@@ -61,3 +61,36 @@ async def test_kill_9_then_resume_misses_nothing(tmp_path, kill_after: int) -> N
     assert hits_at_kill < len(site.hits)
     urls = {json.loads(line)["url"] for line in out.read_text().splitlines()}
     assert urls == {normalize_url(site.url(0, p)) for p in expected}
+
+
+@pytest.mark.crash
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_kill_9_on_the_fixture_site_then_resume_covers_the_truth(tmp_path, seed: int) -> None:
+    import random
+
+    from fixtures.site import build_site, serve_site
+
+    site = build_site(hosts=6, pages_per_host=15, seed=seed, features="full", slow_seconds=0.05,
+                      big_bytes=64 * 1024)
+    kill_after = random.Random(seed).randrange(10, 120)  # a seeded moment, in records written
+    out, state = tmp_path / "out.jsonl", tmp_path / "state.db"
+    async with serve_site(site, port=0) as running:
+        args = [*running.seeds, "--delay", "0.01", "--state", str(state), "--out", str(out), "-q",
+                "--max-body", "32768"]
+        assert await _run_crawl(args, kill_after, out) == -signal.SIGKILL
+        at_kill = len(running.requests)
+        assert await _run_crawl(args, None, out) in (0, 3)
+        truth = site.truth(running.port, seeds=running.seeds)
+        fetched = collections.Counter()
+        for r in running.requests:
+            if r.path not in truth.robots_paths:
+                fetched[normalize_url(f"http://{r.host}:{running.port}{r.path}")] += 1
+        robots = collections.Counter(r.host for r in running.requests if r.path == "/robots.txt")
+    assert at_kill < len(running.requests)  # the kill landed mid-crawl
+    assert not (truth.must_fetch - set(fetched)) and not (set(fetched) & truth.must_not_fetch)
+    refetched = {u: n for u, n in fetched.items() if n > truth.may_repeat.get(u, 1)}
+    # at most the requests in flight (one per host, six hosts) or not yet committed at the kill
+    assert len(refetched) <= 6, refetched
+    assert set(robots.values()) == {1}  # every robots.txt answer was still fresh: not refetched
+    records = {json.loads(line)["url"] for line in out.read_text().splitlines()}
+    assert truth.must_fetch <= records and not (records & truth.must_not_fetch)

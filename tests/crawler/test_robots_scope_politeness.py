@@ -114,3 +114,11 @@ def test_throttle_slows_a_host_on_429_and_recovers_to_the_floor() -> None:
     zero.throttle(o, overloaded=True)
     zero.answered(o, 10.0)
     assert not zero.try_acquire(o, 10.2) and zero.try_acquire(o, 10.25)
+
+
+def test_a_resumed_crawl_counts_every_host_as_just_sent_to() -> None:
+    slots = HostSlots(delay=1.0, per_host=1, resumed_at=50.0)
+    origin = Origin("http", "a", 80)
+    assert not slots.try_acquire(origin, 50.5)  # the killed run may have sent at 49.99
+    slots.set_crawl_delay(origin, 2.5)  # a cached Crawl-delay counts from the resume too
+    assert not slots.try_acquire(origin, 52.0) and slots.try_acquire(origin, 52.5)
