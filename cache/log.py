@@ -1,7 +1,7 @@
 """The append-only record log: the storage layer under PersistentLRU and dedup's hash cache.
 
-Durability — the one place where each setting's guarantee is stated (tests/cache/test_log_crash.py
-and tests/cache/test_lru_crash.py check the first two with kill -9):
+Durability — the one place where each setting's guarantee is stated (tests/cache/test_lru_crash.py
+checks the first two with kill -9; tests/cache/test_log_prealloc.py the file a crash leaves):
 
     "process" (default)  every append is stored into a shared memory map of the file before the
                          call returns. A store into a MAP_SHARED mapping lands in the kernel's page
@@ -69,7 +69,7 @@ DURABILITIES: tuple[str, ...] = ("fast", "process", "fsync")
 FAST_TOUCH_BATCH = 64
 GROW = 1 << 20  # the writer's file size is a multiple of this while it is open (see above)
 _CHUNK = 4 << 20
-_ZEROS = bytes(GROW)
+_ZEROS = memoryview(bytes(GROW))
 _PAGE = mmap.ALLOCATIONGRANULARITY
 _FILE_MODE = 0o600
 _HEAD_SIZE = fmt.RECORD_HEADER_SIZE
