@@ -19,9 +19,14 @@ from cache.log import GROW
 from tests.cache.lru_model import read_state
 
 
-def crash_copy(path: Path, dest: Path) -> Path:
-    """Copy *path* while its writer is open: the file a kill -9 right now would leave."""
-    shutil.copyfile(path, dest)
+def crash_copy(lru: PersistentLRU, dest: Path) -> Path:
+    """Copy *lru*'s file while it is open: the file a kill -9 right now would leave.
+
+    The background preparation of the next GROW step is waited for, so the copy is deterministic
+    (test_lru_crash.py kills real processes at any moment, that one included).
+    """
+    lru._log._wait_prefill()
+    shutil.copyfile(lru.path, dest)
     return dest
 
 
@@ -45,6 +50,7 @@ def test_the_writer_keeps_a_zero_tail_and_a_clean_close_cuts_it(tmp_path: Path) 
     path = tmp_path / "c.lru"
     with PersistentLRU(path, capacity=5, serializer="bytes") as lru:
         lru["a"] = b"A" * 100
+        lru._log._wait_prefill()
         end = lru.stats().file_bytes
         size = os.path.getsize(path)
         assert size % GROW == 0 and size > end
@@ -57,7 +63,7 @@ def test_the_writer_keeps_a_zero_tail_and_a_clean_close_cuts_it(tmp_path: Path) 
 def test_a_crash_with_a_zero_tail_reopens_clean_with_every_acknowledged_op(live) -> None:
     lru, tmp_path = live
     want = read_state(lru)
-    copy = crash_copy(lru.path, tmp_path / "crashed.lru")
+    copy = crash_copy(lru, tmp_path / "crashed.lru")
     assert os.path.getsize(copy) % GROW == 0 and os.path.getsize(copy) > lru.stats().file_bytes
     got, torn = reopen(copy)
     assert got == want and torn == 0  # zeros are the clean end of the log, not torn bytes
@@ -68,7 +74,7 @@ def test_a_crash_with_a_zero_tail_reopens_clean_with_every_acknowledged_op(live)
 def test_a_last_record_ending_in_zeros_is_kept(live) -> None:
     lru, tmp_path = live
     lru["z"] = b"z" + bytes(300)  # its last bytes look just like the preallocated tail
-    copy = crash_copy(lru.path, tmp_path / "crashed.lru")
+    copy = crash_copy(lru, tmp_path / "crashed.lru")
     got, torn = reopen(copy)
     assert got == read_state(lru) and torn == 0
 
@@ -78,7 +84,7 @@ def test_a_torn_record_followed_by_zeros_is_cut_off_and_counted(live, cut: int) 
     lru, tmp_path = live
     want = read_state(lru)
     end = lru.stats().file_bytes
-    copy = crash_copy(lru.path, tmp_path / "crashed.lru")
+    copy = crash_copy(lru, tmp_path / "crashed.lru")
     # The record the next put would store, stored only in part when the process died.
     record = fmt.encode_record(fmt.PUT, lru._log.next_seq, b"i99", b"\xff" * 60)
     part = record[:cut].rstrip(b"\0")  # torn bytes are counted up to the last one that is not zero
@@ -96,7 +102,7 @@ def test_a_damaged_record_followed_by_zeros_is_a_torn_tail(live) -> None:
     end = lru.stats().file_bytes
     lru["new"] = b"N" * 80  # acknowledged, then damaged on disk: stands for a store cut off midway
     length = lru.stats().file_bytes - end
-    copy = crash_copy(lru.path, tmp_path / "crashed.lru")
+    copy = crash_copy(lru, tmp_path / "crashed.lru")
     with open(copy, "r+b") as f:
         f.seek(end + 40)
         f.write(b"\0" * 20)  # a hole inside the record, zeros after it
@@ -133,7 +139,7 @@ def test_compaction_and_growth_keep_values_and_order_across_reopen(tmp_path: Pat
             lru.get((i * 7) % 37)
         assert lru.stats().compactions >= 1
         want = read_state(lru)
-        copy = crash_copy(Path(lru.path), tmp_path / "crashed.lru")
+        copy = crash_copy(lru, tmp_path / "crashed.lru")
     assert reopen(path) == (want, 0)
     with PersistentLRU(copy, capacity=20, serializer="bytes") as lru:
         assert read_state(lru) == want and lru.stats().torn_tail_bytes == 0
@@ -145,6 +151,6 @@ def test_other_durabilities_reopen_from_a_zero_tail(tmp_path: Path, durability: 
     with PersistentLRU(path, capacity=10, serializer="bytes", durability=durability) as lru:
         for i in range(15):
             lru[i % 12] = b"x" * i
-        copy = crash_copy(path, tmp_path / "crashed.lru")
+        copy = crash_copy(lru, tmp_path / "crashed.lru")
         want = read_state(lru)
     assert reopen(copy) == (want, 0)  # puts only: none is ever batched, whatever the durability

@@ -89,6 +89,7 @@ def test_disk_full_during_a_put_loses_nothing_acknowledged(tmp_path: Path) -> No
 
     with PersistentLRU(path, capacity=5, _reserve=reserve) as lru:
         lru["a"] = "A"
+        lru._log._wait_prefill()  # the next GROW step, prepared in the background, is in place
         size = os.path.getsize(path)
         fail["on"] = True
         with pytest.raises(StoreWriteError, match="No space"):
