@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint demo bench bench-cache bench-dedup clean
+.PHONY: test lint demo bench bench-cache bench-dedup bench-crawler clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fanmill needs Python >= 3.11")'
@@ -23,14 +23,16 @@ test: lint
 demo: $(STAMP)
 	$(PY) -m fixtures.demo
 
-# bench-crawler joins when the crawler runs end to end.
-bench: bench-cache bench-dedup
+bench: bench-cache bench-dedup bench-crawler
 
 bench-cache: $(STAMP)
 	$(PY) -m bench.cache
 
 bench-dedup: $(STAMP)
 	$(PY) -m bench.dedup
+
+bench-crawler: $(STAMP)
+	$(PY) -m bench.crawler
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis .ruff_cache

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.crawler.score import Score, score
+from bench.crawler.seen_index import measure as measure_seen_index
 from bench.crawler.site_process import start_site
 from bench.results import machine_line, write_section
 from fixtures.site import Site, build_site
@@ -267,7 +268,7 @@ def main() -> None:
     t_md, t_ratio = throughput(contenders, scrapy)
     p_md, p_ratio = politeness(contenders, scrapy)
     c_md, ours = correctness(contenders, scrapy)
-    s_md = scale()
+    s_md = scale() + "\n\n" + measure_seen_index()
     prof_md = profile()
     zero = ours is not None and not (ours.missed or ours.disallowed or ours.out_of_scope
                                      or ours.duplicates or ours.violations) and ours.robots_max == 1
