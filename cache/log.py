@@ -511,11 +511,18 @@ class RecordLog:
         try:
             pending, pending_size, at, seq = [header], len(header), len(header), first_seq
             for kind, key, value in items:
-                data = fmt.encode_record(kind, seq, key, value)
-                locs.append((at, len(data)))
-                pending.append(data)
-                pending_size += len(data)
-                at += len(data)
+                # fmt.encode_record, inlined, the value kept apart: the join below copies it once.
+                klen, vlen = len(key), len(value)
+                if klen > fmt.MAX_KEY_SIZE or vlen > fmt.MAX_VALUE_SIZE:
+                    fmt.encode_record(kind, seq, key, value)  # raises the clear ValueError
+                fields = _pack_fields(kind, seq, klen, vlen)
+                head_crc = _crc32(fields)
+                pending.append(_pack_crcs(_crc32(value, _crc32(key, head_crc)), head_crc) + fields + key)
+                pending.append(value)
+                length = _HEAD_SIZE + klen + vlen
+                locs.append((at, length))
+                pending_size += length
+                at += length
                 seq += 1
                 if pending_size >= _CHUNK:
                     self._write_fd_all(fd, b"".join(pending))

@@ -8,7 +8,7 @@ owner can write them to its log in the same write as the insert, and only then a
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from typing import Any
 
 
@@ -108,6 +108,16 @@ class RecencyOrder:
         self._items[key] = (payload, weight)
         self.total_weight += weight
         return evicted
+
+    def payloads(self) -> list[tuple[Hashable, Any]]:
+        """Return (key, payload) pairs from least to most recently used."""
+        return [(key, entry[0]) for key, entry in self._items.items()]
+
+    def replace_payloads(self, pairs: Iterable[tuple[Hashable, Any]]) -> None:
+        """Change the payload of each present key, without changing its place or weight."""
+        items = self._items
+        for key, payload in pairs:
+            items[key] = (payload, items[key][1])
 
     def replace_payload(self, key: Hashable, payload: Any) -> None:
         """Change the payload of *key* without changing its place or weight."""

@@ -362,16 +362,19 @@ class PersistentLRU(MutableMapping[Any, Any]):
         with self._lock:
             self._check_open()
             self._flush_touches()
-            entries = list(self._order.items())
+            entries = self._order.payloads()
+            read = self._log_read  # every value is verified as it is copied
 
             def live_records() -> Iterator[tuple[int, bytes, bytes]]:
-                for _key, (offset, length, kbytes), _w in entries:
-                    yield fmt.PUT, kbytes, self._read(offset, length, kbytes)
+                for _key, (offset, length, kbytes) in entries:
+                    yield fmt.PUT, kbytes, read(offset, length, kbytes)
 
             bounds = (fmt.BOUNDS, _encode_bounds(self._order.capacity, self._order.max_bytes), b"")
             locs = self._log.rewrite(itertools.chain([bounds], live_records()))[1:]
-            for (key, (_o, _l, kbytes), _w), (offset, length) in zip(entries, locs, strict=True):
-                self._order.replace_payload(key, (offset, length, kbytes))
+            self._order.replace_payloads(
+                (key, (offset, length, kbytes))
+                for (key, (_o, _l, kbytes)), (offset, length) in zip(entries, locs, strict=True)
+            )
             self._live = self._log.end
             self._compactions += 1
 
