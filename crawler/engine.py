@@ -167,6 +167,12 @@ class _Crawl:
             self.frontier.slots.resumed_at = asyncio.get_running_loop().time()
             await self.state.return_expired(float("inf"))
             self._next_retry = await self.state.next_retry_at()
+            # content seen before the restart still makes later pages (near) duplicates
+            for url, content_hash, fingerprint in await self.state.seen_content():
+                if content_hash:
+                    self._hashes.setdefault(bytes.fromhex(content_hash)[:16], url)
+                if fingerprint:
+                    self._simhashes.add(int(fingerprint, 16), url)
         for url, (depth, _status) in known.items():
             self._known[url] = depth
             origin = origin_of(url)
@@ -346,7 +352,7 @@ class _Crawl:
         body = result.body
         digest = hashlib.sha256(body)
         err: str | None = None
-        redirect_to = duplicate_of = near = None
+        redirect_to = duplicate_of = near = fingerprint = None
         found = 0
         if result.truncated:
             err = f"body larger than {self.config.max_body} bytes: cut off"
@@ -373,19 +379,16 @@ class _Crawl:
             # base, so the same bytes can lead to different pages (the known-URL index drops the rest).
             err, found, text = self._follow_links(url, depth, body, result.content_type, links)
             if duplicate_of is None and text is not None:
-                near = self._near_duplicate_of(url, text)
+                words = page_words(text)
+                # 50+ words only: on a shorter page one changed word moves the fingerprint
+                # further than distance 3 anyway
+                if len(words) >= MIN_SIMHASH_WORDS:
+                    fp = simhash(words)
+                    near, fingerprint = self._simhashes.add(fp, url), f"{fp:016x}"
         return CrawlRecord(
             url, status, depth, lease.referrer, len(body), digest.hexdigest(), time.time(), err,
-            result.content_type or None, redirect_to, duplicate_of, found, near,
+            result.content_type or None, redirect_to, duplicate_of, found, near, fingerprint,
         )
-
-    def _near_duplicate_of(self, url: str, text: str) -> str | None:
-        """An earlier page within SimHash distance 3 of this one (pages of 50+ words only: on a
-        shorter page one changed word moves the fingerprint further than that anyway)."""
-        words = page_words(text)
-        if len(words) < MIN_SIMHASH_WORDS:
-            return None
-        return self._simhashes.add(simhash(words), url)
 
     def _follow_links(self, url: str, depth: int, body: bytes, content_type: str,
                       out: list[Link]) -> tuple[str | None, int, str | None]:

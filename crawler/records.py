@@ -23,6 +23,7 @@ class CrawlRecord:
     duplicate_of: str | None = None  # same body already seen under this URL
     links: int = 0  # links found and followed from this page
     near_duplicate_of: str | None = None  # an earlier page within SimHash distance 3
+    simhash: str | None = None  # the page's 64-bit SimHash, 16 hex digits (HTML of 50+ words)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON object written for this record."""

@@ -137,6 +137,17 @@ class CrawlState:
         async with self._conn.execute("SELECT url, depth, status FROM urls") as cur:
             return {url: (depth, status) for url, depth, status in await cur.fetchall()}
 
+    async def seen_content(self) -> list[tuple[str, str | None, str | None]]:
+        """(url, content_hash, simhash) of every fetched HTML page that was no exact duplicate."""
+        async with self._conn.execute(
+            """SELECT url, json_extract(record, '$.content_hash'), json_extract(record, '$.simhash')
+               FROM urls WHERE status = 'fetched' AND record IS NOT NULL
+               AND json_extract(record, '$.duplicate_of') IS NULL
+               AND json_extract(record, '$.status') BETWEEN 200 AND 299
+               AND json_extract(record, '$.content_type') LIKE '%html%' ORDER BY rowid"""
+        ) as cur:
+            return [tuple(row) for row in await cur.fetchall()]
+
     async def next_retry_at(self) -> float | None:
         """The earliest `next_try` of a retryable URL, or None."""
         async with self._conn.execute(

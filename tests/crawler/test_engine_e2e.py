@@ -150,3 +150,28 @@ async def test_a_page_found_later_at_a_smaller_depth_passes_that_depth_on() -> N
     fetched = collections.Counter(order)
     assert fetched[(h0, "/b3")] == 1 and fetched[(h0, "/r-target")] == 1
     assert (h0, "/b4") not in fetched and fetched[(h0, "/b2")] == 1
+
+
+async def test_duplicates_are_still_found_after_a_resume(tmp_path) -> None:
+    words = [f"w{i % 97}x{i}" for i in range(400)]
+    near_text = " ".join(words[:200] + ["changed"] + words[201:])
+    same = "<html><body><p>the very same bytes</p></body></html>"
+    pages = {
+        (0, "/robots.txt"): Page(body="User-agent: *\nAllow: /\n", content_type="text/plain"),
+        (0, "/"): Page(body=links("/a", "/n1", "/x")),
+        (0, "/a"): Page(body=same),
+        (0, "/n1"): Page(body="<p>" + " ".join(words) + "</p>"),
+        (0, "/x"): Page(body=links("/b", "/n2")),
+        (0, "/b"): Page(body=same),
+        (0, "/n2"): Page(body="<p>" + near_text + "</p>"),
+    }
+    state, out = tmp_path / "state.db", tmp_path / "out.jsonl"
+    async with serve(pages, hosts=1) as site:
+        cfg = dict(delay=0, concurrency=1, state=str(state), out=str(out))
+        await crawl([site.url(0, "/")], CrawlConfig(max_pages=3, **cfg))  # /, /a, /n1
+        await crawl([site.url(0, "/")], CrawlConfig(**cfg))  # resumed: /x, /b, /n2
+    recs = {json.loads(line)["url"].rsplit("/", 1)[1]: json.loads(line)
+            for line in out.read_text().splitlines()}
+    assert set(recs) == {"", "a", "n1", "x", "b", "n2"}
+    assert recs["b"]["duplicate_of"].endswith("/a") and recs["a"]["duplicate_of"] is None
+    assert recs["n2"]["near_duplicate_of"].endswith("/n1") and recs["n1"]["simhash"]
