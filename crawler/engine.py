@@ -27,11 +27,12 @@ from collections.abc import Callable
 from typing import Any
 
 from cache import PersistentLRU
+from crawler.admission import Admission, Link
 from crawler.config import CrawlConfig
 from crawler.errors import BadResponse, ConnectFailed, FetchError, InvalidURL, StateError
 from crawler.fetcher import Fetcher, FetchResult
 from crawler.frontier import Empty, Frontier, Ready, Wait
-from crawler.guards import refuse_private, trap_reason
+from crawler.guards import refuse_private
 from crawler.links import extract_links
 from crawler.output import JsonlWriter
 from crawler.politeness import HostSlots
@@ -52,7 +53,6 @@ LEASE_SECONDS = 3600.0  # one process owns its leases; a resumed crawl returns t
 FLUSH_EVERY = 256  # results per state transaction at most
 MIN_SIMHASH_WORDS = 50
 PROGRESS_EVERY = 0.5
-Link = tuple[str, int, str | None]
 
 
 async def crawl(
@@ -79,15 +79,8 @@ class _Crawl:
         self.on_progress = on_progress
         self.summary = CrawlSummary()
         self.frontier = Frontier(HostSlots(config.delay, config.per_host), config.window * 2)
-        self._known: dict[str, int] = {}  # url -> best depth: the exact seen-URL index
-        self._per_host: dict[Origin, int] = {}
-        self._query_variants: dict[str, int] = {}  # path without query -> URLs admitted
-        self._hops: dict[str, int] = {}  # redirect hops that led to a URL
-        # With a depth limit, a fetched page's links are kept: hosts run at different speeds, so a
-        # page may be fetched at depth 3 before another host links it at depth 1; its links then
-        # get their smaller depths too, and a page within the limit is never dropped.
-        self._outlinks: dict[str, tuple[str, ...]] = {}
-        self._redirected: dict[str, str] = {}
+        self.admission = Admission(config, self.scope, self.seed_hosts, self.summary,
+                                   self._move_up)
         self._simhashes = SimHashIndex()
         self._hashes: dict[bytes, str] = {}  # body digest -> first URL with that body
         self._leases: dict[str, Lease] = {}  # leased, not yet fetched
@@ -174,12 +167,10 @@ class _Crawl:
                 if fingerprint:
                     self._simhashes.add(int(fingerprint, 16), url)
         for url, (depth, _status) in known.items():
-            self._known[url] = depth
-            origin = origin_of(url)
-            self._per_host[origin] = self._per_host.get(origin, 0) + 1
-        new = [(s, 0, None) for s in self.seeds if s not in self._known]
+            self.admission.restore(url, depth)
+        new = [(s, 0, None) for s in self.seeds if s not in self.admission.known]
         for url, depth, _ in new:
-            self._known[url] = depth
+            self.admission.known[url] = depth
         await self.state.add_discovered(new)
 
     # -- the dispatcher -------------------------------------------------------------------------
@@ -363,13 +354,7 @@ class _Crawl:
             except InvalidURL as exc:
                 err = f"invalid redirect target: {exc}"
             else:
-                hops = self._hops.get(url, 0) + 1
-                if hops > self.config.max_redirects:
-                    err = f"more than {self.config.max_redirects} redirects"
-                else:
-                    if self.config.max_depth is not None:
-                        self._redirected[url] = redirect_to
-                    found = self._discover(redirect_to, depth, url, links, hops)
+                err, found = self.admission.redirect(url, redirect_to, depth, links)
         elif 200 <= status < 300 and "html" in result.content_type.lower() and err is None:
             key = digest.digest()[:16]
             duplicate_of = self._hashes.setdefault(key, url)
@@ -410,63 +395,14 @@ class _Crawl:
         self.summary.invalid_links += page.invalid
         if page.truncated:
             err = f"more than {self.config.max_links} links: the rest ignored"
-        if self.config.max_depth is not None:
-            self._outlinks[url] = tuple(page.urls)
-            if depth + 1 > self.config.max_depth:
-                return err, 0, text
-        found = 0
-        for link in page.urls:
-            found += self._discover(link, depth + 1, url, out, 0)
-        return err, found, text
+        return err, self.admission.page_links(url, depth, page.urls, out), text
 
-    def _discover(self, url: str, depth: int, referrer: str, out: list[Link], hops: int) -> int:
-        """Admit one found URL into the state (with the result that found it); 1 if new."""
-        best = self._known.get(url)
-        if best is not None:
-            if depth < best:  # the state moves a still-waiting URL up to the smaller depth
-                self._known[url] = depth
-                out.append((url, depth, referrer))
-                lease = self._leases.get(url)
-                if lease is not None:  # leased and queued in memory: move it up there too
-                    self._leases[url] = Lease(url, depth, referrer, lease.attempts)
-                    self.frontier.push(url, depth)
-                self._relax(url, depth, out)
-            self.summary.duplicates_skipped += 1
-            return 0
-        if not self.scope.allows(url):
-            self.summary.out_of_scope += 1
-            return 0
-        origin = origin_of(url)
-        if refuse_private(origin, self.seed_hosts, self.config.allow_private):
-            self.summary.refused_private += 1
-            return 0
-        count = self._per_host.get(origin, 0)
-        if trap_reason(url, self.config) is not None or count >= self.config.max_urls_per_host:
-            self.summary.trap_guarded += 1
-            return 0
-        if "?" in url:  # calendars and session ids: endless queries on one path
-            path = url.partition("?")[0]
-            variants = self._query_variants.get(path, 0)
-            if variants >= self.config.max_query_variants:
-                self.summary.trap_guarded += 1
-                return 0
-            self._query_variants[path] = variants + 1
-        self._per_host[origin] = count + 1
-        self._known[url] = depth
-        if hops:
-            self._hops[url] = hops
-        out.append((url, depth, referrer))
-        return 1
-
-    def _relax(self, url: str, depth: int, out: list[Link]) -> None:
-        """*url*, already fetched, was found at a smaller *depth*: pass it on to what it links."""
-        target = self._redirected.get(url)
-        if target is not None:
-            self._discover(target, depth, url, out, self._hops.get(url, 0) + 1)
-        if self.config.max_depth is None or depth + 1 > self.config.max_depth:
-            return
-        for link in self._outlinks.get(url, ()):
-            self._discover(link, depth + 1, url, out, 0)
+    def _move_up(self, url: str, depth: int, referrer: str) -> None:
+        """A waiting URL was found at a smaller depth: if it is queued in memory, requeue it."""
+        lease = self._leases.get(url)
+        if lease is not None:
+            self._leases[url] = Lease(url, depth, referrer, lease.attempts)
+            self.frontier.push(url, depth)
 
     async def _flush(self) -> None:
         """Make records durable (`--out` flushed), then commit their state in one transaction."""
