@@ -301,20 +301,22 @@ class RecordLog:
 
     def append(self, kind: int, key: bytes, value: bytes = b"") -> tuple[int, int]:
         """Append one record; return its (offset, length) once the OS has it (and disk, with fsync)."""
-        if len(key) > fmt.MAX_KEY_SIZE or len(value) > fmt.MAX_VALUE_SIZE:
+        klen, vlen = len(key), len(value)
+        if klen > fmt.MAX_KEY_SIZE or vlen > fmt.MAX_VALUE_SIZE:
             fmt.encode_record(kind, 0, key, value)  # raises the clear ValueError
-        fields = _pack_fields(kind, self.next_seq, len(key), len(value))
+        fields = _pack_fields(kind, self.next_seq, klen, vlen)
         head_crc = _crc32(fields)
         data = _pack_crcs(_crc32(value, _crc32(key, head_crc)), head_crc) + fields + key + value
         start = self.end
-        stop = start + len(data)
+        length = _HEAD_SIZE + klen + vlen
+        stop = start + length
         if stop <= self._limit:
             self._mm[start:stop] = data  # type: ignore[index]
             self.end = stop
         else:
             self._store(data)
         self.next_seq += 1
-        return start, len(data)
+        return start, length
 
     def append_touches(self, keys: list[bytes], then: tuple[int, bytes, bytes] | None = None) -> tuple[int, int]:
         """Append TOUCH records for *keys*, then optionally one more record, in one plain store.

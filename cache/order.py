@@ -55,13 +55,19 @@ class RecencyOrder:
         """Return True if *key* is the most recently used key."""
         return bool(self._items) and next(reversed(self._items)) == key
 
-    def load(self, key: Hashable, payload: Any, weight: int) -> None:
-        """Append *key* as most recently used without checking bounds (replay; then `over_bounds`)."""
-        old = self._items.pop(key, None)
-        if old is not None:
-            self.total_weight -= old[1]
-        self._items[key] = (payload, weight)
-        self.total_weight += weight
+    def load(self, key: Hashable, payload: Any, weight: int) -> Any:
+        """Append *key* as most recently used without checking bounds (replay; then `over_bounds`).
+
+        Return the payload *key* had before, or None.
+        """
+        items = self._items
+        old = items.pop(key, None)
+        items[key] = (payload, weight)
+        if old is None:
+            self.total_weight += weight
+            return None
+        self.total_weight += weight - old[1]
+        return old[0]
 
     def touch(self, key: Hashable) -> None:
         """Mark *key* most recently used; raise KeyError if absent."""
@@ -70,15 +76,16 @@ class RecencyOrder:
     def evictions_for(self, key: Hashable, weight: int) -> list[Hashable]:
         """Return the keys, least recent first, that inserting *key* with *weight* would evict."""
         items = self._items
-        old = items.get(key)
         if self.max_bytes is None:
             # Entries only (the common case): a new key at capacity evicts the least recent one.
-            if self.capacity is None or old is not None or len(items) < self.capacity:
+            capacity = self.capacity
+            if capacity is None or len(items) < capacity or key in items:
                 return []
-            if len(items) == self.capacity:
+            if len(items) == capacity:
                 return [next(iter(items))]  # not *key*: it is absent
         elif weight > self.max_bytes:
             raise ValueError(f"an entry of {weight} bytes exceeds max_bytes={self.max_bytes}")
+        old = items.get(key)
         count = len(items) + (0 if old else 1)
         total = self.total_weight + weight - (old[1] if old else 0)
         victims: list[Hashable] = []

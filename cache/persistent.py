@@ -295,10 +295,9 @@ class PersistentLRU(MutableMapping[Any, Any]):
                 for victim in victims:
                     live -= order.remove(victim)[1]
                 self._evictions += len(victims)
-            old = self._lookup(key)
+            old = order.load(key, (offset, length, kbytes), weight)  # bounds made room above
             if old is not None:
-                live -= old[0][1]
-            order.load(key, (offset, length, kbytes), weight)  # bounds already made room above
+                live -= old[1]
             self._newest = key
             self._live = live
             dead = log.end - live
