@@ -412,6 +412,7 @@ class RecordLog:
             if self._mm is None:
                 self._mm = mmap.mmap(fd, size)
             else:
+                # resize() also ftruncates the file to *size*: exactly its size, no helper running.
                 self._mm.resize(size)
         except (OSError, ValueError) as exc:
             raise StoreWriteError(f"{self.path}: cannot map the file: {exc}") from exc
@@ -449,7 +450,7 @@ class RecordLog:
             # Steps grow with the file (up to 8 GROW): a large log grows often, a small one
             # should not carry megabytes of zeros while open.
             self._extend(fd, size, size + max(GROW, min(8 * GROW, size // 8 // GROW * GROW)), helper=True)
-        except OSError:
+        except Exception:
             pass  # the next _grow extends in the caller's thread and reports the error there
 
     def _wait_prefill(self) -> None:
