@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import aiohttp.abc
+from yarl import URL  # aiohttp's own URL type (a dependency of aiohttp)
 
 from crawler.errors import BadResponse, ConnectFailed, FetchError, FetchTimeout
 from crawler.guards import is_private_address
@@ -109,7 +110,9 @@ class Fetcher:
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.timeout):
-                async with self._session.get(url, allow_redirects=False) as resp:
+                # the crawler's URLs are normalized and percent-encoded already: encoded=True
+                # spares aiohttp parsing and re-encoding each one
+                async with self._session.get(URL(url, encoded=True), allow_redirects=False) as resp:
                     answered_at = time.monotonic()
                     body, truncated = await self._read_capped(resp)
                     return FetchResult(

@@ -37,6 +37,9 @@ def _cut_torn_tail(path: str) -> None:
         return
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)  # records are flat
+
+
 class JsonlWriter:
     """Appends records to a file (or stdout for "-"); `flush()` before the state marks them done."""
 
@@ -49,7 +52,7 @@ class JsonlWriter:
 
     def write(self, record: CrawlRecord) -> str:
         """Buffer one record; return its JSON text (the state stores the same text)."""
-        text = json.dumps(record.as_dict(), separators=(",", ":"))
+        text = _ENCODER.encode(record.as_dict())
         self._file.write(text + "\n")
         return text
 
