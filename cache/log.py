@@ -68,9 +68,10 @@ log = logging.getLogger(__name__)
 Durability = Literal["fast", "process", "fsync"]
 DURABILITIES: tuple[str, ...] = ("fast", "process", "fsync")
 FAST_TOUCH_BATCH = 64
-GROW = 1 << 20  # the writer's file size is a multiple of this while it is open (see above)
+GROW = 64 << 10  # the writer's file size is a multiple of this while it is open (see above)
+_MAX_STEP = 8 << 20  # the largest step a helper prepares ahead of the appends
 _CHUNK = 4 << 20
-_ZEROS = memoryview(bytes(GROW))
+_ZEROS = memoryview(bytes(1 << 20))
 _PAGE = mmap.ALLOCATIONGRANULARITY
 _FILE_MODE = 0o600
 _HEAD_SIZE = fmt.RECORD_HEADER_SIZE
@@ -103,7 +104,7 @@ def _data_end(fd: int, start: int, size: int) -> int:
     """Return the end of the last non-zero byte at or after *start* (or *start*): a crash's zero tail."""
     end = size
     while end > start:
-        at = max(start, end - GROW)
+        at = max(start, end - len(_ZEROS))
         chunk = os.pread(fd, end - at, at).rstrip(b"\0")
         if chunk:
             return at + len(chunk)
@@ -481,7 +482,7 @@ class RecordLog:
             # page fault on a block the filesystem still has to convert (measured: 4x cheaper).
             at = old
             while at < new:
-                at += os.pwrite(fd, _ZEROS[: min(GROW, new - at)], at)
+                at += os.pwrite(fd, _ZEROS[: min(len(_ZEROS), new - at)], at)
         except OSError:
             try:
                 os.ftruncate(fd, old)  # give back what was reserved: the file stays as it was
@@ -494,9 +495,10 @@ class RecordLog:
     def _prefill(self, fd: int, size: int) -> None:
         # Runs in the helper thread; never beyond the map's end, so a store never meets a hole.
         try:
-            # Steps grow with the file (up to 8 GROW): a large log grows often, a small one
-            # should not carry megabytes of zeros while open.
-            self._extend(fd, size, size + max(GROW, min(8 * GROW, size // 8 // GROW * GROW)), helper=True)
+            # Steps grow with the file (an eighth of it, up to 8 MiB): a large log grows often, a
+            # small one should not carry megabytes of zeros while open.
+            step = max(GROW, min(_MAX_STEP, size // 8 // GROW * GROW))
+            self._extend(fd, size, size + step, helper=True)
         except Exception:
             pass  # the next _grow extends in the caller's thread and reports the error there
 
