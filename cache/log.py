@@ -197,6 +197,7 @@ class RecordLog:
         # Appends ending at or below this need nothing but a store into the map (not fsync, healthy).
         self._limit = 0
         self._prefill_thread: threading.Thread | None = None
+        self._unmappable = False  # set when the filesystem refuses a shared map: pwrite instead
         if not readonly:
             self._lock()
         try:
@@ -426,6 +427,8 @@ class RecordLog:
         stop = start + len(data)
         if stop > self._mapped:
             self._grow(stop)
+            if self._unmappable:
+                return self._write_at(start, data)
         mm = self._mm
         assert mm is not None
         mm[start:stop] = data
@@ -440,8 +443,27 @@ class RecordLog:
         self.end = stop
         return start
 
+    def _write_at(self, start: int, data: bytes) -> int:
+        """The path for a file that cannot be mapped: pwrite, and take back a partial write."""
+        view, done = memoryview(data), 0
+        try:
+            while done < len(data):
+                done += os.pwrite(self._fd, view[done:], start + done)
+            if self.durability == "fsync":
+                os.fdatasync(self._fd)
+        except OSError as exc:
+            try:
+                os.ftruncate(self._fd, start)  # nothing unacknowledged stays behind
+            except OSError as undo:
+                self._broken = f"could not cut back a partial write: {undo.strerror}"
+            raise StoreWriteError(f"{self.path}: write failed: {exc.strerror or exc}") from exc
+        self.end = start + len(data)
+        return start
+
     def _grow(self, need: int) -> None:
         """Make the file (and the map) reach past *need*, then start preparing the next GROW step."""
+        if self._unmappable:
+            return
         self._wait_prefill()
         fd = self._fd
         size = os.fstat(fd).st_size  # past the map when a prefill completed
@@ -458,7 +480,15 @@ class RecordLog:
             if self.durability == "fsync":
                 os.fsync(fd)  # the new size and blocks, before a record in them is acknowledged
             if self._mm is None:
-                self._mm = mmap.mmap(fd, size)
+                try:
+                    self._mm = mmap.mmap(fd, size)
+                except OSError as exc:
+                    # A filesystem without shared writable maps: fall back to one pwrite per
+                    # append (the same promises, a syscall each) on a file kept to its records.
+                    log.warning("%s: cannot map the file (%s); appending with pwrite", self.path, exc)
+                    self._unmappable = True
+                    os.ftruncate(fd, self.end)
+                    return
             else:
                 # resize() also ftruncates the file to *size*: exactly its size, no helper running.
                 self._mm.resize(size)

@@ -154,3 +154,24 @@ def test_other_durabilities_reopen_from_a_zero_tail(tmp_path: Path, durability: 
         copy = crash_copy(lru, tmp_path / "crashed.lru")
         want = read_state(lru)
     assert reopen(copy) == (want, 0)  # puts only: none is ever batched, whatever the durability
+
+
+def test_a_filesystem_without_shared_maps_falls_back_to_pwrite(tmp_path: Path, monkeypatch, caplog) -> None:
+    import errno
+    import mmap
+
+    def refuse(*args: object, **kwargs: object) -> mmap.mmap:
+        raise OSError(errno.ENODEV, "No such device")
+
+    path = tmp_path / "nomap.lru"
+    monkeypatch.setattr(mmap, "mmap", refuse)
+    with PersistentLRU(path, capacity=5, serializer="bytes") as lru:
+        for i in range(8):
+            lru[i] = b"v" * (i * 1000)
+            lru.get(i - 2)
+        want = read_state(lru)
+        end = lru.stats().file_bytes
+        assert os.path.getsize(path) == end  # no preallocated tail without a map
+    assert "appending with pwrite" in caplog.text
+    monkeypatch.undo()
+    assert reopen(path) == (want, 0)
