@@ -15,7 +15,7 @@ checks the first two with kill -9; tests/cache/test_log_prealloc.py the file a c
                          -9 may forget the recency of up to that many most recent reads.
     "fsync"              every append is also flushed to stable storage (msync of the pages it
                          touched) before the call returns, so an acknowledged write survives a power
-                         loss. About 100x slower.
+                         loss. About 50x slower (bench/cache).
 
 The writer grows the file ahead of its appends in GROW-aligned steps: posix_fallocate reserves the
 blocks (so a full disk is a clear StoreWriteError when the file grows, never a SIGBUS on a store into
@@ -23,7 +23,10 @@ a hole), the new span is zero-filled, and the map is extended. A clean close tru
 last record. After a crash the file ends in zeros up to a GROW boundary: replay reads that zero tail as
 the clean end of the log, and counts as torn only the bytes of a record cut off before it (its
 checksums fail; an all-zero span is never an intact record, since a record's header checksum of zeros
-is not zero). Read-only opens never map the file (a writer may truncate it), they use pread.
+is not zero). Read-only opens never map the file (a writer may truncate it), they use pread. A
+helper thread prepares the next step ahead of the appends; compaction hands its writes to another.
+On a filesystem that refuses shared writable maps the writer falls back to one pwrite per append,
+with the same promises.
 
 Compaction always fsyncs the new file and its directory before and after the swap, whatever the
 setting, because a rename of an unsynced file can leave an empty file after a power loss.
