@@ -34,6 +34,7 @@ class Admission:
         self._query_variants: dict[str, int] = {}  # path without query -> URLs admitted
         self._outlinks: dict[str, tuple[str, ...]] = {}
         self._redirected: dict[str, str] = {}
+        self.fresh: list[Link] = []  # admitted since the engine last took them (new URLs only)
 
     def restore(self, url: str, depth: int) -> None:
         """Know *url* (from the state of a resumed crawl) without admitting it again."""
@@ -92,6 +93,7 @@ class Admission:
         if hops:
             self.hops[url] = hops
         out.append((url, depth, referrer))
+        self.fresh.append((url, depth, referrer))
         return 1
 
     def _relax(self, url: str, depth: int, out: list[Link]) -> None:

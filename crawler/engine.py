@@ -50,7 +50,6 @@ __all__ = ["crawl"]
 log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 3600.0  # one process owns its leases; a resumed crawl returns them all at once
-FLUSH_EVERY = 256  # results per state transaction at most
 MIN_SIMHASH_WORDS = 50
 PROGRESS_EVERY = 0.5
 
@@ -93,7 +92,10 @@ class _Crawl:
         self._robots_tasks = 0
         self._dispatched = 0
         self._wake = asyncio.Event()
-        self._flush_lock = asyncio.Lock()
+        self._flush_lock = asyncio.Lock()  # held by every state transaction during the crawl
+        self._flush_pending = False  # a background commit is running or about to
+        self._direct: list[str] = []  # new URLs queued in memory at once, leased at the next commit
+        self._spilled = False  # new URLs left in the state for want of room in memory
         self._rand = random.Random()
         self._last_progress = 0.0
         self._last_refill = 0.0
@@ -185,18 +187,22 @@ class _Crawl:
             in_memory = len(self.frontier) + sum(map(len, self._held.values()))
             if self._next_retry is not None and time.time() >= self._next_retry:
                 self._db_due, self._next_retry = True, None
-            # Refill when the window is half empty, but not on every turn: each refill is two
-            # transactions, and a hungry frontier (< 4 per worker) is the only reason to hurry.
+            # New URLs go to memory at once while the window has room; the state is leased from
+            # only for what spilled over (or a resume, or retries due). Refill when the window is
+            # half empty, but not on every turn: each refill is two transactions, and a hungry
+            # frontier (< 4 per worker) is the only reason to hurry.
             now = loop.time()
-            if (not stopping and in_memory < cfg.window // 2 and (self._db_due or self._results)
+            if (not stopping and in_memory < cfg.window // 2 and (self._db_due or self._spilled)
                     and (in_memory < 4 * cfg.concurrency or now - self._last_refill > 0.05)):
                 self._last_refill = now
                 await self._flush()
                 if self._db_due:
                     await self._lease(cfg.window - in_memory)
                 continue
-            if len(self._results) >= FLUSH_EVERY:
-                await self._flush()
+            if (self._results or self._direct) and not self._flush_pending:
+                # group commit: whatever finished while the last commit ran goes in the next,
+                # so a result waits for one commit at most (that bounds refetches after a kill)
+                self._start_flush()
             timeout: float | None = None
             if not stopping and self._inflight < cfg.concurrency:
                 step = self.frontier.next_ready(loop.time())
@@ -215,10 +221,6 @@ class _Crawl:
                 return
             if self.on_progress is not None:
                 timeout = PROGRESS_EVERY if timeout is None else min(timeout, PROGRESS_EVERY)
-            if self._results and (timeout is None or timeout > 0.05):
-                await self._flush()  # idle moment: commit now rather than later
-                if self._db_due:
-                    continue
             try:
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
@@ -227,26 +229,37 @@ class _Crawl:
 
     def _idle(self) -> bool:
         return (self._inflight == 0 and self._robots_tasks == 0 and not self._held
-                and not self._results and not self._db_due)
+                and not self._results and not self._direct and not self._db_due
+                and not self._flush_pending)
+
+    def _start_flush(self) -> None:
+        """Commit in the background: the dispatcher keeps sending while SQLite works."""
+        self._flush_pending = True
+        self.tg.create_task(self._background_flush())
 
     async def _lease(self, room: int) -> None:
-        leases = await self.state.lease_due(room, time.time(), LEASE_SECONDS)
+        async with self._flush_lock:  # one transaction at a time on the state's connection
+            leases = await self.state.lease_due(room, time.time(), LEASE_SECONDS)
         if len(leases) < room:
             self._db_due = False
-        now = asyncio.get_running_loop().time()
         for lease in leases:
-            origin = origin_of(lease.url)
-            entry = self.robots.entry(origin)
-            if entry is not None and entry.expires_at > now and origin not in self._held:
-                self._admit(lease, entry.rules)
-                continue
-            held = self._held.get(origin)
-            if held is None:
-                self._held[origin] = [lease]
-                self._robots_tasks += 1
-                self.tg.create_task(self._load_robots(origin))
-            else:
-                held.append(lease)
+            self._route(lease)
+
+    def _route(self, lease: Lease) -> None:
+        """Into the frontier if its host's robots.txt is known, else held until it is."""
+        origin = origin_of(lease.url)
+        entry = self.robots.entry(origin)
+        if (entry is not None and entry.expires_at > asyncio.get_running_loop().time()
+                and origin not in self._held):
+            self._admit(lease, entry.rules)
+            return
+        held = self._held.get(origin)
+        if held is None:
+            self._held[origin] = [lease]
+            self._robots_tasks += 1
+            self.tg.create_task(self._load_robots(origin))
+        else:
+            held.append(lease)
 
     def _admit(self, lease: Lease, rules: RobotsRules) -> None:
         if rules.allowed(lease.url):
@@ -334,6 +347,18 @@ class _Crawl:
             self.on_record(record)
         final = "failed" if record.status is None or record.status >= 500 else "fetched"
         self._results.append((ready.url, final, stored, links, None))
+        self._take_fresh()
+
+    def _take_fresh(self) -> None:
+        """Queue newly found URLs in memory at once while the window has room (they are stored
+        as leased with this result's commit); the rest wait in the state for a lease."""
+        fresh, self.admission.fresh = self.admission.fresh, []
+        room = self.config.window - len(self.frontier) - sum(map(len, self._held.values()))
+        for url, depth, referrer in fresh[:max(room, 0)]:
+            self._direct.append(url)
+            self._route(Lease(url, depth, referrer, 0))
+        if len(fresh) > room:
+            self._spilled = True
 
     def _record(self, ready: Ready, lease: Lease, result: FetchResult | None,
                 error: FetchError | None, links: list[Link]) -> CrawlRecord:
@@ -407,20 +432,31 @@ class _Crawl:
     async def _flush(self) -> None:
         """Make records durable (`--out` flushed), then commit their state in one transaction."""
         async with self._flush_lock:
-            if not self._results:
+            if not self._results and not self._direct:
                 return
             batch, self._results = self._results, []
+            direct, self._direct = self._direct, []
+            spilled, self._spilled = self._spilled, False
             if self.writer is not None:
                 self.writer.flush()
             try:
-                await self.state.record_results(batch)
+                await self.state.record_results(batch, direct, time.time() + LEASE_SECONDS)
             except BaseException:
                 # Cancelled (Ctrl-C) or failed mid-commit: keep the batch for the final flush.
                 # Recording is idempotent, so a commit that did land is harmless to repeat.
                 self._results[:0] = batch
+                self._direct[:0] = direct
+                self._spilled |= spilled
                 raise
-            if any(links for _u, _s, _r, links, _n in batch):
+            if spilled:
                 self._db_due = True
+
+    async def _background_flush(self) -> None:
+        try:
+            await self._flush()
+        finally:
+            self._flush_pending = False
+            self._wake.set()
 
     def _report_progress(self, now: float) -> None:
         if self.on_progress is None or now - self._last_progress < PROGRESS_EVERY:

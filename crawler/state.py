@@ -110,11 +110,13 @@ class CrawlState:
 
     async def record_results(
         self, results: Iterable[tuple[str, Final, dict[str, Any] | str | None, list[tuple[str, int, str | None]], float | None]],
+        leased: Iterable[str] = (), lease_until: float = 0.0,
     ) -> None:
         """Store many (url, status, record, links, next_try) outcomes in one transaction (batched);
-        a record is a dict or its JSON text already made."""
-        results = list(results)
-        if not results:
+        a record is a dict or its JSON text already made. URLs in *leased*, found by these results
+        and handed to the crawl's memory at once, are stored as leased until *lease_until*."""
+        results, leased = list(results), list(leased)
+        if not results and not leased:
             return
         if self._conn.in_transaction:
             # A cancellation (Ctrl-C) landed while BEGIN was running in aiosqlite's thread: the
@@ -122,6 +124,12 @@ class CrawlState:
             await self._conn.execute("ROLLBACK")
         async with atransaction(self._conn):
             await self._add([link for r in results for link in r[3]])
+            if leased:
+                await self._conn.executemany(
+                    "UPDATE urls SET status = 'fetching', lease_until = ? "
+                    "WHERE url = ? AND status = 'discovered'",
+                    [(lease_until, url) for url in leased],
+                )
             await self._conn.executemany(
                 """UPDATE urls SET status = ?, record = ?, next_try = ?, lease_until = NULL,
                    attempts = attempts + 1 WHERE url = ?""",

@@ -113,3 +113,13 @@ async def test_plain_site_fast_with_two_per_host() -> None:
         truth = site.truth(running.port, seeds=running.seeds)
         _check(running, truth, delay=0, per_host=2)
     assert len(truth.must_fetch) == 4 * 30
+
+
+async def test_a_tiny_memory_window_spills_to_the_state_and_misses_nothing(tmp_path) -> None:
+    site = build_site(hosts=3, pages_per_host=40, seed=9, features="plain")
+    async with serve_site(site, port=0) as running:
+        summary = await crawl(list(running.seeds), CrawlConfig(
+            delay=0, per_host=2, concurrency=4, window=3, state=str(tmp_path / "s.db")))
+        truth = site.truth(running.port, seeds=running.seeds)
+        _check(running, truth, delay=0, per_host=2)
+    assert summary.pages == len(truth.must_fetch)
