@@ -148,16 +148,16 @@ def _resolve(base: str, ref: str) -> str:
     return f"{b.scheme}://{b.netloc}{path}{query}"
 
 
-# Fast paths for links with nothing to normalize but dot segments (no escape, upper case, default
-# or odd port): an absolute http(s) URL, an absolute path, or a relative path. Most links on real
+# Fast paths for links with nothing to normalize but escapes and dot segments (no upper-case host,
+# default or odd port, userinfo, IPv6 or IDNA): an absolute http(s) URL, an absolute path, or a relative path. Most links on real
 # pages are like this; each fast result equals the general path's (a hypothesis test checks it).
 _SAFE = r"A-Za-z0-9\-._~!$&'()*+,;=:@"
-_CLEAN_QUERY = rf"(?:\?[{_SAFE}/?]*)?"
-_CLEAN_ABSOLUTE_PATH = re.compile(rf"/(?!/)[{_SAFE}/]*{_CLEAN_QUERY}")
+_CLEAN_QUERY = rf"(?:\?[{_SAFE}/?%]*)?"
+_CLEAN_ABSOLUTE_PATH = re.compile(rf"/(?!/)[{_SAFE}/%]*{_CLEAN_QUERY}")
 _CLEAN_URL = re.compile(
     r"(https?)://((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)"
-    rf"(?::0*([1-9][0-9]{{0,4}}))?(/[{_SAFE}/]*{_CLEAN_QUERY})?")
-_CLEAN_RELATIVE = re.compile(rf"[{_SAFE.replace(':', '')}][{_SAFE}/]*{_CLEAN_QUERY}")
+    rf"(?::0*([1-9][0-9]{{0,4}}))?(/[{_SAFE}/%]*{_CLEAN_QUERY})?")
+_CLEAN_RELATIVE = re.compile(rf"[{_SAFE.replace(':', '')}%][{_SAFE}/%]*{_CLEAN_QUERY}")
 
 
 def _normalize_clean(url: str, base: str | None) -> str | None:
@@ -190,6 +190,10 @@ def _normalize_clean(url: str, base: str | None) -> str | None:
         origin = base[:origin_end]
         rest = base[origin_end: base.rfind("/", 0, path_end if path_end >= 0 else len(base)) + 1] + url
     path, sep, query = rest.partition("?")
+    if "%" in path:  # escapes first, dot segments second: the general path's order
+        path = _normalize_percent(path)
+    if "%" in query:
+        query = _normalize_percent(query)
     if "/." in path:
         path = _remove_dot_segments(path)
     joined = origin + path + sep + query
@@ -238,8 +242,10 @@ def origin_of(url: str) -> Origin:
     """Return the Origin of an already normalized (or any absolute http(s)) URL; raise InvalidURL."""
     start = url.find("://")
     end = url.find("/", start + 3) if start > 0 else -1
-    if end > 0 and not any(c in url[:end] for c in "?#@\\"):
-        return _origin_of_prefix(url[:end])  # cached per origin, not per URL
+    if end > 0:
+        prefix = url[:end]
+        if "?" not in prefix and "#" not in prefix and "@" not in prefix and "\\" not in prefix:
+            return _origin_of_prefix(prefix)  # cached per origin, not per URL
     return _origin_of_url(url)
 
 
