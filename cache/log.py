@@ -81,6 +81,7 @@ _HEAD_SIZE = fmt.RECORD_HEADER_SIZE
 _crc32 = zlib.crc32
 _pack_fields = struct.Struct("<BQII").pack  # the fields of a record header that head_crc covers
 _pack_crcs = struct.Struct("<II").pack
+_pack_head = struct.Struct("<IIBQII").pack  # a whole record header: body_crc, head_crc, fields
 _unpack_head = struct.Struct("<IIBQII").unpack_from
 _TOUCH = fmt.TOUCH
 
@@ -356,9 +357,10 @@ class RecordLog:
         klen, vlen = len(key), len(value)
         if klen > fmt.MAX_KEY_SIZE or vlen > fmt.MAX_VALUE_SIZE:
             fmt.encode_record(kind, 0, key, value)  # raises the clear ValueError
-        fields = _pack_fields(kind, self.next_seq, klen, vlen)
-        head_crc = _crc32(fields)
-        data = _pack_crcs(_crc32(value, _crc32(key, head_crc)), head_crc) + fields + key + value
+        seq = self.next_seq
+        head_crc = _crc32(_pack_fields(kind, seq, klen, vlen))
+        body_crc = _crc32(value, _crc32(key, head_crc))
+        data = _pack_head(body_crc, head_crc, kind, seq, klen, vlen) + key + value
         start = self.end
         length = _HEAD_SIZE + klen + vlen
         stop = start + length
@@ -391,9 +393,9 @@ class RecordLog:
 
     def append_touch(self, key: bytes) -> None:
         """Append a TOUCH record for *key*: the read hot path's store, with encode_record inlined."""
-        fields = _pack_fields(_TOUCH, self.next_seq, len(key), 0)
-        head_crc = _crc32(fields)
-        data = _pack_crcs(_crc32(key, head_crc), head_crc) + fields + key
+        seq, klen = self.next_seq, len(key)
+        head_crc = _crc32(_pack_fields(_TOUCH, seq, klen, 0))
+        data = _pack_head(_crc32(key, head_crc), head_crc, _TOUCH, seq, klen, 0) + key
         start = self.end
         stop = start + len(data)
         if stop <= self._limit:
