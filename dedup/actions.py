@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -103,6 +102,8 @@ def _act(action: Action) -> None:
         os.unlink(target)
         return
     directory = os.path.dirname(target) or "."
+    import secrets  # lazy: it loads OpenSSL (4 MB of RSS) that report-only runs do not need
+
     temp = os.path.join(directory, f".dedup-{secrets.token_hex(8)}.tmp")
     if action.op == "hardlink":
         os.link(action.keep.path, temp)

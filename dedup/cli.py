@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -191,6 +190,8 @@ def _run(args: argparse.Namespace) -> int:
 def _write_output(args: argparse.Namespace, report: Report, results: list[ActionResult]) -> None:
     acting = bool(args.delete or args.link)
     if args.format == "json":
+        import json  # lazy: only this format needs it
+
         doc = json.loads(render.to_json(report))
         if acting:
             doc["actions"] = [_action_dict(r) for r in results]
@@ -199,15 +200,20 @@ def _write_output(args: argparse.Namespace, report: Report, results: list[Action
     elif args.format == "csv":
         data = render.to_csv(report)
     elif args.null:
-        data = render.to_null_separated(report)
+        data = render.iter_null_separated(report)
     else:
         text = render.to_text(report)
         if acting:
             text += "\n" + "\n".join(action_lines(results, dry_run=not args.apply)) + "\n"
         data = text.encode("utf-8", "surrogateescape")
     sys.stdout.flush()
-    sys.stdout.buffer.write(data)
-    sys.stdout.buffer.flush()
+    out = sys.stdout.buffer
+    if isinstance(data, bytes):
+        out.write(data)
+    else:  # a stream of chunks: the whole output is never one object in memory
+        for chunk in data:
+            out.write(chunk)
+    out.flush()
     if not args.quiet and (args.format != "text" or args.null):
         if acting and args.format == "csv" or acting and args.null:
             for line in action_lines(results, dry_run=not args.apply):

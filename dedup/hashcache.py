@@ -30,7 +30,7 @@ class DigestCache(Protocol):
 
 def cache_key(entry: FileEntry, hash_name: str, span: str) -> tuple[int, int, int, int, str, str]:
     """Return the cache key of *entry*'s digest over *span* ("whole", "edges:4096", "full")."""
-    return (entry.dev, entry.ino, entry.size, entry.mtime_ns, hash_name, span)
+    return (entry[2], entry[3], entry[1], entry[4], hash_name, span)  # works on plain records too
 
 
 class HashCache:
@@ -62,7 +62,7 @@ class HashCache:
 
     def put(self, entry: FileEntry, hash_name: str, span: str, digest: bytes, now_ns: int) -> None:
         """Store *digest* unless the file changed too recently to trust its mtime."""
-        if self._broken or entry.mtime_ns > now_ns - RACY_WINDOW_NS:
+        if self._broken or entry[4] > now_ns - RACY_WINDOW_NS:
             return
         try:
             self._lru[cache_key(entry, hash_name, span)] = digest

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
+from collections.abc import Iterator
 
 from dedup.model import Report
 
@@ -51,6 +49,8 @@ def to_json(report: Report) -> str:
     Paths are `os.fsdecode` strings; undecodable bytes appear as \\udcXX escapes, so
     `os.fsencode(json.loads(...)[...])` gives back the exact bytes.
     """
+    import json  # lazy: only this format needs it
+
     doc = {
         "groups": [{"size": g.size, "paths": g.paths} for g in report.groups],
         "errors": [{"path": p.path, "error": p.error} for p in report.problems],
@@ -65,6 +65,9 @@ def to_csv(report: Report) -> bytes:
     Paths are written as their exact bytes (quoted by the csv rules when they hold commas,
     quotes or newlines).
     """
+    import csv  # lazy: only this format needs it
+    import io
+
     buffer = io.BytesIO()
     text = io.TextIOWrapper(buffer, encoding="utf-8", errors="surrogateescape", newline="")
     writer = csv.writer(text, lineterminator="\n")
@@ -80,12 +83,14 @@ def to_csv(report: Report) -> bytes:
 
 def to_null_separated(report: Report) -> bytes:
     """Return each path's exact bytes followed by NUL, with an extra NUL after each group."""
-    parts = []
+    return b"".join(iter_null_separated(report))
+
+
+def iter_null_separated(report: Report) -> Iterator[bytes]:
+    """Yield `to_null_separated(report)` one group at a time (no copy of the whole output)."""
+    encode = os.fsencode
     for group in report.groups:
-        for path in group.paths:
-            parts.append(os.fsencode(path) + b"\0")
-        parts.append(b"\0")
-    return b"".join(parts)
+        yield b"\0".join([encode(e.path) for e in group.entries]) + b"\0\0"
 
 
 def header_lines(report: Report) -> list[str]:

@@ -52,8 +52,8 @@ def partition_identical(
             batch = Partition()
             _lockstep([reference, *rest[start : start + max_open - 1]], opener, batch)
             result.bytes_read += batch.bytes_read
-            result.problems.extend(p for p in batch.problems if p.path != reference.path)
-            if any(p.path == reference.path for p in batch.problems):
+            result.problems.extend(p for p in batch.problems if p.path != reference[0])
+            if any(p.path == reference[0] for p in batch.problems):
                 reference_ok = False
             for cls in batch.classes:
                 if reference in cls:
@@ -65,7 +65,7 @@ def partition_identical(
                 others.extend(same[1:])
                 others.extend(rest[start + max_open - 1 :])
                 result.problems.append(
-                    next(p for p in batch.problems if p.path == reference.path)
+                    next(p for p in batch.problems if p.path == reference[0])
                 )
                 break
         if reference_ok:
@@ -75,15 +75,15 @@ def partition_identical(
 
 
 def _lockstep(entries: Sequence[FileEntry], opener: Opener, out: Partition) -> None:
-    size = entries[0].size
+    size = entries[0][1]
     chunk = min(LOCKSTEP_CHUNK, size + 1)
     members: list[tuple[FileEntry, ReadableFile, bytearray]] = []
     try:
         for entry in entries:
             try:
-                members.append((entry, opener(entry.path), bytearray(chunk)))
+                members.append((entry, opener(entry[0]), bytearray(chunk)))
             except OSError as exc:
-                out.problems.append(FileProblem(entry.path, describe_os_error(exc)))
+                out.problems.append(FileProblem(entry[0], describe_os_error(exc)))
         # Invariant: within each list of `groups`, every member's bytes so far are equal.
         groups = [members] if members else []
         offset = 0
@@ -106,7 +106,7 @@ def _lockstep(entries: Sequence[FileEntry], opener: Opener, out: Partition) -> N
                         if got != expected:
                             raise FileChangedError(_changed(size, offset + got))
                     except OSError as exc:
-                        out.problems.append(FileProblem(entry.path, describe_os_error(exc)))
+                        out.problems.append(FileProblem(entry[0], describe_os_error(exc)))
                         continue
                     data = buf if expected == len(buf) else bytes(buf[:expected])
                     for first, same in classes:

@@ -42,6 +42,23 @@ def walk(
     skipped unless *follow_symlinks*. A directory (device, inode) is listed once, which makes
     symlink loops and bind mounts harmless. FIFOs, sockets and devices are counted, never opened.
     """
+    make = tuple.__new__
+    for item in walk_records(roots, follow_symlinks=follow_symlinks,
+                             one_file_system=one_file_system, enters_dir=enters_dir,
+                             counters=counters, scandir=scandir):
+        yield make(FileEntry, item) if type(item) is tuple else item
+
+
+def walk_records(
+    roots: Sequence[str],
+    *,
+    follow_symlinks: bool = False,
+    one_file_system: bool = False,
+    enters_dir: Callable[[str], bool] | None = None,
+    counters: WalkCounters | None = None,
+    scandir: Scandir = os.scandir,
+) -> Iterator[tuple[str, int, int, int, int, int] | FileProblem]:
+    """As `walk`, but each file is a plain tuple in `FileEntry` field order (the pipeline's form)."""
     counts = counters if counters is not None else WalkCounters()
     visited: set[tuple[int, int]] = set()
     # Explicit stack instead of recursion: no recursion limit, no depth cap.
@@ -61,7 +78,7 @@ def walk(
             yield from _traverse(stack, visited, counts, follow_symlinks, one_file_system,
                                  enters_dir, scandir)
         elif stat.S_ISREG(st.st_mode):
-            yield FileEntry(root, st.st_size, st.st_dev, st.st_ino, st.st_mtime_ns, index)
+            yield (root, st.st_size, st.st_dev, st.st_ino, st.st_mtime_ns, index)
         else:
             counts.skipped_special += 1
 
@@ -74,7 +91,7 @@ def _traverse(
     one_fs: bool,
     enters_dir: Callable[[str], bool] | None,
     scandir: Scandir,
-) -> Iterator[FileEntry | FileProblem]:
+) -> Iterator[tuple[str, int, int, int, int, int] | FileProblem]:
     S_IFMT, S_IFREG, S_IFDIR, S_IFLNK = stat.S_IFMT, stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK
     devices: dict[int, int] = {}
     while stack:
@@ -108,7 +125,7 @@ def _traverse(
                         # One shared int object per device: 32 bytes less per file (1M files: 32 MB).
                         dev = st.st_dev
                         dev = devices.setdefault(dev, dev)
-                        yield FileEntry(entry.path, st.st_size, dev, st.st_ino, st.st_mtime_ns, root)
+                        yield (entry.path, st.st_size, dev, st.st_ino, st.st_mtime_ns, root)
                     elif kind == S_IFDIR:
                         dir_id = (st.st_dev, st.st_ino)
                         if dir_id in visited:
