@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -126,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: --apply needs --delete or --link", file=sys.stderr)
         return EXIT_USAGE
     handler = _log_to_stderr(args.quiet)
+    # A one-shot command making no reference cycles: without this, the first collection after
+    # the scan traverses every per-file object (0.1-0.2 s on 100,000 files) to free nothing.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     try:
         return _run(args)
     except DedupError as exc:
@@ -142,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_PIPE
     finally:
         logging.getLogger("dedup").removeHandler(handler)
+        if gc_was_enabled:
+            gc.enable()
 
 
 def _log_to_stderr(quiet: bool) -> logging.Handler:

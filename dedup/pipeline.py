@@ -82,13 +82,18 @@ def find_duplicates(
             gc.enable()
         if owned_cache is not None:
             owned_cache.close()
+    duplicate_files = wasted = 0
+    for group in duplicate_groups:
+        extra = group.file_count - 1
+        duplicate_files += extra
+        wasted += extra * group.size
     stats = Stats(
         files=run.files,
         dirs=run.walk_counts.dirs,
         bytes_scanned=run.bytes_scanned,
         groups=len(duplicate_groups),
-        duplicate_files=sum(g.file_count - 1 for g in duplicate_groups),
-        wasted_bytes=sum(g.wasted_bytes for g in duplicate_groups),
+        duplicate_files=duplicate_files,
+        wasted_bytes=wasted,
         bytes_read=run.bytes_read,
         errors=len(run.problems),
         hard_links=run.files - run.distinct_files,
@@ -223,8 +228,15 @@ class _Run:
         """
         verify = self.options.verify
         digest = hashing.ONE_SHOT[self.options.hash_name]
-        read = hashing.read_whole
         opener = self.opener
+        read: Callable[[str, int], bytes]
+        if opener is hashing._DEFAULT_OPENER:
+            read = hashing.read_small  # one call less per file than read_whole
+        else:
+
+            def read(path: str, size: int) -> bytes:
+                return hashing.read_whole(path, size, opener)
+
         total = sum(len(g) for g in groups)
         done = reported = nbytes = 0
         result: list[CandidateGroup] = []
@@ -236,7 +248,7 @@ class _Run:
             budget = VERIFY_HOLD
             for record in group:
                 try:
-                    data = read(record[0], size, opener)
+                    data = read(record[0], size)
                 except OSError as exc:
                     self.problem(FileProblem(record[0], describe_os_error(exc)))
                     continue

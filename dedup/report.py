@@ -87,10 +87,20 @@ def to_null_separated(report: Report) -> bytes:
 
 
 def iter_null_separated(report: Report) -> Iterator[bytes]:
-    """Yield `to_null_separated(report)` one group at a time (no copy of the whole output)."""
+    """Yield `to_null_separated(report)` in pieces of about 64 KiB (no copy of the whole output)."""
     encode = os.fsencode
+    parts: list[bytes] = []
+    pending = 0
     for group in report.groups:
-        yield b"\0".join([encode(e.path) for e in group.entries]) + b"\0\0"
+        part = b"\0".join([encode(e.path) for e in group.entries]) + b"\0\0"
+        parts.append(part)
+        pending += len(part)
+        if pending >= 65536:
+            yield b"".join(parts)
+            parts.clear()
+            pending = 0
+    if parts:
+        yield b"".join(parts)
 
 
 def header_lines(report: Report) -> list[str]:

@@ -92,32 +92,41 @@ def _traverse(
     enters_dir: Callable[[str], bool] | None,
     scandir: Scandir,
 ) -> Iterator[tuple[str, int, int, int, int, int] | FileProblem]:
-    S_IFMT, S_IFREG, S_IFDIR, S_IFLNK = stat.S_IFMT, stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK
+    S_IFREG, S_IFDIR, S_IFLNK = stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK
     devices: dict[int, int] = {}
+    # With the real scandir, list each directory through a descriptor: DirEntry.stat is then
+    # fstatat(fd, name), which skips resolving the whole path again (about 1 µs a file here).
+    by_fd = scandir is os.scandir
+    dir_flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
     while stack:
         dir_path, root, root_dev = stack.pop()
         counts.dirs += 1
+        prefix = dir_path if dir_path.endswith("/") else dir_path + "/"
+        dir_fd = -1
         try:
-            with scandir(dir_path) as listing:
+            if by_fd:
+                dir_fd = os.open(dir_path, dir_flags)
+            with scandir(dir_fd) if by_fd else scandir(dir_path) as listing:  # type: ignore[arg-type]
                 for entry in listing:
+                    path = prefix + entry.name
                     try:
                         st = entry.stat(follow_symlinks=False)
-                        kind = S_IFMT(st.st_mode)
+                        kind = st.st_mode & 0o170000
                         if kind == S_IFLNK:
                             if not follow:
                                 counts.skipped_symlinks += 1
                                 continue
                             try:
-                                st = os.stat(entry.path)
+                                st = os.stat(path)
                             except OSError:  # dangling link or a loop of links: nothing to read
                                 counts.skipped_symlinks += 1
                                 continue
-                            kind = S_IFMT(st.st_mode)
+                            kind = st.st_mode & 0o170000
                     except FileNotFoundError:
-                        yield FileProblem(entry.path, "vanished during scan")
+                        yield FileProblem(path, "vanished during scan")
                         continue
                     except OSError as exc:
-                        yield FileProblem(entry.path, describe_os_error(exc))
+                        yield FileProblem(path, describe_os_error(exc))
                         continue
                     if kind == S_IFREG:
                         if one_fs and st.st_dev != root_dev:
@@ -125,18 +134,21 @@ def _traverse(
                         # One shared int object per device: 32 bytes less per file (1M files: 32 MB).
                         dev = st.st_dev
                         dev = devices.setdefault(dev, dev)
-                        yield (entry.path, st.st_size, dev, st.st_ino, st.st_mtime_ns, root)
+                        yield (path, st.st_size, dev, st.st_ino, st.st_mtime_ns, root)
                     elif kind == S_IFDIR:
                         dir_id = (st.st_dev, st.st_ino)
                         if dir_id in visited:
                             counts.dirs_revisited += 1
                         elif one_fs and st.st_dev != root_dev:
                             continue
-                        elif enters_dir is None or enters_dir(entry.path):
+                        elif enters_dir is None or enters_dir(path):
                             visited.add(dir_id)
-                            stack.append((entry.path, root, root_dev))
+                            stack.append((path, root, root_dev))
                     else:
                         counts.skipped_special += 1
         except OSError as exc:
             # The directory itself is the error entry (DESIGN: "an unreadable directory is listed").
             yield FileProblem(dir_path, describe_os_error(exc))
+        finally:
+            if dir_fd >= 0:
+                os.close(dir_fd)
