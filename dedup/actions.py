@@ -32,21 +32,24 @@ class ActionResult:
 def apply_actions(
     actions: Iterable[Action], *, dry_run: bool = True, opener: Opener = open_for_read
 ) -> list[ActionResult]:
-    """Run *actions* (or, when *dry_run*, return them as planned without touching anything).
+    """Run *actions*; when *dry_run*, make every check but change nothing ("planned" results).
 
     Right before each action: the target must still be the regular file the scan saw (same
     device, inode, size, mtime), the kept copy too, and their bytes must be equal; else the action
-    is skipped. Links are made under a temporary name in the target's directory and moved over it
-    with `os.replace`, so a crash leaves the old file or the link, never neither.
+    is skipped. A dry run makes the same checks (it reads both files), so it reports exactly
+    what --apply would do at that moment: "planned" where --apply would act, "skipped" with the
+    same reason where it would refuse. Links are made under a temporary name in the target's
+    directory and moved over it with `os.replace`, so a crash leaves the old file or the link,
+    never neither.
     """
     results = []
     for action in actions:
-        if dry_run:
-            results.append(ActionResult(action, "planned"))
-            continue
-        refusal = _check(action, opener)
+        refusal = action.blocked or _check(action, opener)
         if refusal:
             results.append(ActionResult(action, "skipped", refusal))
+            continue
+        if dry_run:
+            results.append(ActionResult(action, "planned"))
             continue
         try:
             _act(action)

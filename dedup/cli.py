@@ -30,9 +30,10 @@ exit status:
   130  interrupted (Ctrl-C)
   141  stdout was closed early (broken pipe)
 
-Actions (--delete, --link) are a dry run unless --apply is given: the dry run prints exactly the
-actions --apply would attempt. Right before acting, dedup re-checks each file and compares it byte
-for byte with the kept copy; a file that changed is skipped, and the kept copy is never touched.
+Actions (--delete, --link) are a dry run unless --apply is given. Right before acting, dedup
+re-checks each file and compares it byte for byte with the kept copy; a file that changed is
+skipped, and the kept copy is never touched. The dry run makes the same checks without acting,
+so it prints exactly what --apply would do and skip (hard links across file systems included).
 """
 
 
@@ -247,8 +248,9 @@ def action_lines(results: Sequence[ActionResult], *, dry_run: bool) -> list[str]
             lines.append(f"{r.status} {target}: {r.detail}")
     done_count = sum(r.status == "done" for r in results)
     if dry_run:
-        lines.append(f"# dry run: {len(results)} actions planned, nothing changed; "
-                     "repeat with --apply to act")
+        planned = sum(r.status == "planned" for r in results)
+        lines.append(f"# dry run: {planned} of {len(results)} actions would be done (each file "
+                     "re-checked and compared), nothing changed; repeat with --apply to act")
     else:
         lines.append(f"# {done_count} of {len(results)} actions done")
     return lines

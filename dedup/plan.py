@@ -17,11 +17,26 @@ KEEP_POLICIES: tuple[str, ...] = ("first", "oldest", "newest", "shortest-path")
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """Replace or remove *target* (a duplicate of *keep*); *keep* itself is never touched."""
+    """Replace or remove *target* (a duplicate of *keep*); *keep* itself is never touched.
+
+    *blocked* is why planning already knows the action cannot be done ("" when it can): a dry
+    run and --apply both report it as skipped with that reason, and neither tries it.
+    """
 
     op: Operation
     target: FileEntry
     keep: FileEntry
+    blocked: str = ""
+
+
+CROSS_DEVICE = "on another file system than the kept copy: a hard link cannot cross devices"
+
+
+def blocked_reason(op: Operation, target: FileEntry, keep: FileEntry) -> str:
+    """Return why *op* on *target* toward *keep* cannot be done at all, or "" (pure)."""
+    if op == "hardlink" and target.dev != keep.dev:
+        return CROSS_DEVICE
+    return ""
 
 
 def is_under(path: str, prefixes: Sequence[str]) -> bool:
@@ -74,5 +89,6 @@ def plan_actions(
         # Invariant: each group keeps at least one whole file, the keeper, untouched.
         if len(targets) >= len(group.entries) or keeper in targets:
             raise UnsafeActionError(f"plan would leave no copy of {keeper.path!r}")
-        actions.extend(Action(op, target, keeper) for target in targets)
+        actions.extend(Action(op, target, keeper, blocked_reason(op, target, keeper))
+                       for target in targets)
     return actions

@@ -113,3 +113,54 @@ def test_symlinked_path_is_never_deleted_in_place_of_a_file(tmp_path):
     by_path = {os.path.basename(r.action.target.path): r.status for r in results}
     assert by_path == {"b": "done", "s": "skipped"}
     assert os.path.exists(f"{root}/a")
+
+
+def _rewrite_same_size_keeping_mtime(path):
+    st = os.stat(path)
+    with open(path, "r+b") as f:
+        f.write(b"X")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@pytest.mark.parametrize("change", ["append", "same-size rewrite", "kept copy gone"])
+def test_dry_run_makes_the_checks_apply_makes_and_reports_the_same(tmp_path, change):
+    # Two identical trees, one changed the same way after the scan: the dry run on one must say
+    # what --apply then does on the other, and change nothing itself.
+    results = {}
+    for mode in ("dry", "apply"):
+        root = build_tree(tmp_path / mode, {"a": b"payload\n" * 10, "b": b"payload\n" * 10})
+        plan = plan_for(root)
+        if change == "append":
+            with open(f"{root}/b", "ab") as f:
+                f.write(b"more")
+        elif change == "same-size rewrite":
+            _rewrite_same_size_keeping_mtime(f"{root}/b")
+        else:
+            os.unlink(f"{root}/a")
+        before = sorted(os.listdir(root))
+        got = apply_actions(plan, dry_run=mode == "dry")
+        results[mode] = [(r.status, r.detail) for r in got]
+        assert sorted(os.listdir(root)) == before  # every check refused: nothing changed
+    assert results["dry"] == results["apply"] and results["dry"][0][0] == "skipped"
+
+
+def test_dry_run_reads_both_files_to_compare_them(pair, make_failing_opener):
+    results = apply_actions(plan_for(pair), dry_run=True, opener=make_failing_opener(["b"]))
+    assert results[0].status == "skipped" and "Permission denied" in results[0].detail
+
+
+def test_hard_link_across_devices_is_blocked_at_planning_and_never_tried(pair):
+    report = find_duplicates([pair])
+    group = report.groups[0]
+    keep, other = group.entries
+    moved = other._replace(dev=other.dev + 1)  # as if b sat on another mount
+    crossed = type(group)(group.size, (keep, moved))
+    plan = plan_actions([crossed], op="hardlink")
+    assert plan[0].blocked and "cannot cross devices" in plan[0].blocked
+    for dry_run in (True, False):
+        results = apply_actions(plan, dry_run=dry_run)
+        assert [(r.status, r.detail) for r in results] == [("skipped", plan[0].blocked)]
+    assert os.stat(f"{pair}/a").st_ino != os.stat(f"{pair}/b").st_ino
+    # Deleting or symlinking across devices is fine: only hard links are blocked.
+    assert not plan_actions([crossed], op="delete")[0].blocked
+    assert not plan_actions([crossed], op="symlink")[0].blocked

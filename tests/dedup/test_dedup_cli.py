@@ -189,3 +189,24 @@ def test_broken_pipe_exits_quietly(tmp_path):
 def test_python_dash_m_dedup_runs(tree):
     proc = subprocess.run([sys.executable, "-m", "dedup", "-0", tree], capture_output=True)
     assert proc.returncode == 0 and proc.stdout == f"{tree}/a\0{tree}/b\0\0".encode()
+
+
+@pytest.mark.parametrize("apply", [False, True])
+def test_dry_run_and_apply_report_a_file_changed_after_the_scan_alike(capsysbinary, tree,
+                                                                    monkeypatch, apply):
+    from dedup import cli
+
+    real = cli.find_duplicates
+
+    def scan_then_change(*args, **kwargs):
+        report = real(*args, **kwargs)
+        with open(f"{tree}/b", "ab") as f:
+            f.write(b"changed after the scan")
+        return report
+
+    monkeypatch.setattr(cli, "find_duplicates", scan_then_change)
+    code, out, _ = run(capsysbinary, ["--delete", tree] + (["--apply"] if apply else []))
+    text = out.decode()
+    assert code == 3 and os.path.exists(f"{tree}/b")
+    assert f"skipped {tree}/b: target modified since the scan" in text
+    assert ("# 0 of 1 actions done" if apply else "0 of 1 actions would be done") in text

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from dedup import ScanOptions, find_duplicates, hashing
+from dedup.hashing import open_for_read
 from dedup.report import to_json
 from fixtures.trees import build_tree
 
@@ -152,3 +153,26 @@ def test_stats_count_wasted_and_read_bytes(tmp_path):
     stats = find_duplicates([root]).stats
     assert (stats.groups, stats.duplicate_files, stats.wasted_bytes) == (1, 2, 10)
     assert stats.bytes_read == 20 and stats.files == 4 and stats.errors == 0
+
+
+def test_verify_reads_each_small_file_once(tmp_path):
+    # Small files are read whole in one pass; --verify compares those bytes in memory.
+    spec = {"a": b"x" * 1000, "b": b"x" * 1000, "c": b"x" * 1000, "d": b"y" * 1000}
+    root = build_tree(tmp_path, spec)
+    opened = []
+
+    def counting_opener(path):
+        opened.append(os.path.basename(path))
+        return open_for_read(path)
+
+    report = find_duplicates([root], ScanOptions(verify=True), opener=counting_opener)
+    assert [sorted(os.path.basename(p) for p in g.paths) for g in report.groups] == [["a", "b", "c"]]
+    assert sorted(opened) == ["a", "b", "c", "d"] and report.stats.bytes_read == 4000
+
+
+def test_verify_tells_apart_small_files_whose_digests_collide(tmp_path, monkeypatch):
+    # A digest that says everything is equal: only the byte comparison can split the group.
+    root = build_tree(tmp_path, {"a": b"same", "b": b"same", "c": b"diff"})
+    monkeypatch.setitem(hashing.ONE_SHOT, "mmh3", lambda data: b"constant")
+    report = find_duplicates([root], ScanOptions(verify=True))
+    assert [sorted(os.path.basename(p) for p in g.paths) for g in report.groups] == [["a", "b"]]
