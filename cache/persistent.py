@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import pickle
 import threading
 import time
 from collections.abc import Callable, Iterator, MutableMapping
@@ -22,6 +23,8 @@ from typing import Any
 
 from cache import records as fmt
 from cache.encoding import (
+    BytesSerializer,
+    PickleSerializer,
     Serializer,
     decode_key,
     encode_key,
@@ -49,6 +52,19 @@ def _decode_bounds(data: bytes, path: str, offset: int) -> tuple[int | None, int
     except (ValueError, TypeError) as exc:
         raise CorruptStoreError(path, f"unreadable bounds record: {exc}", offset) from None
     return capacity, max_bytes
+
+
+def _direct_loads(serializer: Serializer) -> Callable[[bytes], Any]:
+    """Return the C function behind a built-in serializer's loads (a read gets bytes), else its loads.
+
+    Saves a Python call per hit; a subclass that overrides loads keeps its own.
+    """
+    loads = type(serializer).loads
+    if loads is PickleSerializer.loads:
+        return pickle.loads
+    if loads is BytesSerializer.loads:
+        return bytes  # bytes(b) is b itself for the bytes a read returns
+    return serializer.loads
 
 
 class ValueTooLargeError(CacheError, ValueError):
@@ -95,7 +111,7 @@ class PersistentLRU(MutableMapping[Any, Any]):
         self._order = RecencyOrder(None, None)  # replay applies the bounds recorded in the file
         self._lookup = self._order.lookup
         self._serializer = get_serializer(serializer)
-        self._loads = self._serializer.loads
+        self._loads = _direct_loads(self._serializer)
         self._dumps = self._serializer.dumps
         self._move_to_end = self._order.move_to_end
         self._newest: Any = _MISSING  # the most recently used key when known, else _MISSING
