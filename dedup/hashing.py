@@ -195,10 +195,6 @@ def read_exact(f: ReadableFile, view: memoryview, expect: int = -1) -> int:
     return got
 
 
-def _mmh3_digest(data: memoryview) -> bytes:
-    return mmh3.mmh3_x64_128_digest(data)
-
-
 def _sha256_digest(data: memoryview) -> bytes:
     import hashlib
 
@@ -212,7 +208,8 @@ def _blake2b_digest(data: memoryview) -> bytes:
 
 
 # One-shot digests of an in-memory buffer: half the cost of a hasher object on small files.
-ONE_SHOT = {"mmh3": _mmh3_digest, "sha256": _sha256_digest, "blake2b": _blake2b_digest}
+# mmh3's own function, not a wrapper: one Python call less per small file.
+ONE_SHOT = {"mmh3": mmh3.mmh3_x64_128_digest, "sha256": _sha256_digest, "blake2b": _blake2b_digest}
 
 
 def partial_digest(path: str, size: int, hash_name: str, opener: Opener) -> tuple[bytes, int]:

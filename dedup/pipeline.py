@@ -27,7 +27,7 @@ from dedup.model import FileEntry, FileProblem, Report, Stats
 from dedup.options import PathSelection, ScanOptions
 from dedup.report import quote_path
 from dedup.verify import Partition, partition_identical
-from dedup.walk import Scandir, WalkCounters, describe_os_error, walk_records
+from dedup.walk import Scandir, WalkCounters, describe_os_error, walk_batches
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor, Future
@@ -143,7 +143,7 @@ class _Run:
         by_size: dict[int, Record | list[Record]] = {}
         count = filtered = 0
         progress = self.progress
-        for item in walk_records(
+        for batch in walk_batches(
             paths,
             follow_symlinks=options.follow_symlinks,
             one_file_system=options.one_file_system,
@@ -151,23 +151,24 @@ class _Run:
             counters=self.walk_counts,
             scandir=scandir,
         ):
-            if type(item) is not tuple:
-                self.problem(item)
-                continue
-            size = item[1]
-            if not lowest <= size <= highest or globs and not selection.selects_file(item[0], size):
-                filtered += 1
-                continue
-            count += 1
-            bucket = by_size.get(size)
-            if bucket is None:
-                by_size[size] = item
-            elif type(bucket) is tuple:
-                by_size[size] = [bucket, item]
-            else:
-                bucket.append(item)
-            if not count & 4095:
-                progress("scan", count, 0)
+            for item in batch:
+                if type(item) is not tuple:
+                    self.problem(item)  # type: ignore[arg-type]
+                    continue
+                size = item[1]
+                if not lowest <= size <= highest or (
+                        globs and not selection.selects_file(item[0], size)):
+                    filtered += 1
+                    continue
+                count += 1
+                bucket = by_size.get(size)
+                if bucket is None:
+                    by_size[size] = item
+                elif type(bucket) is tuple:
+                    by_size[size] = [bucket, item]
+                else:
+                    bucket.append(item)
+            progress("scan", count, 0)
         progress("scan", count, count)
         self.files, self.filtered = count, filtered
         return by_size

@@ -49,6 +49,9 @@ def walk(
         yield make(FileEntry, item) if type(item) is tuple else item
 
 
+Item = tuple[str, int, int, int, int, int] | FileProblem
+
+
 def walk_records(
     roots: Sequence[str],
     *,
@@ -57,8 +60,24 @@ def walk_records(
     enters_dir: Callable[[str], bool] | None = None,
     counters: WalkCounters | None = None,
     scandir: Scandir = os.scandir,
-) -> Iterator[tuple[str, int, int, int, int, int] | FileProblem]:
+) -> Iterator[Item]:
     """As `walk`, but each file is a plain tuple in `FileEntry` field order (the pipeline's form)."""
+    for batch in walk_batches(roots, follow_symlinks=follow_symlinks,
+                              one_file_system=one_file_system, enters_dir=enters_dir,
+                              counters=counters, scandir=scandir):
+        yield from batch
+
+
+def walk_batches(
+    roots: Sequence[str],
+    *,
+    follow_symlinks: bool = False,
+    one_file_system: bool = False,
+    enters_dir: Callable[[str], bool] | None = None,
+    counters: WalkCounters | None = None,
+    scandir: Scandir = os.scandir,
+) -> Iterator[list[Item]]:
+    """As `walk_records`, one list per directory listed (a generator step per file costs more)."""
     counts = counters if counters is not None else WalkCounters()
     visited: set[tuple[int, int]] = set()
     # Explicit stack instead of recursion: no recursion limit, no depth cap.
@@ -67,7 +86,7 @@ def walk_records(
         try:
             st = os.stat(root)
         except OSError as exc:
-            yield FileProblem(root, describe_os_error(exc))
+            yield [FileProblem(root, describe_os_error(exc))]
             continue
         if stat.S_ISDIR(st.st_mode):
             if (st.st_dev, st.st_ino) in visited:
@@ -78,7 +97,7 @@ def walk_records(
             yield from _traverse(stack, visited, counts, follow_symlinks, one_file_system,
                                  enters_dir, scandir)
         elif stat.S_ISREG(st.st_mode):
-            yield (root, st.st_size, st.st_dev, st.st_ino, st.st_mtime_ns, index)
+            yield [(root, st.st_size, st.st_dev, st.st_ino, st.st_mtime_ns, index)]
         else:
             counts.skipped_special += 1
 
@@ -91,7 +110,7 @@ def _traverse(
     one_fs: bool,
     enters_dir: Callable[[str], bool] | None,
     scandir: Scandir,
-) -> Iterator[tuple[str, int, int, int, int, int] | FileProblem]:
+) -> Iterator[list[Item]]:
     S_IFREG, S_IFDIR, S_IFLNK = stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK
     devices: dict[int, int] = {}
     # With the real scandir, list each directory through a descriptor: DirEntry.stat is then
@@ -103,6 +122,8 @@ def _traverse(
         counts.dirs += 1
         prefix = dir_path if dir_path.endswith("/") else dir_path + "/"
         dir_fd = -1
+        batch: list[Item] = []
+        add = batch.append
         try:
             if by_fd:
                 dir_fd = os.open(dir_path, dir_flags)
@@ -123,10 +144,10 @@ def _traverse(
                                 continue
                             kind = st.st_mode & 0o170000
                     except FileNotFoundError:
-                        yield FileProblem(path, "vanished during scan")
+                        add(FileProblem(path, "vanished during scan"))
                         continue
                     except OSError as exc:
-                        yield FileProblem(path, describe_os_error(exc))
+                        add(FileProblem(path, describe_os_error(exc)))
                         continue
                     if kind == S_IFREG:
                         if one_fs and st.st_dev != root_dev:
@@ -134,7 +155,7 @@ def _traverse(
                         # One shared int object per device: 32 bytes less per file (1M files: 32 MB).
                         dev = st.st_dev
                         dev = devices.setdefault(dev, dev)
-                        yield (path, st.st_size, dev, st.st_ino, st.st_mtime_ns, root)
+                        add((path, st.st_size, dev, st.st_ino, st.st_mtime_ns, root))
                     elif kind == S_IFDIR:
                         dir_id = (st.st_dev, st.st_ino)
                         if dir_id in visited:
@@ -148,7 +169,9 @@ def _traverse(
                         counts.skipped_special += 1
         except OSError as exc:
             # The directory itself is the error entry (DESIGN: "an unreadable directory is listed").
-            yield FileProblem(dir_path, describe_os_error(exc))
+            add(FileProblem(dir_path, describe_os_error(exc)))
         finally:
             if dir_fd >= 0:
                 os.close(dir_fd)
+        if batch:
+            yield batch
