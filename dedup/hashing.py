@@ -93,6 +93,14 @@ def read_small(path: str, size: int) -> bytes:
     except PermissionError:
         # O_NOATIME is refused (EPERM) on files the caller does not own, unless root.
         fd = os.open(path, _OPEN_FLAGS & ~_NOATIME)
+    data = _read_and_close(fd, size)
+    if len(data) != size:
+        raise FileChangedError(_changed(size, len(data)))
+    return data
+
+
+def _read_and_close(fd: int, size: int) -> bytes:
+    """Read up to *size* + 1 bytes of *fd* (one past the end catches growth), then close it."""
     try:
         data = os.read(fd, size + 1)
         while 0 < len(data) < size:  # a short read before the expected end (FUSE, NFS)
@@ -102,8 +110,6 @@ def read_small(path: str, size: int) -> bytes:
             data += more
     finally:
         os.close(fd)
-    if len(data) != size:
-        raise FileChangedError(_changed(size, len(data)))
     return data
 
 
@@ -125,17 +131,7 @@ def read_whole(path: str, size: int, opener: Opener) -> bytes:
 
 def _read_whole(path: str, size: int) -> bytes:
     """Return the content of a small regular file, reading one byte past *size* to catch growth."""
-    fd = _open_regular_fd(path)
-    try:
-        data = os.read(fd, size + 1)
-        while 0 < len(data) < size:  # a short read before the expected end: keep going
-            more = os.read(fd, size + 1 - len(data))
-            if not more:
-                break
-            data += more
-    finally:
-        os.close(fd)
-    return data
+    return _read_and_close(_open_regular_fd(path), size)
 
 
 def _is_regular(mode: int) -> bool:
