@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import zlib
 from collections.abc import AsyncIterator
@@ -10,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from crawler.fetcher import BadResponse, ConnectFailed, Fetcher, FetchTimeout
+from fixtures.canned import serve_canned
 
 HOST = "127.0.0.2"
 
@@ -46,25 +46,8 @@ CANNED = {
 
 @pytest.fixture
 async def server() -> AsyncIterator[str]:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            line = await reader.readline()
-            while (await reader.readline()) not in (b"\r\n", b""):
-                pass
-            path = line.split()[1].decode()
-            if path == "/slow":
-                await asyncio.sleep(5)
-            writer.write(CANNED.get(path, response("404 Not Found", {"Content-Length": "0"}, b"")))
-            await writer.drain()
-        except (ConnectionError, IndexError):
-            pass
-        finally:
-            writer.close()
-
-    srv = await asyncio.start_server(handle, HOST, 0)
-    port = srv.sockets[0].getsockname()[1]
-    async with srv:
-        yield f"http://{HOST}:{port}"
+    async with serve_canned(HOST, CANNED, delays={"/slow": 5}) as base:
+        yield base
 
 
 async def test_a_page_and_its_headers(server: str) -> None:

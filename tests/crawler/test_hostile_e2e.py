@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 from crawler import CrawlConfig, crawl
+from fixtures.canned import serve_canned
 
 HOST = "127.0.0.3"
 
@@ -36,24 +36,9 @@ PAGES = {
 
 
 async def test_hostile_inputs_are_recorded_and_the_crawl_goes_on(tmp_path) -> None:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            line = await reader.readline()
-            while (await reader.readline()) not in (b"\r\n", b""):
-                pass
-            path = line.split()[1].decode()
-            writer.write(PAGES.get(path, _resp("404 Not Found", {}, b"")))
-            await writer.drain()
-        except (ConnectionError, IndexError):
-            pass
-        finally:
-            writer.close()
-
-    srv = await asyncio.start_server(handle, HOST, 0)
-    port = srv.sockets[0].getsockname()[1]
     out = tmp_path / "o.jsonl"
-    async with srv:
-        summary = await crawl([f"http://{HOST}:{port}/"], CrawlConfig(
+    async with serve_canned(HOST, PAGES, default=_resp("404 Not Found", {}, b"")) as base:
+        summary = await crawl([f"{base}/"], CrawlConfig(
             delay=0, max_body=100_000, max_links=100, max_retries=0, out=str(out)))
     recs = {json.loads(line)["url"].rsplit("/", 1)[1]: json.loads(line)
             for line in out.read_text().splitlines()}
