@@ -21,9 +21,10 @@ class Tool:
     writes_own_output: bool = False
 
 
-def _split_null(data: bytes) -> list[list[str]]:
+def _split_groups(data: bytes, sep: bytes) -> list[list[str]]:
+    """Groups of names separated by *sep*, a group ending at an empty item (two seps in a row)."""
     groups, current = [], []
-    for item in data.split(b"\0"):
+    for item in data.split(sep):
         if item:
             current.append(os.fsdecode(item))
         elif current:
@@ -34,18 +35,13 @@ def _split_null(data: bytes) -> list[list[str]]:
     return groups
 
 
+def _split_null(data: bytes) -> list[list[str]]:
+    return _split_groups(data, b"\0")
+
+
 def _split_blank_lines(data: bytes) -> list[list[str]]:
     # fdupes has no NUL output: a name holding a newline is ambiguous here (the tool's limitation).
-    groups, current = [], []
-    for line in data.split(b"\n"):
-        if line:
-            current.append(os.fsdecode(line))
-        elif current:
-            groups.append(current)
-            current = []
-    if current:
-        groups.append(current)
-    return groups
+    return _split_groups(data, b"\n")
 
 
 def _parse_rdfind(data: bytes, _root: str) -> list[list[str]]:
