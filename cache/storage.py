@@ -21,6 +21,7 @@ record log.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sqlite3
@@ -179,10 +180,12 @@ async def open_store_async(
     import aiosqlite
 
     path = os.fspath(path)
-    # Opening, checking and migrating are done once, synchronously, by the same code as open_store;
-    # then aiosqlite opens the now-current file for the caller.
-    open_store(path, migrations=migrations, durability=durability,
-               busy_timeout_ms=busy_timeout_ms, check=check).close()
+    # Opening, checking and migrating are done once by the same code as open_store, in a worker
+    # thread (an integrity check of a big file must not stall the caller's event loop); then
+    # aiosqlite opens the now-current file for the caller.
+    first = await asyncio.to_thread(open_store, path, migrations=migrations, durability=durability,
+                                    busy_timeout_ms=busy_timeout_ms, check=check)
+    first.close()
     try:
         conn = await aiosqlite.connect(path, isolation_level=None)
     except sqlite3.Error as exc:
