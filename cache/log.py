@@ -361,16 +361,9 @@ class RecordLog:
         head_crc = _crc32(_pack_fields(kind, seq, klen, vlen))
         body_crc = _crc32(value, _crc32(key, head_crc))
         data = _pack_head(body_crc, head_crc, kind, seq, klen, vlen) + key + value
-        start = self.end
-        length = _HEAD_SIZE + klen + vlen
-        stop = start + length
-        if stop <= self._limit:
-            self._mm[start:stop] = data  # type: ignore[index]
-            self.end = stop
-        else:
-            self._store(data)
+        start = self._put(data)
         self.next_seq += 1
-        return start, length
+        return start, _HEAD_SIZE + klen + vlen
 
     def append_touches(self, keys: list[bytes], then: tuple[int, bytes, bytes] | None = None) -> tuple[int, int]:
         """Append TOUCH records for *keys*, then optionally one more record, in one plain store.
@@ -395,14 +388,7 @@ class RecordLog:
         """Append a TOUCH record for *key*: the read hot path's store, with encode_record inlined."""
         seq, klen = self.next_seq, len(key)
         head_crc = _crc32(_pack_fields(_TOUCH, seq, klen, 0))
-        data = _pack_head(_crc32(key, head_crc), head_crc, _TOUCH, seq, klen, 0) + key
-        start = self.end
-        stop = start + len(data)
-        if stop <= self._limit:
-            self._mm[start:stop] = data  # type: ignore[index]
-            self.end = stop
-        else:
-            self._store(data)
+        self._put(_pack_head(_crc32(key, head_crc), head_crc, _TOUCH, seq, klen, 0) + key)
         self.next_seq += 1
 
     def append_many(self, items: Iterable[tuple[int, bytes, bytes]]) -> list[tuple[int, int]]:
@@ -421,6 +407,17 @@ class RecordLog:
         offset = self._store(b"".join(chunks))
         self.next_seq = seq
         return [(offset + rel, length) for rel, length in locs]
+
+    def _put(self, data: bytes) -> int:
+        """The hot path of `_store`: a plain copy into the map while it has room (`_limit` is 0
+        whenever a store needs more: read-only, broken, fsync, no map); return the offset."""
+        start = self.end
+        stop = start + len(data)
+        if stop > self._limit:
+            return self._store(data)
+        self._mm[start:stop] = data  # type: ignore[index]
+        self.end = stop
+        return start
 
     def _store(self, data: bytes) -> int:
         """Store *data* at the end of the log, growing the file first if needed; return its offset."""
