@@ -175,3 +175,18 @@ async def test_duplicates_are_still_found_after_a_resume(tmp_path) -> None:
     assert set(recs) == {"", "a", "n1", "x", "b", "n2"}
     assert recs["b"]["duplicate_of"].endswith("/a") and recs["a"]["duplicate_of"] is None
     assert recs["n2"]["near_duplicate_of"].endswith("/n1") and recs["n1"]["simhash"]
+
+
+async def test_a_resumed_crawl_keeps_the_gap_across_the_restart(tmp_path) -> None:
+    pages = {(0, "/robots.txt"): Page(body="User-agent: *\nAllow: /\n", content_type="text/plain"),
+             (0, "/"): Page(body=links(*[f"/p{i}" for i in range(6)]))}
+    pages.update({(0, f"/p{i}"): Page(body="leaf") for i in range(6)})
+    cfg = dict(delay=0.4, concurrency=2, state=str(tmp_path / "s.db"))
+    async with serve(pages, hosts=1) as site:
+        await crawl([site.url(0, "/")], CrawlConfig(max_pages=2, **cfg))
+        first_run = len(site.hits)
+        await crawl([site.url(0, "/")], CrawlConfig(**cfg))  # resumed at once, same process
+        times = [h.t for h in site.hits]
+    assert first_run < len(times) and len({h.path for h in site.hits}) == len(site.hits)
+    gap = times[first_run] - times[first_run - 1]
+    assert gap >= 0.4 - 0.005, gap  # the restart does not reset the host's clock
