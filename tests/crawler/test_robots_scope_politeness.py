@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crawler.politeness import HostSlots
+from crawler.politeness import ANSWER_SLACK, HostSlots
 from crawler.robots import MAX_ROBOTS_BYTES, RobotsRules
 from crawler.scope import Scope
 from crawler.urls import Origin
@@ -122,3 +122,16 @@ def test_a_resumed_crawl_counts_every_host_as_just_sent_to() -> None:
     assert not slots.try_acquire(origin, 50.5)  # the killed run may have sent at 49.99
     slots.set_crawl_delay(origin, 2.5)  # a cached Crawl-delay counts from the resume too
     assert not slots.try_acquire(origin, 52.0) and slots.try_acquire(origin, 52.5)
+
+
+def test_the_gap_counts_from_the_answer_less_only_the_slack() -> None:
+    # sent at 10.0 (reserved until 11.0), answered at 10.5: the server may have logged it as late
+    # as 10.5, so the next send waits until 11.5 less the slack, never more than the slack early
+    slots = HostSlots(delay=1.0, per_host=1)
+    o = Origin("http", "a", 80)
+    assert slots.try_acquire(o, 10.0)
+    slots.release(o)
+    slots.answered(o, 10.5)
+    assert 0 < ANSWER_SLACK <= 0.005  # within the 5 ms the server-side judgement tolerates
+    assert not slots.try_acquire(o, 11.5 - ANSWER_SLACK - 1e-6)
+    assert slots.try_acquire(o, 11.5 - ANSWER_SLACK)
