@@ -84,6 +84,7 @@ class _Crawl:
         self._hashes: dict[bytes, str] = {}  # body digest -> first URL with that body
         self._leases: dict[str, Lease] = {}  # leased, not yet fetched
         self._held: dict[Origin, list[Lease]] = {}  # waiting for their origin's robots.txt
+        self._held_count = 0  # leases in _held (summed on every turn, it cost O(hosts))
         self._results: list[tuple[str, Any, dict[str, Any] | None, list[Link], float | None]] = []
         self._records: list[CrawlRecord] = []
         self._db_due = True  # the state may hold URLs due now
@@ -184,7 +185,7 @@ class _Crawl:
             self._wake.clear()
             self._report_progress(loop.time())
             stopping = cfg.max_pages is not None and self._dispatched >= cfg.max_pages
-            in_memory = len(self.frontier) + sum(map(len, self._held.values()))
+            in_memory = len(self.frontier) + self._held_count
             if self._next_retry is not None and time.time() >= self._next_retry:
                 self._db_due, self._next_retry = True, None
             # New URLs go to memory at once while the window has room; the state is leased from
@@ -254,6 +255,7 @@ class _Crawl:
             self._admit(lease, entry.rules)
             return
         held = self._held.get(origin)
+        self._held_count += 1
         if held is None:
             self._held[origin] = [lease]
             self._robots_tasks += 1
@@ -273,7 +275,9 @@ class _Crawl:
         try:
             rules = await self.robots.rules_for(origin)
             self.frontier.slots.set_crawl_delay(origin, rules.crawl_delay)
-            for lease in self._held.pop(origin, []):
+            held = self._held.pop(origin, [])
+            self._held_count -= len(held)
+            for lease in held:
                 self._admit(lease, rules)
         finally:
             self._robots_tasks -= 1
@@ -353,7 +357,7 @@ class _Crawl:
         """Queue newly found URLs in memory at once while the window has room (they are stored
         as leased with this result's commit); the rest wait in the state for a lease."""
         fresh, self.admission.fresh = self.admission.fresh, []
-        room = self.config.window - len(self.frontier) - sum(map(len, self._held.values()))
+        room = self.config.window - len(self.frontier) - self._held_count
         for url, depth, referrer in fresh[:max(room, 0)]:
             self._direct.append(url)
             self._route(Lease(url, depth, referrer, 0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 import os
 import sys
 from typing import IO
@@ -37,7 +38,18 @@ def _cut_torn_tail(path: str) -> None:
         return
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)  # records are flat
+def _compact_encoder() -> Callable[[object], str]:
+    """json.dumps(obj, separators=(",", ":")) with the C encoder built once, not per call."""
+    plain = json.JSONEncoder(separators=(",", ":"), check_circular=False)  # records are flat
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return plain.encode
+    chunks = make(None, plain.default, json.encoder.encode_basestring_ascii, None, ":", ",",
+                  False, False, True)
+    return lambda obj: "".join(chunks(obj, 0))
+
+
+_ENCODE = _compact_encoder()
 
 
 class JsonlWriter:
@@ -52,7 +64,7 @@ class JsonlWriter:
 
     def write(self, record: CrawlRecord) -> str:
         """Buffer one record; return its JSON text (the state stores the same text)."""
-        text = _ENCODER.encode(record.as_dict())
+        text = _ENCODE(record.as_dict())
         self._file.write(text + "\n")
         return text
 

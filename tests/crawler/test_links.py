@@ -5,7 +5,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from crawler.errors import InvalidURL
 from crawler.links import extract_links
+from crawler.urls import normalize_url
 
 BASE = "http://127.0.1.1:8000/dir/page.html"
 
@@ -43,10 +45,12 @@ _tags = st.sampled_from([
     '<a href="{v}">x</a>', "<A HREF='{v}'>", "<a href={v} rel=nofollow>", '<area href="{v}">',
     '<base href="{v}">', '<meta name="robots" content="{v}">', '<a title="1>2" href="{v}">',
     "<!-- <a href='{v}'> -->", "<script>var s='<a href=\"{v}\">'</script>", "<p>{v}</p>",
-    '<a href="{v}&amp;x=1">', "<br/>", '<a rel="external" href="{v}">',
+    '<a href="{v}&amp;x=1">', "<br/>", '<a rel="external" href="{v}">', '<a  HREF = "{v}" >',
+    '<a\nhref="{v}"\n>',
 ])
 _values = st.sampled_from(["a.html", "../b", "/c?d=1", "http://127.0.1.2/x", "nofollow",
-                           "noindex", "#f", "mailto:x", " /sp ", "g;x", "%7Ey"])
+                           "noindex", "#f", "mailto:x", " /sp ", "g;x", "%7Ey", "HTTP://127.0.1.2/Y",
+                           "httpd.html", "//127.0.1.3/z", "/\\x", "", "?q", "./", "..", "a:b"])
 
 
 @given(st.lists(st.tuples(_tags, _values), max_size=12))
@@ -55,3 +59,26 @@ def test_fast_extractor_agrees_with_html_parser(parts) -> None:
 
     page = "".join(t.format(v=v) for t, v in parts)
     assert extract_links(page, BASE) == extract_links_reference(page, BASE)
+
+
+_BASES = st.sampled_from([BASE, "http://127.0.1.1:8000/", "http://127.0.1.1/a/b/?x=/y/z",
+                          "https://h.example/a/b", "http://h.example/a/b/c?", "http://h/%7E/x"]).map(normalize_url)  # bases are normalized
+_PIECES = st.sampled_from(["/", "//", "a", "B", "..", ".", "?", "#", "%7e", "%41", ":", "http:",
+                           "HTTPS://", "h", "\\", " ", "\t", "é", "~", "-", "x.html", "@", ";"])
+
+
+@given(st.lists(st.lists(_PIECES, max_size=6).map("".join), max_size=8), _BASES)
+def test_memoized_resolution_equals_normalizing_each_link(hrefs, base) -> None:
+    # the memo is keyed by the origin or the directory only; the answer must be as if each link
+    # were normalized against the whole base
+    from crawler.links import resolve_links
+
+    expected: dict[str, None] = {}
+    invalid = 0
+    for href in hrefs:
+        try:
+            expected.setdefault(normalize_url(href, base))
+        except InvalidURL:
+            invalid += 1
+    assert resolve_links(hrefs, base) == (tuple(expected), invalid)
+    assert resolve_links(hrefs, base) == (tuple(expected), invalid)  # from the memo this time
