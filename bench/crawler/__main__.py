@@ -34,6 +34,7 @@ SCRAPY_VENV = ROOT / "bench" / ".venv-scrapy"
 PY = sys.executable
 ROUNDS = 1 if QUICK else 3
 CONCURRENCY, PER_HOST = 64, 4  # throughput: the same limits for every contender
+LATENCY = 0.002  # throughput: seconds the server holds each answer (see crawl_once)
 
 
 @dataclass
@@ -102,13 +103,14 @@ _SITES: dict[tuple, Site] = {}
 
 
 def crawl_once(name: str, site_kw: dict, delay: float, per_host: int, concurrency: int,
-               scrapy: Path | None, run_id: int) -> Run:
-    """Serve a fresh site, run one contender against it, score it from the server's log."""
+               scrapy: Path | None, run_id: int, latency: float = 0.0) -> Run:
+    """Serve a fresh site, run one contender against it, score it from the server's log;
+    *latency* holds every answer that long, so the log can show requests overlapping."""
     key = tuple(sorted(site_kw.items()))
     site = _SITES.get(key) or _SITES.setdefault(key, build_site(**site_kw))
     server = start_site(WORK, hosts=site_kw["hosts"], pages=site_kw["pages_per_host"],
                         seed=site_kw["seed"], features=site_kw["features"],
-                        crawl_delay=site_kw.get("crawl_delay", 0.1))
+                        crawl_delay=site_kw.get("crawl_delay", 0.1), latency=latency)
     try:
         truth = site.truth(server.port, seeds=server.seeds, user_agent="fanmill")
         urls = sorted(truth.must_fetch)
@@ -139,14 +141,17 @@ def throughput(contenders: list[str], scrapy: Path | None) -> tuple[str, dict[st
         this: dict[str, Run] = {}
         for name in order:
             print(f"throughput round {r + 1}/{ROUNDS}: {name}", file=sys.stderr)
-            this[name] = crawl_once(name, site_kw, 0.0, PER_HOST, CONCURRENCY, scrapy, r)
+            this[name] = crawl_once(name, site_kw, 0.0, PER_HOST, CONCURRENCY, scrapy, r,
+                                    latency=LATENCY)
             runs[name].append(this[name])
         ceiling = this["aiohttp loop"].score.useful / this["aiohttp loop"].wall
         for name, run in this.items():
             ratios[name].append(run.score.useful / run.wall / ceiling)
     lines = [f"**throughput** — 20 hosts × {pages:,} pages (plain site), no delay, "
-             f"{CONCURRENCY} requests in flight, {PER_HOST} per host; {ROUNDS} rounds, order "
-             "rotated; wall = spawn to exit; the ratio is taken within each round, then the median.",
+             f"{CONCURRENCY} requests in flight, {PER_HOST} per host; the server holds every "
+             f"answer {LATENCY * 1000:g} ms, so its log shows requests to one host overlapping; "
+             f"{ROUNDS} rounds, order rotated; wall = spawn to exit; the ratio is taken within "
+             "each round, then the median.",
              "", "| contender | median wall s | useful pages/s | × aiohttp loop | peak RSS MiB | "
              "missed | disallowed | out of scope | duplicate fetches | robots.txt per host | "
              "max in flight per host |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]

@@ -34,12 +34,12 @@ class SiteProcess:
 
 
 def start_site(work: Path, *, hosts: int, pages: int, seed: int, features: str,
-               crawl_delay: float = 0.1) -> SiteProcess:
+               crawl_delay: float = 0.1, latency: float = 0.0) -> SiteProcess:
     """Start `python -m fixtures.site serve` and wait until every host listens."""
     records = work / f"requests-{os.getpid()}-{len(list(work.glob('requests-*')))}.jsonl"
     cmd = [sys.executable, "-m", "fixtures.site", "serve", "--hosts", str(hosts), "--pages",
            str(pages), "--seed", str(seed), "--features", features, "--crawl-delay",
-           str(crawl_delay), "--records", str(records)]
+           str(crawl_delay), "--latency", str(latency), "--records", str(records)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True,
                             cwd=Path(__file__).resolve().parents[2])
     assert proc.stdout is not None

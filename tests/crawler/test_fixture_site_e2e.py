@@ -107,12 +107,14 @@ async def test_depth_limit_keeps_every_page_within_it() -> None:
 
 async def test_plain_site_fast_with_two_per_host() -> None:
     site = build_site(hosts=4, pages_per_host=30, seed=3, features="plain")
-    async with serve_site(site, port=0) as running:
+    # every answer takes 20 ms, so the server sees requests overlap: two per host, never three
+    async with serve_site(site, port=0, latency=0.02) as running:
         await crawl(list(running.seeds), CrawlConfig(delay=0, per_host=2, concurrency=8,
                                                      max_pages=2000))
         truth = site.truth(running.port, seeds=running.seeds)
         _check(running, truth, delay=0, per_host=2)
     assert len(truth.must_fetch) == 4 * 30
+    assert max(r.in_flight for r in running.requests) == 2  # the allowance is used, not exceeded
 
 
 async def test_a_tiny_memory_window_spills_to_the_state_and_misses_nothing(tmp_path) -> None:
