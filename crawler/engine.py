@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 3600.0  # one process owns its leases; a resumed crawl returns them all at once
 MIN_SIMHASH_WORDS = 50
+SIMHASH_TEXT = 1 << 20  # characters of a page read for its SimHash (ample for MAX_SHINGLES words)
 PROGRESS_EVERY = 0.5
 
 
@@ -393,7 +394,7 @@ class _Crawl:
             # base, so the same bytes can lead to different pages (the known-URL index drops the rest).
             err, found, text = self._follow_links(url, depth, body, result.content_type, links)
             if duplicate_of is None and text is not None:
-                words = page_words(text)
+                words = page_words(text[:SIMHASH_TEXT])
                 # 50+ words only: on a shorter page one changed word moves the fingerprint
                 # further than distance 3 anyway
                 if len(words) >= MIN_SIMHASH_WORDS:

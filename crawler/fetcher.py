@@ -141,7 +141,12 @@ class Fetcher:
             raise BadResponse(f"{url}: {exc}") from exc
 
     async def _read_capped(self, resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
-        decoder = _Decoder(resp.headers.get("Content-Encoding", ""), resp.url)
+        encoding = resp.headers.get("Content-Encoding", "")
+        if not encoding and resp.content_length is not None and resp.content_length <= self.max_body:
+            # The common answer, read in one call: aiohttp's parser stops at Content-Length (a
+            # longer body is not read) and raises ClientPayloadError if it ends early.
+            return await resp.read(), False
+        decoder = _Decoder(encoding, resp.url)
         chunks, size = [], 0
         async for raw in resp.content.iter_chunked(_CHUNK):
             for chunk in decoder.feed(raw, self.max_body - size + 1):

@@ -29,8 +29,18 @@ VOCAB = [f"w{i}" for i in range(500)]
 
 @settings(max_examples=60)
 @given(st.lists(st.sampled_from(VOCAB), min_size=1, max_size=300))
-def test_lane_counting_equals_the_textbook_loop(words: list[str]) -> None:
+def test_bit_counting_equals_the_textbook_loop(words: list[str]) -> None:
     assert simhash(words) == textbook(words)
+
+
+def test_a_long_page_is_fingerprinted_by_its_first_shingles_only() -> None:
+    from crawler.simhash import MAX_SHINGLES, SHINGLE
+
+    rng = random.Random(3)
+    words = [rng.choice(VOCAB) for _ in range(MAX_SHINGLES + 500)]
+    head = words[:MAX_SHINGLES + SHINGLE - 1]
+    assert simhash(words) == simhash(head) == textbook(head)
+    assert simhash(words[:5000]) == textbook(words[:5000])  # long pages count every bit right
 
 
 def test_one_changed_word_in_a_long_page_is_near_and_a_different_page_is_not() -> None:
