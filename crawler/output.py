@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 import os
 import sys
+from collections.abc import Callable
 from typing import IO
 
 from crawler.records import CrawlRecord
