@@ -14,6 +14,7 @@ import io
 import os
 import pstats
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -46,6 +47,8 @@ class Run:
     wall: float
     rss_mib: float
     score: Score
+    cpu: float = 0.0  # the contender's CPU seconds (user + system, its children included)
+    server_cpu: float = 0.0  # the fixture server's CPU seconds during the crawl
 
 
 def ensure_scrapy() -> Path | None:
@@ -61,6 +64,20 @@ def ensure_scrapy() -> Path | None:
             print(f"warning: Scrapy could not be installed ({exc}); it is left out", file=sys.stderr)
             return None
     return scrapy
+
+
+def _cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) process *pid* has used so far (Linux /proc)."""
+    try:
+        fields = open(f"/proc/{pid}/stat", encoding="ascii").read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def timed(cmd: list[str]) -> tuple[float, float]:
@@ -119,11 +136,13 @@ def crawl_once(name: str, site_kw: dict, delay: float, per_host: int, concurrenc
         urls_file = WORK / "urls.txt"
         urls_file.write_text("\n".join(urls) + "\n")
         cmd = command(name, server.seeds, delay, per_host, concurrency, urls_file, scrapy, run_id)
+        server_cpu, cpu = _cpu_of(server.proc.pid), _children_cpu()
         wall, rss = timed(cmd)
+        server_cpu, cpu = _cpu_of(server.proc.pid) - server_cpu, _children_cpu() - cpu
     finally:
         requests = server.stop()
     hosts = {s.split("/")[2].split(":")[0] for s in server.seeds}
-    return Run(name, wall, rss, score(requests, truth, server.port, hosts, delay))
+    return Run(name, wall, rss, score(requests, truth, server.port, hosts, delay), cpu, server_cpu)
 
 
 def _fmt_counts(s: Score) -> str:
@@ -153,17 +172,32 @@ def throughput(contenders: list[str], scrapy: Path | None) -> tuple[str, dict[st
              f"answer {LATENCY * 1000:g} ms, so its log shows requests to one host overlapping; "
              f"{ROUNDS} rounds, order rotated; wall = spawn to exit; the ratio is taken within "
              "each round, then the median.",
-             "", "| contender | median wall s | useful pages/s | × aiohttp loop | peak RSS MiB | "
-             "missed | disallowed | out of scope | duplicate fetches | robots.txt per host | "
-             "max in flight per host |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
-    medians = {}
+             "", "| contender | median wall s | useful pages/s | × aiohttp loop | CPU µs per page | "
+             "server CPU µs per page | peak RSS MiB | missed | disallowed | out of scope | "
+             "duplicate fetches | robots.txt per host | max in flight per host |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    medians, cpus = {}, {}
     for name in contenders:
         rs = runs[name]
         wall = statistics.median(x.wall for x in rs)
         rate = statistics.median(x.score.useful / x.wall for x in rs)
         medians[name] = statistics.median(ratios[name])
-        lines.append(f"| {name} | {wall:.2f} | {rate:,.0f} | {medians[name]:.2f}× | "
-                     f"{max(x.rss_mib for x in rs):.0f} | {_fmt_counts(rs[-1].score)} |")
+        cpu = statistics.median(x.cpu / max(1, x.score.useful) for x in rs) * 1e6
+        server_cpu = statistics.median(x.server_cpu / max(1, x.score.requests) for x in rs) * 1e6
+        lines.append(f"| {name} | {wall:.2f} | {rate:,.0f} | {medians[name]:.2f}× | {cpu:,.0f} | "
+                     f"{server_cpu:,.0f} | {max(x.rss_mib for x in rs):.0f} | "
+                     f"{_fmt_counts(rs[-1].score)} |")
+        cpus[name] = cpu
+    loop = runs["aiohttp loop"]
+    busy = statistics.median(x.cpu / x.wall for x in loop)
+    served = statistics.median(x.server_cpu / x.wall for x in loop)
+    lines.append(
+        f"\nThe aiohttp loop keeps {busy:.0%} of one core busy for its whole run, and the server "
+        f"{served:.0%} of the other: the loop is CPU-bound on the client side, so every microsecond a "
+        "crawler adds per page lengthens its wall time. A single-threaded crawler's ratio to the "
+        "loop is at most loop CPU per page / its CPU per page: "
+        + ", ".join(f"{n} {cpus['aiohttp loop'] / cpus[n]:.2f}×" for n in contenders
+                    if n != "aiohttp loop") + ".")
     return "\n".join(lines), medians
 
 
