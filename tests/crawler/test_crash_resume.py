@@ -89,8 +89,11 @@ async def test_kill_9_on_the_fixture_site_then_resume_covers_the_truth(tmp_path,
     assert at_kill < len(running.requests)  # the kill landed mid-crawl
     assert not (truth.must_fetch - set(fetched)) and not (set(fetched) & truth.must_not_fetch)
     refetched = {u: n for u, n in fetched.items() if n > truth.may_repeat.get(u, 1)}
-    # at most the requests in flight (one per host, six hosts) or not yet committed at the kill
-    assert len(refetched) <= 6, refetched
+    # Only what was in flight at the kill (one per host, six hosts) or fetched but not yet
+    # committed: the results of the commit being written and of the one waiting behind it (each
+    # commit takes milliseconds, and hosts send every 10 ms). 6 was too tight: a slow fsync on a
+    # loaded machine let 9 through (seen once in a fresh-clone CI run).
+    assert len(refetched) <= 12, refetched
     assert set(robots.values()) == {1}  # every robots.txt answer was still fresh: not refetched
     records = {json.loads(line)["url"] for line in out.read_text().splitlines()}
     assert truth.must_fetch <= records and not (records & truth.must_not_fetch)
