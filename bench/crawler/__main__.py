@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.crawler.page_costs import main as page_costs
 from bench.crawler.score import Score, score
 from bench.crawler.seen_index import measure as measure_seen_index
 from bench.crawler.site_process import start_site
@@ -340,6 +341,7 @@ def main() -> None:
         t_md, p_md, c_md, s_md, "Targets:\n" + "\n".join(verdict), prof_md])
     write_section("crawler", md)
     print(md)
+    print(page_costs())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,79 @@
+"""Per-page costs of the crawler's content work, on pages shaped like real ones (pure CPU, no
+network): SimHash by page length against the textbook per-bit loop, and link extraction of a page
+with 100 navigation links with and without the memo. Writes the "crawler-pages" section of
+bench/RESULTS.md; `make bench-crawler` runs it, `python -m bench.crawler.page_costs` alone too."""
+
+from __future__ import annotations
+
+import random
+import statistics
+import timeit
+
+import mmh3
+
+import crawler.links as links
+from bench.results import machine_line, write_section
+from crawler.simhash import simhash
+
+
+def textbook_simhash(words: list[str]) -> int:
+    """SimHash with one Python loop per bit per shingle (the reference the tests use)."""
+    shingles = [" ".join(words[i:i + 3]) for i in range(len(words) - 2)]
+    counts = [0] * 64
+    for s in shingles:
+        h = mmh3.hash64(s, signed=False)[0]
+        for bit in range(64):
+            counts[bit] += 1 if h >> bit & 1 else -1
+    return sum(1 << bit for bit in range(64) if counts[bit] > 0)
+
+
+def _per_call_us(fn, repeat: int = 5) -> float:
+    """Median over *repeat* timings of the µs one call of *fn* takes."""
+    number = max(1, int(0.05 / max(1e-9, timeit.timeit(fn, number=1))))
+    return statistics.median(timeit.timeit(fn, number=number) / number for _ in range(repeat)) * 1e6
+
+
+def main() -> str:
+    """Measure and write the section; return its markdown."""
+    rng = random.Random(1)
+    vocab = [f"w{i}" for i in range(3000)]
+    rows = ["| words | SimHash µs | textbook loop µs | speed-up |", "|---:|---:|---:|---:|"]
+    for n in (60, 500, 2000, 8000):
+        words = [rng.choice(vocab) for _ in range(n)]
+        assert simhash(words) == textbook_simhash(words)
+        ours, ref = _per_call_us(lambda w=words: simhash(w)), _per_call_us(
+            lambda w=words: textbook_simhash(w), repeat=3)
+        rows.append(f"| {n:,} | {ours:,.0f} | {ref:,.0f} | {ref / ours:.1f}× |")
+    nav = "".join(f'<a href="/section{i}/index.html">S{i}</a> <a href="../topic{i}/">T</a>'
+                  for i in range(50))
+    pages = [(f'<html><body><nav>{nav}</nav><a href="article{j}.html">a</a></body></html>',
+              f"http://site.example/news/2026/{j}.html") for j in range(200)]
+
+    def extract_all() -> None:
+        for page, url in pages:
+            links.extract_links(page, url)
+
+    memo = _per_call_us(extract_all) / len(pages)
+    memoized = links.resolve_links
+    links.resolve_links = links._resolve_each  # every link normalized on its own
+    try:
+        plain = _per_call_us(extract_all) / len(pages)
+    finally:
+        links.resolve_links = memoized
+    md = "\n\n".join([
+        "## crawler page costs — content work per page, no network",
+        machine_line(),
+        "Command: `python -m bench.crawler.page_costs` (part of `make bench-crawler`). SimHash "
+        "over 3-word shingles of random words, median of 5; the textbook loop counts each bit of "
+        "each shingle hash in Python (the tests' reference; the same fingerprints).",
+        "\n".join(rows),
+        f"Link extraction of a page with 100 navigation links and one article link (200 pages of "
+        f"one site): {memo:,.0f} µs per page with the origin/directory memo, {plain:,.0f} µs "
+        f"normalizing every link ({plain / memo:.1f}×).",
+    ])
+    write_section("crawler-pages", md)
+    return md
+
+
+if __name__ == "__main__":
+    print(main())
