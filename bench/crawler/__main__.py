@@ -195,8 +195,8 @@ def throughput(contenders: list[str], scrapy: Path | None) -> tuple[str, dict[st
     lines.append(
         f"\nThe aiohttp loop keeps {busy:.0%} of one core busy for its whole run, and the server "
         f"{served:.0%} of the other: the loop is CPU-bound on the client side, so every microsecond a "
-        "crawler adds per page lengthens its wall time. A single-threaded crawler's ratio to the "
-        "loop is at most loop CPU per page / its CPU per page: "
+        "crawler adds per page lengthens its wall time. A crawler's ratio to the loop is close to "
+        "loop CPU per page / its CPU per page (which counts start-up and helper threads too): "
         + ", ".join(f"{n} {cpus['aiohttp loop'] / cpus[n]:.2f}×" for n in contenders
                     if n != "aiohttp loop") + ".")
     return "\n".join(lines), medians
