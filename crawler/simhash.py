@@ -66,6 +66,19 @@ def simhash(words: list[str]) -> int:
     return result
 
 
+def simhash_reference(words: list[str]) -> int:
+    """The textbook SimHash `simhash` is checked against: a Python loop per bit per shingle."""
+    words = words[:MAX_SHINGLES + SHINGLE - 1]
+    shingles = ([" ".join(words[i:i + SHINGLE]) for i in range(len(words) - SHINGLE + 1)]
+                if len(words) >= SHINGLE else [" ".join(words)])
+    counts = [0] * 64
+    for s in shingles:
+        h = mmh3.hash64(s, signed=False)[0]
+        for bit in range(64):
+            counts[bit] += 1 if h >> bit & 1 else -1
+    return sum(1 << bit for bit in range(64) if counts[bit] > 0)
+
+
 def hamming(a: int, b: int) -> int:
     """The number of bits in which *a* and *b* differ."""
     return ((a ^ b) & _MASK).bit_count()

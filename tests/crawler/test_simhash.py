@@ -5,24 +5,12 @@ from __future__ import annotations
 
 import random
 
-import mmh3
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crawler.simhash import SimHashIndex, hamming, page_words, simhash
-
-
-def textbook(words: list[str]) -> int:
-    shingles = ([" ".join(words[i:i + 3]) for i in range(len(words) - 2)] if len(words) >= 3
-                else [" ".join(words)])
-    counts = [0] * 64
-    for s in shingles:
-        h = mmh3.hash64(s, signed=False)[0]
-        for bit in range(64):
-            counts[bit] += 1 if h >> bit & 1 else -1
-    return sum(1 << bit for bit in range(64) if counts[bit] > 0)
-
+from crawler.simhash import simhash_reference as textbook
 
 VOCAB = [f"w{i}" for i in range(500)]
 
