@@ -1,4 +1,9 @@
-"""kill -9 in the middle of compactions: the store reopens whole, with the same entries and order."""
+"""kill -9 in the middle of compactions: the store reopens whole, with the same entries and order.
+
+The parent kills when the child reports a seeded number of finished compactions, while the child
+goes on compacting up to a seeded stop point where it waits: the kill lands among the compactions
+on a machine of any speed, inside one or between two as the race between the processes falls.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -20,10 +24,12 @@ COMPACTOR = """
 import sys
 from cache import PersistentLRU
 lru = PersistentLRU(sys.argv[1], capacity=10_000, serializer="bytes")
+stop = int(sys.argv[2])
 print("ready", flush=True)
-for i in range(100_000):  # bounded: the parent kills it long before
+for i in range(stop + 1):
     lru.compact()
     print(i, flush=True)
+sys.stdin.read()  # stopped: wait for the kill (or for the parent to close the pipe)
 """
 
 pytestmark = pytest.mark.crash
@@ -46,17 +52,21 @@ def test_kill_9_during_compaction_leaves_the_old_or_new_file_whole(tmp_path, see
     data, state = seeded_store
     path = tmp_path / "c.lru"
     path.write_bytes(data)
+    rnd = random.Random(seed)
+    kill_at = rnd.randrange(0, 20)  # finished compactions
+    stop = kill_at + rnd.randrange(0, 10)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with subprocess.Popen([sys.executable, "-c", COMPACTOR, str(path)], stdout=subprocess.PIPE,
-                          text=True, env=env) as child:
+    with subprocess.Popen([sys.executable, "-c", COMPACTOR, str(path), str(stop)],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env) as child:
         assert child.stdout is not None
         assert child.stdout.readline() == "ready\n"
-        timer = threading.Timer(random.Random(seed).uniform(0.01, 0.3), child.send_signal, (signal.SIGKILL,))
-        timer.start()
-        done = sum(1 for _ in child.stdout)
-        child.wait()
-        timer.cancel()
-    assert child.returncode == -signal.SIGKILL and done < 100_000
+        last = -1
+        for line in child.stdout:
+            last = int(line)
+            if last == kill_at:
+                child.send_signal(signal.SIGKILL)
+        child.wait(600)  # a guard against a hung child only
+    assert child.returncode == -signal.SIGKILL and kill_at <= last <= stop
     with PersistentLRU(path, capacity=10_000, serializer="bytes") as lru:
         assert read_state(lru) == state
         assert lru.stats().torn_tail_bytes == 0
