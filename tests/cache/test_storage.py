@@ -9,7 +9,6 @@ import sqlite3
 import stat
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -125,28 +124,37 @@ CHILD = """
 import sys
 from cache.storage import open_store, transaction
 conn = open_store(sys.argv[1], migrations=["CREATE TABLE t(i INTEGER PRIMARY KEY, v TEXT)"])
+stop = int(sys.argv[2])
 print("ready", flush=True)
-for i in range(200_000):
+for i in range(stop + 1):
     with transaction(conn):
         conn.execute("INSERT INTO t VALUES (?, ?)", (i, "x" * 100))
     print(i, flush=True)
+sys.stdin.read()  # stopped: wait for the kill (or for the parent to close the pipe)
 """
 
 
 @pytest.mark.crash
 @pytest.mark.parametrize("seed", range(3))
 def test_kill_9_keeps_every_acknowledged_transaction(tmp_path: Path, seed: int) -> None:
+    # Killed when it acknowledges a seeded transaction, while it goes on committing up to a
+    # seeded stop point where it waits: the kill lands mid-run on a machine of any speed.
     path = tmp_path / "k.db"
+    rnd = random.Random(seed)
+    kill_at = rnd.randrange(50, 1500)
+    stop = kill_at + rnd.randrange(0, 500)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with subprocess.Popen([sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE, text=True,
-                          env=env) as child:
+    with subprocess.Popen([sys.executable, "-c", CHILD, str(path), str(stop)], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True, env=env) as child:
         assert child.stdout is not None
         assert child.stdout.readline() == "ready\n"
-        timer = threading.Timer(random.Random(seed).uniform(0.05, 0.4), child.send_signal, (signal.SIGKILL,))
-        timer.start()
-        acked = [int(line) for line in child.stdout]
-        child.wait()
-        timer.cancel()
+        acked = []
+        for line in child.stdout:
+            acked.append(int(line))
+            if acked[-1] == kill_at:
+                child.send_signal(signal.SIGKILL)
+        child.wait(600)  # a guard against a hung child only
+    assert child.returncode == -signal.SIGKILL and kill_at <= acked[-1] <= stop
     conn = open_store(path, migrations=["CREATE TABLE t(i INTEGER PRIMARY KEY, v TEXT)"])
     present = {row[0] for row in conn.execute("SELECT i FROM t")}
     conn.close()
