@@ -2,13 +2,14 @@
 
 Each host is a distinct 127.0.2.x address on one port; `pages` maps (host index, path) to a
 response; every request is recorded with its arrival time and the in-flight count of its host.
+A test can hold requests (`Running.hold_when`) to stop a crawl at a point of its choosing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -38,6 +39,10 @@ class Running:
     port: int
     hosts: list[str]
     hits: list[Hit]
+    # While hold_when() is true, each new request is recorded, then held (in flight, unanswered)
+    # until `released` is set: a crawl cannot get past that point however fast it runs.
+    hold_when: Callable[[], bool] | None = None
+    released: asyncio.Event = field(default_factory=asyncio.Event)
 
     def url(self, i: int, path: str) -> str:
         return f"http://{self.hosts[i]}:{self.port}{path}"
@@ -58,6 +63,8 @@ async def serve(pages: dict[tuple[int, str], Page], hosts: int = 3) -> AsyncIter
         in_flight[host] += 1
         hits.append(Hit(time.monotonic(), host, request.path_qs, in_flight[host]))
         try:
+            if running.hold_when is not None and running.hold_when():
+                await running.released.wait()
             page = pages.get((names.index(host), request.path_qs))
             if page is None:
                 return web.Response(status=404, text="no")
@@ -69,16 +76,25 @@ async def serve(pages: dict[tuple[int, str], Page], hosts: int = 3) -> AsyncIter
         finally:
             in_flight[host] -= 1
 
-    app = web.Application()
-    app.router.add_route("GET", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    first = web.TCPSite(runner, names[0], 0)
-    await first.start()
-    port = runner.addresses[0][1]
-    for name in names[1:]:
-        await web.TCPSite(runner, name, port).start()
+    for attempt in range(5):  # the free port of the first address may be taken on another one
+        app = web.Application()
+        app.router.add_route("GET", "/{tail:.*}", handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, names[0], 0).start()
+            port = runner.addresses[0][1]
+            for name in names[1:]:
+                await web.TCPSite(runner, name, port).start()
+        except OSError:
+            await runner.cleanup()
+            if attempt == 4:
+                raise
+            continue
+        break
+    running = Running(port, names, hits)
     try:
-        yield Running(port, names, hits)
+        yield running
     finally:
+        running.released.set()
         await runner.cleanup()
