@@ -59,17 +59,21 @@ async def test_ctrl_c_exits_130_with_records_and_state_consistent(tmp_path) -> N
     pages = {(0, "/"): Page(body=links(*[f"/p{i}" for i in range(40)]))}
     pages.update({(0, f"/p{i}"): Page(body="x") for i in range(40)})
     out, state = tmp_path / "o.jsonl", tmp_path / "s.db"
+    def records_written() -> int:
+        return out.read_text().count("\n") if out.exists() else 0
+
     async with serve(pages, hosts=1) as site:
+        # Requests after the 5th record are held: Ctrl-C lands mid-crawl on a machine of any speed.
+        site.hold_when = lambda: records_written() >= 5
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "crawler", site.url(0, "/"), "--delay", "0.1", "--out", str(out),
             "--state", str(state), cwd=Path(__file__).resolve().parents[2],
             stderr=asyncio.subprocess.PIPE)
-        for _ in range(1000):  # bounded: 10 s
-            if out.exists() and out.read_text().count("\n") >= 3:
-                break
-            await asyncio.sleep(0.01)
+        while records_written() < 3:
+            assert proc.returncode is None, "the crawl ended before Ctrl-C"
+            await asyncio.sleep(0.01)  # a poll: the held server keeps the crawl from ending
         proc.send_signal(signal.SIGINT)
-        _, err = await asyncio.wait_for(proc.communicate(), 30)
+        _, err = await asyncio.wait_for(proc.communicate(), 300)  # a guard against a hang only
     assert proc.returncode == 130 and b"Traceback" not in err, err.decode()[-1500:]
     records = out.read_text().splitlines()
     with sqlite3.connect(state) as conn:
@@ -95,6 +99,6 @@ async def test_broken_pipe_on_stdout_exits_quietly() -> None:
         proc.stdout.feed_eof()
         transport = proc._transport  # close our end of the pipe, as `head` does  # noqa: SLF001
         transport.get_pipe_transport(1).close()
-        err = await asyncio.wait_for(proc.stderr.read(), 30)
-        await asyncio.wait_for(proc.wait(), 30)
+        err = await asyncio.wait_for(proc.stderr.read(), 300)  # guards against a hang only
+        await asyncio.wait_for(proc.wait(), 300)
     assert proc.returncode == 0 and b"Traceback" not in err, err
