@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import socket
 import zlib
 from collections.abc import AsyncIterator
 
@@ -46,7 +47,8 @@ CANNED = {
 
 @pytest.fixture
 async def server() -> AsyncIterator[str]:
-    async with serve_canned(HOST, CANNED, delays={"/slow": 5}) as base:
+    # /slow never answers: a timeout must fire, whatever its length and the machine's speed
+    async with serve_canned(HOST, CANNED, delays={"/slow": None}) as base:
         yield base
 
 
@@ -120,7 +122,12 @@ async def test_a_slow_server_times_out(server: str) -> None:
             await f.fetch(server + "/slow")
 
 
-async def test_a_refused_connection_is_connect_failed(unused_tcp_port: int) -> None:
-    async with Fetcher(user_agent="t", timeout=2) as f:
-        with pytest.raises(ConnectFailed):
-            await f.fetch(f"http://{HOST}:{unused_tcp_port}/")
+async def test_a_refused_connection_is_connect_failed() -> None:
+    # A port bound but not listening refuses connections, and nothing else can take it meanwhile
+    # (a port merely found free could be taken by another process before the fetch).
+    with socket.socket() as bound:
+        bound.bind((HOST, 0))
+        port = bound.getsockname()[1]
+        async with Fetcher(user_agent="t", timeout=60) as f:
+            with pytest.raises(ConnectFailed):
+                await f.fetch(f"http://{HOST}:{port}/")
