@@ -42,6 +42,17 @@ class Admission:
         origin = origin_of(url)
         self._per_host[origin] = self._per_host.get(origin, 0) + 1
 
+    def restore_hops(self, redirects: list[tuple[str, str]]) -> None:
+        """Rebuild redirect hop counts from (url, target) pairs: a chain cut by a restart still
+        ends at the hop limit."""
+        source = {target: url for url, target in redirects}
+        for target in source:
+            hops, url, seen = 0, target, set()
+            while url in source and url not in seen:  # `seen`: a redirect loop ends the walk
+                seen.add(url)
+                hops, url = hops + 1, source[url]
+            self.hops[target] = hops
+
     def page_links(self, url: str, depth: int, links: tuple[str, ...], out: list[Link]) -> int:
         """Admit the links of page *url* fetched at *depth*; return how many were new."""
         if self.config.max_depth is not None:

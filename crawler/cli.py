@@ -11,13 +11,15 @@ from typing import Any
 
 from crawler.config import DEFAULT_MAX_BODY, CrawlConfig
 from crawler.engine import crawl
-from crawler.errors import CrawlError
+from crawler.errors import CrawlError, InvalidURL
+from crawler.urls import normalize_url
 
 EPILOG = """exit status:
   0   the crawl finished and every fetched URL got a response
   1   fatal error (bad state file, unusable output path, ...)
   2   usage error
-  3   the crawl finished but some fetches failed (no response, or a final 5xx)
+  3   the crawl finished but some fetches failed (no response, a final 5xx, or a host whose
+      robots.txt could not be fetched: each such host is named in the summary)
   130 interrupted (Ctrl-C); what was fetched is recorded and --state resumes it
 """
 
@@ -84,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
             max_retries=args.max_retries, state=args.state, out=args.out)
     except ValueError as exc:
         parser.error(str(exc))
+    for seed in args.seeds:
+        try:
+            normalize_url(seed)
+        except InvalidURL as exc:
+            parser.error(f"seed {seed!r}: {exc}")
     logging.basicConfig(level=logging.WARNING, format="crawl: %(message)s")
     progress = _Progress() if not args.quiet and sys.stderr.isatty() else None
     try:

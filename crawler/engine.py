@@ -129,7 +129,8 @@ class _Crawl:
                     self.fetcher = fetcher
                     loop = asyncio.get_running_loop()
                     self.robots = RobotsCache(self._polite_get, self.config.user_agent, loop.time,
-                                              store=robots_store)
+                                              store=robots_store, retries=self.config.max_retries,
+                                              retry_wait=self._retry_wait)
                     try:
                         async with asyncio.TaskGroup() as tg:
                             self.tg = tg
@@ -172,6 +173,8 @@ class _Crawl:
                     self._simhashes.add(int(fingerprint, 16), url)
         for url, (depth, _status) in known.items():
             self.admission.restore(url, depth)
+        if known:
+            self.admission.restore_hops(await self.state.redirects())
         new = [(s, 0, None) for s in self.seeds if s not in self.admission.known]
         for url, depth, _ in new:
             self.admission.known[url] = depth
@@ -268,9 +271,31 @@ class _Crawl:
         if rules.allowed(lease.url):
             self._leases[lease.url] = lease
             self.frontier.push(lease.url, lease.depth)
+        elif rules.unreachable is not None:
+            # RFC 9309 §2.3.1.4: disallow while unreachable; but the user is told why, and the
+            # URL counts as failed, not as denied by rules the host never served
+            self.summary.add_unreachable(str(origin_of(lease.url)), rules.unreachable)
+            record = CrawlRecord(lease.url, None, lease.depth, lease.referrer, 0, None,
+                                 time.time(), f"robots.txt unreachable ({rules.unreachable})")
+            self._results.append((lease.url, "failed", self._store_record(record), [], None))
         else:
             self.summary.robots_denied += 1
             self._results.append((lease.url, "failed", None, [], None))
+
+    def _store_record(self, record: CrawlRecord) -> dict[str, Any] | str:
+        """Write *record* to `--out` (flushed with the next commit); return what the state keeps."""
+        stored = record.as_dict() if self.writer is None else self.writer.write(record)
+        if self.on_record is not None:
+            self.on_record(record)
+        return stored
+
+    def _retry_wait(self, attempt: int, retry_after: str | None) -> float:
+        """Seconds before retry *attempt* + 1 of a transient failure: backoff, or Retry-After."""
+        wait = backoff(attempt, self.config.retry_base, 60.0, self._rand.random)
+        after = parse_retry_after(retry_after, time.time())
+        if after is not None:
+            wait = max(wait, min(after, self.config.max_retry_after))
+        return wait
 
     async def _load_robots(self, origin: Origin) -> None:
         try:
@@ -347,9 +372,7 @@ class _Crawl:
         links: list[Link] = []
         record = self._record(ready, lease, result, error, links)
         self.summary.add(record)
-        stored: dict | str = record.as_dict() if self.writer is None else self.writer.write(record)
-        if self.on_record is not None:
-            self.on_record(record)
+        stored = self._store_record(record)
         final = "failed" if record.status is None or record.status >= 500 else "fetched"
         self._results.append((ready.url, final, stored, links, None))
         self._take_fresh()

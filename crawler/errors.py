@@ -21,7 +21,11 @@ class InvalidURL(CrawlError, ValueError):
 
 
 class FetchError(CrawlError):
-    """A fetch failed; the message names the URL and the cause."""
+    """A fetch failed; the message names the URL and the cause, `reason` the cause in a few words."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or "fetch failed"
 
 
 class FetchTimeout(FetchError):

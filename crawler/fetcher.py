@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import time
 import zlib
 from dataclasses import dataclass
@@ -43,24 +44,51 @@ class FetchResult:
     seconds: float
 
 
+def connect_reason(exc: BaseException) -> str:
+    """The cause of a failed connection in a few words, for the summary and the records."""
+    if isinstance(exc, (aiohttp.ClientSSLError, ssl.SSLError)):
+        return "TLS failure"
+    cause = getattr(exc, "os_error", exc)
+    if isinstance(cause, socket.gaierror):
+        return "name not resolved"
+    if isinstance(cause, RefusedAddress):
+        return str(cause)
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(cause, TimeoutError) or isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return "timeout"
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, ConnectionResetError)):
+        return "connection closed by the server"
+    return "connection failed"
+
+
+class RefusedAddress(OSError):
+    """A name the resolver will not connect to (private addresses of a non-seed name)."""
+
+
 class GuardedResolver(aiohttp.abc.AbstractResolver):
     """Resolves names, then refuses private, loopback, link-local and multicast addresses unless
-    the name is one of *trusted* (the seeds' hosts). Checked on the address, not the name, so a
-    public-looking name pointing at 10.0.0.1 or 169.254.169.254 is refused too."""
+    the name is one of *trusted* (the seeds' hosts; None trusts every name). Checked on the
+    address, not the name, so a public-looking name pointing at 10.0.0.1 or 169.254.169.254 is
+    refused too. Names under .invalid fail at once without a query (RFC 6761 §6.4)."""
 
-    def __init__(self, trusted: frozenset[str], inner: aiohttp.abc.AbstractResolver | None = None) -> None:
+    def __init__(self, trusted: frozenset[str] | None,
+                 inner: aiohttp.abc.AbstractResolver | None = None) -> None:
         """Wrap *inner* (aiohttp's default resolver when None)."""
         self._trusted = trusted
         self._inner = inner if inner is not None else aiohttp.DefaultResolver()
 
     async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[Any]:
         """Resolve *host*; raise OSError if every address it has is refused."""
+        name = host.lower().rstrip(".")
+        if name == "invalid" or name.endswith(".invalid"):
+            raise socket.gaierror(socket.EAI_NONAME, f"{host}: .invalid names never resolve")
         results = await self._inner.resolve(host, port, family)
-        if host.lower() in self._trusted:
+        if self._trusted is None or name in self._trusted:
             return results
         allowed = [r for r in results if not is_private_address(r["host"])]
         if not allowed:
-            raise OSError(f"refused: {host} resolves only to private addresses")
+            raise RefusedAddress(f"refused: {host} resolves only to private addresses")
         return allowed
 
     async def close(self) -> None:
@@ -84,7 +112,7 @@ class Fetcher:
         self._trusted = trusted_hosts
 
     async def __aenter__(self) -> Fetcher:
-        resolver = None if self._trusted is None else GuardedResolver(self._trusted)
+        resolver = GuardedResolver(self._trusted)
         connector = aiohttp.TCPConnector(limit=self._limits[0], limit_per_host=self._limits[1],
                                          resolver=resolver)
         self._session = aiohttp.ClientSession(
@@ -128,17 +156,18 @@ class Fetcher:
                         answered_at=answered_at,
                     )
         except TimeoutError:
-            raise FetchTimeout(f"{url}: no complete answer within {self.timeout:g} s") from None
+            raise FetchTimeout(f"{url}: no complete answer within {self.timeout:g} s",
+                               "timeout") from None
         except aiohttp.ClientPayloadError as exc:
-            raise BadResponse(f"{url}: broken body ({exc})") from exc
+            raise BadResponse(f"{url}: broken body ({exc})", "broken body") from exc
         except aiohttp.ClientResponseError as exc:
-            raise BadResponse(f"{url}: {exc.message}") from exc
+            raise BadResponse(f"{url}: {exc.message}", "bad response") from exc
         except (aiohttp.ClientConnectionError, OSError) as exc:
-            raise ConnectFailed(f"{url}: {exc}") from exc
+            raise ConnectFailed(f"{url}: {exc}", connect_reason(exc)) from exc
         except aiohttp.InvalidURL as exc:
-            raise FetchError(f"{url}: invalid URL ({exc})") from exc
+            raise FetchError(f"{url}: invalid URL ({exc})", "invalid URL") from exc
         except aiohttp.ClientError as exc:
-            raise BadResponse(f"{url}: {exc}") from exc
+            raise BadResponse(f"{url}: {exc}", "bad response") from exc
 
     async def _read_capped(self, resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
         encoding = resp.headers.get("Content-Encoding", "")

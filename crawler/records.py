@@ -55,6 +55,14 @@ class CrawlSummary:
     bytes: int = 0
     seconds: float = 0.0
     resumed: bool = False
+    # origin -> [why its robots.txt could not be fetched, URLs left unfetched for that]
+    unreachable: dict[str, list[Any]] = field(default_factory=dict)
+
+    def add_unreachable(self, origin: str, reason: str) -> None:
+        """Count one URL not fetched because its origin's robots.txt could not be fetched."""
+        entry = self.unreachable.setdefault(origin, [reason, 0])
+        entry[0], entry[1] = reason, entry[1] + 1
+        self.failed += 1
 
     def add(self, record: CrawlRecord) -> None:
         """Count one record."""
@@ -75,7 +83,7 @@ class CrawlSummary:
         """A short human-readable report."""
         statuses = ", ".join(f"{k}: {v}" for k, v in sorted(self.statuses.items())) or "none"
         rate = self.pages / self.seconds if self.seconds > 0 else 0.0
-        return [
+        lines = [
             f"pages fetched: {self.pages} in {self.seconds:.1f} s ({rate:.0f}/s), "
             f"{self.bytes / 1e6:.1f} MB{' (resumed)' if self.resumed else ''}",
             f"statuses: {statuses}",
@@ -87,3 +95,23 @@ class CrawlSummary:
             f"{self.near_duplicates}; retries: {self.retries}; "
             f"failed: {self.failed}; records with errors: {self.errors}",
         ]
+        lines.extend(self.unreachable_lines())
+        return lines
+
+    def unreachable_lines(self, most: int = 20) -> list[str]:
+        """One line per unreachable origin (the first *most*), and one if nothing was fetched."""
+        out = []
+        for origin, (reason, urls) in sorted(self.unreachable.items())[:most]:
+            out.append(f"{_bare(origin)}: robots.txt unreachable ({reason}): {urls} URL"
+                       f"{'' if urls == 1 else 's'} not fetched")
+        if len(self.unreachable) > most:
+            out.append(f"... and {len(self.unreachable) - most} more unreachable hosts")
+        if self.unreachable and self.pages == 0:
+            out.append(f"nothing fetched: every host was unreachable "
+                       f"({len(self.unreachable)} host{'' if len(self.unreachable) == 1 else 's'})")
+        return out
+
+
+def _bare(origin: str) -> str:
+    """An origin as users name it: the scheme dropped ("127.0.0.1:1", "https://" kept)."""
+    return origin[len("http://"):] if origin.startswith("http://") else origin

@@ -27,12 +27,16 @@ class RobotsRules:
     outcome: Outcome
     user_agent: str
     parser: Protego | None = None
+    unreachable: str | None = None  # why robots.txt could not be fetched ("connection refused")
 
     @classmethod
-    def from_response(cls, status: int | None, body: bytes | None, user_agent: str) -> RobotsRules:
-        """Decide from the robots.txt response: *status* None means unreachable (no HTTP answer)."""
+    def from_response(cls, status: int | None, body: bytes | None, user_agent: str,
+                      reason: str | None = None) -> RobotsRules:
+        """Decide from the robots.txt response: *status* None means unreachable (no HTTP answer,
+        *reason* says why)."""
         if status is None or status >= 500:
-            return cls("disallow-all", user_agent)
+            why = reason or ("no answer" if status is None else f"HTTP {status}")
+            return cls("disallow-all", user_agent, unreachable=why)
         if 400 <= status < 500:
             return cls("allow-all", user_agent)
         if 200 <= status < 300:
@@ -43,7 +47,7 @@ class RobotsRules:
                 return cls("allow-all", user_agent)
             return cls("rules", user_agent, parser)
         # 1xx/3xx reaching here mean redirects were not followed to the end: treat as unreachable.
-        return cls("disallow-all", user_agent)
+        return cls("disallow-all", user_agent, unreachable=reason or f"HTTP {status}")
 
     def allowed(self, url: str) -> bool:
         """True if the user agent may fetch *url*."""

@@ -13,11 +13,12 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urljoin
 
-from crawler.errors import FetchError
+from crawler.errors import BadResponse, FetchError
 from crawler.fetcher import FetchResult
+from crawler.retry import TRANSIENT_STATUSES
 from crawler.robots import MAX_ROBOTS_BYTES, RobotsRules
 from crawler.urls import Origin
 
@@ -35,17 +36,33 @@ class RobotsEntry:
     fetches: int  # HTTP requests it took (1 + redirects)
 
 
+class _Attempt(NamedTuple):
+    status: int | None  # None: unreachable, for *reason*
+    body: bytes | None
+    reason: str | None
+    retry_after: str | None
+    sent: int  # requests it took
+    transient: bool  # worth trying again (no connection, timeout, 429, 5xx)
+
+
 class RobotsCache:
     """Robots rules per origin, fetched on first need, once, even under concurrency."""
 
     def __init__(self, fetch: Callable[[str], Awaitable[FetchResult]], user_agent: str,
                  clock: Callable[[], float], *, store: MutableMapping[str, Any] | None = None,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time, retries: int = 0,
+                 retry_wait: Callable[[int, str | None], float] | None = None,
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
         """*fetch* sends one GET (no redirects followed); *clock* gives the current time.
 
-        *store* (e.g. a `cache.PersistentLRU`) keeps (status, body, wall time) per origin across
-        runs, so a resumed crawl reuses robots.txt answers that are still fresh by *wall* time.
+        *store* (e.g. a `cache.PersistentLRU`) keeps (status, body, wall time, reason) per origin
+        across runs, so a resumed crawl reuses robots.txt answers still fresh by *wall* time.
+        A transient failure (no connection, timeout, 429, 5xx) is tried again up to *retries*
+        times, *retry_wait(attempt, Retry-After header)* seconds apart, as pages are.
         """
+        self._retries = retries
+        self._retry_wait = retry_wait or (lambda attempt, _after: float(2 ** attempt))
+        self._sleep = sleep
         self._store = store
         self._wall = wall
         self._fetch = fetch
@@ -70,12 +87,13 @@ class RobotsCache:
         if self._store is None:
             return None
         try:
-            status, body, fetched_at = self._store.get(str(origin), (None, None, None))
+            status, body, fetched_at, *rest = self._store.get(str(origin), (None, None, None))
         except Exception:  # an unreadable entry is a miss: robots.txt is fetched again
             return None
         if fetched_at is None:
             return None
-        rules = RobotsRules.from_response(status, body, self.user_agent)
+        reason = rest[0] if rest else None
+        rules = RobotsRules.from_response(status, body, self.user_agent, reason)
         ttl = UNREACHABLE_RETRY_SECONDS if rules.outcome == "disallow-all" else TTL_SECONDS
         left = fetched_at + ttl - self._wall()
         if left <= 0:
@@ -88,37 +106,43 @@ class RobotsCache:
         stored = self._from_store(origin)
         if stored is not None:
             return stored
-        url = f"{origin}/robots.txt"
-        seen = {url}
         fetches = 0
-        status: int | None = None
-        body: bytes | None = None
-        for _hop in range(MAX_REDIRECTS + 1):
-            fetches += 1
-            try:
-                result = await self._fetch(url)
-            except FetchError:
-                status = None  # unreachable
+        for attempt in range(self._retries + 1):
+            got = await self._fetch_following(origin)
+            fetches += got.sent
+            if not got.transient or attempt == self._retries:
                 break
-            status, body = result.status, result.body
-            if status in (301, 302, 303, 307, 308) and result.location:
-                url = urljoin(url, result.location)
-                if url in seen:
-                    status = None  # a loop: unreachable
-                    break
-                seen.add(url)
-                continue
-            break
-        else:
-            status = None  # more than MAX_REDIRECTS
-        rules = RobotsRules.from_response(status, body, self.user_agent)
+            await self._sleep(self._retry_wait(attempt, got.retry_after))
+        status, body, reason = got.status, got.body, got.reason
+        rules = RobotsRules.from_response(status, body, self.user_agent, reason)
         ttl = UNREACHABLE_RETRY_SECONDS if rules.outcome == "disallow-all" else TTL_SECONDS
         entry = RobotsEntry(rules, self._clock() + ttl, fetches)
         self._entries[origin] = entry
         if self._store is not None:
             self._store[str(origin)] = (
-                status, None if body is None else body[:MAX_ROBOTS_BYTES], self._wall())
+                status, None if body is None else body[:MAX_ROBOTS_BYTES], self._wall(), reason)
         return entry
+
+    async def _fetch_following(self, origin: Origin) -> _Attempt:
+        """One attempt at robots.txt, redirects followed."""
+        url = f"{origin}/robots.txt"
+        seen = {url}
+        for hop in range(1, MAX_REDIRECTS + 2):
+            try:
+                result = await self._fetch(url)
+            except FetchError as exc:  # no connection or a timeout is worth another try
+                return _Attempt(None, None, exc.reason, None, hop,
+                                not isinstance(exc, BadResponse))
+            if result.status in (301, 302, 303, 307, 308) and result.location:
+                url = urljoin(url, result.location)
+                if url in seen:
+                    return _Attempt(None, None, "redirect loop", None, hop, False)
+                seen.add(url)
+                continue
+            return _Attempt(result.status, result.body, None, result.retry_after, hop,
+                            result.status in TRANSIENT_STATUSES)
+        return _Attempt(None, None, f"more than {MAX_REDIRECTS} redirects", None,
+                        MAX_REDIRECTS + 1, False)
 
     def entry(self, origin: Origin) -> RobotsEntry | None:
         """The cached entry of *origin*, fresh or not (for stats and tests)."""

@@ -157,6 +157,16 @@ class CrawlState:
         ) as cur:
             return [tuple(row) for row in await cur.fetchall()]
 
+    async def redirects(self) -> list[tuple[str, str]]:
+        """(url, target) of every recorded redirect whose target was first found through it
+        (a resume rebuilds the hop counts from these)."""
+        async with self._conn.execute(
+            """SELECT u.url, t.url FROM urls AS u JOIN urls AS t
+               ON t.url = json_extract(u.record, '$.redirect_to') AND t.referrer = u.url
+               WHERE u.record IS NOT NULL"""
+        ) as cur:
+            return [tuple(row) for row in await cur.fetchall()]
+
     async def next_retry_at(self) -> float | None:
         """The earliest `next_try` of a retryable URL, or None."""
         async with self._conn.execute(

@@ -47,3 +47,14 @@ def test_refusals_are_counted_and_redirect_hops_are_limited() -> None:
     assert adm.redirect(SEED, SEED + "r1", 0, out) == (None, 1)
     err, new = adm.redirect(SEED + "r1", SEED + "r2", 0, out)
     assert new == 0 and "more than 1 redirects" in err
+
+
+def test_hop_counts_rebuilt_on_resume_end_a_chain_at_the_limit() -> None:
+    adm, _ = _admission(max_redirects=3)
+    u = "http://a.example/"
+    chain = [(u + "r0", u + "r1"), (u + "r1", u + "r2"), (u + "r2", u + "r3")]
+    adm.restore_hops(chain + [(u + "x", u + "y"), (u + "y", u + "x")])  # a loop ends the walk
+    assert [adm.hops[t] for _, t in chain] == [1, 2, 3]
+    assert adm.hops[u + "y"] == 2 and adm.hops[u + "x"] == 2
+    err, found = adm.redirect(u + "r3", u + "r4", 1, [])
+    assert err is not None and "redirect" in err and found == 0
