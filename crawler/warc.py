@@ -27,8 +27,9 @@ _HTTP_RESPONSE = "application/http; msgtype=response"
 _HTTP_REQUEST = "application/http; msgtype=request"
 _TYPES = {"warcinfo": WarcRecordType.warcinfo, "response": WarcRecordType.response,
           "request": WarcRecordType.request, "revisit": WarcRecordType.revisit}
-# Level 6, zlib's default: on HTML it costs far less CPU than 9 for a file a few % larger
-# (figures in bench/crawler/warc_costs.py's report).
+# Level 6, zlib's default (wget's and Heritrix's too): on HTML it costs less CPU than 9 for the
+# same size; level 1 (FastWARC's zlib-ng takes its quick strategy) costs about 40% less CPU for
+# files about a third larger (bench/crawler/warc_costs.py).
 GZIP_LEVEL = 6
 _FRAMING = re.compile(rb"(?im)^(transfer-encoding|content-length)[ \t]*:")
 
@@ -95,12 +96,15 @@ def _check_field(value: str) -> str:
 class WarcWriter:
     """Writes WARC/1.1 records, one gzip member per record, into a directory; rotates files."""
 
+    records_class = FastWarcRecords  # the record encoder (the bench swaps in warcio's)
+
     def __init__(self, directory: str, *, max_size: int = 1 << 30, info: dict[str, str],
-                 prefix: str = "fanmill") -> None:
+                 prefix: str = "fanmill", gzip_level: int = GZIP_LEVEL) -> None:
         """Repair the files in *directory* (created if needed), rebuild the payload-digest index
         from their response records, and start a new file that begins with a warcinfo record."""
         os.makedirs(directory, exist_ok=True)
         self.directory, self.max_size, self.prefix = directory, max_size, prefix
+        self.gzip_level = gzip_level
         self._info = dict(info)
         self._index: dict[str, tuple[str, str, str]] = {}  # payload digest -> uri, date, id
         files = list_files(directory, prefix)
@@ -118,7 +122,7 @@ class WarcWriter:
         self._close_file()
         self.path, self._serial, self._file = create_file(
             self.directory, self.prefix, time.time(), self._serial + 1)
-        self._records = FastWarcRecords(self._file)
+        self._records = self.records_class(self._file, self.gzip_level)
         fields = {"format": "WARC File Format 1.1",
                   "conformsTo": "https://iipc.github.io/warc-specifications/specifications/"
                                 "warc-format/warc-1.1/"}
