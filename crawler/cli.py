@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import os
 import sys
@@ -54,8 +55,52 @@ def _parser() -> argparse.ArgumentParser:
                    help="redirect hops followed from one URL (default 5)")
     p.add_argument("--max-retries", type=int, default=2, metavar="N",
                    help="retries of a transient failure: timeout, connection, 429, 5xx (default 2)")
+    p.add_argument("--warc", metavar="DIR",
+                   help="archive every exchange (robots.txt included) as WARC/1.1 request and "
+                        "response records, gzip per record, in DIR (a resumed crawl adds a new file)")
+    p.add_argument("--warc-max-size", type=_size, default=1 << 30, metavar="SIZE",
+                   help="start a new WARC file once one passes SIZE (bytes, or with K/M/G; "
+                        "default 1G, as wget and Heritrix)")
+    p.add_argument("--handler", type=_handler, metavar="MODULE:FUNCTION",
+                   help="call FUNCTION(page) for every fetched page; it may return or yield URLs "
+                        "to follow and dicts (items, written to --items)")
+    p.add_argument("--items", metavar="FILE.jsonl",
+                   help="append the handler's items, one JSON object per line ('-': stdout)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line and no summary")
     return p
+
+
+def _size(text: str) -> int:
+    """'1073741824', '512K', '100M', '1G' -> bytes."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    text = text.strip().upper().removesuffix("B").removesuffix("I")
+    factor = units.get(text[-1:], 1)
+    number = text[:-1] if text[-1:] in units else text
+    try:
+        value = int(float(number) * factor)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("a size must be at least 1 byte")
+    return value
+
+
+def _handler(spec: str) -> Any:
+    """'package.module:function' -> the function (the current directory is importable)."""
+    module_name, _, name = spec.partition(":")
+    if not module_name or not name:
+        raise argparse.ArgumentTypeError(f"expected MODULE:FUNCTION, got {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # ImportError, or the module's own error at import
+        raise argparse.ArgumentTypeError(
+            f"cannot import {module_name}: {exc.__class__.__name__}: {exc}") from None
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise argparse.ArgumentTypeError(f"{module_name} has no function {name!r}")
+    return function
 
 
 class _Progress:
@@ -83,9 +128,12 @@ def main(argv: list[str] | None = None) -> int:
             max_pages=args.max_pages, max_depth=args.max_depth, user_agent=args.user_agent,
             allow_hosts=tuple(args.allow_host), allow_private=args.allow_private,
             timeout=args.timeout, max_body=args.max_body, max_redirects=args.max_redirects,
-            max_retries=args.max_retries, state=args.state, out=args.out)
+            max_retries=args.max_retries, state=args.state, out=args.out, warc=args.warc,
+            warc_max_size=args.warc_max_size, items=args.items)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.items and not args.handler:
+        parser.error("--items needs --handler (the items are what the handler gives)")
     for seed in args.seeds:
         try:
             normalize_url(seed)
@@ -94,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="crawl: %(message)s")
     progress = _Progress() if not args.quiet and sys.stderr.isatty() else None
     try:
-        summary = asyncio.run(crawl(args.seeds, config, on_progress=progress))
+        summary = asyncio.run(crawl(args.seeds, config, on_progress=progress,
+                                    on_page=args.handler))
     except BrokenPipeError:
         # the reader of --out - went away (e.g. `| head`): stop quietly, as json.tool does
         devnull = os.open(os.devnull, os.O_WRONLY)

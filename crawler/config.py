@@ -33,12 +33,16 @@ class CrawlConfig:
     max_retry_after: float = 120.0  # a Retry-After longer than this is capped
     state: str | None = None  # SQLite crawl state; the same file resumes a crawl
     out: str | None = None  # JSONL records ("-" for stdout)
+    warc: str | None = None  # directory of WARC/1.1 files (request, response, revisit records)
+    warc_max_size: int = 1 << 30  # a WARC file passing this size is closed; the next one begins
+    items: str | None = None  # JSONL of the items the page handler gives ("-" for stdout)
     window: int = 10_000  # URLs leased from the state into the in-memory frontier at most
 
     def __post_init__(self) -> None:
         if self.delay < 0:
             raise ValueError("delay must be >= 0")
-        for name in ("per_host", "concurrency", "max_body", "max_url_length", "window"):
+        for name in ("per_host", "concurrency", "max_body", "max_url_length", "window",
+                     "warc_max_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if self.max_pages is not None and self.max_pages < 0:

@@ -16,7 +16,6 @@ page request are `delay` apart, and the Crawl-delay it announces applies from th
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import random
@@ -33,15 +32,15 @@ from crawler.errors import BadResponse, ConnectFailed, FetchError, InvalidURL, S
 from crawler.fetcher import Fetcher, FetchResult
 from crawler.frontier import Empty, Frontier, Ready, Wait
 from crawler.guards import refuse_private
-from crawler.links import extract_links
-from crawler.output import JsonlWriter
+from crawler.page import Handler, HandlerError, Page, call_handler
 from crawler.politeness import HostSlots
+from crawler.recorder import PageRecorder
 from crawler.records import CrawlRecord, CrawlSummary
 from crawler.retry import TRANSIENT_STATUSES, backoff, parse_retry_after
 from crawler.robots import RobotsRules
 from crawler.robots_fetch import RobotsCache
 from crawler.scope import Scope
-from crawler.simhash import SimHashIndex, page_words, simhash
+from crawler.sinks import ItemsSink, JsonlSink, Sink, WarcSink, item_json, warc_info
 from crawler.state import CrawlState, Lease
 from crawler.urls import Origin, normalize_url, origin_of
 
@@ -50,8 +49,6 @@ __all__ = ["crawl"]
 log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 3600.0  # one process owns its leases; a resumed crawl returns them all at once
-MIN_SIMHASH_WORDS = 50
-SIMHASH_TEXT = 1 << 20  # characters of a page read for its SimHash (ample for MAX_SHINGLES words)
 PROGRESS_EVERY = 0.5
 
 
@@ -59,16 +56,19 @@ async def crawl(
     seeds: list[str], config: CrawlConfig, *,
     on_record: Callable[[CrawlRecord], None] | None = None,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
+    on_page: Handler | None = None,
 ) -> CrawlSummary:
     """Crawl from *seeds* under *config*; return the summary. Raise `InvalidURL` for a bad seed,
-    `StateError` if the state file cannot be used."""
-    return await _Crawl(seeds, config, on_record, on_progress).run()
+    `StateError` if the state file cannot be used. *on_page(page)* is called with each fetched
+    `Page` and may return or yield URLs to follow and dicts (items, written to `config.items`)."""
+    return await _Crawl(seeds, config, on_record, on_progress, on_page).run()
 
 
 class _Crawl:
     def __init__(self, seeds: list[str], config: CrawlConfig,
                  on_record: Callable[[CrawlRecord], None] | None,
-                 on_progress: Callable[[dict[str, Any]], None] | None) -> None:
+                 on_progress: Callable[[dict[str, Any]], None] | None,
+                 on_page: Handler | None = None) -> None:
         self.config = config
         self.seeds = [normalize_url(s) for s in seeds]
         if not self.seeds:
@@ -81,8 +81,8 @@ class _Crawl:
         self.frontier = Frontier(HostSlots(config.delay, config.per_host), config.window * 2)
         self.admission = Admission(config, self.scope, self.seed_hosts, self.summary,
                                    self._move_up)
-        self._simhashes = SimHashIndex()
-        self._hashes: dict[bytes, str] = {}  # body digest -> first URL with that body
+        self.recorder = PageRecorder(config, self.admission, self.summary)
+        self.on_page = on_page
         self._leases: dict[str, Lease] = {}  # leased, not yet fetched
         self._held: dict[Origin, list[Lease]] = {}  # waiting for their origin's robots.txt
         self._held_count = 0  # leases in _held (summed on every turn, it cost O(hosts))
@@ -111,7 +111,7 @@ class _Crawl:
                 self.state = await CrawlState.open(path)
             except Exception as exc:  # cache.CorruptStoreError, sqlite3/OS errors
                 raise StateError(f"cannot open crawl state {path}: {exc}") from exc
-            self.writer = JsonlWriter(self.config.out) if self.config.out else None
+            self.sinks = self._open_sinks()
             robots_store = None
             try:
                 if self.config.state:  # robots.txt answers kept beside the state for a resume
@@ -125,7 +125,8 @@ class _Crawl:
                                    connections=self.config.concurrency + 8,
                                    per_host_connections=self.config.per_host + 1,
                                    trusted_hosts=None if self.config.allow_private
-                                   else self.seed_hosts) as fetcher:
+                                   else self.seed_hosts,
+                                   capture=self.warc is not None) as fetcher:
                     self.fetcher = fetcher
                     loop = asyncio.get_running_loop()
                     self.robots = RobotsCache(self._polite_get, self.config.user_agent, loop.time,
@@ -144,8 +145,8 @@ class _Crawl:
                     await self._flush()  # runs on Ctrl-C too: what was fetched stays recorded
                 finally:
                     try:
-                        if self.writer is not None:
-                            self.writer.close()
+                        for sink in self.sinks:
+                            sink.close()
                     finally:
                         if robots_store is not None:
                             robots_store.close()
@@ -155,6 +156,26 @@ class _Crawl:
                 shutil.rmtree(tmpdir, ignore_errors=True)
             self.summary.seconds = time.monotonic() - started
         return self.summary
+
+    def _open_sinks(self) -> list[Sink]:
+        """The outputs the config asks for, in the order they are flushed."""
+        cfg = self.config
+        sinks: list[Sink] = []
+        self.jsonl = JsonlSink(cfg.out) if cfg.out else None
+        self.warc = None
+        try:
+            if self.jsonl is not None:
+                sinks.append(self.jsonl)
+            if cfg.warc:
+                self.warc = WarcSink(cfg.warc, cfg.warc_max_size, warc_info(cfg))
+                sinks.append(self.warc)
+            if cfg.items:
+                sinks.append(ItemsSink(cfg.items))
+        except BaseException:
+            for sink in sinks:
+                sink.close()
+            raise
+        return sinks
 
     async def _start(self) -> None:
         known = await self.state.known()
@@ -168,9 +189,9 @@ class _Crawl:
             # content seen before the restart still makes later pages (near) duplicates
             for url, content_hash, fingerprint in await self.state.seen_content():
                 if content_hash:
-                    self._hashes.setdefault(bytes.fromhex(content_hash)[:16], url)
+                    self.recorder.hashes.setdefault(bytes.fromhex(content_hash)[:16], url)
                 if fingerprint:
-                    self._simhashes.add(int(fingerprint, 16), url)
+                    self.recorder.simhashes.add(int(fingerprint, 16), url)
         for url, (depth, _status) in known.items():
             self.admission.restore(url, depth)
         if known:
@@ -277,17 +298,21 @@ class _Crawl:
             self.summary.add_unreachable(str(origin_of(lease.url)), rules.unreachable)
             record = CrawlRecord(lease.url, None, lease.depth, lease.referrer, 0, None,
                                  time.time(), f"robots.txt unreachable ({rules.unreachable})")
-            self._results.append((lease.url, "failed", self._store_record(record), [], None))
+            self._results.append((lease.url, "failed", self._store_record(None, record, []), [],
+                                  None))
         else:
             self.summary.robots_denied += 1
             self._results.append((lease.url, "failed", None, [], None))
 
-    def _store_record(self, record: CrawlRecord) -> dict[str, Any] | str:
-        """Write *record* to `--out` (flushed with the next commit); return what the state keeps."""
-        stored = record.as_dict() if self.writer is None else self.writer.write(record)
+    def _store_record(self, fetched: FetchResult | None, record: CrawlRecord,
+                      items: list[str]) -> dict[str, Any] | str:
+        """Hand a fetched URL to every sink (flushed before the next commit); return what the
+        state keeps of its record."""
+        for sink in self.sinks:
+            sink.accept(fetched, record, items)
         if self.on_record is not None:
             self.on_record(record)
-        return stored
+        return record.as_dict() if self.jsonl is None else self.jsonl.last_text
 
     def _retry_wait(self, attempt: int, retry_after: str | None) -> float:
         """Seconds before retry *attempt* + 1 of a transient failure: backoff, or Retry-After."""
@@ -324,7 +349,10 @@ class _Crawl:
             await asyncio.sleep(0.005 if at is None else max(0.0, at - loop.time()))
         self.summary.robots_fetches += 1
         try:
-            return await self.fetcher.fetch(url)
+            result = await self.fetcher.fetch(url)
+            if self.warc is not None:
+                self.warc.archive(result)
+            return result
         finally:
             slots.answered(origin, loop.time())
             self.frontier.done(origin)
@@ -370,9 +398,12 @@ class _Crawl:
             self.summary.retries += 1
             return
         links: list[Link] = []
-        record = self._record(ready, lease, result, error, links)
+        record = self.recorder.record(ready.url, lease, result, error, links)
+        items: list[str] = []
+        if self.on_page is not None and result is not None:
+            items = await self._handle(result, record, lease, links)
         self.summary.add(record)
-        stored = self._store_record(record)
+        stored = self._store_record(result, record, items)
         final = "failed" if record.status is None or record.status >= 500 else "fetched"
         self._results.append((ready.url, final, stored, links, None))
         self._take_fresh()
@@ -388,67 +419,36 @@ class _Crawl:
         if len(fresh) > room:
             self._spilled = True
 
-    def _record(self, ready: Ready, lease: Lease, result: FetchResult | None,
-                error: FetchError | None, links: list[Link]) -> CrawlRecord:
-        url, depth = ready.url, lease.depth
-        if result is None:
-            return CrawlRecord(url, None, depth, lease.referrer, 0, None, time.time(), str(error))
-        body = result.body
-        digest = hashlib.sha256(body)
-        err: str | None = None
-        redirect_to = duplicate_of = near = fingerprint = None
-        found = 0
-        if result.truncated:
-            err = f"body larger than {self.config.max_body} bytes: cut off"
-        status = result.status
-        if 300 <= status < 400 and result.location:
-            try:
-                redirect_to = normalize_url(result.location, url)
-            except InvalidURL as exc:
-                err = f"invalid redirect target: {exc}"
-            else:
-                err, found = self.admission.redirect(url, redirect_to, depth, links)
-        elif 200 <= status < 300 and "html" in result.content_type.lower() and err is None:
-            key = digest.digest()[:16]
-            duplicate_of = self._hashes.setdefault(key, url)
-            if duplicate_of == url:
-                duplicate_of = None
-            # A duplicate's links are still extracted: relative links resolve against a different
-            # base, so the same bytes can lead to different pages (the known-URL index drops the rest).
-            err, found, text = self._follow_links(url, depth, body, result.content_type, links)
-            if duplicate_of is None and text is not None:
-                words = page_words(text[:SIMHASH_TEXT])
-                # 50+ words only: on a shorter page one changed word moves the fingerprint
-                # further than distance 3 anyway
-                if len(words) >= MIN_SIMHASH_WORDS:
-                    fp = simhash(words)
-                    near, fingerprint = self._simhashes.add(fp, url), f"{fp:016x}"
-        return CrawlRecord(
-            url, status, depth, lease.referrer, len(body), digest.hexdigest(), time.time(), err,
-            result.content_type or None, redirect_to, duplicate_of, found, near, fingerprint,
-        )
-
-    def _follow_links(self, url: str, depth: int, body: bytes, content_type: str,
-                      out: list[Link]) -> tuple[str | None, int, str | None]:
-        """Extract and admit the page's links: (error text, links admitted, decoded text)."""
-        if b"\x00" in body[:1024]:
-            return "binary body served as HTML: links not extracted", 0, None
-        charset = "utf-8"
-        for part in content_type.split(";")[1:]:
-            name, _, value = part.strip().partition("=")
-            if name.lower() == "charset" and value:
-                charset = value.strip("\"' ")
-        err = None
+    async def _handle(self, result: FetchResult, record: CrawlRecord, lease: Lease,
+                      links: list[Link]) -> list[str]:
+        """Run the page handler; admit the URLs it gives, return its items as JSON texts. Its
+        failure is the record's error, and the crawl goes on."""
+        assert self.on_page is not None
+        page = Page(result.url, result.status, result.headers or {}, result.body,
+                    self.recorder.urls, lease.depth, lease.referrer, self.recorder.text)
         try:
-            text = body.decode(charset)
-        except (UnicodeDecodeError, LookupError) as exc:
-            err = f"undecodable body ({exc.__class__.__name__}, {charset}): decoded with replacement"
-            text = body.decode("utf-8", "replace")
-        page = extract_links(text, url, self.config.max_links)
-        self.summary.invalid_links += page.invalid
-        if page.truncated:
-            err = f"more than {self.config.max_links} links: the rest ignored"
-        return err, self.admission.page_links(url, depth, page.urls, out), text
+            urls, items = await call_handler(self.on_page, page)
+            texts = []
+            for item in items:
+                try:
+                    texts.append(item_json(item))
+                except (TypeError, ValueError) as exc:
+                    raise HandlerError(f"handler gave an item that is not JSON: {exc}") from exc
+        except HandlerError as exc:
+            self.summary.handler_errors += 1
+            record.error = f"{record.error}; {exc}" if record.error else str(exc)
+            return []
+        self.summary.items += len(texts)
+        depth = lease.depth + 1
+        for url in urls:
+            try:
+                target = normalize_url(url, result.url)
+            except InvalidURL:
+                self.summary.invalid_links += 1
+                continue
+            if self.config.max_depth is None or depth <= self.config.max_depth:
+                record.links += self.admission.discover(target, depth, result.url, links, 0)
+        return texts
 
     def _move_up(self, url: str, depth: int, referrer: str) -> None:
         """A waiting URL was found at a smaller depth: if it is queued in memory, requeue it."""
@@ -465,8 +465,8 @@ class _Crawl:
             batch, self._results = self._results, []
             direct, self._direct = self._direct, []
             spilled, self._spilled = self._spilled, False
-            if self.writer is not None:
-                self.writer.flush()
+            for sink in self.sinks:
+                sink.flush()
             try:
                 await self.state.record_results(batch, direct, time.time() + LEASE_SECONDS)
             except BaseException:

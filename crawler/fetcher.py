@@ -10,6 +10,7 @@ its end, and the cap applies to the decompressed bytes (a gzip bomb stops at max
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import ssl
 import time
@@ -42,6 +43,19 @@ class FetchResult:
     truncated: bool  # the body was longer than max_body and was cut off
     answered_at: float  # time.monotonic() when the status line and headers arrived
     seconds: float
+    headers: Any = None  # every response header (a case-insensitive multidict)
+    exchange: Exchange | None = None  # the bytes on the wire, when the fetcher captures them
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One HTTP exchange as sent and received, for an archive (WARC)."""
+
+    fetched_at: float  # wall-clock UNIX time the request was sent
+    ip: str | None  # the server's address
+    request_head: bytes  # request line and headers, as sent
+    response_head: bytes  # status line and headers, as received, with the blank line
+    payload: bytes  # the entity as received: de-chunked, not content-decoded, maybe cut off
 
 
 def connect_reason(exc: BaseException) -> str:
@@ -77,6 +91,7 @@ class GuardedResolver(aiohttp.abc.AbstractResolver):
         """Wrap *inner* (aiohttp's default resolver when None)."""
         self._trusted = trusted
         self._inner = inner if inner is not None else aiohttp.DefaultResolver()
+        self.last: dict[str, str] = {}  # name -> the first address it resolved to
 
     async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[Any]:
         """Resolve *host*; raise OSError if every address it has is refused."""
@@ -84,12 +99,13 @@ class GuardedResolver(aiohttp.abc.AbstractResolver):
         if name == "invalid" or name.endswith(".invalid"):
             raise socket.gaierror(socket.EAI_NONAME, f"{host}: .invalid names never resolve")
         results = await self._inner.resolve(host, port, family)
-        if self._trusted is None or name in self._trusted:
-            return results
-        allowed = [r for r in results if not is_private_address(r["host"])]
-        if not allowed:
-            raise RefusedAddress(f"refused: {host} resolves only to private addresses")
-        return allowed
+        if self._trusted is not None and name not in self._trusted:
+            results = [r for r in results if not is_private_address(r["host"])]
+            if not results:
+                raise RefusedAddress(f"refused: {host} resolves only to private addresses")
+        if results:  # the address a connection tries first (WARC-IP-Address)
+            self.last[name] = results[0]["host"]
+        return results
 
     async def close(self) -> None:
         """Close the wrapped resolver."""
@@ -101,8 +117,10 @@ class Fetcher:
 
     def __init__(self, *, user_agent: str, max_body: int = DEFAULT_MAX_BODY, timeout: float = 30.0,
                  connections: int = 100, per_host_connections: int = 2,
-                 trusted_hosts: frozenset[str] | None = None) -> None:
-        """Configure the session; *timeout* bounds a whole exchange, body included."""
+                 trusted_hosts: frozenset[str] | None = None, capture: bool = False) -> None:
+        """Configure the session; *timeout* bounds a whole exchange, body included; *capture*
+        keeps each exchange's raw bytes (`FetchResult.exchange`) for an archive."""
+        self.capture = capture
         self.user_agent = user_agent
         self.max_body = max_body
         self.timeout = timeout
@@ -112,9 +130,9 @@ class Fetcher:
         self._trusted = trusted_hosts
 
     async def __aenter__(self) -> Fetcher:
-        resolver = GuardedResolver(self._trusted)
+        self._resolver = GuardedResolver(self._trusted)
         connector = aiohttp.TCPConnector(limit=self._limits[0], limit_per_host=self._limits[1],
-                                         resolver=resolver)
+                                         resolver=self._resolver)
         self._session = aiohttp.ClientSession(
             connector=connector,
             headers={"User-Agent": self.user_agent, "Accept-Encoding": "gzip, deflate"},
@@ -137,23 +155,34 @@ class Fetcher:
         if self._session is None:
             raise RuntimeError("use the Fetcher inside `async with`")
         started = time.monotonic()
+        sent_at = time.time()
         try:
             async with asyncio.timeout(self.timeout):
                 # the crawler's URLs are normalized and percent-encoded already: encoded=True
                 # spares aiohttp parsing and re-encoding each one
                 async with self._session.get(URL(url, encoded=True), allow_redirects=False) as resp:
                     answered_at = time.monotonic()
-                    body, truncated = await self._read_capped(resp)
+                    raw: list[bytes] | None = None
+                    exchange = None
+                    if self.capture:
+                        raw = []
+                        exchange = _exchange_head(resp, sent_at, self._resolver.last)
+                    body, truncated = await self._read_capped(resp, raw)
+                    if exchange is not None and raw is not None:
+                        exchange.payload = body if raw == [] else b"".join(raw)
+                    headers = resp.headers
                     return FetchResult(
                         url=url,
                         status=resp.status,
-                        content_type=resp.headers.get("Content-Type", ""),
-                        location=resp.headers.get("Location"),
-                        retry_after=resp.headers.get("Retry-After"),
+                        content_type=headers.get("Content-Type", ""),
+                        location=headers.get("Location"),
+                        retry_after=headers.get("Retry-After"),
                         body=body,
                         truncated=truncated,
                         seconds=time.monotonic() - started,
                         answered_at=answered_at,
+                        headers=headers,
+                        exchange=exchange,
                     )
         except TimeoutError:
             raise FetchTimeout(f"{url}: no complete answer within {self.timeout:g} s",
@@ -169,15 +198,21 @@ class Fetcher:
         except aiohttp.ClientError as exc:
             raise BadResponse(f"{url}: {exc}", "bad response") from exc
 
-    async def _read_capped(self, resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+    async def _read_capped(self, resp: aiohttp.ClientResponse,
+                           raw_out: list[bytes] | None = None) -> tuple[bytes, bool]:
+        """The decoded body and whether it was cut off; *raw_out* gets the entity as received
+        when it differs from the decoded body (left empty when they are the same bytes)."""
         encoding = resp.headers.get("Content-Encoding", "")
         if not encoding and resp.content_length is not None and resp.content_length <= self.max_body:
             # The common answer, read in one call: aiohttp's parser stops at Content-Length (a
             # longer body is not read) and raises ClientPayloadError if it ends early.
             return await resp.read(), False
         decoder = _Decoder(encoding, resp.url)
+        keep_raw = raw_out is not None and decoder.zobj is not None
         chunks, size = [], 0
         async for raw in resp.content.iter_chunked(_CHUNK):
+            if keep_raw:
+                raw_out.append(raw)  # type: ignore[union-attr]
             for chunk in decoder.feed(raw, self.max_body - size + 1):
                 room = self.max_body - size
                 if len(chunk) > room:
@@ -187,6 +222,39 @@ class Fetcher:
                 size += len(chunk)
         decoder.finish()
         return b"".join(chunks), False
+
+
+def _exchange_head(resp: aiohttp.ClientResponse, sent_at: float,
+                   addresses: dict[str, str]) -> Exchange:
+    """The request and response heads of *resp*, and the peer's address (read before the body,
+    while the connection is still the response's)."""
+    info = resp.request_info
+    target = info.url.raw_path_qs or "/"
+    lines = [f"{info.method} {target} HTTP/1.1"]
+    lines.extend(f"{name}: {value}" for name, value in info.headers.items())
+    request_head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+    version = resp.version
+    status_line = (f"HTTP/{version.major}.{version.minor} {resp.status} {resp.reason or ''}"
+                   .rstrip() + "\r\n")
+    response_head = status_line.encode("latin-1", "replace") + b"".join(
+        name + b": " + value + b"\r\n" for name, value in resp.raw_headers) + b"\r\n"
+    ip = None
+    conn = resp.connection  # None once aiohttp has released it (a body read with the head)
+    if conn is not None and conn.transport is not None:
+        peer = conn.transport.get_extra_info("peername")
+        ip = peer[0] if peer else None
+    if ip is None:
+        host = info.url.raw_host or ""
+        ip = host.strip("[]") if _is_ip(host.strip("[]")) else addresses.get(host.lower())
+    return Exchange(sent_at, ip, request_head, response_head, b"")
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 class _Decoder:

@@ -52,6 +52,8 @@ class CrawlSummary:
     trap_guarded: int = 0  # URLs dropped by a trap guard or the URL length limit
     invalid_links: int = 0
     retries: int = 0
+    items: int = 0  # items the page handler gave
+    handler_errors: int = 0  # pages whose handler raised (the error is in their record)
     bytes: int = 0
     seconds: float = 0.0
     resumed: bool = False
@@ -95,6 +97,8 @@ class CrawlSummary:
             f"{self.near_duplicates}; retries: {self.retries}; "
             f"failed: {self.failed}; records with errors: {self.errors}",
         ]
+        if self.items or self.handler_errors:
+            lines.append(f"handler: {self.items} items, {self.handler_errors} errors")
         lines.extend(self.unreachable_lines())
         return lines
 

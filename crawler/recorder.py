@@ -1,0 +1,95 @@
+"""One fetch outcome -> its `CrawlRecord`: content hash and duplicate, links extracted and
+admitted, SimHash and near duplicate. Sync and socket-free: the engine calls it after the fetch."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from crawler.admission import Admission, Link
+from crawler.config import CrawlConfig
+from crawler.errors import FetchError, InvalidURL
+from crawler.fetcher import FetchResult
+from crawler.links import extract_links
+from crawler.page import charset_of
+from crawler.records import CrawlRecord, CrawlSummary
+from crawler.simhash import SimHashIndex, page_words, simhash
+from crawler.state import Lease
+from crawler.urls import normalize_url
+
+MIN_SIMHASH_WORDS = 50
+SIMHASH_TEXT = 1 << 20  # characters of a page read for its SimHash (ample for MAX_SHINGLES words)
+
+
+class PageRecorder:
+    """Records fetched URLs; keeps the crawl's exact (SHA-256) and near (SimHash) content indexes."""
+
+    def __init__(self, config: CrawlConfig, admission: Admission, summary: CrawlSummary) -> None:
+        """Admit links through *admission*; count into *summary*."""
+        self.config, self.admission, self.summary = config, admission, summary
+        self.simhashes = SimHashIndex()
+        self.hashes: dict[bytes, str] = {}  # body digest (16 bytes) -> first URL with that body
+        self.text: str | None = None  # the last HTML page's decoded text (for its handler)
+        self.urls: tuple[str, ...] = ()  # the last HTML page's extracted links
+
+    def record(self, url: str, lease: Lease, result: FetchResult | None,
+               error: FetchError | None, links: list[Link]) -> CrawlRecord:
+        """The record of *url*'s fetch; its new links are admitted into *links*."""
+        depth = lease.depth
+        self.text, self.urls = None, ()
+        if result is None:
+            return CrawlRecord(url, None, depth, lease.referrer, 0, None, time.time(), str(error))
+        body = result.body
+        digest = hashlib.sha256(body)
+        err: str | None = None
+        redirect_to = duplicate_of = near = fingerprint = None
+        found = 0
+        if result.truncated:
+            err = f"body larger than {self.config.max_body} bytes: cut off"
+        status = result.status
+        if 300 <= status < 400 and result.location:
+            try:
+                redirect_to = normalize_url(result.location, url)
+            except InvalidURL as exc:
+                err = f"invalid redirect target: {exc}"
+            else:
+                err, found = self.admission.redirect(url, redirect_to, depth, links)
+        elif 200 <= status < 300 and "html" in result.content_type.lower() and err is None:
+            key = digest.digest()[:16]
+            duplicate_of = self.hashes.setdefault(key, url)
+            if duplicate_of == url:
+                duplicate_of = None
+            # A duplicate's links are still extracted: relative links resolve against a different
+            # base, so the same bytes can lead to different pages (the known-URL index drops the rest).
+            err, found, text = self._follow_links(url, depth, body, result.content_type, links)
+            self.text = text
+            if duplicate_of is None and text is not None:
+                words = page_words(text[:SIMHASH_TEXT])
+                # 50+ words only: on a shorter page one changed word moves the fingerprint
+                # further than distance 3 anyway
+                if len(words) >= MIN_SIMHASH_WORDS:
+                    fp = simhash(words)
+                    near, fingerprint = self.simhashes.add(fp, url), f"{fp:016x}"
+        return CrawlRecord(
+            url, status, depth, lease.referrer, len(body), digest.hexdigest(), time.time(), err,
+            result.content_type or None, redirect_to, duplicate_of, found, near, fingerprint,
+        )
+
+    def _follow_links(self, url: str, depth: int, body: bytes, content_type: str,
+                      out: list[Link]) -> tuple[str | None, int, str | None]:
+        """Extract and admit the page's links: (error text, links admitted, decoded text)."""
+        if b"\x00" in body[:1024]:
+            return "binary body served as HTML: links not extracted", 0, None
+        charset = charset_of(content_type)
+        err = None
+        try:
+            text = body.decode(charset)
+        except (UnicodeDecodeError, LookupError) as exc:
+            err = f"undecodable body ({exc.__class__.__name__}, {charset}): decoded with replacement"
+            text = body.decode("utf-8", "replace")
+        page = extract_links(text, url, self.config.max_links)
+        self.urls = page.urls
+        self.summary.invalid_links += page.invalid
+        if page.truncated:
+            err = f"more than {self.config.max_links} links: the rest ignored"
+        return err, self.admission.page_links(url, depth, page.urls, out), text
