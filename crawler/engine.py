@@ -91,6 +91,7 @@ class _Crawl:
         self._db_due = True  # the state may hold URLs due now
         self._next_retry: float | None = None  # wall time of the earliest retry
         self._inflight = 0
+        self._handling = 0  # pages in their handler (fetched, not yet recorded)
         self._robots_tasks = 0
         self._dispatched = 0
         self._wake = asyncio.Event()
@@ -243,7 +244,8 @@ class _Crawl:
                     if self._next_retry is None:
                         return
                     timeout = max(0.0, self._next_retry - time.time())
-            elif stopping and self._inflight == 0 and self._robots_tasks == 0:
+            elif (stopping and self._inflight == 0 and self._robots_tasks == 0
+                  and self._handling == 0):
                 return
             if self.on_progress is not None:
                 timeout = PROGRESS_EVERY if timeout is None else min(timeout, PROGRESS_EVERY)
@@ -255,6 +257,7 @@ class _Crawl:
 
     def _idle(self) -> bool:
         return (self._inflight == 0 and self._robots_tasks == 0 and not self._held
+                and self._handling == 0
                 and not self._results and not self._direct and not self._db_due
                 and not self._flush_pending)
 
@@ -401,7 +404,12 @@ class _Crawl:
         record = self.recorder.record(ready.url, lease, result, error, links)
         items: list[str] = []
         if self.on_page is not None and result is not None:
-            items = await self._handle(result, record, lease, links)
+            self._handling += 1
+            try:
+                items = await self._handle(result, record, lease, links)
+            finally:
+                self._handling -= 1
+                self._wake.set()
         self.summary.add(record)
         stored = self._store_record(result, record, items)
         final = "failed" if record.status is None or record.status >= 500 else "fetched"

@@ -24,6 +24,7 @@ class Page:
     content_type: str = "text/html"
     times: int = 0  # answered so far (for "first a 429, then a 200")
     then: Page | None = None  # the answer after the first one
+    raw: bytes | None = None  # the body's exact bytes (e.g. gzip with Content-Encoding), if set
 
 
 @dataclass
@@ -71,6 +72,9 @@ async def serve(pages: dict[tuple[int, str], Page], hosts: int = 3) -> AsyncIter
             answer = page.then if page.times and page.then is not None else page
             page.times += 1
             await asyncio.sleep(0)
+            if answer.raw is not None:
+                return web.Response(status=answer.status, body=answer.raw, headers=answer.headers,
+                                    content_type=answer.content_type)
             return web.Response(status=answer.status, text=answer.body, headers=answer.headers,
                                 content_type=answer.content_type)
         finally:
