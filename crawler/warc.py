@@ -27,9 +27,9 @@ _HTTP_RESPONSE = "application/http; msgtype=response"
 _HTTP_REQUEST = "application/http; msgtype=request"
 _TYPES = {"warcinfo": WarcRecordType.warcinfo, "response": WarcRecordType.response,
           "request": WarcRecordType.request, "revisit": WarcRecordType.revisit}
-# Level 6, zlib's default (wget's and Heritrix's too): on HTML it costs less CPU than 9 for the
-# same size; level 1 (FastWARC's zlib-ng takes its quick strategy) costs about 40% less CPU for
-# files about a third larger (bench/crawler/warc_costs.py).
+# Level 6, zlib's default: on HTML it costs less CPU than 9 (FastWARC's default, and warcio's
+# only level) for files within 2% of the size; level 1 costs about 40% less CPU for files about a
+# third larger (bench/crawler/warc_costs.py). gzip_level= chooses.
 GZIP_LEVEL = 6
 _FRAMING = re.compile(rb"(?im)^(transfer-encoding|content-length)[ \t]*:")
 
@@ -53,7 +53,7 @@ class FastWarcRecords:
             headers.append(name, value)
         rec.set_bytes_content(block)
         rec.write(self._gzip, checksum_data=True, payload_digest=payload_sha1)
-        self._gzip.finish()  # ends the gzip member: one member per record (WARC 1.1 annex D.2)
+        self._gzip.finish()  # ends the gzip member: one member per record (WARC 1.1 annex D)
 
 
 def new_record_id() -> str:
@@ -69,15 +69,15 @@ def sha1_label(digest: bytes) -> str:
 def archival_head(head: bytes, payload_length: int) -> bytes:
     """The response head to archive beside a payload that was transfer-decoded.
 
-    The fetcher hands over the payload de-chunked, and the chunk framing is gone. warcio digests
-    (and de-chunks for replay) the bytes after the HTTP head when the head says chunked, and
-    FastWARC never de-chunks, so a head still saying chunked over a de-chunked body would be a
-    record warcio's replay misreads and whose payload digest the readers disagree on. So, as
-    Common Crawl and StormCrawler do (and as FastWARC's documentation describes), the framing
-    headers are kept under an X-Crawler- prefix and a Content-Length of the bytes archived is
-    added: the block is then an exact HTTP message, its payload is the entity body, and every
-    reader computes the same WARC-Payload-Digest from it (section 5.9). Heads without a
-    Transfer-Encoding are archived byte for byte."""
+    The fetcher hands over the payload de-chunked; the chunk framing is gone. warcio digests the
+    raw bytes after the HTTP head but de-chunks them for replay when the head says chunked, and
+    FastWARC does not de-chunk by default, so a head still saying chunked over a de-chunked body
+    would make a record replay misreads, and tools that de-chunk before digesting would disagree
+    on its payload digest. So, as Common Crawl does (FastWARC's documentation describes it), the
+    framing headers are kept under an X-Crawler- prefix and a Content-Length of the bytes
+    archived is added: the block is then an exact HTTP message whose payload is the entity body,
+    and every reader computes the same WARC-Payload-Digest from it (section 5.9). Heads without
+    a Transfer-Encoding are archived byte for byte."""
     if not re.search(rb"(?im)^transfer-encoding[ \t]*:", head):
         return head
     renamed = _FRAMING.sub(lambda m: b"X-Crawler-" + m.group(0), head)
@@ -106,7 +106,8 @@ class WarcWriter:
         self.directory, self.max_size, self.prefix = directory, max_size, prefix
         self.gzip_level = gzip_level
         self._info = dict(info)
-        self._index: dict[str, tuple[str, str, str]] = {}  # payload digest -> uri, date, id
+        # payload SHA-1 -> "date record-id uri" of its response: one str keeps it ~300 B an entry
+        self._index: dict[bytes, str] = {}
         files = list_files(directory, prefix)
         for _, path in files:
             repair_and_index(path, self._index)
@@ -160,15 +161,16 @@ class WarcWriter:
                        truncated: bool) -> str:
         """Write a response (or an identical-payload revisit) and its request record; return
         "response" or "revisit". *payload* is transfer-decoded, not content-decoded."""
-        sha = hashlib.sha1(payload).digest()
-        digest = sha1_label(sha)
+        sha = hashlib.sha1(payload).digest()  # the index key; base32 only when a revisit needs it
         head = archival_head(response_head, len(payload))
         date = warc_date(fetched_at)
         response_id = new_record_id()
         common = [("WARC-Target-URI", _check_field(url))]
         if ip:
             common.append(("WARC-IP-Address", ip))
-        earlier = None if truncated or digest == EMPTY_SHA1 else self._index.get(digest)
+        earlier = None if truncated or sha == EMPTY_SHA1 else self._index.get(sha)
+        if earlier is not None:
+            earlier_date, earlier_id, earlier_uri = earlier.split(" ", 2)
         start = self._start_exchange()
         try:
             if earlier is not None:
@@ -177,17 +179,17 @@ class WarcWriter:
                 kind = "revisit"
                 self._records.record(kind, response_id, date, common + [
                     ("Content-Type", _HTTP_RESPONSE), ("WARC-Profile", IDENTICAL_PAYLOAD),
-                    ("WARC-Refers-To-Target-URI", earlier[0]),
-                    ("WARC-Refers-To-Date", earlier[1]), ("WARC-Refers-To", earlier[2]),
-                    ("WARC-Payload-Digest", digest)], head)
+                    ("WARC-Refers-To-Target-URI", earlier_uri),
+                    ("WARC-Refers-To-Date", earlier_date), ("WARC-Refers-To", earlier_id),
+                    ("WARC-Payload-Digest", sha1_label(sha))], head)
             else:
                 kind = "response"
                 fields = common + [("Content-Type", _HTTP_RESPONSE)]
                 if truncated:
                     fields.append(("WARC-Truncated", "length"))  # section 5.13
                 self._records.record(kind, response_id, date, fields, head + payload, sha)
-                if not truncated and digest != EMPTY_SHA1:
-                    self._index.setdefault(digest, (url, date, response_id))
+                if not truncated and sha != EMPTY_SHA1:
+                    self._index.setdefault(sha, f"{date} {response_id} {url}")
             self._write_request(response_id, date, common, request_head)
         except BaseException:
             self._abandon(start)

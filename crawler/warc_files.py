@@ -3,7 +3,10 @@ payload-digest index rebuilt from the response records already written."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import fcntl
+import hashlib
 import os
 import re
 import zlib
@@ -13,7 +16,7 @@ from datetime import UTC, datetime
 
 FILE_MODE = 0o644  # archives are meant to be shared with replay tools (the umask still applies)
 _READ = 1 << 20
-EMPTY_SHA1 = "sha1:3I42H3S6NNFQ2MSVX7XZKYAYSCX5QBYJ"  # digest of b"": no revisit for empty payloads
+EMPTY_SHA1 = hashlib.sha1(b"").digest()  # no revisit for empty payloads
 
 
 class WarcDamagedError(Exception):
@@ -94,8 +97,9 @@ def _tail_is_zeros(f, start: int) -> bool:
     return True
 
 
-def _index_member(data: bytes, index: dict[str, tuple[str, str, str]]) -> None:
-    """Add a response record's payload digest to *index* (the first record of a digest wins)."""
+def _index_member(data: bytes, index: dict[bytes, str]) -> None:
+    """Add a response record's payload digest to *index* as WarcWriter keeps it: "date
+    record-id uri" (the first record of a digest wins)."""
     end = data.find(b"\r\n\r\n")
     if not data.startswith(b"WARC/") or end < 0:
         return
@@ -103,14 +107,20 @@ def _index_member(data: bytes, index: dict[str, tuple[str, str, str]]) -> None:
     for line in data[:end].decode("utf-8", "replace").split("\r\n")[1:]:
         name, _, value = line.partition(":")
         fields[name.strip().lower()] = value.strip()
-    digest = fields.get("warc-payload-digest")
-    if (fields.get("warc-type") == "response" and digest and digest != EMPTY_SHA1
-            and "warc-truncated" not in fields):
-        index.setdefault(digest, (fields.get("warc-target-uri", ""), fields.get("warc-date", ""),
-                                  fields.get("warc-record-id", "")))
+    algorithm, _, value = fields.get("warc-payload-digest", "").partition(":")
+    if (fields.get("warc-type") != "response" or algorithm.lower() != "sha1"
+            or "warc-truncated" in fields):
+        return
+    try:
+        digest = base64.b32decode(value)
+    except (binascii.Error, ValueError):
+        return  # not one of ours: no revisit can refer to it
+    if digest != EMPTY_SHA1:
+        index.setdefault(digest, f"{fields.get('warc-date', '')} "
+                                 f"{fields.get('warc-record-id', '')} {fields.get('warc-target-uri', '')}")
 
 
-def repair_and_index(path: str, index: dict[str, tuple[str, str, str]]) -> None:
+def repair_and_index(path: str, index: dict[bytes, str]) -> None:
     """Cut a torn last member off *path* (unless another live writer holds it: flock), remove a
     file left without one whole record, and add its response records to *index*.
 
