@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="redirect hops followed from one URL (default 5)")
     p.add_argument("--max-retries", type=int, default=2, metavar="N",
                    help="retries of a transient failure: timeout, connection, 429, 5xx (default 2)")
+    p.add_argument("--sitemaps", action="store_true",
+                   help="also start from each in-scope host's sitemaps: robots.txt Sitemap: lines, "
+                        "else /sitemap.xml (indexes and gzip read; 50,000 URLs and 50 MB a file)")
     p.add_argument("--warc", metavar="DIR",
                    help="archive every exchange (robots.txt included) as WARC/1.1 request and "
                         "response records, gzip per record, in DIR (a resumed crawl adds a new file)")
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             allow_hosts=tuple(args.allow_host), allow_private=args.allow_private,
             timeout=args.timeout, max_body=args.max_body, max_redirects=args.max_redirects,
             max_retries=args.max_retries, state=args.state, out=args.out, warc=args.warc,
-            warc_max_size=args.warc_max_size, items=args.items)
+            warc_max_size=args.warc_max_size, items=args.items, sitemaps=args.sitemaps)
     except ValueError as exc:
         parser.error(str(exc))
     if args.items and not args.handler:

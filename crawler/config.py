@@ -35,6 +35,7 @@ class CrawlConfig:
     out: str | None = None  # JSONL records ("-" for stdout)
     warc: str | None = None  # directory of WARC/1.1 files (request, response, revisit records)
     warc_max_size: int = 1 << 30  # a WARC file passing this size is closed; the next one begins
+    sitemaps: bool = False  # read each in-scope host's sitemaps (robots.txt Sitemap:, /sitemap.xml)
     items: str | None = None  # JSONL of the items the page handler gives ("-" for stdout)
     window: int = 10_000  # URLs leased from the state into the in-memory frontier at most
 

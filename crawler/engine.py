@@ -41,6 +41,8 @@ from crawler.robots import RobotsRules
 from crawler.robots_fetch import RobotsCache
 from crawler.scope import Scope
 from crawler.sinks import ItemsSink, JsonlSink, Sink, WarcSink, item_json, warc_info
+from crawler.sitemap_fetch import load_sitemaps
+from crawler.sitemaps import SitemapWalk
 from crawler.state import CrawlState, Lease
 from crawler.urls import Origin, normalize_url, origin_of
 
@@ -92,6 +94,11 @@ class _Crawl:
         self._next_retry: float | None = None  # wall time of the earliest retry
         self._inflight = 0
         self._handling = 0  # pages in their handler (fetched, not yet recorded)
+        self._sitemap_tasks = 0
+        self._sitemap_walk = SitemapWalk()
+        self._sitemap_origins: set[Origin] = set()
+        self._sitemap_links: list[Link] = []  # found in sitemaps, stored with the next commit
+        self._lastmods: list[tuple[str, str]] = []
         self._robots_tasks = 0
         self._dispatched = 0
         self._wake = asyncio.Event()
@@ -226,7 +233,7 @@ class _Crawl:
                 if self._db_due:
                     await self._lease(cfg.window - in_memory)
                 continue
-            if (self._results or self._direct) and not self._flush_pending:
+            if (self._results or self._direct or self._sitemap_links) and not self._flush_pending:
                 # group commit: whatever finished while the last commit ran goes in the next,
                 # so a result waits for one commit at most (that bounds refetches after a kill)
                 self._start_flush()
@@ -245,7 +252,7 @@ class _Crawl:
                         return
                     timeout = max(0.0, self._next_retry - time.time())
             elif (stopping and self._inflight == 0 and self._robots_tasks == 0
-                  and self._handling == 0):
+                  and self._handling == 0 and self._sitemap_tasks == 0 and not self._sitemap_links):
                 return
             if self.on_progress is not None:
                 timeout = PROGRESS_EVERY if timeout is None else min(timeout, PROGRESS_EVERY)
@@ -257,7 +264,7 @@ class _Crawl:
 
     def _idle(self) -> bool:
         return (self._inflight == 0 and self._robots_tasks == 0 and not self._held
-                and self._handling == 0
+                and self._handling == 0 and self._sitemap_tasks == 0 and not self._sitemap_links
                 and not self._results and not self._direct and not self._db_due
                 and not self._flush_pending)
 
@@ -333,12 +340,38 @@ class _Crawl:
             self._held_count -= len(held)
             for lease in held:
                 self._admit(lease, rules)
+            if self.config.sitemaps and origin not in self._sitemap_origins:
+                self._sitemap_origins.add(origin)
+                self._sitemap_tasks += 1
+                self.tg.create_task(self._load_sitemaps(origin, rules))
         finally:
             self._robots_tasks -= 1
             self._wake.set()
 
+    async def _load_sitemaps(self, origin: Origin, rules: RobotsRules) -> None:
+        try:
+            files = await load_sitemaps(
+                origin, rules, self._sitemap_walk, get=self._polite_get,
+                in_scope=self.scope.allows, on_entries=self._sitemap_entries,
+                on_error=self.summary.sitemap_errors.append)
+            self.summary.sitemap_files += files  # after the await: tasks run side by side
+        finally:
+            self._sitemap_tasks -= 1
+            self._wake.set()
+
+    def _sitemap_entries(self, found: list[tuple[str, str | None, str]]) -> None:
+        """URLs a sitemap listed enter at depth 0, through every check a link goes through."""
+        for url, lastmod, sitemap in found:
+            self.summary.sitemap_urls += self.admission.discover(
+                url, 0, sitemap, self._sitemap_links, 0)
+            if lastmod:
+                self._lastmods.append((url, lastmod))
+        self._take_fresh()
+        self._wake.set()
+
     async def _polite_get(self, url: str) -> FetchResult:
-        """One robots.txt request, sent through its host's politeness slot like any page."""
+        """One robots.txt or sitemap request, sent through its host's politeness slot like any
+        page (and archived with `--warc`)."""
         try:
             origin = origin_of(normalize_url(url))
         except InvalidURL as exc:
@@ -350,7 +383,10 @@ class _Crawl:
         while not slots.try_acquire(origin, loop.time()):
             at = slots.ready_at(origin)
             await asyncio.sleep(0.005 if at is None else max(0.0, at - loop.time()))
-        self.summary.robots_fetches += 1
+        if url.endswith("/robots.txt"):
+            self.summary.robots_fetches += 1
+        else:
+            self.summary.sitemap_fetches += 1
         try:
             result = await self.fetcher.fetch(url)
             if self.warc is not None:
@@ -468,16 +504,22 @@ class _Crawl:
     async def _flush(self) -> None:
         """Make records durable (`--out` flushed), then commit their state in one transaction."""
         async with self._flush_lock:
-            if not self._results and not self._direct:
+            if not self._results and not self._direct and not self._sitemap_links:
                 return
+            found, self._sitemap_links = self._sitemap_links, []
+            lastmods, self._lastmods = self._lastmods, []
             batch, self._results = self._results, []
             direct, self._direct = self._direct, []
             spilled, self._spilled = self._spilled, False
             for sink in self.sinks:
                 sink.flush()
             try:
+                if found or lastmods:  # first: URLs queued from them are leased just below
+                    await self.state.add_sitemap_entries(found, lastmods)
                 await self.state.record_results(batch, direct, time.time() + LEASE_SECONDS)
             except BaseException:
+                self._sitemap_links[:0] = found
+                self._lastmods[:0] = lastmods
                 # Cancelled (Ctrl-C) or failed mid-commit: keep the batch for the final flush.
                 # Recording is idempotent, so a commit that did land is harmless to repeat.
                 self._results[:0] = batch

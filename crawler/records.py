@@ -52,6 +52,10 @@ class CrawlSummary:
     trap_guarded: int = 0  # URLs dropped by a trap guard or the URL length limit
     invalid_links: int = 0
     retries: int = 0
+    sitemap_fetches: int = 0
+    sitemap_files: int = 0  # sitemaps read without error
+    sitemap_urls: int = 0  # new URLs they gave
+    sitemap_errors: list[str] = field(default_factory=list)  # one line per hostile or bad sitemap
     items: int = 0  # items the page handler gave
     handler_errors: int = 0  # pages whose handler raised (the error is in their record)
     bytes: int = 0
@@ -97,6 +101,10 @@ class CrawlSummary:
             f"{self.near_duplicates}; retries: {self.retries}; "
             f"failed: {self.failed}; records with errors: {self.errors}",
         ]
+        if self.sitemap_fetches or self.sitemap_errors:
+            lines.append(f"sitemaps: {self.sitemap_fetches} fetches, {self.sitemap_files} read, "
+                         f"{self.sitemap_urls} new URLs, {len(self.sitemap_errors)} errors")
+            lines.extend(f"  sitemap error: {e}" for e in self.sitemap_errors[:20])
         if self.items or self.handler_errors:
             lines.append(f"handler: {self.items} items, {self.handler_errors} errors")
         lines.extend(self.unreachable_lines())

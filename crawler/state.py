@@ -34,6 +34,9 @@ MIGRATIONS = [
     );
     CREATE INDEX urls_due ON urls (status, next_try, depth);
     """,
+    """
+    CREATE TABLE lastmods (url TEXT PRIMARY KEY, lastmod TEXT NOT NULL);
+    """,
 ]
 Final = Literal["fetched", "failed", "retryable"]
 
@@ -140,6 +143,21 @@ class CrawlState:
                     for url, status, rec, _links, nt in results
                 ],
             )
+
+    async def add_sitemap_entries(self, found: Iterable[tuple[str, int, str | None]],
+                                  lastmods: Iterable[tuple[str, str]]) -> None:
+        """Add URLs found in sitemaps, and the `lastmod` each sitemap gave, in one transaction."""
+        async with atransaction(self._conn):
+            await self._add(found)
+            await self._conn.executemany(
+                """INSERT INTO lastmods (url, lastmod) VALUES (?, ?)
+                   ON CONFLICT (url) DO UPDATE SET lastmod = excluded.lastmod""", list(lastmods))
+
+    async def lastmod(self, url: str) -> str | None:
+        """The `lastmod` a sitemap gave for *url*, or None."""
+        async with self._conn.execute("SELECT lastmod FROM lastmods WHERE url = ?", (url,)) as cur:
+            row = await cur.fetchone()
+        return row[0] if row else None
 
     async def known(self) -> dict[str, tuple[int, str]]:
         """Every URL the crawl knows, with its depth and status (read once when a crawl resumes)."""
