@@ -41,7 +41,8 @@ class Running:
     hosts: list[str]
     hits: list[Hit]
     # While hold_when() is true, each new request is recorded, then held (in flight, unanswered)
-    # until `released` is set: a crawl cannot get past that point however fast it runs.
+    # until `released` is set: a crawl cannot get past that point however fast it runs. When
+    # hold_when() is called, hits[-1] is the request being decided (to hold only some requests).
     hold_when: Callable[[], bool] | None = None
     released: asyncio.Event = field(default_factory=asyncio.Event)
 

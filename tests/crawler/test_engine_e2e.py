@@ -131,8 +131,9 @@ async def test_query_trap_is_bounded_per_path() -> None:
 
 
 async def test_a_page_found_later_at_a_smaller_depth_passes_that_depth_on() -> None:
-    # Host 0 is fast and reaches /b2 at depth 2 (its links cut by --max-depth 2); host 1, slowed
-    # by Crawl-delay, links /b2 at depth 1 later. /b3 is then within the limit and must be fetched.
+    # Host 0 reaches /b2 at depth 2 (its links cut by --max-depth 2); host 1 links /b2 at depth 1,
+    # later: the server holds host 1's "/" unanswered until /b2's record is made (its links judged
+    # at depth 2), however fast either host is. /b3 is then within the limit and must be fetched.
     pages = {
         (0, "/robots.txt"): Page(body="User-agent: *\nAllow: /\n", content_type="text/plain"),
         (0, "/"): Page(body=links("/b1")),
@@ -142,15 +143,34 @@ async def test_a_page_found_later_at_a_smaller_depth_passes_that_depth_on() -> N
         (0, "/r"): Page(status=302, headers={"Location": "/r-target"}),
         (0, "/r-target"): Page(body="reached through a redirect at depth 2"),
         (0, "/b4"): Page(body="depth 3: beyond the limit"),
-        (1, "/robots.txt"): Page(body="User-agent: *\nCrawl-delay: 0.4\n", content_type="text/plain"),
+        (1, "/robots.txt"): Page(body="User-agent: *\nAllow: /\n", content_type="text/plain"),
     }
+    records: list[str] = []
+    held: list[str] = []
+
     async with serve(pages, hosts=2) as site:
-        pages[(1, "/")] = Page(body=links(site.url(0, "/b2")))
+        h0, h1 = site.hosts
+        b2 = site.url(0, "/b2")
+        pages[(1, "/")] = Page(body=links(b2))
+
+        def hold() -> bool:  # hits[-1] is the request being decided
+            if (site.hits[-1].host, site.hits[-1].path) != (h1, "/"):
+                return False
+            held.append(site.hits[-1].path)
+            return True
+
+        def on_record(record) -> None:
+            records.append(record.url)
+            if record.url == b2:
+                site.released.set()  # /b2's links are judged: host 1's "/" may be answered
+
+        site.hold_when = hold
         await crawl([site.url(0, "/"), site.url(1, "/")],
-                    CrawlConfig(delay=0, max_depth=2, concurrency=4, max_pages=50))
+                    CrawlConfig(delay=0, max_depth=2, concurrency=4, max_pages=50),
+                    on_record=on_record)
         order = [(h.host, h.path) for h in site.hits]
-    h0, h1 = site.hosts
-    assert order.index((h0, "/b2")) < order.index((h1, "/"))  # the scenario happened as planned
+    # the scenario happened as planned: host 1's "/" was held, and recorded after /b2
+    assert held == ["/"] and records.index(b2) < records.index(site.url(1, "/"))
     fetched = collections.Counter(order)
     assert fetched[(h0, "/b3")] == 1 and fetched[(h0, "/r-target")] == 1
     assert (h0, "/b4") not in fetched and fetched[(h0, "/b2")] == 1
