@@ -55,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="redirect hops followed from one URL (default 5)")
     p.add_argument("--max-retries", type=int, default=2, metavar="N",
                    help="retries of a transient failure: timeout, connection, 429, 5xx (default 2)")
+    p.add_argument("--recrawl", type=_age, metavar="AGE",
+                   help="with an existing --state: fetch again every URL fetched more than AGE ago "
+                        "(e.g. 30m, 6h, 7d; 0 = all), asking If-None-Match / If-Modified-Since; a 304 "
+                        "is recorded as unchanged")
     p.add_argument("--sitemaps", action="store_true",
                    help="also start from each in-scope host's sitemaps: robots.txt Sitemap: lines, "
                         "else /sitemap.xml (indexes and gzip read; 50,000 URLs and 50 MB a file)")
@@ -85,6 +89,21 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError("a size must be at least 1 byte")
+    return value
+
+
+def _age(text: str) -> float:
+    """'0', '90', '45s', '30m', '6h', '7d', '2w' -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+    text = text.strip().lower()
+    factor = units.get(text[-1:], 1)
+    number = text[:-1] if text[-1:] in units else text
+    try:
+        value = float(number) * factor
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an age: {text!r} (e.g. 30m, 6h, 7d)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("an age cannot be negative")
     return value
 
 
@@ -132,9 +151,12 @@ def main(argv: list[str] | None = None) -> int:
             allow_hosts=tuple(args.allow_host), allow_private=args.allow_private,
             timeout=args.timeout, max_body=args.max_body, max_redirects=args.max_redirects,
             max_retries=args.max_retries, state=args.state, out=args.out, warc=args.warc,
-            warc_max_size=args.warc_max_size, items=args.items, sitemaps=args.sitemaps)
+            warc_max_size=args.warc_max_size, items=args.items, sitemaps=args.sitemaps,
+            recrawl=args.recrawl)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.recrawl is not None and not args.state:
+        parser.error("--recrawl needs --state (the crawl to fetch again)")
     if args.items and not args.handler:
         parser.error("--items needs --handler (the items are what the handler gives)")
     for seed in args.seeds:

@@ -35,6 +35,7 @@ class CrawlConfig:
     out: str | None = None  # JSONL records ("-" for stdout)
     warc: str | None = None  # directory of WARC/1.1 files (request, response, revisit records)
     warc_max_size: int = 1 << 30  # a WARC file passing this size is closed; the next one begins
+    recrawl: float | None = None  # with a known state: fetch again what is older (seconds)
     sitemaps: bool = False  # read each in-scope host's sitemaps (robots.txt Sitemap:, /sitemap.xml)
     items: str | None = None  # JSONL of the items the page handler gives ("-" for stdout)
     window: int = 10_000  # URLs leased from the state into the in-memory frontier at most
@@ -50,5 +51,7 @@ class CrawlConfig:
             raise ValueError("max_pages must be >= 0")
         if self.max_depth is not None and self.max_depth < 0:
             raise ValueError("max_depth must be >= 0")
+        if self.recrawl is not None and self.recrawl < 0:
+            raise ValueError("recrawl must be >= 0")
         if self.timeout <= 0:
             raise ValueError("timeout must be > 0")

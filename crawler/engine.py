@@ -34,7 +34,7 @@ from crawler.frontier import Empty, Frontier, Ready, Wait
 from crawler.guards import refuse_private
 from crawler.page import Handler, HandlerError, Page, call_handler
 from crawler.politeness import HostSlots
-from crawler.recorder import PageRecorder
+from crawler.recorder import PageRecorder, Validators, conditional_headers, keep_validators
 from crawler.records import CrawlRecord, CrawlSummary
 from crawler.retry import TRANSIENT_STATUSES, backoff, parse_retry_after
 from crawler.robots import RobotsRules
@@ -107,6 +107,7 @@ class _Crawl:
         self._direct: list[str] = []  # new URLs queued in memory at once, leased at the next commit
         self._spilled = False  # new URLs left in the state for want of room in memory
         self._rand = random.Random()
+        self._validators: dict[str, Validators] = {}  # --recrawl: the last answer of each URL
         self._last_progress = 0.0
         self._last_refill = 0.0
 
@@ -200,6 +201,9 @@ class _Crawl:
                     self.recorder.hashes.setdefault(bytes.fromhex(content_hash)[:16], url)
                 if fingerprint:
                     self.recorder.simhashes.add(int(fingerprint, 16), url)
+        if known and self.config.recrawl is not None:
+            self._validators = await self.state.requeue_fetched_before(
+                time.time() - self.config.recrawl)
         for url, (depth, _status) in known.items():
             self.admission.restore(url, depth)
         if known:
@@ -403,8 +407,10 @@ class _Crawl:
         loop = asyncio.get_running_loop()
         result: FetchResult | None = None
         error: FetchError | None = None
+        previous = self._validators.get(ready.url)
         try:
-            result = await self.fetcher.fetch(ready.url)
+            result = await self.fetcher.fetch(
+                ready.url, None if previous is None else conditional_headers(previous))
         except FetchError as exc:
             error = exc
         finally:
@@ -438,6 +444,13 @@ class _Crawl:
             return
         links: list[Link] = []
         record = self.recorder.record(ready.url, lease, result, error, links)
+        if previous is not None:
+            self._validators.pop(ready.url, None)
+            self.summary.recrawled += 1
+            if result is not None and result.status == 304:
+                self.summary.unchanged += 1
+                result.revisit_of = previous.fetched_at
+                keep_validators(record, previous)
         items: list[str] = []
         if self.on_page is not None and result is not None:
             self._handling += 1

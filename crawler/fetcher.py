@@ -45,6 +45,7 @@ class FetchResult:
     seconds: float
     headers: Any = None  # every response header (a case-insensitive multidict)
     exchange: Exchange | None = None  # the bytes on the wire, when the fetcher captures them
+    revisit_of: float | None = None  # a 304 to a recrawl: wall time of the answer it confirms
 
 
 @dataclass(slots=True)
@@ -150,8 +151,9 @@ class Fetcher:
             await self._session.close()
             self._session = None
 
-    async def fetch(self, url: str) -> FetchResult:
-        """GET *url* without following redirects; raise a FetchError subclass on failure."""
+    async def fetch(self, url: str, headers: dict[str, str] | None = None) -> FetchResult:
+        """GET *url* without following redirects (with extra request *headers*, e.g. the
+        conditional ones of a recrawl); raise a FetchError subclass on failure."""
         if self._session is None:
             raise RuntimeError("use the Fetcher inside `async with`")
         started = time.monotonic()
@@ -160,7 +162,8 @@ class Fetcher:
             async with asyncio.timeout(self.timeout):
                 # the crawler's URLs are normalized and percent-encoded already: encoded=True
                 # spares aiohttp parsing and re-encoding each one
-                async with self._session.get(URL(url, encoded=True), allow_redirects=False) as resp:
+                async with self._session.get(URL(url, encoded=True), allow_redirects=False,
+                                             headers=headers) as resp:
                     answered_at = time.monotonic()
                     raw: list[bytes] | None = None
                     exchange = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from typing import NamedTuple
 
 from crawler.admission import Admission, Link
 from crawler.config import CrawlConfig
@@ -19,6 +20,33 @@ from crawler.urls import normalize_url
 
 MIN_SIMHASH_WORDS = 50
 SIMHASH_TEXT = 1 << 20  # characters of a page read for its SimHash (ample for MAX_SHINGLES words)
+
+
+class Validators(NamedTuple):
+    """What a recrawl keeps of a URL's last response."""
+
+    etag: str | None
+    last_modified: str | None
+    fetched_at: float  # wall-clock time of that fetch
+    content_hash: str | None
+
+
+def conditional_headers(previous: Validators) -> dict[str, str]:
+    """If-None-Match / If-Modified-Since from the last response (RFC 9110 §13.1)."""
+    headers = {}
+    if previous.etag:
+        headers["If-None-Match"] = previous.etag
+    if previous.last_modified:
+        headers["If-Modified-Since"] = previous.last_modified
+    return headers
+
+
+def keep_validators(record: CrawlRecord, previous: Validators) -> None:
+    """A 304 keeps what the last full answer said (RFC 9110 §15.4.5: it may omit the validators),
+    so the next recrawl can ask again; its content is the one already recorded."""
+    record.etag = record.etag or previous.etag
+    record.last_modified = record.last_modified or previous.last_modified
+    record.content_hash = previous.content_hash
 
 
 class PageRecorder:
@@ -70,9 +98,16 @@ class PageRecorder:
                 if len(words) >= MIN_SIMHASH_WORDS:
                     fp = simhash(words)
                     near, fingerprint = self.simhashes.add(fp, url), f"{fp:016x}"
+                    if near == url:  # a recrawled page near its own earlier version
+                        near = None
+        headers = result.headers
+        etag = last_modified = None
+        if headers is not None and (200 <= status < 300 or status == 304):
+            etag, last_modified = headers.get("ETag"), headers.get("Last-Modified")
         return CrawlRecord(
             url, status, depth, lease.referrer, len(body), digest.hexdigest(), time.time(), err,
             result.content_type or None, redirect_to, duplicate_of, found, near, fingerprint,
+            etag, last_modified,
         )
 
     def _follow_links(self, url: str, depth: int, body: bytes, content_type: str,

@@ -25,6 +25,8 @@ class CrawlRecord:
     links: int = 0  # links found and followed from this page
     near_duplicate_of: str | None = None  # an earlier page within SimHash distance 3
     simhash: str | None = None  # the page's 64-bit SimHash, 16 hex digits (HTML of 50+ words)
+    etag: str | None = None  # the response's ETag: a recrawl asks If-None-Match with it
+    last_modified: str | None = None  # its Last-Modified: a recrawl asks If-Modified-Since
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON object written for this record."""
@@ -52,6 +54,8 @@ class CrawlSummary:
     trap_guarded: int = 0  # URLs dropped by a trap guard or the URL length limit
     invalid_links: int = 0
     retries: int = 0
+    recrawled: int = 0  # URLs fetched again by --recrawl
+    unchanged: int = 0  # of those, answered 304 Not Modified
     sitemap_fetches: int = 0
     sitemap_files: int = 0  # sitemaps read without error
     sitemap_urls: int = 0  # new URLs they gave
@@ -101,6 +105,9 @@ class CrawlSummary:
             f"{self.near_duplicates}; retries: {self.retries}; "
             f"failed: {self.failed}; records with errors: {self.errors}",
         ]
+        if self.recrawled:
+            lines.append(f"recrawl: {self.recrawled} URLs fetched again, {self.unchanged} "
+                         f"unchanged (304)")
         if self.sitemap_fetches or self.sitemap_errors:
             lines.append(f"sitemaps: {self.sitemap_fetches} fetches, {self.sitemap_files} read, "
                          f"{self.sitemap_urls} new URLs, {len(self.sitemap_errors)} errors")

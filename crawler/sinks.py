@@ -12,6 +12,7 @@ from typing import IO, Any, Protocol
 from crawler.fetcher import FetchResult
 from crawler.output import JsonlWriter, _cut_torn_tail
 from crawler.records import CrawlRecord
+from crawler.warc_files import warc_date
 
 
 class Sink(Protocol):
@@ -60,8 +61,12 @@ class WarcSink:
         self.revisits = 0
 
     def accept(self, fetched: FetchResult | None, record: CrawlRecord, items: list[str]) -> None:
-        """Archive the exchange, if there was one."""
-        if fetched is not None:
+        """Archive the exchange, if there was one (a 304 to a recrawl as a revisit)."""
+        if fetched is None:
+            return
+        if fetched.status == 304 and fetched.revisit_of is not None:
+            self.not_modified(fetched, warc_date(fetched.revisit_of))
+        else:
             self.archive(fetched)
 
     def archive(self, fetched: FetchResult) -> None:

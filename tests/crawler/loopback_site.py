@@ -33,6 +33,7 @@ class Hit:
     host: str
     path: str
     in_flight: int
+    conditional: str | None = None  # If-None-Match or If-Modified-Since, when the request had one
 
 
 @dataclass
@@ -63,7 +64,8 @@ async def serve(pages: dict[tuple[int, str], Page], hosts: int = 3) -> AsyncIter
     async def handle(request: web.Request) -> web.StreamResponse:
         host = request.host.rsplit(":", 1)[0]
         in_flight[host] += 1
-        hits.append(Hit(time.monotonic(), host, request.path_qs, in_flight[host]))
+        asked = request.headers.get("If-None-Match") or request.headers.get("If-Modified-Since")
+        hits.append(Hit(time.monotonic(), host, request.path_qs, in_flight[host], asked))
         try:
             if running.hold_when is not None and running.hold_when():
                 await running.released.wait()
@@ -72,6 +74,9 @@ async def serve(pages: dict[tuple[int, str], Page], hosts: int = 3) -> AsyncIter
                 return web.Response(status=404, text="no")
             answer = page.then if page.times and page.then is not None else page
             page.times += 1
+            validators = (answer.headers.get("ETag"), answer.headers.get("Last-Modified"))
+            if asked is not None and asked in validators:  # RFC 9110 §13.1: not modified
+                return web.Response(status=304, headers=answer.headers)
             await asyncio.sleep(0)
             if answer.raw is not None:
                 return web.Response(status=answer.status, body=answer.raw, headers=answer.headers,

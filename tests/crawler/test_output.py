@@ -26,7 +26,7 @@ def test_append_and_torn_tail_is_cut(tmp_path) -> None:
     assert [r["url"] for r in lines] == ["http://a/1", "http://a/3"]
     assert set(lines[0]) == {"url", "status", "depth", "referrer", "content_length", "content_hash",
                              "fetch_time", "error", "content_type", "redirect_to", "duplicate_of",
-                             "links", "near_duplicate_of", "simhash"}
+                             "links", "near_duplicate_of", "simhash", "etag", "last_modified"}
 
 
 def test_only_a_torn_line(tmp_path) -> None:
