@@ -5,12 +5,14 @@ A URL's life: discovered (a link, a redirect target or a seed) -> checked agains
 addresses and trap guards -> added to the state with the result that found it -> leased into the
 in-memory window -> held until its origin's robots.txt is known -> pushed into the frontier if
 allowed -> handed out by `Frontier.next_ready` with its host's send time already reserved ->
-fetched -> its record written to `--out`, flushed, and only then marked fetched in the state.
+fetched -> handed to the page handler (if any) -> handed to every sink (`--out`, `--warc`,
+`--items`), flushed, and only then marked fetched in the state.
 
 Redirects are never followed inside the HTTP client: a 3xx is a record, and its target is a newly
 discovered URL (same depth, one more hop) that goes through every check above like any link.
 robots.txt requests take their host's politeness slot too, so the robots.txt fetch and the first
 page request are `delay` apart, and the Crawl-delay it announces applies from that fetch on.
+The robots.txt, sitemap and handler side lives in engine_hosts.py (a mixin of `_Crawl`).
 """
 
 from __future__ import annotations
@@ -28,20 +30,18 @@ from typing import Any
 from cache import PersistentLRU
 from crawler.admission import Admission, Link
 from crawler.config import CrawlConfig
-from crawler.errors import BadResponse, ConnectFailed, FetchError, InvalidURL, StateError
+from crawler.engine_hosts import HostGate
+from crawler.errors import BadResponse, FetchError, InvalidURL, StateError
 from crawler.fetcher import Fetcher, FetchResult
 from crawler.frontier import Empty, Frontier, Ready, Wait
-from crawler.guards import refuse_private
-from crawler.page import Handler, HandlerError, Page, call_handler
+from crawler.page import Handler
 from crawler.politeness import HostSlots
 from crawler.recorder import PageRecorder, Validators, conditional_headers, keep_validators
 from crawler.records import CrawlRecord, CrawlSummary
 from crawler.retry import TRANSIENT_STATUSES, backoff, parse_retry_after
-from crawler.robots import RobotsRules
 from crawler.robots_fetch import RobotsCache
 from crawler.scope import Scope
-from crawler.sinks import ItemsSink, JsonlSink, Sink, WarcSink, item_json, warc_info
-from crawler.sitemap_fetch import load_sitemaps
+from crawler.sinks import ItemsSink, JsonlSink, Sink, WarcSink, warc_info
 from crawler.sitemaps import SitemapWalk
 from crawler.state import CrawlState, Lease
 from crawler.urls import Origin, normalize_url, origin_of
@@ -66,7 +66,7 @@ async def crawl(
     return await _Crawl(seeds, config, on_record, on_progress, on_page).run()
 
 
-class _Crawl:
+class _Crawl(HostGate):
     def __init__(self, seeds: list[str], config: CrawlConfig,
                  on_record: Callable[[CrawlRecord], None] | None,
                  on_progress: Callable[[dict[str, Any]], None] | None,
@@ -285,124 +285,6 @@ class _Crawl:
         for lease in leases:
             self._route(lease)
 
-    def _route(self, lease: Lease) -> None:
-        """Into the frontier if its host's robots.txt is known, else held until it is."""
-        origin = origin_of(lease.url)
-        entry = self.robots.entry(origin)
-        if (entry is not None and entry.expires_at > asyncio.get_running_loop().time()
-                and origin not in self._held):
-            self._admit(lease, entry.rules)
-            return
-        held = self._held.get(origin)
-        self._held_count += 1
-        if held is None:
-            self._held[origin] = [lease]
-            self._robots_tasks += 1
-            self.tg.create_task(self._load_robots(origin))
-        else:
-            held.append(lease)
-
-    def _admit(self, lease: Lease, rules: RobotsRules) -> None:
-        if rules.allowed(lease.url):
-            self._leases[lease.url] = lease
-            self.frontier.push(lease.url, lease.depth)
-        elif rules.unreachable is not None:
-            # RFC 9309 §2.3.1.4: disallow while unreachable; but the user is told why, and the
-            # URL counts as failed, not as denied by rules the host never served
-            self.summary.add_unreachable(str(origin_of(lease.url)), rules.unreachable)
-            record = CrawlRecord(lease.url, None, lease.depth, lease.referrer, 0, None,
-                                 time.time(), f"robots.txt unreachable ({rules.unreachable})")
-            self._results.append((lease.url, "failed", self._store_record(None, record, []), [],
-                                  None))
-        else:
-            self.summary.robots_denied += 1
-            self._results.append((lease.url, "failed", None, [], None))
-
-    def _store_record(self, fetched: FetchResult | None, record: CrawlRecord,
-                      items: list[str]) -> dict[str, Any] | str:
-        """Hand a fetched URL to every sink (flushed before the next commit); return what the
-        state keeps of its record."""
-        for sink in self.sinks:
-            sink.accept(fetched, record, items)
-        if self.on_record is not None:
-            self.on_record(record)
-        return record.as_dict() if self.jsonl is None else self.jsonl.last_text
-
-    def _retry_wait(self, attempt: int, retry_after: str | None) -> float:
-        """Seconds before retry *attempt* + 1 of a transient failure: backoff, or Retry-After."""
-        wait = backoff(attempt, self.config.retry_base, 60.0, self._rand.random)
-        after = parse_retry_after(retry_after, time.time())
-        if after is not None:
-            wait = max(wait, min(after, self.config.max_retry_after))
-        return wait
-
-    async def _load_robots(self, origin: Origin) -> None:
-        try:
-            rules = await self.robots.rules_for(origin)
-            self.frontier.slots.set_crawl_delay(origin, rules.crawl_delay)
-            held = self._held.pop(origin, [])
-            self._held_count -= len(held)
-            for lease in held:
-                self._admit(lease, rules)
-            if self.config.sitemaps and origin not in self._sitemap_origins:
-                self._sitemap_origins.add(origin)
-                self._sitemap_tasks += 1
-                self.tg.create_task(self._load_sitemaps(origin, rules))
-        finally:
-            self._robots_tasks -= 1
-            self._wake.set()
-
-    async def _load_sitemaps(self, origin: Origin, rules: RobotsRules) -> None:
-        try:
-            files = await load_sitemaps(
-                origin, rules, self._sitemap_walk, get=self._polite_get,
-                in_scope=self.scope.allows, on_entries=self._sitemap_entries,
-                on_error=self.summary.sitemap_errors.append)
-            self.summary.sitemap_files += files  # after the await: tasks run side by side
-        finally:
-            self._sitemap_tasks -= 1
-            self._wake.set()
-
-    def _sitemap_entries(self, found: list[tuple[str, str | None, str]]) -> None:
-        """URLs a sitemap listed enter at depth 0, through every check a link goes through."""
-        for url, lastmod, sitemap in found:
-            self.summary.sitemap_urls += self.admission.discover(
-                url, 0, sitemap, self._sitemap_links, 0)
-            if lastmod:
-                self._lastmods.append((url, lastmod))
-        self._take_fresh()
-        self._wake.set()
-
-    async def _polite_get(self, url: str) -> FetchResult:
-        """One robots.txt or sitemap request, sent through its host's politeness slot like any
-        page (and archived with `--warc`)."""
-        try:
-            origin = origin_of(normalize_url(url))
-        except InvalidURL as exc:
-            raise FetchError(f"{url}: {exc}") from exc
-        if refuse_private(origin, self.seed_hosts, self.config.allow_private):
-            raise ConnectFailed(f"{url}: refused private address")
-        loop = asyncio.get_running_loop()
-        slots = self.frontier.slots
-        while not slots.try_acquire(origin, loop.time()):
-            at = slots.ready_at(origin)
-            await asyncio.sleep(0.005 if at is None else max(0.0, at - loop.time()))
-        if url.endswith("/robots.txt"):
-            self.summary.robots_fetches += 1
-        else:
-            self.summary.sitemap_fetches += 1
-        try:
-            result = await self.fetcher.fetch(url)
-            if self.warc is not None:
-                self.warc.archive(result)
-            return result
-        finally:
-            slots.answered(origin, loop.time())
-            self.frontier.done(origin)
-            self._wake.set()
-
-    # -- one page -------------------------------------------------------------------------------
-
     async def _fetch_page(self, ready: Ready) -> None:
         loop = asyncio.get_running_loop()
         result: FetchResult | None = None
@@ -475,37 +357,6 @@ class _Crawl:
             self._route(Lease(url, depth, referrer, 0))
         if len(fresh) > room:
             self._spilled = True
-
-    async def _handle(self, result: FetchResult, record: CrawlRecord, lease: Lease,
-                      links: list[Link]) -> list[str]:
-        """Run the page handler; admit the URLs it gives, return its items as JSON texts. Its
-        failure is the record's error, and the crawl goes on."""
-        assert self.on_page is not None
-        page = Page(result.url, result.status, result.headers or {}, result.body,
-                    self.recorder.urls, lease.depth, lease.referrer, self.recorder.text)
-        try:
-            urls, items = await call_handler(self.on_page, page)
-            texts = []
-            for item in items:
-                try:
-                    texts.append(item_json(item))
-                except (TypeError, ValueError) as exc:
-                    raise HandlerError(f"handler gave an item that is not JSON: {exc}") from exc
-        except HandlerError as exc:
-            self.summary.handler_errors += 1
-            record.error = f"{record.error}; {exc}" if record.error else str(exc)
-            return []
-        self.summary.items += len(texts)
-        depth = lease.depth + 1
-        for url in urls:
-            try:
-                target = normalize_url(url, result.url)
-            except InvalidURL:
-                self.summary.invalid_links += 1
-                continue
-            if self.config.max_depth is None or depth <= self.config.max_depth:
-                record.links += self.admission.discover(target, depth, result.url, links, 0)
-        return texts
 
     def _move_up(self, url: str, depth: int, referrer: str) -> None:
         """A waiting URL was found at a smaller depth: if it is queued in memory, requeue it."""
