@@ -17,6 +17,7 @@ from dedup.options import HASH_NAMES, ScanOptions, parse_size
 from dedup.pipeline import find_duplicates
 from dedup.plan import KEEP_POLICIES, plan_actions
 from dedup.progress import ProgressLine
+from dedup.reflink import INLINE, DedupeOutcome, apply_dedupe, dedupe_dict, dedupe_lines, summarize
 
 PROG = "dedup"
 EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_PROBLEMS, EXIT_PIPE, EXIT_INTERRUPTED = 0, 1, 2, 3, 141, 130
@@ -30,10 +31,16 @@ exit status:
   130  interrupted (Ctrl-C)
   141  stdout was closed early (broken pipe)
 
-Actions (--delete, --link) are a dry run unless --apply is given. Right before acting, dedup
-re-checks each file and compares it byte for byte with the kept copy; a file that changed is
+Actions (--delete, --link, --dedupe) are a dry run unless --apply is given. Right before acting,
+dedup re-checks each file and compares it byte for byte with the kept copy; a file that changed is
 skipped, and the kept copy is never touched. The dry run makes the same checks without acting,
 so it prints exactly what --apply would do and skip (hard links across file systems included).
+
+--dedupe removes and replaces nothing: the kernel (FIDEDUPERANGE) compares the bytes itself and
+makes the duplicate share the kept copy's extents (btrfs; XFS with reflink=1). A file changed
+after the scan comes back "differs" and is skipped; files already sharing their extents are
+reported as such. A file system without the ioctl (ext4, tmpfs, ...) gets one error line and is
+left unchanged (exit 3).
 """
 
 
@@ -51,6 +58,16 @@ def _positive(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {text!r}")
+    return value
+
+
+def _percent(text: str) -> int:
+    try:
+        value = int(text.rstrip("%"))
+    except ValueError:
+        value = -1
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be a whole percentage 1-100, not {text!r}")
     return value
 
 
@@ -103,8 +120,25 @@ def build_parser() -> argparse.ArgumentParser:
     action.add_argument("--link", choices=("hard", "sym"), default=None,
                         help="replace duplicates by hard or symbolic links to the kept copy "
                              "(dry run unless --apply)")
+    action.add_argument("--dedupe", action="store_true",
+                        help="share each duplicate's extents with the kept copy through the "
+                             "FIDEDUPERANGE ioctl: the kernel compares the bytes, every path, "
+                             "inode, owner, mode and mtime stays (btrfs, XFS with reflink=1; "
+                             "dry run unless --apply)")
     p.add_argument("--apply", action="store_true",
-                   help="really perform --delete or --link (default is a dry run)")
+                   help="really perform --delete, --link or --dedupe (default is a dry run)")
+    p.add_argument("--dirs", action="store_true",
+                   help="also report duplicate directories: whole subtrees with the same relative "
+                        "paths and identical contents (topmost only; file groups inside them are "
+                        "folded in); actions still act file by file")
+    p.add_argument("--similar", action="store_true",
+                   help="also report pairs of large files sharing regions (content-defined "
+                        "chunks, FastCDC); chunk lists are kept in the --cache file")
+    p.add_argument("--similar-min-size", type=_size, default=1024 * 1024, metavar="SIZE",
+                   help="--similar: only files of at least SIZE (default 1M)")
+    p.add_argument("--similar-threshold", type=_percent, default=50, metavar="PERCENT",
+                   help="--similar: report pairs sharing at least PERCENT of the smaller file's "
+                        "bytes (default 50)")
     p.add_argument("--keep", choices=KEEP_POLICIES, default="first",
                    help="which copy of a group to keep: first (by PATH order, then path), "
                         "oldest, newest (mtime) or shortest-path (default: first)")
@@ -123,9 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2, message already printed)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    if args.apply and not (args.delete or args.link):
+    if args.apply and not (args.delete or args.link or args.dedupe):
         parser.print_usage(sys.stderr)
-        print(f"{PROG}: error: --apply needs --delete or --link", file=sys.stderr)
+        print(f"{PROG}: error: --apply needs --delete, --link or --dedupe", file=sys.stderr)
         return EXIT_USAGE
     handler = _log_to_stderr(args.quiet)
     # A one-shot command making no reference cycles: without this, the first collection after
@@ -185,23 +219,45 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         if progress is not None:
             progress.finish()
+    if args.dirs or args.similar:
+        from dedup.extras import add_extras  # lazy: only --dirs / --similar need it
+
+        report = add_extras(report, paths, options, dirs=args.dirs, similar=args.similar,
+                            min_size=args.similar_min_size, threshold=args.similar_threshold)
     results: list[ActionResult] = []
+    dedupe: DedupeOutcome | None = None
     if args.delete or args.link:
         op = "delete" if args.delete else ("hardlink" if args.link == "hard" else "symlink")
         plan = plan_actions(report.groups, op=op, keep=args.keep, keep_paths=args.keep_path)
         results = apply_actions(plan, dry_run=not args.apply)
-    _write_output(args, report, results)
+    elif args.dedupe:
+        plan = plan_actions(report.groups, op="dedupe", keep=args.keep, keep_paths=args.keep_path)
+        dedupe = apply_dedupe(plan, dry_run=not args.apply)
+        for fs, why in dedupe.unsupported.items():
+            print(f"{PROG}: error: {fs} cannot share extents: {why}", file=sys.stderr)
+    _write_output(args, report, results, dedupe)
     failed = any(r.status in ("skipped", "failed") for r in results)
+    if dedupe is not None:
+        # An inline (tiny btrfs) file has no extent to share: nothing failed, nothing to do.
+        failed = any(r.status in ("skipped", "failed") and r.detail != INLINE
+                     for r in dedupe.results)
     return EXIT_PROBLEMS if report.problems or failed else EXIT_OK
 
 
-def _write_output(args: argparse.Namespace, report: Report, results: list[ActionResult]) -> None:
-    acting = bool(args.delete or args.link)
+def _write_output(args: argparse.Namespace, report: Report, results: list[ActionResult],
+                  dedupe: DedupeOutcome | None = None) -> None:
+    acting = bool(args.delete or args.link or args.dedupe)
+    lines_of = (lambda dry_run: dedupe_lines(dedupe, dry_run=dry_run)) if dedupe is not None \
+        else (lambda dry_run: action_lines(results, dry_run=dry_run))
     if args.format == "json":
         import json  # lazy: only this format needs it
 
         doc = json.loads(render.to_json(report))
-        if acting:
+        if dedupe is not None:
+            doc["actions"] = [dedupe_dict(r) for r in dedupe.results]
+            doc["dedupe"] = summarize(dedupe)
+            doc["dry_run"] = not args.apply
+        elif acting:
             doc["actions"] = [_action_dict(r) for r in results]
             doc["dry_run"] = not args.apply
         data = (json.dumps(doc, ensure_ascii=True, indent=2) + "\n").encode("ascii")
@@ -212,7 +268,7 @@ def _write_output(args: argparse.Namespace, report: Report, results: list[Action
     else:
         text = render.to_text(report)
         if acting:
-            text += "\n" + "\n".join(action_lines(results, dry_run=not args.apply)) + "\n"
+            text += "\n" + "\n".join(lines_of(not args.apply)) + "\n"
         data = text.encode("utf-8", "surrogateescape")
     sys.stdout.flush()
     out = sys.stdout.buffer
@@ -224,7 +280,7 @@ def _write_output(args: argparse.Namespace, report: Report, results: list[Action
     out.flush()
     if not args.quiet and (args.format != "text" or args.null):
         if acting and args.format == "csv" or acting and args.null:
-            for line in action_lines(results, dry_run=not args.apply):
+            for line in lines_of(not args.apply):
                 print(line, file=sys.stderr)
         print(f"{PROG}: {render.summary_line(report)}", file=sys.stderr)
 

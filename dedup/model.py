@@ -66,6 +66,24 @@ class DuplicateGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class DuplicateDir:
+    """Two or more directories whose subtrees hold the same relative paths with identical content."""
+
+    size: int  # bytes of regular files in one copy
+    files: int  # regular files in one copy
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SimilarPair:
+    """Two files that share *shared_bytes* of content-defined chunks (not identical files)."""
+
+    paths: tuple[str, str]
+    sizes: tuple[int, int]
+    shared_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class Stats:
     """Counters of one run, as reported in the summary and the JSON "stats" object."""
 
@@ -90,9 +108,11 @@ class Stats:
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """The outcome of `find_duplicates`: groups, per-path problems, counters and the policy used."""
+    """The outcome of a run: groups, per-path problems, counters, policy; dirs and similar if asked."""
 
     groups: tuple[DuplicateGroup, ...]
     problems: tuple[FileProblem, ...]
     stats: Stats
     policy: dict[str, str] = field(default_factory=dict)
+    dirs: tuple[DuplicateDir, ...] | None = None  # with --dirs (groups inside them are folded)
+    similar: tuple[SimilarPair, ...] | None = None  # with --similar

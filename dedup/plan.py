@@ -10,7 +10,7 @@ from typing import Literal
 from dedup.errors import UnsafeActionError
 from dedup.model import DuplicateGroup, FileEntry
 
-Operation = Literal["delete", "hardlink", "symlink"]
+Operation = Literal["delete", "hardlink", "symlink", "dedupe"]
 KeepPolicy = Literal["first", "oldest", "newest", "shortest-path"]
 KEEP_POLICIES: tuple[str, ...] = ("first", "oldest", "newest", "shortest-path")
 
@@ -30,12 +30,16 @@ class Action:
 
 
 CROSS_DEVICE = "on another file system than the kept copy: a hard link cannot cross devices"
+CROSS_DEVICE_DEDUPE = ("on another file system than the kept copy: extents are shared only within "
+                       "one file system")
 
 
 def blocked_reason(op: Operation, target: FileEntry, keep: FileEntry) -> str:
     """Return why *op* on *target* toward *keep* cannot be done at all, or "" (pure)."""
     if op == "hardlink" and target.dev != keep.dev:
         return CROSS_DEVICE
+    if op == "dedupe" and target.dev != keep.dev:
+        return CROSS_DEVICE_DEDUPE
     return ""
 
 
@@ -86,6 +90,10 @@ def plan_actions(
         untouched = {keeper.file_id}
         untouched.update(e.file_id for e in group.entries if is_under(e.path, keep_paths))
         targets = [e for e in group.entries if e.file_id not in untouched]
+        if op == "dedupe":
+            # Extents belong to the inode: one request per file, not one per hard link.
+            seen: set[tuple[int, int]] = set()
+            targets = [e for e in targets if not (e.file_id in seen or seen.add(e.file_id))]
         # Invariant: each group keeps at least one whole file, the keeper, untouched.
         if len(targets) >= len(group.entries) or keeper in targets:
             raise UnsafeActionError(f"plan would leave no copy of {keeper.path!r}")

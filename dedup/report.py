@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from dedup.model import Report
+from dedup.model import DuplicateGroup, Report
 
 _PLAIN = frozenset(range(0x20, 0x7F)) - {ord("\\"), ord("'")}
 
@@ -51,19 +51,35 @@ def to_json(report: Report) -> str:
     """
     import json  # lazy: only this format needs it
 
-    doc = {
-        "groups": [{"size": g.size, "paths": g.paths} for g in report.groups],
-        "errors": [{"path": p.path, "error": p.error} for p in report.problems],
-        "stats": report.stats.as_dict(),
-    }
+    doc: dict[str, object] = {}
+    if report.dirs is not None:
+        doc["dirs"] = [{"size": d.size, "files": d.files, "paths": list(d.paths)}
+                       for d in report.dirs]
+    doc["groups"] = [{"size": g.size, "paths": g.paths} for g in shown_groups(report)]
+    if report.similar is not None:
+        doc["similar"] = [{"paths": list(p.paths), "sizes": list(p.sizes),
+                           "shared_bytes": p.shared_bytes} for p in report.similar]
+    doc["errors"] = [{"path": p.path, "error": p.error} for p in report.problems]
+    doc["stats"] = report.stats.as_dict()
     return json.dumps(doc, ensure_ascii=True, indent=2) + "\n"
 
 
+def shown_groups(report: Report) -> list[DuplicateGroup]:
+    """Return the groups a report shows: with --dirs, those inside duplicate directories are folded."""
+    if not report.dirs:
+        return list(report.groups)
+    from dedup.dirs import folded_group_indexes  # lazy: only --dirs needs it
+
+    folded = folded_group_indexes(report.groups, report.dirs)
+    return [g for i, g in enumerate(report.groups) if i not in folded]
+
+
 def to_csv(report: Report) -> bytes:
-    """Return one CSV row per path (group, size, path, hard-link id) as bytes, header first.
+    """Return one CSV row per path (group, size, file number, path) as bytes, header first.
 
     Paths are written as their exact bytes (quoted by the csv rules when they hold commas,
-    quotes or newlines).
+    quotes or newlines). With --dirs or --similar a leading "kind" column says what a row is:
+    "dir" (size: bytes of one copy; file: files in it), "file", or "similar" (size: shared bytes).
     """
     import csv  # lazy: only this format needs it
     import io
@@ -71,12 +87,20 @@ def to_csv(report: Report) -> bytes:
     buffer = io.BytesIO()
     text = io.TextIOWrapper(buffer, encoding="utf-8", errors="surrogateescape", newline="")
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["group", "size", "file", "path"])
-    for number, group in enumerate(report.groups, 1):
+    kinds = report.dirs is not None or report.similar is not None
+    lead: list[str] = ["file"] if kinds else []
+    writer.writerow((["kind"] if kinds else []) + ["group", "size", "file", "path"])
+    for number, d in enumerate(report.dirs or (), 1):
+        for path in d.paths:
+            writer.writerow(["dir", number, d.size, d.files, path])
+    for number, group in enumerate(shown_groups(report), 1):
         file_numbers: dict[tuple[int, int], int] = {}
         for entry in group.entries:
             file_no = file_numbers.setdefault(entry.file_id, len(file_numbers) + 1)
-            writer.writerow([number, group.size, file_no, entry.path])
+            writer.writerow(lead + [number, group.size, file_no, entry.path])
+    for number, pair in enumerate(report.similar or (), 1):
+        for index, path in enumerate(pair.paths, 1):
+            writer.writerow(["similar", number, pair.shared_bytes, index, path])
     text.flush()
     return buffer.getvalue()
 
@@ -91,8 +115,11 @@ def iter_null_separated(report: Report) -> Iterator[bytes]:
     encode = os.fsencode
     parts: list[bytes] = []
     pending = 0
-    for group in report.groups:
-        part = b"\0".join([encode(e.path) for e in group.entries]) + b"\0\0"
+    path_sets = [list(d.paths) for d in report.dirs or ()]
+    path_sets += [[e.path for e in g.entries] for g in shown_groups(report)]
+    path_sets += [list(p.paths) for p in report.similar or ()]
+    for paths in path_sets:
+        part = b"\0".join([encode(p) for p in paths]) + b"\0\0"
         parts.append(part)
         pending += len(part)
         if pending >= 65536:
@@ -111,7 +138,12 @@ def header_lines(report: Report) -> list[str]:
 def summary_line(report: Report) -> str:
     """Return the one-line final summary (files, groups, wasted bytes, bytes read, errors, time)."""
     s = report.stats
-    return (
+    extra = ""
+    if report.dirs is not None:
+        extra += f"{len(report.dirs)} duplicate directory groups, "
+    if report.similar is not None:
+        extra += f"{len(report.similar)} similar pairs, "
+    return (extra +
         f"{s.files} files ({format_bytes(s.bytes_scanned)}), {s.groups} duplicate groups, "
         f"{s.duplicate_files} redundant files, {format_bytes(s.wasted_bytes)} wasted, "
         f"{format_bytes(s.bytes_read)} read, {s.errors} errors, {s.elapsed_s:.2f} s"
@@ -121,7 +153,12 @@ def summary_line(report: Report) -> str:
 def to_text(report: Report) -> str:
     """Return the human report: policy header, one block per group, errors, summary."""
     lines = header_lines(report)
-    for group in report.groups:
+    for d in report.dirs or ():
+        lines.append("")
+        lines.append(f"{format_bytes(d.size)} ({d.size} bytes) in {d.files} files x "
+                     f"{len(d.paths)} directories:")
+        lines.extend("    " + quote_path(p.rstrip("/") + "/") for p in d.paths)
+    for group in shown_groups(report):
         lines.append("")
         lines.append(
             f"{format_bytes(group.size)} ({group.size} bytes) x {group.file_count} files:"
@@ -132,6 +169,11 @@ def to_text(report: Report) -> str:
             mark = "  = " if entry.file_id in seen else "    "
             seen.add(entry.file_id)
             lines.append(mark + quote_path(entry.path))
+    for pair in report.similar or ():
+        lines.append("")
+        lines.append(f"similar: {format_bytes(pair.shared_bytes)} ({pair.shared_bytes} bytes) "
+                     f"shared by files of {pair.sizes[0]} and {pair.sizes[1]} bytes:")
+        lines.extend("  ~ " + quote_path(p) for p in pair.paths)
     if report.problems:
         lines.append("")
         lines.append("# errors:")

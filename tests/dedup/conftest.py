@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Collection
 
 import pytest
@@ -96,3 +98,39 @@ def counting_opener():
 def make_failing_opener():
     """The `failing_opener` factory (conftest modules cannot be imported by test modules)."""
     return failing_opener
+
+
+@pytest.fixture(scope="session")
+def btrfs_mount():
+    """A loop-mounted btrfs image for the session (unmounted and detached at the end)."""
+    from tests.dedup.fsimages import mounted
+
+    with mounted("btrfs") as path:
+        yield path
+
+
+@pytest.fixture(scope="session")
+def xfs_mount():
+    """A loop-mounted XFS image made with reflink=1 for the session."""
+    from tests.dedup.fsimages import mounted
+
+    with mounted("xfs") as path:
+        yield path
+
+
+@pytest.fixture(params=["btrfs", "xfs"])
+def reflink_dir(request, tmp_path_factory):
+    """A fresh empty directory on btrfs, then on XFS (reflink=1)."""
+    base = request.getfixturevalue(f"{request.param}_mount")
+    path = tempfile.mkdtemp(dir=base, prefix="t-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(params=["ext4", "tmpfs"])
+def noreflink_dir(request):
+    """A fresh directory on a file system without FIDEDUPERANGE (ext4, then tmpfs)."""
+    from tests.dedup.fsimages import mounted
+
+    with mounted(request.param) as path:
+        yield path, request.param

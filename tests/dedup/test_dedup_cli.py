@@ -101,7 +101,7 @@ def test_missing_path_gives_exit_3_and_is_listed(capsysbinary, tmp_path):
     (["--min-size", "lots", "x"], "invalid size 'lots'"),
     (["--threads", "0", "x"], "must be a whole number >= 1"),
     (["--delete", "--link", "hard", "x"], "not allowed with argument"),
-    (["--apply", "x"], "--apply needs --delete or --link"),
+    (["--apply", "x"], "--apply needs --delete, --link or --dedupe"),
     ([], "the following arguments are required: PATH"),
 ])
 def test_usage_errors_exit_2_with_one_line_message(capsysbinary, argv, message):
