@@ -13,6 +13,7 @@ from crawler import CrawlConfig, InvalidURL, crawl, normalize_url
 from fixtures.site import build_site, serve_site
 
 TOLERANCE = 0.005  # the 5 ms at the server
+PAIR_GUARD = 30.0  # seconds: only a crawler that never sends its second request waits this long
 
 
 def _fetched(running) -> collections.Counter[str]:
@@ -114,14 +115,23 @@ async def test_depth_limit_keeps_every_page_within_it() -> None:
 
 async def test_plain_site_fast_with_two_per_host() -> None:
     site = build_site(hosts=4, pages_per_host=30, seed=3, features="plain")
-    # every answer takes 20 ms, so the server sees requests overlap: two per host, never three
-    async with serve_site(site, port=0, latency=0.02) as running:
-        await crawl(list(running.seeds), CrawlConfig(delay=0, per_host=2, concurrency=8,
-                                                     max_pages=2000))
+    # The server holds a request until a second one to its host is in flight whenever the crawler
+    # has been shown another page of that host (pair_timeout, a liveness guard only): two per
+    # host are in flight by construction, on a machine of any speed. Three must never be: each
+    # answer then waits 50 ms, a window for a crawler over its allowance to show it (concurrency
+    # 16 > 4 hosts x 2, so the global cap cannot hide it); a window, not a bound: it cannot fail
+    # a correct crawler on any machine.
+    async with serve_site(site, port=0, pair_timeout=PAIR_GUARD, latency=0.05) as running:
+        await crawl(list(running.seeds), CrawlConfig(delay=0, per_host=2, concurrency=16,
+                                                     max_pages=2000, timeout=2 * PAIR_GUARD))
         truth = site.truth(running.port, seeds=running.seeds)
         _check(running, truth, delay=0, per_host=2)
     assert len(truth.must_fetch) == 4 * 30
-    assert max(r.in_flight for r in running.requests) == 2  # the allowance is used, not exceeded
+    assert running.pair_timeouts == 0, "the crawler left its second request per host unsent"
+    assert running.pairs > 0
+    paired = {r.host for r in running.requests if r.in_flight == 2}
+    assert paired == {h.address for h in site.seed_hosts}  # the allowance is used on every host
+    assert max(r.in_flight for r in running.requests) == 2  # ... and never exceeded
 
 
 async def test_a_tiny_memory_window_spills_to_the_state_and_misses_nothing(tmp_path) -> None:
