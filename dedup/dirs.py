@@ -29,7 +29,7 @@ class Listing:
     """What the walk saw: each directory's children, and each regular file's size and identity."""
 
     children: dict[str, list[Child]] = field(default_factory=dict)  # dir path -> entries
-    files: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # path -> size, dev, ino
+    files: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)  # size, dev, ino, mtime
     order: list[str] = field(default_factory=list)  # directories in the order first listed
     roots: dict[str, int] = field(default_factory=dict)  # dir path -> root index
 
@@ -40,7 +40,7 @@ def content_keys(groups: Iterable[DuplicateGroup], listing: Listing) -> dict[str
     for number, group in enumerate(groups):
         for entry in group.entries:
             keys[entry.path] = ("g", number)
-    for path, (size, dev, ino) in listing.files.items():
+    for path, (size, dev, ino, _) in listing.files.items():
         if path not in keys:
             keys[path] = ("empty",) if size == 0 else ("i", dev, ino)
     return keys
@@ -145,7 +145,9 @@ def list_tree(roots: Sequence[str], *, follow_symlinks: bool = False, one_file_s
             st = os.stat(root)
         except OSError:
             continue
-        if stat.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) not in visited:
+        if stat.S_ISREG(st.st_mode):  # a file given as a root: --similar may want it
+            listing.files[root] = (st.st_size, st.st_dev, st.st_ino, st.st_mtime_ns)
+        elif stat.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) not in visited:
             visited.add((st.st_dev, st.st_ino))
             stack.append((root, index, st.st_dev))
     stack.reverse()
@@ -178,7 +180,7 @@ def list_tree(roots: Sequence[str], *, follow_symlinks: bool = False, one_file_s
                 continue
             if stat.S_ISREG(st.st_mode):
                 children.append((raw, "f", None))
-                listing.files[full] = (st.st_size, st.st_dev, st.st_ino)
+                listing.files[full] = (st.st_size, st.st_dev, st.st_ino, st.st_mtime_ns)
             elif stat.S_ISDIR(st.st_mode):
                 if (st.st_dev, st.st_ino) in visited or (one_file_system and st.st_dev != root_dev):
                     children.append((raw, "x", full))

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 
-from dedup.model import Report
+from dedup.model import FileProblem, Report
 from dedup.options import PathSelection, ScanOptions
+from dedup.report import quote_path
+
+log = logging.getLogger("dedup.similar")
 
 
 def add_extras(report: Report, paths: Sequence[str], options: ScanOptions, *, dirs: bool,
@@ -25,8 +29,15 @@ def add_extras(report: Report, paths: Sequence[str], options: ScanOptions, *, di
     if similar:
         from dedup.similar import find_similar
 
-        candidates = [(path, size, dev, ino) for path, (size, dev, ino) in listing.files.items()
-                      if size >= min_size and selection.selects_file(path, size)]
-        changes["similar"] = tuple(find_similar(candidates, report.groups, options,
-                                                threshold=threshold))
+        candidates = [(path, *info) for path, info in listing.files.items()
+                      if info[0] >= min_size and selection.selects_file(path, info[0])]
+        pairs, problems = find_similar(candidates, report.groups, options, threshold=threshold)
+        changes["similar"] = tuple(pairs)
+        if problems:
+            for path, error in problems:
+                log.warning("%s: %s", quote_path(path), error)
+            found = [FileProblem(path, error) for path, error in problems]
+            changes["problems"] = report.problems + tuple(found)
+            changes["stats"] = dataclasses.replace(report.stats,
+                                                   errors=report.stats.errors + len(found))
     return dataclasses.replace(report, **changes)  # type: ignore[arg-type]
