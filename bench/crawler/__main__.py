@@ -3,8 +3,9 @@ on the fixture site served from its own process, every crawl scored from the ser
 
 Scenarios, in one run: throughput (20 hosts x 1,000 pages, no delay), politeness-bound efficiency
 (20 x 50 pages, 0.1 s delay, one request per host), correctness on the full-featured site (robots
-variants, a 0.25 s Crawl-delay, redirects, traps, ...), the 20k -> 200k scale run (issue 6), and a
-profile of the crawler. FANMILL_BENCH_QUICK=1 shrinks every site for a smoke run.
+variants, a 0.25 s Crawl-delay, redirects, traps, ...), the 20k -> 200k scale run (issue 6), a
+profile of the crawler, and client + server CPU per page against nginx (bench/crawler/cpu_per_page.py,
+its own section). FANMILL_BENCH_QUICK=1 shrinks every site for a smoke run.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.crawler.cpu_per_page import main as cpu_per_page
 from bench.crawler.page_costs import main as page_costs
 from bench.crawler.score import Score, score
 from bench.crawler.seen_index import measure as measure_seen_index
@@ -342,6 +344,7 @@ def main() -> None:
     write_section("crawler", md)
     print(md)
     print(page_costs())
+    print(cpu_per_page("make bench-crawler"))
 
 
 if __name__ == "__main__":
