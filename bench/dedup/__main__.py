@@ -214,10 +214,19 @@ def main() -> int:
         sections.append("")
     sections.append(bench_scale(quick))
     sections.append("")
-    markdown = "\n".join(sections)
+    markdown = "\n".join(sections) + _kept_subsection()
     write_section("dedup", markdown)
     print(markdown)
     return 0
+
+
+def _kept_subsection() -> str:
+    """Return the dedup-beyond block (written by bench.dedup.beyond) so this rewrite keeps it."""
+    from bench.results import RESULTS
+
+    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
+    found = re.search(r"<!-- BEGIN dedup-beyond -->.*?<!-- END dedup-beyond -->\n?", text, re.S)
+    return "\n" + found.group(0) if found else ""
 
 
 def bench_scale(quick: bool) -> str:

@@ -122,3 +122,13 @@ def test_plan_dedupe_targets_each_inode_once_and_never_crosses_devices():
     assert [a.target.path for a in plan] == ["/a/t", "/b/o"]
     assert plan[0].blocked == "" and "one file system" in plan[1].blocked
     assert os.sep == "/"
+
+
+def test_help_documents_every_new_option(capsys):
+    from dedup.cli import main
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for option in ("--dedupe", "--dirs", "--similar", "--similar-min-size",
+                   "--similar-threshold", "FIDEDUPERANGE"):
+        assert option in out, option
