@@ -17,10 +17,11 @@ from collections.abc import Iterator
 
 import pytest
 
-IMAGE_BYTES = {"btrfs": 256 << 20, "xfs": 320 << 20, "ext4": 64 << 20}
+IMAGE_BYTES = {"btrfs": 256 << 20, "xfs": 320 << 20, "xfs-noreflink": 320 << 20, "ext4": 64 << 20}
 MKFS = {
     "btrfs": ["mkfs.btrfs", "-q", "-f"],
     "xfs": ["mkfs.xfs", "-q", "-f", "-m", "reflink=1"],
+    "xfs-noreflink": ["mkfs.xfs", "-q", "-f", "-m", "reflink=0"],
     "ext4": ["mkfs.ext4", "-q", "-F"],
 }
 
@@ -45,7 +46,8 @@ def mounted(fs_type: str) -> Iterator[str]:
             if shutil.which(tool) is None:
                 pytest.fail(f"{tool} is missing: `make test` installs it (apt-get install "
                             f"{'btrfs-progs' if fs_type == 'btrfs' else 'xfsprogs'})")
-            image = os.path.join(work, f"{fs_type}.img")
+            fs_label = fs_type.split("-")[0]
+            image = os.path.join(work, f"{fs_label}.img")
             with open(image, "wb") as f:
                 f.truncate(IMAGE_BYTES[fs_type])
             made = _run([*MKFS[fs_type], image])
