@@ -260,11 +260,16 @@ class _Crawl(HostGate):
                 return
             if self.on_progress is not None:
                 timeout = PROGRESS_EVERY if timeout is None else min(timeout, PROGRESS_EVERY)
+            # A timer that sets the event, not asyncio.timeout(): on Python 3.11, a Ctrl-C that
+            # cancels this task just before a timeout of 0 is entered comes back out of
+            # asyncio.timeout as TimeoutError (the two cancellations merge into one), and the
+            # crawl went on as if nothing had been asked.
+            timer = None if timeout is None else loop.call_later(timeout, self._wake.set)
             try:
-                async with asyncio.timeout(timeout):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+                await self._wake.wait()
+            finally:
+                if timer is not None:
+                    timer.cancel()
 
     def _idle(self) -> bool:
         return (self._inflight == 0 and self._robots_tasks == 0 and not self._held
