@@ -24,10 +24,12 @@ the loop's list, and each WARC read back with warcio and FastWARC, digests verif
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -38,7 +40,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import version as version_of
 from pathlib import Path
 
-from bench.crawler.nginx import Nginx, ensure_apt, serve
+from bench.crawler.nginx import Nginx, ensure_apt, free_port, serve
 from bench.results import machine_line, write_section
 from fixtures.site import build_site
 
@@ -115,6 +117,10 @@ def run_process(cmd: list[str], tag: str) -> tuple[float, float, int, str, str]:
         guard.start()
         try:
             _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:  # interrupted: the contender goes too
+            proc.kill()
+            proc.wait()
+            raise
         finally:
             guard.cancel()
         wall = time.perf_counter() - start
@@ -269,14 +275,15 @@ def check_warc(directory: Path, expected_exchanges: int) -> str:
             f"{sum(f.stat().st_size for f in files) / 2**20:.1f} MiB")
 
 
-def rounds(targets: list[Target], nginx: Nginx) -> dict[str, dict[str, list[Run]]]:
-    """Every contender on every target, ROUNDS times, the order rotated each round."""
-    runs: dict[str, dict[str, list[Run]]] = {t.name: {c: [] for c in CONTENDERS} for t in targets}
-    for r in range(ROUNDS):
-        order = CONTENDERS[r % len(CONTENDERS):] + CONTENDERS[:r % len(CONTENDERS)]
+def rounds(targets: list[Target], nginx: Nginx, contenders: list[str],
+           n: int) -> dict[str, dict[str, list[Run]]]:
+    """Every contender on every target, *n* times, the order rotated each round."""
+    runs: dict[str, dict[str, list[Run]]] = {t.name: {c: [] for c in contenders} for t in targets}
+    for r in range(n):
+        order = contenders[r % len(contenders):] + contenders[:r % len(contenders)]
         for target in targets:
             for contender in order:
-                print(f"cpu_per_page round {r + 1}/{ROUNDS}: {target.name}: {contender}",
+                print(f"cpu_per_page round {r + 1}/{n}: {target.name}: {contender}",
                       file=sys.stderr)
                 run = run_once(contender, target, nginx)
                 runs[target.name][contender].append(run)
@@ -294,7 +301,7 @@ def table(target: Target, runs: dict[str, list[Run]]) -> tuple[list[str], dict[s
             "request | pages (last round) | check (every round) |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     medians: dict[str, dict] = {}
-    for name in CONTENDERS:
+    for name in runs:
         rs = runs[name]
         m = {
             "wall": statistics.median(x.wall for x in rs),
@@ -313,15 +320,15 @@ def table(target: Target, runs: dict[str, list[Run]]) -> tuple[list[str], dict[s
     return rows, medians
 
 
-def startup(nginx: Nginx) -> str:
+def startup(nginx: Nginx, n: int) -> str:
     """CPU of a crawl that fetches only robots.txt (disallowed everywhere) and of the loop over
     an empty list: the fixed cost in every per-page figure."""
     seed = f"http://{EMPTY_ADDRESS}:{nginx.port}/"
     empty = Target("startup", [seed], WORK / "empty-urls.txt", frozenset(), 1)
     empty.urls_file.write_text("")
-    crawl = [run_once(CRAWL, empty, nginx, kind="crawl") for _ in range(ROUNDS)]
-    loop = [run_once(LOOP, empty, nginx, kind="loop") for _ in range(ROUNDS)]
-    return (f"Fixed cost (start-up + shutdown, median of {ROUNDS}): `crawl` on a host whose "
+    crawl = [run_once(CRAWL, empty, nginx, kind="crawl") for _ in range(n)]
+    loop = [run_once(LOOP, empty, nginx, kind="loop") for _ in range(n)]
+    return (f"Fixed cost (start-up + shutdown, median of {n}): `crawl` on a host whose "
             f"robots.txt disallows everything (robots.txt fetched, nothing else) "
             f"{statistics.median(x.cpu for x in crawl) * 1e3:.0f} ms client CPU, "
             f"{statistics.median(x.wall for x in crawl):.2f} s wall; the loop over an empty list "
@@ -330,39 +337,110 @@ def startup(nginx: Nginx) -> str:
             "figures above (spawn to exit), which matters on the small python3-doc crawl.")
 
 
-def main(command_line: str = "python -m bench.crawler.cpu_per_page") -> str:
-    """Run the benchmark, write the "crawler-nginx" section of bench/RESULTS.md, return it."""
+SHORT = {"loop": LOOP, "crawl": CRAWL, "warc": WARC_FAST, "warcio": WARC_WARCIO,
+         "handler": HANDLER}
+
+
+def _options(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.crawler.cpu_per_page",
+        description="Client and server CPU per page against nginx. With no option: everything, "
+                    "written to bench/RESULTS.md; a subset (or --profile) only prints.")
+    parser.add_argument("--sites", default="throughput,docs",
+                        help="comma-separated: throughput, docs (default both)")
+    parser.add_argument("--contenders", default=",".join(SHORT),
+                        help="comma-separated of " + ", ".join(SHORT) + " (loop and crawl are "
+                             "always run: the ratios need them)")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"default {ROUNDS}")
+    parser.add_argument("--profile", choices=[k for k in SHORT if k != "loop"],
+                        help="instead: one in-process crawl of each selected site under cProfile "
+                             "(top 30 by own time)")
+    return parser.parse_args(argv)
+
+
+def profile(contender: str, target: Target) -> str:
+    """cProfile of one in-process crawl by *contender* (not the loop) of *target*."""
+    import cProfile
+    import io
+    import pstats
+
+    from crawler.cli import main as crawl_main
+    from crawler.warc import WarcWriter
+
+    cmd = command(contender, target, "profile")
+    args = cmd[cmd.index("crawler") + 1:] if "crawler" in cmd else cmd[3:]
+    saved = WarcWriter.records_class
+    if contender == WARC_WARCIO:
+        from bench.crawler.warc_costs import WarcioRecords
+
+        WarcWriter.records_class = WarcioRecords
+    prof = cProfile.Profile()
+    try:
+        started = time.process_time()
+        prof.runcall(crawl_main, args)
+        cpu = time.process_time() - started
+    finally:
+        WarcWriter.records_class = saved
+    text = io.StringIO()
+    pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(30)
+    body = text.getvalue()
+    return (f"### profile: {contender} on {target.name} ({cpu:.1f} s CPU under cProfile)\n\n```\n"
+            + body[body.find("   ncalls"):].replace(str(ROOT) + "/", "").rstrip() + "\n```")
+
+
+def main(command_line: str = "python -m bench.crawler.cpu_per_page",
+         argv: list[str] | None = None) -> str:
+    """Run the benchmark; with every site and contender (the default), write the
+    "crawler-nginx" section of bench/RESULTS.md. Return the markdown."""
+    opts = _options(argv or [])
+    sites = [x.strip() for x in opts.sites.split(",") if x.strip()]
+    picked = {SHORT[x.strip()] for x in opts.contenders.split(",") if x.strip()} | {LOOP, CRAWL}
+    contenders = [c for c in CONTENDERS if c in picked]
+    complete = (not opts.profile and set(sites) == {"throughput", "docs"}
+                and contenders == CONTENDERS)
+    n_rounds = opts.rounds
     WORK.mkdir(parents=True, exist_ok=True)
-    docs = docs_root()
-    from bench.crawler.nginx import free_port
+    # SIGTERM unwinds like Ctrl-C: the running contender is killed and nginx stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    docs = docs_root() if "docs" in sites else None
 
     port = free_port([f"127.0.1.{i + 1}" for i in range(HOSTS)] + [DOCS_ADDRESS, EMPTY_ADDRESS])
     roots, throughput = write_plain_site(port)
     empty_root = WORK / "empty"
     empty_root.mkdir(exist_ok=True)
     (empty_root / "robots.txt").write_text("User-agent: *\nDisallow: /\n")
-    roots[DOCS_ADDRESS], roots[EMPTY_ADDRESS] = docs, empty_root
+    roots[EMPTY_ADDRESS] = empty_root
+    if docs is not None:
+        roots[DOCS_ADDRESS] = docs
+    docs_urls: list[str] = []
+    statuses: Counter[str] = Counter()
     with serve(WORK / "nginx", roots, port) as nginx:
         version = subprocess.run([shutil.which("nginx") or "nginx", "-v"], capture_output=True,
                                  text=True).stderr.strip().split("/")[-1]
-        # Warm-up (not measured): page cache and nginx's open-file cache; the docs crawl gives
-        # the URL list the loop fetches there.
-        print("cpu_per_page: warm-up", file=sys.stderr)
-        run_once(LOOP, throughput, nginx, kind="warmup-loop")
-        seed = f"http://{DOCS_ADDRESS}:{port}/index.html"
-        probe = Target("docs", [seed], WORK / "docs-urls.txt", frozenset(), 1)
-        warm = run_once(CRAWL, probe, nginx, kind="warmup-crawl")
-        docs_urls = [r["url"] for r in warm.records]
-        probe.urls_file.write_text("\n".join(docs_urls) + "\n")
-        statuses = Counter(str(r["status"]) for r in warm.records)
-        docs_target = Target("docs", [seed], probe.urls_file, frozenset(docs_urls), 1)
-        targets = [throughput, docs_target]
-        runs = rounds(targets, nginx)
-        fixed = startup(nginx)
+        targets = [throughput] if "throughput" in sites else []
+        if docs is not None:
+            # the warm-up crawl (not measured) gives the URL list the loop fetches there
+            print("cpu_per_page: docs warm-up crawl", file=sys.stderr)
+            seed = f"http://{DOCS_ADDRESS}:{port}/index.html"
+            probe = Target("docs", [seed], WORK / "docs-urls.txt", frozenset(), 1)
+            warm = run_once(CRAWL, probe, nginx, kind="warmup-crawl")
+            docs_urls = [r["url"] for r in warm.records]
+            probe.urls_file.write_text("\n".join(docs_urls) + "\n")
+            statuses = Counter(str(r["status"]) for r in warm.records)
+            targets.append(Target("docs", [seed], probe.urls_file, frozenset(docs_urls), 1))
+        if opts.profile:
+            return "\n\n".join(profile(SHORT[opts.profile], t) for t in targets)
+        if "throughput" in sites:  # warm-up (not measured): page cache, nginx, connections
+            print("cpu_per_page: throughput warm-up loop", file=sys.stderr)
+            run_once(LOOP, throughput, nginx, kind="warmup-loop")
+        runs = rounds(targets, nginx, contenders, n_rounds)
+        fixed = startup(nginx, n_rounds)
         warc_checks = []
         for target in targets:
             exchanges = len(runs[target.name][CRAWL][-1].records) + target.robots
             for contender in (WARC_FAST, WARC_WARCIO):
+                if contender not in contenders:
+                    continue
                 kind = contender.split()[0] + str(CONTENDERS.index(contender))
                 print(f"cpu_per_page: reading back {target.name} {contender}", file=sys.stderr)
                 warc_checks.append(f"- {target.name}, {contender}: "
@@ -383,16 +461,19 @@ def main(command_line: str = "python -m bench.crawler.cpu_per_page") -> str:
                  "fetches that list")
         sections.append(title + "\n\n" + "\n".join(rows))
         c = med[CRAWL]
+
+        extra = [f"{label} adds {med[name]['x_crawl'] - 1:+.0%}"
+                 for name, label in ((WARC_FAST, "`--warc` with FastWARC"),
+                                     (WARC_WARCIO, "`--warc` with warcio's encoder"),
+                                     (HANDLER, "the title handler + `--items`")) if name in med]
+        if WARC_FAST in med and target.name == "throughput":
+            extra[0] += (" (issue 14: ≤ +15% here: "
+                         + ("met" if med[WARC_FAST]["x_crawl"] <= 1.15 else "**not met**") + ")")
         verdicts.append(
             f"- {target.name}: `crawl` CPU per page {c['x_cpu']:.2f}× the loop's (target ≤ 1.3×: "
             f"{'met' if c['x_cpu'] <= 1.3 else '**not met**'}), pages/s {c['x_rate']:.2f}× the "
-            f"loop's (target ≥ 0.8×: {'met' if c['x_rate'] >= 0.8 else '**not met**'}); `--warc` "
-            f"adds {med[WARC_FAST]['x_crawl'] - 1:+.0%} CPU per page with FastWARC, "
-            f"{med[WARC_WARCIO]['x_crawl'] - 1:+.0%} with warcio's encoder"
-            + ((" (issue 14: ≤ +15% here: "
-                + ("met" if med[WARC_FAST]['x_crawl'] <= 1.15 else "**not met**") + ")")
-               if target.name == "throughput" else "")
-            + f"; the title handler + --items adds {med[HANDLER]['x_crawl'] - 1:+.0%}")
+            f"loop's (target ≥ 0.8×: {'met' if c['x_rate'] >= 0.8 else '**not met**'})"
+            + "".join("; " + x + " CPU per page" for x in extra))
     md = "\n\n".join([
         "## crawler-nginx — client and server CPU per page, sites served by nginx "
         "(issues 14 and 15)",
@@ -403,7 +484,7 @@ def main(command_line: str = "python -m bench.crawler.cpu_per_page") -> str:
         f"nginx {version} (private instance, 1 worker, access_log off, sendfile, one 127.0.1.x "
         f"address per host), aiohttp {version_of('aiohttp')}, FastWARC {version_of('fastwarc')}, "
         f"warcio {version_of('warcio')}. Every contender "
-        f"is its own process; {ROUNDS} round(s), the order rotated each round; ratios are taken "
+        f"is its own process; {n_rounds} round(s), the order rotated each round; ratios are taken "
         "within a round, then the median. All with `--delay 0 --per-host 16 --concurrency 128` "
         "(the loop: 128 workers, 16 per host). `crawl` has every default on: SQLite `--state`, "
         "`--out` JSONL, content hash, SimHash; the `--warc` and `--handler` rows add to that. "
@@ -412,16 +493,21 @@ def main(command_line: str = "python -m bench.crawler.cpu_per_page") -> str:
         "/proc/<pid>/schedstat (ns on CPU), per request "
         "(robots.txt included). The check column compares each crawl's JSONL with the expected "
         "URL set (throughput: the generator's truth; python3-doc: the warm-up crawl) and nginx's "
-        f"request count (stub_status) with records + robots.txt.{' The handler (' + HANDLER_SPEC + ') returns one item per page: URL and <title>.'}",
+        "request count (stub_status) with records + robots.txt. The handler "
+        f"({HANDLER_SPEC}) returns one item per page: URL and <title>.",
         *sections,
         fixed,
-        "WARC read-back (the last round's files):\n" + "\n".join(warc_checks),
+        *(["WARC read-back (the last round's files):\n" + "\n".join(warc_checks)]
+          if warc_checks else []),
         "Targets:\n" + "\n".join(verdicts),
         *([f"nginx error log:\n\n```\n{nginx_log[-1500:]}\n```"] if nginx_log else []),
     ])
-    write_section("crawler-nginx", md)
+    if complete:
+        write_section("crawler-nginx", md)
+    else:
+        print("a subset: bench/RESULTS.md left as it is", file=sys.stderr)
     return md
 
 
 if __name__ == "__main__":
-    print(main())
+    print(main(" ".join(["python -m bench.crawler.cpu_per_page", *sys.argv[1:]]), sys.argv[1:]))

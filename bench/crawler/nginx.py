@@ -171,7 +171,6 @@ http {{
     tcp_nopush on;
     keepalive_requests 1000000;
     keepalive_timeout 65;
-    open_file_cache max=100000 inactive=60s;
     client_body_temp_path {prefix}/tmp/body;
     proxy_temp_path {prefix}/tmp/proxy;
     fastcgi_temp_path {prefix}/tmp/fastcgi;
