@@ -14,7 +14,7 @@ from crawler.fetcher import FetchResult
 from crawler.links import extract_links
 from crawler.page import charset_of
 from crawler.records import CrawlRecord, CrawlSummary
-from crawler.simhash import SimHashIndex, page_words, simhash
+from crawler.simhash import SimHashIndex, html_simhash
 from crawler.state import Lease
 from crawler.urls import normalize_url
 
@@ -92,11 +92,10 @@ class PageRecorder:
             err, found, text = self._follow_links(url, depth, body, result.content_type, links)
             self.text = text
             if duplicate_of is None and text is not None:
-                words = page_words(text[:SIMHASH_TEXT])
+                fp, words = html_simhash(text[:SIMHASH_TEXT])
                 # 50+ words only: on a shorter page one changed word moves the fingerprint
                 # further than distance 3 anyway
-                if len(words) >= MIN_SIMHASH_WORDS:
-                    fp = simhash(words)
+                if words >= MIN_SIMHASH_WORDS:
                     near, fingerprint = self.simhashes.add(fp, url), f"{fp:016x}"
                     if near == url:  # a recrawled page near its own earlier version
                         near = None

@@ -9,26 +9,33 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crawler.simhash import SimHashIndex, hamming, page_words, simhash
-from crawler.simhash import simhash_reference as textbook
+from crawler.simhash import MAX_SHINGLES, SHINGLE, SimHashIndex, hamming, html_simhash
+from crawler.simhash import html_simhash_reference as textbook
 
 VOCAB = [f"w{i}" for i in range(500)]
+PIECES = VOCAB[:50] + ["<p>", "</p>", "<a href='x'>", "<b>", " ", "  ", "\n", "<", ">", "a<b",
+                       "<!-- c w1 -->", "<script>w2 w3</script>", "<STYLE>w4</STYLE>", "é", "Ünï",
+                       "¶", "_", "Word", "WORD", "x9", "<br/>", "&amp;", "-"]
 
 
-@settings(max_examples=60)
-@given(st.lists(st.sampled_from(VOCAB), min_size=1, max_size=300))
-def test_bit_counting_equals_the_textbook_loop(words: list[str]) -> None:
-    assert simhash(words) == textbook(words)
+def page(words: list[str]) -> str:
+    return "<html><body><p>" + " ".join(words) + "</p></body></html>"
+
+
+@settings(max_examples=150)
+@given(st.lists(st.sampled_from(PIECES), max_size=300))
+def test_vectorized_fingerprint_equals_the_textbook_loop(pieces: list[str]) -> None:
+    html = "".join(pieces)
+    assert html_simhash(html) == textbook(html)
 
 
 def test_a_long_page_is_fingerprinted_by_its_first_shingles_only() -> None:
-    from crawler.simhash import MAX_SHINGLES, SHINGLE
-
     rng = random.Random(3)
     words = [rng.choice(VOCAB) for _ in range(MAX_SHINGLES + 500)]
     head = words[:MAX_SHINGLES + SHINGLE - 1]
-    assert simhash(words) == simhash(head) == textbook(head)
-    assert simhash(words[:5000]) == textbook(words[:5000])  # long pages count every bit right
+    fp, count = html_simhash(page(words))
+    assert count == len(words) and fp == html_simhash(page(head))[0] == textbook(page(head))[0]
+    assert html_simhash(page(words[:5000])) == textbook(page(words[:5000]))
 
 
 def test_one_changed_word_in_a_long_page_is_near_and_a_different_page_is_not() -> None:
@@ -37,16 +44,17 @@ def test_one_changed_word_in_a_long_page_is_near_and_a_different_page_is_not() -
     for _ in range(40):
         words = [rng.choice(VOCAB) for _ in range(2000)]
         other = [rng.choice(VOCAB) for _ in range(2000)]
-        a = simhash(words)
+        a = html_simhash(page(words))[0]
         words[rng.randrange(2000)] = "changed"
-        near += hamming(a, simhash(words)) <= 3
-        far += hamming(a, simhash(other)) <= 3
+        near += hamming(a, html_simhash(page(words))[0]) <= 3
+        far += hamming(a, html_simhash(page(other))[0]) <= 3
     assert near >= 36 and far == 0
 
 
-def test_page_words_ignores_markup_scripts_and_comments() -> None:
+def test_markup_scripts_and_comments_are_not_words() -> None:
     html = "<html><script>var x = 1;</script><!-- hidden --><p>Hello <b>World</b></p></html>"
-    assert page_words(html) == ["hello", "world"]
+    assert html_simhash(html) == html_simhash("<p>hello world</p>")
+    assert html_simhash(html)[1] == 2
 
 
 @settings(max_examples=40)
