@@ -77,6 +77,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _loop_factory() -> Any:
+    """uvloop's event loop when installed (about 10% less CPU per page in the bench), else
+    asyncio's; FANMILL_ASYNCIO=1 asks for asyncio's."""
+    if os.environ.get("FANMILL_ASYNCIO") == "1":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def _size(text: str) -> int:
     """'1073741824', '512K', '100M', '1G' -> bytes."""
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -167,8 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="crawl: %(message)s")
     progress = _Progress() if not args.quiet and sys.stderr.isatty() else None
     try:
-        summary = asyncio.run(crawl(args.seeds, config, on_progress=progress,
-                                    on_page=args.handler))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            summary = runner.run(crawl(args.seeds, config, on_progress=progress,
+                                       on_page=args.handler))
     except BrokenPipeError:
         # the reader of --out - went away (e.g. `| head`): stop quietly, as json.tool does
         devnull = os.open(os.devnull, os.O_WRONLY)
