@@ -92,7 +92,7 @@ class PageRecorder:
             err, found, text = self._follow_links(url, depth, body, result.content_type, links)
             self.text = text
             if duplicate_of is None and text is not None:
-                fp, words = html_simhash(text[:SIMHASH_TEXT])
+                fp, words = html_simhash(text[:SIMHASH_TEXT], MIN_SIMHASH_WORDS)
                 # 50+ words only: on a shorter page one changed word moves the fingerprint
                 # further than distance 3 anyway
                 if words >= MIN_SIMHASH_WORDS:

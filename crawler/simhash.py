@@ -64,14 +64,15 @@ def _text_bytes(html: str) -> bytes:
     return " ".join(parts).encode("utf-8", "surrogatepass")
 
 
-def html_simhash(html: str) -> tuple[int, int]:
+def html_simhash(html: str, min_words: int = 0) -> tuple[int, int]:
     """(64-bit SimHash, number of words) of an HTML page's text: one feature per shingle of
     SHINGLE consecutive words (the first MAX_SHINGLES), a bit set where most features set it.
 
     A word is a run of ASCII letters, digits, "_" or non-ASCII bytes outside the tags, ASCII
     letters lower-cased. Vectorized with NumPy: 5-8x less CPU than slicing shingles and hashing
     each in Python on real documentation pages (bench/RESULTS.md, crawler-pages); equal to
-    `html_simhash_reference`, the per-word loop (a property test checks it).
+    `html_simhash_reference`, the per-word loop (a property test checks it). A page of fewer
+    than *min_words* words is counted, not fingerprinted: (0, words).
     """
     a = np.frombuffer(_text_bytes(html), dtype=np.uint8)
     if a.size == 0:
@@ -96,8 +97,8 @@ def html_simhash(html: str) -> tuple[int, int]:
             inside = (j >= 0) & (starts <= tag_end[np.maximum(j, 0)])
             starts, ends = starts[~inside], ends[~inside]
     words = starts.size
-    if words == 0:
-        return 0, 0
+    if words == 0 or words < min_words:
+        return 0, words
     keep = MAX_SHINGLES + SHINGLE - 1  # later words are never read
     starts, ends = starts[:keep], ends[:keep]
     with np.errstate(over="ignore"):

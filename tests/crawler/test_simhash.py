@@ -51,6 +51,11 @@ def test_one_changed_word_in_a_long_page_is_near_and_a_different_page_is_not() -
     assert near >= 36 and far == 0
 
 
+def test_a_short_page_is_counted_not_fingerprinted() -> None:
+    assert html_simhash(page(VOCAB[:49]), min_words=50) == (0, 49)
+    assert html_simhash(page(VOCAB[:50]), min_words=50) == textbook(page(VOCAB[:50]))
+
+
 def test_markup_scripts_and_comments_are_not_words() -> None:
     html = "<html><script>var x = 1;</script><!-- hidden --><p>Hello <b>World</b></p></html>"
     assert html_simhash(html) == html_simhash("<p>hello world</p>")
