@@ -108,8 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true",
                    help="prove every group byte for byte (files read side by side, in the same "
                         "pass) instead of trusting the hash")
-    p.add_argument("--threads", type=_positive, default=min(4, os.cpu_count() or 1), metavar="N",
-                   help="reader threads (default: min(4, CPUs))")
+    p.add_argument("--threads", type=_positive, default=None, metavar="N",
+                   help="I/O threads (default: by device — 4 per CPU on solid-state and virtual "
+                        "disks, up to 16, one on a rotating disk — for the walk and small files, "
+                        "and min(4, CPUs) for large files)")
     p.add_argument("--cache", metavar="PATH", default=None,
                    help="keep digests in a persistent cache file so a rerun over an unchanged tree "
                         "reads almost nothing (keyed by device, inode, size, mtime)")
@@ -211,7 +213,8 @@ def _run(args: argparse.Namespace) -> int:
         follow_symlinks=args.follow_symlinks, one_file_system=args.one_file_system,
         include_empty=args.include_empty, min_size=args.min_size, max_size=args.max_size,
         include=tuple(args.include), exclude=tuple(args.exclude), hash_name=args.hash,
-        verify=args.verify, threads=args.threads, cache_path=args.cache,
+        verify=args.verify, threads=args.threads or min(4, os.cpu_count() or 1),
+        io_threads=args.threads, cache_path=args.cache,
     )
     progress = ProgressLine(sys.stderr) if sys.stderr.isatty() and not args.quiet else None
     try:

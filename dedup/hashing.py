@@ -272,3 +272,55 @@ def full_digest(path: str, size: int, hash_name: str, opener: Opener) -> tuple[b
 def _changed(expected: int, got: int) -> str:
     verb = "grew" if got > expected else "shrank"
     return f"changed during scan: {verb} (expected {expected} bytes)"
+
+
+_PAGE = 4096
+_RWF_NOWAIT = getattr(os, "RWF_NOWAIT", 0)
+
+
+def read_small_cached(path: str, size: int) -> bytearray | int:
+    """Return the content of a small file if the page cache holds it, else its open descriptor.
+
+    One `preadv(RWF_NOWAIT)` of *size* + 1 bytes: a cached file is read here (no thread
+    hand-off when the tree is warm); a file not cached (or not wholly) gives back the descriptor,
+    for `read_fd_digest` in an I/O thread, and the caller owns it. Growth and shrinking raise
+    `FileChangedError` here or there. Where RWF_NOWAIT does not exist every file is "not cached".
+    """
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except PermissionError:
+        fd = os.open(path, _OPEN_FLAGS & ~_NOATIME)
+    if not _RWF_NOWAIT:
+        return fd
+    buf = bytearray(size + 1)
+    try:
+        got = os.preadv(fd, (buf,), 0, _RWF_NOWAIT)
+    except BlockingIOError:
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+    if got == size and size % _PAGE == 0 and size:
+        # The byte past the end is on a page of its own, maybe not cached: ask without NOWAIT
+        # (at the end of an unchanged file this returns at once).
+        try:
+            more = os.pread(fd, 1, size)
+        except BaseException:
+            os.close(fd)
+            raise
+        got += len(more)
+    if got < size:  # partly cached, or shrank: the I/O thread reads it again from the start
+        return fd
+    os.close(fd)
+    if got != size:
+        raise FileChangedError(_changed(size, got))
+    del buf[size:]
+    return buf
+
+
+def read_fd_whole(fd: int, size: int) -> bytes:
+    """Read the whole content of a small file from its descriptor (blocking), then close it."""
+    data = _read_and_close(fd, size)
+    if len(data) != size:
+        raise FileChangedError(_changed(size, len(data)))
+    return data

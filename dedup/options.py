@@ -27,7 +27,8 @@ class ScanOptions:
     exclude: tuple[str, ...] = ()  # globs on the whole path; prunes directories too
     hash_name: HashName = "mmh3"
     verify: bool = False
-    threads: int = 2
+    threads: int = 2  # readers of large files (compared in lockstep)
+    io_threads: int | None = None  # walk and small-file readers; None: by device (dedup.device)
     cache_path: str | None = None
 
     def __post_init__(self) -> None:
@@ -38,6 +39,8 @@ class ScanOptions:
         if self.hash_name not in HASH_NAMES:
             raise UsageError(f"unknown hash {self.hash_name!r} (choose from {', '.join(HASH_NAMES)})")
         if self.threads < 1:
+            raise UsageError("--threads must be >= 1")
+        if self.io_threads is not None and self.io_threads < 1:
             raise UsageError("--threads must be >= 1")
 
     def policy(self) -> dict[str, str]:

@@ -10,6 +10,8 @@ import gc
 import logging
 import os
 import time
+from array import array
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
@@ -26,8 +28,9 @@ from dedup.hashing import Opener, full_digest, partial_digest
 from dedup.model import FileEntry, FileProblem, Report, Stats
 from dedup.options import PathSelection, ScanOptions
 from dedup.report import quote_path
+from dedup.table import FileTable
 from dedup.verify import Partition, partition_identical
-from dedup.walk import Scandir, WalkCounters, describe_os_error, walk_batches
+from dedup.walk import Scandir, WalkCounters, describe_os_error, walk_listings
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor, Future
@@ -43,6 +46,9 @@ BATCH_FILES = 64
 # --verify: bytes of small files held per size bucket to compare later members in memory. A
 # class whose first member's bytes are not held (budget spent) is compared by a lockstep reread.
 VERIFY_HOLD = 16 * 1024 * 1024
+# I/O jobs in flight per I/O thread (directory listings, small files not in the page cache): each
+# holds at most one open descriptor, so open descriptors stay under io_threads * IO_DEPTH + a few.
+IO_DEPTH = 4
 
 
 def find_duplicates(
@@ -71,13 +77,16 @@ def find_duplicates(
     # per-file tuples (about 5% of the run on a 100,000-file tree).
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    run = _Run(options, progress, opener, cache, now_ns)
     try:
-        run = _Run(options, progress, opener, cache, now_ns)
+        run.start_io(paths)
         groups = run.candidates(run.scan(paths, scandir))
         groups = run.compare(groups)
+        run.table = FileTable()  # every kept file is a record now: free the columns
         duplicate_groups = expand_groups(groups, run.links, consume=True)
         del groups
     finally:
+        run.stop_io()
         if gc_was_enabled:
             gc.enable()
         if owned_cache is not None:
@@ -128,63 +137,113 @@ class _Run:
         self.files = 0  # selected paths
         self.distinct_files = 0  # selected (device, inode)s
         self.bytes_scanned = 0
+        self.table = FileTable()
+        self.io_threads = 1
+        self.io_pool: Executor | None = None
+
+    def start_io(self, paths: Sequence[str]) -> None:
+        """Start the I/O pool (walk listings, small files not in the page cache) if more than one
+        I/O thread is wanted: `ScanOptions.io_threads`, or one per device kind (dedup.device)."""
+        threads = self.options.io_threads
+        if threads is None:
+            from dedup.device import io_threads_for
+
+            threads = io_threads_for(paths)
+        self.io_threads = threads
+        if threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.io_pool = ThreadPoolExecutor(threads, thread_name_prefix="dedup-io")
+
+    def stop_io(self) -> None:
+        if self.io_pool is not None:
+            self.io_pool.shutdown(wait=True, cancel_futures=True)
+            self.io_pool = None
+
+    def size_of(self, group: CandidateGroup | array) -> int:
+        return self.table.size[group[0]] if type(group) is array else group[0][1]
+
+    def records(self, group: CandidateGroup | array) -> CandidateGroup:
+        """Return a candidate group as records (a group of indices is built from the table)."""
+        if type(group) is array:
+            return self.table.records(group, self.table.size[group[0]])
+        return group
 
     def problem(self, item: FileProblem) -> None:
         self.problems.append(item)
         log.warning("%s: %s", quote_path(item.path), item.error)
 
-    def scan(self, paths: Sequence[str], scandir: Scandir) -> dict[int, Record | list[Record]]:
-        """Return the selected files by size: one record alone, or a list once a size repeats."""
+    def scan(self, paths: Sequence[str], scandir: Scandir) -> dict[int, int | array]:
+        """Fill the table; return its files by size: one index alone, or an array once a size
+        repeats."""
         options = self.options
         selection = PathSelection(options)
         globs = bool(options.include or options.exclude)
         lowest = max(options.min_size, 0 if options.include_empty else 1)
         highest = options.max_size if options.max_size is not None else float("inf")
-        by_size: dict[int, Record | list[Record]] = {}
+        by_size: dict[int, int | array] = {}
         count = filtered = 0
         progress = self.progress
-        for batch in walk_batches(
+        table = self.table
+        problem = self.problem
+        for prefix, root, dev, listing in walk_listings(
             paths,
             follow_symlinks=options.follow_symlinks,
             one_file_system=options.one_file_system,
             enters_dir=selection.enters_dir if options.exclude else None,
             counters=self.walk_counts,
             scandir=scandir,
+            lowest=lowest,
+            highest=highest,
+            select=selection.selects_file if globs else None,
+            # Listing ahead in threads paid nothing here (cold: 2.5 s with 1 or 16 threads; warm:
+            # 0.9 -> 1.5 s, the GIL handed over at every stat): only an explicit --threads does.
+            pool=self.io_pool if self.options.io_threads is not None else None,
+            window=self.io_threads * IO_DEPTH,
         ):
-            for item in batch:
-                if type(item) is not tuple:
-                    self.problem(item)  # type: ignore[arg-type]
-                    continue
-                size = item[1]
-                if not lowest <= size <= highest or (
-                        globs and not selection.selects_file(item[0], size)):
-                    filtered += 1
-                    continue
-                count += 1
-                bucket = by_size.get(size)
+            for item in listing.problems:
+                problem(item)
+            filtered += listing.filtered
+            sizes = listing.sizes
+            if not sizes:
+                continue
+            first = table.add_dir(prefix, root, dev, listing.names, sizes, listing.inos,
+                                  listing.mtimes, listing.other_devs)
+            count += len(sizes)
+            get = by_size.get
+            for index, size in enumerate(sizes, first):
+                bucket = get(size)
                 if bucket is None:
-                    by_size[size] = item
-                elif type(bucket) is tuple:
-                    by_size[size] = [bucket, item]
+                    by_size[size] = index
+                elif type(bucket) is int:
+                    by_size[size] = array("I", (bucket, index))
                 else:
-                    bucket.append(item)
+                    bucket.append(index)
             progress("scan", count, 0)
         progress("scan", count, count)
         self.files, self.filtered = count, filtered
         return by_size
 
-    def candidates(self, by_size: dict[int, Record | list[Record]]) -> list[CandidateGroup]:
-        """Empty *by_size* into groups of two or more distinct files; count files and bytes."""
-        groups: list[CandidateGroup] = []
+    def candidates(self, by_size: dict[int, int | array]) -> list[CandidateGroup | array]:
+        """Empty *by_size* into groups of two or more distinct files; count files and bytes.
+
+        A group is an array of table indices, or (a bucket with hard links) a list of records.
+        """
+        groups: list[CandidateGroup | array] = []
         distinct = scanned = 0
+        inos = self.table.ino
         while by_size:
-            # popitem: files of a unique size are freed as we go, not at the end.
+            # popitem: buckets of a unique size are freed as we go, not at the end.
             size, bucket = by_size.popitem()
-            if type(bucket) is tuple:
+            if type(bucket) is int:
                 distinct += 1
                 scanned += size
                 continue
-            reps = collapse_bucket(bucket, self.links)
+            reps: CandidateGroup | array
+            if len({inos[i] for i in bucket}) == len(bucket):  # distinct inodes: no link
+                reps = bucket
+            else:
+                reps = collapse_bucket(self.table.records(bucket, size), self.links)
             distinct += len(reps)
             scanned += size * len(reps)
             if len(reps) > 1:
@@ -192,10 +251,11 @@ class _Run:
         self.distinct_files, self.bytes_scanned = distinct, scanned
         return groups
 
-    def compare(self, groups: list[CandidateGroup]) -> list[CandidateGroup]:
+    def compare(self, groups: list[CandidateGroup | array]) -> list[CandidateGroup]:
         limit = hashing.WHOLE_LIMIT
-        small = [g for g in groups if g[0][1] <= limit]
-        large = [g for g in groups if g[0][1] > limit]
+        size_of = self.size_of
+        small = [g for g in groups if size_of(g) <= limit]
+        large = [self.records(g) for g in groups if size_of(g) > limit]
         del groups
         if small:
             if self.cache is not None and not self.options.verify:
@@ -206,7 +266,7 @@ class _Run:
             return small
         # The partial stage runs in this thread: its reads are small and from the page cache, and
         # two threads handing the GIL over at every syscall ran it 1.5x slower (bench small corpus).
-        large = self._split_partial(large)
+        large = self._split_partial(large, self.io_pool)
         threads = self.options.threads
         if threads > 1:
             from concurrent.futures import ThreadPoolExecutor  # lazy: only big files need it
@@ -221,63 +281,120 @@ class _Run:
                 return small + self._verify(pool, large)
             return small + self._split_by_digest(pool, large, "full")
 
-    def _split_small(self, groups: list[CandidateGroup]) -> list[CandidateGroup]:
-        """Split groups of files read whole, once, in this thread, by content digest.
+    def _split_small(self, groups: list[CandidateGroup | array]) -> list[CandidateGroup]:
+        """Split groups of files read whole, once, by content digest.
 
-        With --verify the bytes themselves decide: each later member is compared with the bytes
-        of its class's first member, held in memory (up to `VERIFY_HOLD` per group), not reread.
+        A file the page cache holds is read in this thread; one it does not is handed (open) to
+        the I/O pool, and its group is finished once its reads are in, groups in order, with at
+        most io_threads * IO_DEPTH reads (open descriptors) in flight. With --verify the bytes
+        themselves decide: each later member is compared with the bytes of its class's first
+        member, held in memory (up to `VERIFY_HOLD` per group), not reread.
         """
         verify = self.options.verify
         digest = hashing.ONE_SHOT[self.options.hash_name]
         opener = self.opener
+        pool = self.io_pool
         read: Callable[[str, int], bytes]
-        if opener is hashing._DEFAULT_OPENER:
-            read = hashing.read_small  # one call less per file than read_whole
-        else:
+        if opener is not hashing._DEFAULT_OPENER:
+            pool = None
 
             def read(path: str, size: int) -> bytes:
                 return hashing.read_whole(path, size, opener)
+        else:
+            read = hashing.read_small  # one call less per file than read_whole
+        read_cached = hashing.read_small_cached
+        read_fd = hashing.read_fd_whole
+
+        def job(fd: int, size: int) -> tuple[bytes, bytes | None]:
+            data = read_fd(fd, size)
+            return digest(data), (data if verify else None)
 
         total = sum(len(g) for g in groups)
-        done = reported = nbytes = 0
+        window = self.io_threads * IO_DEPTH
+        done = reported = 0
+        in_flight = 0
         result: list[CandidateGroup] = []
+        pending: deque[tuple[CandidateGroup, list]] = deque()
         for group in groups:
-            size = group[0][1]
-            classes: dict[bytes, CandidateGroup] = {}
-            held: dict[bytes, bytes] = {}
-            recheck: set[bytes] = set()
-            budget = VERIFY_HOLD
-            for record in group:
+            records = self.records(group)
+            size = records[0][1]
+            slots: list = []
+            for record in records:
                 try:
-                    data = read(record[0], size)
+                    if pool is None:
+                        data = read(record[0], size)
+                    else:
+                        got = read_cached(record[0], size)
+                        if type(got) is int:
+                            try:
+                                slots.append(pool.submit(job, got, size))
+                            except BaseException:
+                                os.close(got)
+                                raise
+                            in_flight += 1
+                            continue
+                        data = got  # type: ignore[assignment]
+                except OSError as exc:
+                    slots.append(FileProblem(record[0], describe_os_error(exc)))
+                    continue
+                slots.append((digest(data), data if verify else None))
+            pending.append((records, slots))
+            while pending and (in_flight >= window or not in_flight or len(pending) > window):
+                records, slots = pending.popleft()
+                in_flight -= self._finish_small(records, slots, result)
+                done += len(records)
+                if done - reported >= 1024 or done == total:
+                    reported = done
+                    self.progress("partial", done, total)
+        while pending:
+            records, slots = pending.popleft()
+            self._finish_small(records, slots, result)
+            done += len(records)
+        self.progress("partial", done, total)
+        return result
+
+    def _finish_small(self, records: CandidateGroup, slots: list, result: list[CandidateGroup]
+                      ) -> int:
+        """Split one group whose reads are all in (waiting for the pool's); return how many of
+        them came from the pool."""
+        verify = self.options.verify
+        size = records[0][1]
+        classes: dict[bytes, CandidateGroup] = {}
+        held: dict[bytes, bytes] = {}
+        recheck: set[bytes] = set()
+        budget = VERIFY_HOLD
+        from_pool = 0
+        for record, slot in zip(records, slots, strict=True):
+            if type(slot) is not tuple:
+                if type(slot) is FileProblem:
+                    self.problem(slot)
+                    continue
+                from_pool += 1
+                try:
+                    slot = slot.result()
                 except OSError as exc:
                     self.problem(FileProblem(record[0], describe_os_error(exc)))
                     continue
-                nbytes += size
-                key = digest(data)
-                members = classes.get(key)
-                if members is None:
-                    classes[key] = [record]
-                    if verify and budget >= size:
-                        held[key] = data
-                        budget -= size
-                    continue
-                members.append(record)
-                if verify and held.get(key) != data:
-                    recheck.add(key)  # bytes not held, or (never seen) a digest collision
-            for key, members in classes.items():
-                if len(members) < 2:
-                    continue
-                if key in recheck:
-                    result.extend(self._verify(_Inline(), [members]))
-                else:
-                    result.append(members)
-            done += len(group)
-            if done - reported >= 1024 or done == total:
-                reported = done
-                self.progress("partial", done, total)
-        self.bytes_read += nbytes
-        return result
+            key, data = slot
+            self.bytes_read += size
+            members = classes.get(key)
+            if members is None:
+                classes[key] = [record]
+                if verify and budget >= size:
+                    held[key] = data
+                    budget -= size
+                continue
+            members.append(record)
+            if verify and held.get(key) != data:
+                recheck.add(key)  # bytes not held, or (never seen) a digest collision
+        for key, members in classes.items():
+            if len(members) < 2:
+                continue
+            if key in recheck:
+                result.extend(self._verify(_Inline(), [members]))
+            else:
+                result.append(members)
+        return from_pool
 
     def _split_by_digest(self, pool: Executor, groups: list[CandidateGroup], stage: str) -> list[CandidateGroup]:
         files = [e for g in groups for e in g]
@@ -297,23 +414,34 @@ class _Run:
             self.progress(stage, done, total)
         return split_by(groups, lambda e: keys.get(id(e)))
 
-    def _split_partial(self, groups: list[CandidateGroup]) -> list[CandidateGroup]:
-        # Group by group, in this thread: only one group's keys are alive at a time (-15 MB peak
-        # on the 100,000-file bench corpus compared with keying every file first).
+    def _split_partial(self, groups: list[CandidateGroup | array],
+                       pool: Executor | None = None) -> list[CandidateGroup]:
+        # Group by group: only one group's keys are alive at a time (-15 MB peak on the
+        # 100,000-file bench corpus compared with keying every file first). With a *pool* (large
+        # files: two seeks each, slow on a cold disk) whole groups are keyed by its threads.
         total = sum(len(g) for g in groups)
         done = reported = 0
         result: list[CandidateGroup] = []
-        for group in groups:
+        job = self._partial_job
+
+        def key_group(group: CandidateGroup | array) -> tuple[CandidateGroup, list]:
+            records = self.records(group)
+            return records, [job(entry) for entry in records]
+
+        if pool is None:
+            outcomes: Iterable[tuple[CandidateGroup, list]] = map(key_group, groups)
+        else:
+            outcomes = bounded_map(pool, key_group, groups, self.io_threads * IO_DEPTH)
+        for records, keyed in outcomes:
             keys: dict[int, bytes] = {}
-            for entry in group:
-                _, outcome, nbytes = self._partial_job(entry)
+            for entry, outcome, nbytes in keyed:
                 self.bytes_read += nbytes
                 if isinstance(outcome, FileProblem):
                     self.problem(outcome)
                 else:
                     keys[id(entry)] = outcome
-            result.extend(split_by([group], lambda e, keys=keys: keys.get(id(e))))
-            done += len(group)
+            result.extend(split_by([records], lambda e, keys=keys: keys.get(id(e))))
+            done += len(records)
             if done - reported >= 1024 or done == total:
                 reported = done
                 self.progress("partial", done, total)

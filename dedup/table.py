@@ -1,0 +1,95 @@
+"""Scanned files in columns: a few typed arrays and one string of names per directory.
+
+A plain record per file — (path, size, dev, ino, mtime_ns, root), a tuple of Python objects —
+costs about 330 bytes (the tuple, a full path string, three ints). Here a file costs 34 bytes of
+arrays plus its name's characters and a separator: a directory's path is stored once, its files'
+names are joined into one string, and sizes, inodes and mtimes are machine integers. Records are
+built back (`record`) only for the files that are compared, a group at a time.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterable
+
+Record = tuple  # (path, size, dev, ino, mtime_ns, root): FileEntry's layout
+
+
+class FileTable:
+    """Every selected file of a scan, by index (0, 1, ...), in the order the walk listed them."""
+
+    __slots__ = ("prefixes", "names", "dir_root", "dir_dev", "file_dir", "name_off", "name_len",
+                 "size", "ino", "mtime", "dev_of", "_devs")
+
+    def __init__(self) -> None:
+        self.prefixes: list[str] = []  # per directory: its path ending in "/" ("" for a root file)
+        self.names: list[str] = []  # per directory: its files' names joined by "\0"
+        self.dir_root = array("I")  # per directory: index of the command-line root
+        self.dir_dev = array("Q")  # per directory: the device of its files
+        self.file_dir = array("I")  # per file: its directory
+        self.name_off = array("I")  # per file: where its name starts in its directory's names
+        self.name_len = array("H")
+        self.size = array("q")
+        self.ino = array("Q")
+        self.mtime = array("q")
+        self.dev_of: dict[int, int] = {}  # file index -> device, for files not on their dir's device
+        self._devs: dict[int, int] = {}  # one int object per device (shared by every record)
+
+    def __len__(self) -> int:
+        return len(self.size)
+
+    def add_dir(self, prefix: str, root: int, dev: int, names: list[str], sizes: Iterable[int],
+                inos: Iterable[int], mtimes: Iterable[int],
+                other_devs: Iterable[tuple[int, int]] = ()) -> int:
+        """Append one directory's files; return the index of the first. *other_devs* holds
+        (position in *names*, device) for files on another device than *dev*."""
+        first = len(self.size)
+        d = len(self.prefixes)
+        self.prefixes.append(prefix)
+        joined = "\0".join(names)
+        self.names.append(joined)
+        self.dir_root.append(root)
+        self.dir_dev.append(dev)
+        lens = [len(n) for n in names]
+        offs = [0] * len(lens)
+        at = 0
+        for i, n in enumerate(lens):
+            offs[i] = at
+            at += n + 1
+        self.file_dir.extend([d] * len(lens))
+        self.name_off.extend(offs)
+        self.name_len.extend(lens)
+        self.size.extend(sizes)
+        self.ino.extend(inos)
+        self.mtime.extend(mtimes)
+        for pos, other in other_devs:
+            self.dev_of[first + pos] = other
+        return first
+
+    def path(self, i: int) -> str:
+        """Return the path of file *i*."""
+        d = self.file_dir[i]
+        off = self.name_off[i]
+        return self.prefixes[d] + self.names[d][off : off + self.name_len[i]]
+
+    def dev(self, i: int) -> int:
+        dev = self.dev_of.get(i) if self.dev_of else None
+        if dev is None:
+            dev = self.dir_dev[self.file_dir[i]]
+        return self._devs.setdefault(dev, dev)
+
+    def record(self, i: int, size: int | None = None) -> Record:
+        """Return file *i* as a record; *size* (its size) lets a group share one int object."""
+        d = self.file_dir[i]
+        off = self.name_off[i]
+        return (self.prefixes[d] + self.names[d][off : off + self.name_len[i]],
+                self.size[i] if size is None else size, self.dev(i), self.ino[i], self.mtime[i],
+                self.dir_root[d])
+
+    def records(self, indices: Iterable[int], size: int | None = None) -> list[Record]:
+        """Return the records of *indices*, in order."""
+        record = self.record
+        return [record(i, size) for i in indices]
+
+    def file_id(self, i: int) -> tuple[int, int]:
+        return (self.dev(i), self.ino[i])
