@@ -21,6 +21,7 @@ SHINGLE = 3  # words per shingle
 MAX_SHINGLES = 10_000  # a longer page is fingerprinted by its first 10,000 (bounds the CPU per page)
 _MASK = (1 << 64) - 1
 _TAG = re.compile(rb"<[^>]*>")
+_SMALL = 4096  # bytes: below, words are counted with regular expressions before NumPy starts
 _WORD = re.compile(rb"[0-9A-Za-z_\x80-\xff]+")
 
 # Word hash: a polynomial over the word's bytes (mod 2**64), then murmur3's 64-bit finalizer so
@@ -74,7 +75,12 @@ def html_simhash(html: str, min_words: int = 0) -> tuple[int, int]:
     `html_simhash_reference`, the per-word loop (a property test checks it). A page of fewer
     than *min_words* words is counted, not fingerprinted: (0, words).
     """
-    a = np.frombuffer(_text_bytes(html), dtype=np.uint8)
+    data = _text_bytes(html)
+    if min_words and len(data) < _SMALL:  # most small pages stop here: ~3x cheaper than NumPy's
+        count = len(_WORD.findall(_TAG.sub(b" ", data)))  # start-up on a 0.5 KB page
+        if count < min_words:
+            return 0, count
+    a = np.frombuffer(data, dtype=np.uint8)
     if a.size == 0:
         return 0, 0
     # Runs of word bytes: "<" and ">" are no word bytes, so a run is wholly inside a tag or
