@@ -312,10 +312,20 @@ class _Run:
         total = sum(len(g) for g in groups)
         window = self.io_threads * IO_DEPTH
         done = reported = 0
-        in_flight = 0
         result: list[CandidateGroup] = []
-        pending: deque[tuple[CandidateGroup, list]] = deque()
-        for group in groups:
+        # Groups read but not finished, and the pool's reads in submission order (group number,
+        # its slots, position): at most *window* in flight, so as many open descriptors.
+        pending: deque[tuple[int, CandidateGroup, list]] = deque()
+        flying: deque[tuple[int, list, int, str]] = deque()
+
+        def land(item: tuple[int, list, int, str]) -> None:
+            _, slots, pos, path = item
+            try:
+                slots[pos] = slots[pos].result()
+            except OSError as exc:
+                slots[pos] = FileProblem(path, describe_os_error(exc))
+
+        for number, group in enumerate(groups):
             records = self.records(group)
             size = records[0][1]
             slots: list = []
@@ -331,50 +341,47 @@ class _Run:
                             except BaseException:
                                 os.close(got)
                                 raise
-                            in_flight += 1
+                            flying.append((number, slots, len(slots) - 1, record[0]))
+                            if len(flying) >= window:
+                                land(flying.popleft())
                             continue
                         data = got  # type: ignore[assignment]
                 except OSError as exc:
                     slots.append(FileProblem(record[0], describe_os_error(exc)))
                     continue
                 slots.append((digest(data), data if verify else None))
-            pending.append((records, slots))
-            while pending and (in_flight >= window or not in_flight or len(pending) > window):
-                records, slots = pending.popleft()
-                in_flight -= self._finish_small(records, slots, result)
+            pending.append((number, records, slots))
+            while pending and (not flying or flying[0][0] > pending[0][0]
+                               or len(pending) > window):
+                first, records, slots = pending.popleft()
+                while flying and flying[0][0] <= first:
+                    land(flying.popleft())
+                self._finish_small(records, slots, result)
                 done += len(records)
                 if done - reported >= 1024 or done == total:
                     reported = done
                     self.progress("partial", done, total)
-        while pending:
-            records, slots = pending.popleft()
+        while flying:
+            land(flying.popleft())
+        for _, records, slots in pending:
             self._finish_small(records, slots, result)
             done += len(records)
         self.progress("partial", done, total)
         return result
 
     def _finish_small(self, records: CandidateGroup, slots: list, result: list[CandidateGroup]
-                      ) -> int:
-        """Split one group whose reads are all in (waiting for the pool's); return how many of
-        them came from the pool."""
+                      ) -> None:
+        """Split one group whose reads are all in: (digest, bytes or None) or a problem each."""
         verify = self.options.verify
         size = records[0][1]
         classes: dict[bytes, CandidateGroup] = {}
         held: dict[bytes, bytes] = {}
         recheck: set[bytes] = set()
         budget = VERIFY_HOLD
-        from_pool = 0
         for record, slot in zip(records, slots, strict=True):
             if type(slot) is not tuple:
-                if type(slot) is FileProblem:
-                    self.problem(slot)
-                    continue
-                from_pool += 1
-                try:
-                    slot = slot.result()
-                except OSError as exc:
-                    self.problem(FileProblem(record[0], describe_os_error(exc)))
-                    continue
+                self.problem(slot)
+                continue
             key, data = slot
             self.bytes_read += size
             members = classes.get(key)
@@ -394,7 +401,6 @@ class _Run:
                 result.extend(self._verify(_Inline(), [members]))
             else:
                 result.append(members)
-        return from_pool
 
     def _split_by_digest(self, pool: Executor, groups: list[CandidateGroup], stage: str) -> list[CandidateGroup]:
         files = [e for g in groups for e in g]
