@@ -466,6 +466,7 @@ def main(command_line: str = "python -m bench.crawler.cpu_per_page",
                  for name, label in ((WARC_FAST, "`--warc` with FastWARC"),
                                      (WARC_WARCIO, "`--warc` with warcio's encoder"),
                                      (HANDLER, "the title handler + `--items`")) if name in med]
+        extra = [x + " CPU per page" for x in extra]
         if WARC_FAST in med and target.name == "throughput":
             extra[0] += (" (issue 14: ≤ +15% here: "
                          + ("met" if med[WARC_FAST]["x_crawl"] <= 1.15 else "**not met**") + ")")
@@ -473,7 +474,7 @@ def main(command_line: str = "python -m bench.crawler.cpu_per_page",
             f"- {target.name}: `crawl` CPU per page {c['x_cpu']:.2f}× the loop's (target ≤ 1.3×: "
             f"{'met' if c['x_cpu'] <= 1.3 else '**not met**'}), pages/s {c['x_rate']:.2f}× the "
             f"loop's (target ≥ 0.8×: {'met' if c['x_rate'] >= 0.8 else '**not met**'})"
-            + "".join("; " + x + " CPU per page" for x in extra))
+            + "".join("; " + x for x in extra))
     md = "\n\n".join([
         "## crawler-nginx — client and server CPU per page, sites served by nginx "
         "(issues 14 and 15)",
