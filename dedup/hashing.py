@@ -7,6 +7,7 @@ can report them; a file whose size no longer matches the scan raises `FileChange
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections.abc import Callable
@@ -276,9 +277,10 @@ def _changed(expected: int, got: int) -> str:
 
 _PAGE = 4096
 _RWF_NOWAIT = getattr(os, "RWF_NOWAIT", 0)
+_NOWAIT_REFUSED = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS}
 
 
-def read_small_cached(path: str, size: int) -> bytearray | int:
+def read_small_cached(path: str, size: int) -> bytes | bytearray | int:
     """Return the content of a small file if the page cache holds it, else its open descriptor.
 
     One `preadv(RWF_NOWAIT)` of *size* + 1 bytes: a cached file is read here (no thread
@@ -297,6 +299,15 @@ def read_small_cached(path: str, size: int) -> bytearray | int:
         got = os.preadv(fd, (buf,), 0, _RWF_NOWAIT)
     except BlockingIOError:
         return fd
+    except OSError as exc:
+        if exc.errno not in _NOWAIT_REFUSED:
+            os.close(fd)
+            raise
+        # tmpfs and others refuse RWF_NOWAIT (EOPNOTSUPP): read here, blocking, as read_small.
+        data = _read_and_close(fd, size)
+        if len(data) != size:
+            raise FileChangedError(_changed(size, len(data))) from None
+        return data  # type: ignore[return-value]
     except BaseException:
         os.close(fd)
         raise

@@ -181,3 +181,31 @@ def test_file_table_round_trips_records():
     assert table.records(range(4)) == [
         ("/r/a", 1, 7, 10, 5, 0), ("/r/b\nc", 2, 9, 11, 6, 0), ("/r/\udcff", 3, 7, 12, 7, 0),
         ("/x/root-file", 4, 8, 13, 8, 1)]
+
+
+def test_a_file_system_refusing_rwf_nowait_is_read_in_this_thread(tmp_path, monkeypatch):
+    # tmpfs answers RWF_NOWAIT with EOPNOTSUPP: every file then was an error entry (bench scale).
+    import errno
+
+    root = build_tree(str(tmp_path / "t"), {"a": b"dup", "b": b"dup", "c": b"other"})
+
+    def refusing(fd, buffers, offset, flags=0):
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(os, "preadv", refusing)
+    report = find_duplicates([root], ScanOptions(threads=2, io_threads=4))
+    assert [set(g.paths) for g in report.groups] == [{f"{root}/a", f"{root}/b"}]
+    assert report.problems == ()
+
+
+def test_tmpfs_tree_same_report_with_the_io_pool(tmp_path):
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("no /dev/shm")
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as shm:
+        root = build_tree(os.path.join(shm, "t"), _hostile_spec(3))
+        one = find_duplicates([root], ScanOptions(threads=1, io_threads=1))
+        many = find_duplicates([root], ScanOptions(threads=4, io_threads=8))
+        assert one.groups and not one.problems
+        assert _report_without_time(many) == _report_without_time(one)
