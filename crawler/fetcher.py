@@ -10,6 +10,7 @@ its end, and the cap applies to the decompressed bytes (a gzip bomb stops at max
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 import ssl
@@ -252,6 +253,7 @@ def _exchange_head(resp: aiohttp.ClientResponse, sent_at: float,
     return Exchange(sent_at, ip, request_head, response_head, b"")
 
 
+@functools.lru_cache(maxsize=1024)  # one answer per host: ipaddress parsing is ~10 µs
 def _is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)

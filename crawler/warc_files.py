@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import binascii
 import fcntl
+import functools
 import hashlib
+import math
 import os
 import re
 import zlib
@@ -31,7 +33,16 @@ def file_name(prefix: str, now: float, serial: int) -> str:
 
 def warc_date(when: float) -> str:
     """A WARC-Date with microseconds (WARC 1.1 section 5.4 allows the extra precision)."""
-    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    seconds = math.floor(when)
+    micro = round((when - seconds) * 1e6)  # half-even, as datetime.fromtimestamp rounds
+    if micro == 1_000_000:
+        seconds, micro = seconds + 1, 0
+    return f"{_second(seconds)}.{micro:06d}Z"
+
+
+@functools.lru_cache(maxsize=4)  # a crawl formats the same second for every page in it
+def _second(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def list_files(directory: str, prefix: str) -> list[tuple[int, str]]:

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from warcio.archiveiterator import ArchiveIterator
 
 from crawler.warc import IDENTICAL_PAYLOAD, NOT_MODIFIED, WarcWriter, archival_head
@@ -386,3 +388,24 @@ def test_kill9_while_writing_keeps_every_acknowledged_exchange(tmp_path: Path, s
     assert acked == list(range(kill_after))
     for i in acked:
         assert responses[f"http://127.0.0.1:8080/p{i}"] == payload(seed, i)
+
+
+@settings(max_examples=300)
+@given(st.floats(min_value=0, max_value=4e9, allow_nan=False))
+def test_warc_date_is_datetimes_rounding(when: float) -> None:
+    from crawler.warc_files import warc_date
+
+    assert warc_date(when) == datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_record_ids_are_distinct_version_4_uuids() -> None:
+    import uuid
+
+    from crawler.warc import new_record_id
+
+    ids = [new_record_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for record_id in ids[:50]:
+        assert record_id.startswith("<urn:uuid:") and record_id.endswith(">")
+        parsed = uuid.UUID(record_id[10:-1])
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
