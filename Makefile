@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint demo bench bench-cache bench-dedup bench-crawler clean
+.PHONY: test lint demo bench bench-cache bench-dedup bench-crawler clean dedup-fs-tools
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fanmill needs Python >= 3.11")'
@@ -35,6 +35,8 @@ bench-cache: $(STAMP)
 
 bench-dedup: $(STAMP)
 	$(PY) -m bench.dedup
+	$(PY) -m bench.dedup.realtrees
+	$(PY) -m bench.dedup.beyond
 
 bench-crawler: $(STAMP)
 	$(PY) -m bench.crawler

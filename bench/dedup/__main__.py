@@ -221,12 +221,17 @@ def main() -> int:
 
 
 def _kept_subsection() -> str:
-    """Return the dedup-beyond block (written by bench.dedup.beyond) so this rewrite keeps it."""
+    """Return the dedup-real and dedup-beyond blocks (written by bench.dedup.realtrees and
+    bench.dedup.beyond, which `make bench-dedup` runs after this) so this rewrite keeps them."""
     from bench.results import RESULTS
 
     text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
-    found = re.search(r"<!-- BEGIN dedup-beyond -->.*?<!-- END dedup-beyond -->\n?", text, re.S)
-    return "\n" + found.group(0) if found else ""
+    kept = ""
+    for name in ("dedup-real", "dedup-beyond"):
+        found = re.search(rf"<!-- BEGIN {name} -->.*?<!-- END {name} -->\n?", text, re.S)
+        if found:
+            kept += "\n" + found.group(0)
+    return kept
 
 
 def bench_scale(quick: bool) -> str:
