@@ -8,6 +8,7 @@ from cache.errors import (
     SerializationError,
     StoreLockedError,
     StoreWriteError,
+    UnsupportedFilesystemError,
 )
 from cache.log import Durability
 from cache.memoize import memoize
@@ -27,5 +28,6 @@ __all__ = [
     "SerializationError",
     "StoreLockedError",
     "StoreWriteError",
+    "UnsupportedFilesystemError",
     "ValueTooLargeError",
 ]

@@ -3,10 +3,11 @@
     CacheError                     base of every error this package raises on purpose
     ├── CorruptStoreError          a file is damaged, foreign, or of an unknown format version
     │   └── ForeignFileError       the file is not a fanmill store at all (wrong magic / not SQLite)
-    ├── StoreLockedError           another writer holds the store (another process, or this one)
+    ├── StoreLockedError           an exclusive open holds the store (or one is refused: others have it)
     ├── SchemaVersionError         a SQLite store is newer than the code that opens it
     ├── SerializationError         a value cannot be encoded, or an intact record cannot be decoded
-    └── StoreWriteError            the OS refused a write (disk full, I/O error); nothing was acknowledged
+    ├── StoreWriteError            the OS refused a write (disk full, I/O error); nothing was acknowledged
+    └── UnsupportedFilesystemError a shared store on NFS, SMB, FUSE, ...: refused, naming the filesystem
 
 Foreign exceptions (OSError, sqlite3.DatabaseError, pickle.UnpicklingError, ...) are mapped to these at
 the seam with `raise ... from exc`, so callers catch one family.
@@ -37,7 +38,7 @@ class ForeignFileError(CorruptStoreError):
 
 
 class StoreLockedError(CacheError):
-    """Another writer (another process, or another open in this one) holds the store's lock."""
+    """An exclusive open holds the store, or an exclusive open is refused because others have it open."""
 
 
 class SchemaVersionError(CacheError):
@@ -50,3 +51,7 @@ class SerializationError(CacheError):
 
 class StoreWriteError(CacheError):
     """The OS refused a write (for example: disk full); the operation was not applied."""
+
+
+class UnsupportedFilesystemError(CacheError):
+    """The file lies on a filesystem (NFS, SMB, FUSE, ...) where shared maps and locks are unreliable."""

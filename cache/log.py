@@ -38,15 +38,14 @@ fault, unless the caller asked to salvage, in which case the damaged span is ski
 records lost (from the gap in sequence numbers) is counted and logged as a warning, and the owner is
 expected to compact so the damage is gone from disk.
 
-One writer per file: an exclusive flock on PATH.lock, held while the log is open, so a second writer
-(another process, or a second open in this one) gets StoreLockedError. Read-only opens take no lock
-and never modify the file.
+This class is the single owner's log (PersistentLRU(exclusive=True)): it registers as the only open
+of PATH (cache/shared.py), so any other open, shared or exclusive, gets StoreLockedError.
+cache/sharedlog.py builds the shared log (any number of processes) on it. Read-only opens take no
+lock and never modify the file.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import logging
 import mmap
 import os
@@ -62,9 +61,9 @@ from cache.errors import (
     CacheError,
     CorruptStoreError,
     ForeignFileError,
-    StoreLockedError,
     StoreWriteError,
 )
+from cache.shared import SharedFile
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +193,7 @@ class RecordLog:
         self._reserve = reserve
         self.closed = False  # True once close() has run (a plain attribute: the hot paths read it)
         self._fd = -1
-        self._lock_fd = -1
+        self._owner: SharedFile | None = None
         self._broken: str | None = None
         self._mm: mmap.mmap | None = None
         self._mapped = 0  # bytes of the file mapped (the whole file, while a writer has a map)
@@ -213,22 +212,9 @@ class RecordLog:
     # -- opening -------------------------------------------------------------------------------
 
     def _lock(self) -> None:
-        lock_path = self.path + ".lock"
-        try:
-            self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
-        except OSError as exc:
-            raise StoreWriteError(f"{self.path}: cannot create lock file: {exc.strerror}") from exc
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(self._lock_fd)
-            self._lock_fd = -1
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise StoreLockedError(
-                    f"{self.path} is already open for writing (by another process or another "
-                    f"handle in this one); close it first or open read-only"
-                ) from None
-            raise StoreWriteError(f"{self.path}: cannot lock: {exc.strerror}") from exc
+        # The single owner's registration (cache/shared.py): refused while any other open, shared or
+        # exclusive, holds the file; released by the kernel when this process dies.
+        self._owner = SharedFile(self.path, exclusive=True)
 
     def _open(self, meta: dict[str, Any], on_record: Callable[[fmt.Record], None], salvage: bool) -> None:
         if not self.readonly:
@@ -665,6 +651,6 @@ class RecordLog:
             finally:
                 os.close(self._fd)
                 self._fd = -1
-        if self._lock_fd >= 0:
-            os.close(self._lock_fd)  # closing the descriptor releases the flock
-            self._lock_fd = -1
+        owner, self._owner = self._owner, None
+        if owner is not None:
+            owner.close()  # closing the descriptor releases the locks

@@ -7,7 +7,10 @@
 - The file is opened lazily, on the first call, and shared by every memoized function of this
   process that names the same path (a file has one writer); each function's keys carry its
   qualified name, so functions never see each other's values.
-- Concurrent callers of one key compute it once: the others wait for that result. A function may
+- Concurrent callers of one key compute it once, in any number of processes sharing the file: in a
+  process, the other threads wait on a condition; across processes, the computing one holds a kernel
+  lock named by the key (PersistentLRU.key_lock: released by the kernel if that process dies), and
+  the others block on it, then find the value. A function may
   call itself (fib) on other keys or even on the key it is computing, without deadlocking: a thread
   never waits for a key it is computing itself. An exception is not cached; waiters then retry.
 - `wrapper.cache` is the PersistentLRU once the first call (or cache_info/cache_clear) opened it;
@@ -115,6 +118,18 @@ def memoize(
                 counts["misses"] += 1
             computing.add(key)
             try:
+                if owner:
+                    with lru.key_lock(key):  # other processes: one computes, the rest wait here
+                        if lru.peek(key, _MISS) is not _MISS:  # another process computed it meanwhile
+                            value = lru.get(key, _MISS)
+                            if value is not _MISS:
+                                with cond:
+                                    counts["misses"] -= 1
+                                    counts["hits"] += 1
+                                return value
+                        value = fn(*args, **kwargs)
+                        lru[key] = value
+                        return value
                 value = fn(*args, **kwargs)
                 lru[key] = value
                 return value

@@ -8,10 +8,17 @@ order and the bounds. That keeps a put to one record (bench/cache: the batch of 
 largest Python cost of a put). Values live in the log, not in memory;
 the in-memory index (a RecencyOrder) holds where each record lies. See cache/log.py for what each
 durability setting guarantees.
+
+Shared by processes (the default): every operation runs between the shared log's begin() (the writer
+lock, then the records other processes appended, replayed into this index) and finish() (publish,
+unlock); see cache/sharedlog.py. Since every process replays every record in the log's order, each
+index is the one a single process doing all the operations would hold: exact recency, exact bounds.
+exclusive=True is the single owner of the file instead (no lock per operation).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -34,6 +41,7 @@ from cache.encoding import (
 from cache.errors import CacheError, CorruptStoreError, ForeignFileError, SerializationError
 from cache.log import FAST_TOUCH_BATCH, Durability, RecordLog
 from cache.order import RecencyOrder
+from cache.sharedlog import SharedRecordLog
 from cache.stats import LRUStats
 
 _MISSING = object()
@@ -67,6 +75,14 @@ def _direct_loads(serializer: Serializer) -> Callable[[bytes], Any]:
     return serializer.loads
 
 
+def _nothing() -> None:
+    pass
+
+
+def _nothing_with(_arg: Any) -> None:
+    pass
+
+
 class ValueTooLargeError(CacheError, ValueError):
     """One entry is larger than the cache's max_bytes; it was refused, nothing was evicted."""
 
@@ -83,9 +99,11 @@ class PersistentLRU(MutableMapping[Any, Any]):
             list(lru)                   # keys from least to most recently used
 
     Keys: str, bytes, int or tuples of those. Values: pickle (default; the file must then be trusted
-    like code), "json" or "bytes". Thread-safe (one lock). One writer per file: another open of the
-    same path raises StoreLockedError, unless it is `readonly=True` (a snapshot that never writes,
-    where reads do not move entries). The bounds are stored in the file: reopening without
+    like code), "json" or "bytes". Thread-safe, and shared by processes: any number of opens of one
+    path, in any processes, see each other's acknowledged writes and share one recency order and one
+    set of bounds. `exclusive=True` makes this open the file's only one (faster: no lock per
+    operation; any other open then raises StoreLockedError); `readonly=True` is a snapshot that never
+    writes, where reads do not move entries. The bounds are stored in the file: reopening without
     capacity and max_bytes keeps them; reopening with others applies the new ones (evicting the
     least recent entries if they shrank).
     """
@@ -100,6 +118,7 @@ class PersistentLRU(MutableMapping[Any, Any]):
         serializer: str | Serializer = "pickle",
         salvage: bool = False,
         readonly: bool = False,
+        exclusive: bool = False,
         on_evict: Callable[[Any], None] | None = None,
         compact_min_bytes: int = 8 << 20,
         _reserve: Callable[[int, int, int], None] = os.posix_fallocate,
@@ -122,44 +141,63 @@ class PersistentLRU(MutableMapping[Any, Any]):
         self._live = 0  # bytes of live put records in the file, header included
         self._pending_touches: list[bytes] = []
         self._fast = durability == "fast"
+        self._meta = {"app": _APP, "serializer": self._serializer.name}
+        self._keys: dict[bytes, Any] = {}  # decoded keys by their bytes (see _key_of)
+        self._order_touch = self._order.move_to_end
+        self._opened = False
         self.path = os.fspath(path)  # before the log: replay errors name the file
-        self._log = RecordLog(
-            path,
-            meta={"app": _APP, "serializer": self._serializer.name},
-            on_record=self._replay_record,
-            durability=durability,
-            readonly=readonly,
-            salvage=salvage,
-            reserve=_reserve,
-        )
+        self._is_shared = not readonly and not exclusive
+        if self._is_shared:
+            self._log: RecordLog = SharedRecordLog(
+                path, meta=self._meta, on_record=self._replay_record, on_apply=self._apply,
+                on_touch=self._apply_touch, on_reset=self._reset,
+                durability=durability, salvage=salvage, reserve=_reserve,
+            )
+        else:
+            self._log = RecordLog(
+                path, meta=self._meta, on_record=self._replay_record, durability=durability,
+                readonly=readonly, salvage=salvage, reserve=_reserve,
+            )
         self.path = self._log.path
         self._log_read = self._log.read
+        # The protocol around each operation (None for a single owner or a read-only view).
+        self._begin: Callable[[], bool] | None = self._log.begin if self._is_shared else None  # type: ignore[attr-defined]
+        self._finish: Callable[[], None] = self._log.finish if self._is_shared else _nothing  # type: ignore[attr-defined]
         # How a hit is recorded: a touch record now ("process", "fsync"), a batched one ("fast"),
         # or not at all (a read-only view does not move entries).
         self._touch: Callable[[bytes], None] | None = (
             None if readonly else self._queue_touch if self._fast else self._log.append_touch
         )
+        if self._fast and self._is_shared:
+            # A pending touch moves its key only once written, after the other processes' records
+            # before it (_flush_touches): every process's order stays the file's order.
+            self._move_to_end = _nothing_with
         try:
             self._check_meta()
             self._live += self._header_size()
-            wanted = (capacity, max_bytes)
-            if wanted == (None, None):
-                wanted = self._order.capacity, self._order.max_bytes  # keep the file's bounds
-                if wanted == (None, None) and not readonly:
-                    raise ValueError("give capacity (entries) and/or max_bytes, or the cache never evicts")
-            if readonly:
-                self._order.set_bounds(*wanted)
-                self._order_victims_apply()
-            else:
-                if wanted != (self._order.capacity, self._order.max_bytes):
-                    self._set_bounds(*wanted)
-                if self._log.report.salvaged_records_lost or self._log.report.salvaged_bytes_skipped:
-                    self.compact()  # rewrite without the damage, so the next open is clean
-                else:
-                    self._maybe_compact()
+            self._opened = True
+            with self._locked():
+                self._open_bounds(capacity, max_bytes, readonly)
         except BaseException:
             self._log.close()
             raise
+
+    def _open_bounds(self, capacity: int | None, max_bytes: int | None, readonly: bool) -> None:
+        wanted = (capacity, max_bytes)
+        if wanted == (None, None):
+            wanted = self._order.capacity, self._order.max_bytes  # keep the file's bounds
+            if wanted == (None, None) and not readonly:
+                raise ValueError("give capacity (entries) and/or max_bytes, or the cache never evicts")
+        if readonly:
+            self._order.set_bounds(*wanted)
+            self._order_victims_apply()
+        else:
+            if wanted != (self._order.capacity, self._order.max_bytes):
+                self._set_bounds(*wanted)
+            if self._log.report.salvaged_records_lost or self._log.report.salvaged_bytes_skipped:
+                self._compact_held()  # rewrite without the damage, so the next open is clean
+            else:
+                self._maybe_compact()
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -174,31 +212,80 @@ class PersistentLRU(MutableMapping[Any, Any]):
             )
 
     def _header_size(self) -> int:
-        return len(fmt.encode_header(0, self._log.meta))
+        return len(fmt.encode_header(0, self._meta))
+
+    def _reset(self) -> None:
+        """Forget the index: the shared log is about to replay a new generation of the file."""
+        self._order.clear()
+        self._order.set_bounds(None, None)  # the new file's BOUNDS record comes first
+        self._live = self._header_size() if self._opened else 0
+        self._newest = _MISSING
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the thread lock and, when shared, the writer lock with the index caught up."""
+        with self._lock:
+            if self._begin is None:
+                yield
+                return
+            self._check_open()
+            if self._begin():
+                self._newest = _MISSING
+            try:
+                yield
+            finally:
+                self._finish()
 
     def _replay_record(self, rec: fmt.Record) -> None:
+        self._apply(rec.kind, rec.key, rec.offset, rec.length, rec.value_len)
+
+    def _key_of(self, kbytes: bytes, offset: int) -> Any:
+        """Decode *kbytes*, through a cache: replaying other processes' records decodes the same keys."""
+        keys = self._keys
+        key = keys.get(kbytes)
+        if key is None:
+            try:
+                key = decode_key(kbytes)
+            except ValueError as exc:
+                raise CorruptStoreError(self.path, f"undecodable key: {exc}", offset) from None
+            if len(keys) > 2 * len(self._order) + 4096:
+                keys.clear()  # a pure function's cache: forgetting it costs only decodes
+            keys[kbytes] = key
+        return key
+
+    def _apply_touch(self, kbytes: bytes) -> None:
+        """Apply a TOUCH record (the most common record another process writes)."""
+        key = self._keys.get(kbytes)
+        if key is None:
+            key = self._key_of(kbytes, 0)
+        try:
+            self._order_touch(key)
+        except KeyError:
+            pass  # a touch of a key gone since: nothing to move
+
+    def _apply(self, kind: int, kbytes: bytes, offset: int, length: int, value_len: int) -> None:
+        """Apply one record of the log to the index, as the process that wrote it did."""
         order = self._order
-        kind = rec.kind
         if kind == fmt.TOUCH:
             try:
-                order.touch(self._decode_key(rec))
+                order.touch(self._key_of(kbytes, offset))
             except KeyError:
-                pass  # a touch of a key deleted later in a salvaged log: nothing to move
+                pass  # a touch of a key gone since (deleted, or lost to salvage): nothing to move
             return
         if kind == fmt.CLEAR:
             order.clear()
             self._live = 0
             return
         if kind == fmt.BOUNDS:
-            order.set_bounds(*_decode_bounds(rec.key, self.path, rec.offset))
+            order.set_bounds(*_decode_bounds(kbytes, self.path, offset))
             self._order_victims_apply()
             return
-        key = self._decode_key(rec)
+        key = self._key_of(kbytes, offset)
         if key in order:
             self._live -= order.remove(key)[1]
         if kind == fmt.PUT:
-            order.load(key, (rec.offset, rec.length, rec.key), len(rec.key) + rec.value_len)
-            self._live += rec.length
+            order.load(key, (offset, length, kbytes), len(kbytes) + value_len)
+            self._live += length
             if order.capacity is not None and len(order) > order.capacity or (
                 order.max_bytes is not None and order.total_weight > order.max_bytes
             ):
@@ -242,6 +329,16 @@ class PersistentLRU(MutableMapping[Any, Any]):
         lock = self._lock
         if not lock.acquire(False):
             self._wait_for_lock()
+        begin = self._begin
+        try:
+            if begin is not None:
+                if self._log.closed:
+                    raise CacheError(f"{self.path}: the cache is closed")
+                if begin():  # the writer lock, and the other processes' records replayed
+                    self._newest = _MISSING
+        except BaseException:
+            lock.release()
+            raise
         try:
             try:
                 entry = self._lookup(key)
@@ -269,11 +366,13 @@ class PersistentLRU(MutableMapping[Any, Any]):
             self._hits += 1
             return value
         finally:
+            if begin is not None:
+                self._finish()
             lock.release()
 
     def peek(self, key: Any, default: Any = None) -> Any:
         """Return the value of *key* without counting a use or a hit, or *default*."""
-        with self._lock:
+        with self._locked():
             try:
                 offset, length, kbytes = self._order.peek(key)
             except KeyError:
@@ -292,11 +391,20 @@ class PersistentLRU(MutableMapping[Any, Any]):
         lock = self._lock
         if not lock.acquire(False):
             self._wait_for_lock()
+        begin = self._begin
         try:
             log = self._log
             if log.closed:
                 raise CacheError(f"{self.path}: the cache is closed")
+            if begin is not None and begin():
+                self._newest = _MISSING
+        except BaseException:
+            lock.release()
+            raise
+        try:
             order = self._order
+            if self._pending_touches and self._is_shared:
+                self._flush_touches()  # shared "fast": their moves come before this put's evictions
             try:
                 victims = order.evictions_for(key, weight)
             except ValueError as exc:
@@ -318,15 +426,18 @@ class PersistentLRU(MutableMapping[Any, Any]):
             self._live = live
             dead = log.end - live
             if dead > self._compact_min and dead > 2 * live:
-                self.compact()
+                self._compact_held()
         finally:
+            if begin is not None:
+                self._finish()
             lock.release()
         if victims and self._on_evict is not None:
             self._notify(victims)
 
     def __delitem__(self, key: Any) -> None:
-        with self._lock:
+        with self._locked():
             self._check_open()
+            self._flush_touches()
             kbytes = self._order.peek(key)[2]
             self._log.append(fmt.DELETE, kbytes)
             self._live -= self._order.remove(key)[1]
@@ -334,31 +445,52 @@ class PersistentLRU(MutableMapping[Any, Any]):
             self._maybe_compact()
 
     def __contains__(self, key: object) -> bool:
-        with self._lock:
+        with self._locked():
             try:
                 return key in self._order
             except TypeError:
                 return False
 
     def __len__(self) -> int:
-        with self._lock:
+        with self._locked():
             return len(self._order)
 
     def __iter__(self) -> Iterator[Any]:
         """Iterate a snapshot of the keys from least to most recently used (the eviction order)."""
-        with self._lock:
+        with self._locked():
+            if self._pending_touches and self._is_shared:
+                self._flush_touches()  # shared "fast": the order shown includes this process's reads
             return iter(list(self._order))
 
     def clear(self) -> None:
         """Remove every entry with one record, then compact the file down to its header."""
-        with self._lock:
+        with self._locked():
             self._check_open()
             self._log.append(fmt.CLEAR, b"")
             self._pending_touches.clear()
             self._order.clear()
             self._newest = _MISSING
             self._live = self._header_size()
-            self.compact()
+            self._compact_held()
+
+    @contextlib.contextmanager
+    def key_lock(self, key: Any) -> Iterator[None]:
+        """Hold a lock named by *key* across every process sharing the file (not across threads).
+
+        Released by the kernel if this process dies. memoize uses it so that one process computes
+        a missing value while the others wait. A single owner (exclusive=True) needs no lock.
+        """
+        kbytes = encode_key(key)
+        log = self._log
+        if not isinstance(log, SharedRecordLog):
+            yield
+            return
+        self._check_open()
+        log.lock_key(kbytes)
+        try:
+            yield
+        finally:
+            log.unlock_key(kbytes)
 
     # -- bounds, compaction, statistics --------------------------------------------------------
 
@@ -366,7 +498,7 @@ class PersistentLRU(MutableMapping[Any, Any]):
         """Change the bounds, evict what no longer fits (least recent first) and return those keys."""
         if capacity is None and max_bytes is None:
             raise ValueError("give capacity (entries) and/or max_bytes")
-        with self._lock:
+        with self._locked():
             self._check_open()
             victims = self._set_bounds(capacity, max_bytes)
         self._notify(victims)
@@ -374,28 +506,32 @@ class PersistentLRU(MutableMapping[Any, Any]):
 
     def compact(self) -> None:
         """Rewrite the file with just the live entries, in recency order, and swap it in atomically."""
-        with self._lock:
+        with self._locked():
             self._check_open()
-            self._flush_touches()
-            entries = self._order.payloads()
-            read = self._log_read  # every value is verified as it is copied
+            self._compact_held()
 
-            def live_records() -> Iterator[tuple[int, bytes, bytes]]:
-                for _key, (offset, length, kbytes) in entries:
-                    yield fmt.PUT, kbytes, read(offset, length, kbytes)
+    def _compact_held(self) -> None:
+        """compact(), for a caller that holds the locks (and has caught up)."""
+        self._flush_touches()
+        entries = self._order.payloads()
+        read = self._log_read  # every value is verified as it is copied
 
-            bounds = (fmt.BOUNDS, _encode_bounds(self._order.capacity, self._order.max_bytes), b"")
-            locs = self._log.rewrite(itertools.chain([bounds], live_records()))[1:]
-            self._order.replace_payloads(
-                (key, (offset, length, kbytes))
-                for (key, (_o, _l, kbytes)), (offset, length) in zip(entries, locs, strict=True)
-            )
-            self._live = self._log.end
-            self._compactions += 1
+        def live_records() -> Iterator[tuple[int, bytes, bytes]]:
+            for _key, (offset, length, kbytes) in entries:
+                yield fmt.PUT, kbytes, read(offset, length, kbytes)
+
+        bounds = (fmt.BOUNDS, _encode_bounds(self._order.capacity, self._order.max_bytes), b"")
+        locs = self._log.rewrite(itertools.chain([bounds], live_records()))[1:]
+        self._order.replace_payloads(
+            (key, (offset, length, kbytes))
+            for (key, (_o, _l, kbytes)), (offset, length) in zip(entries, locs, strict=True)
+        )
+        self._live = self._log.end
+        self._compactions += 1
 
     def stats(self) -> LRUStats:
         """Return hits, misses, evictions, entries, bytes and the state of the file."""
-        with self._lock:
+        with self._locked():
             report = self._log.report
             return LRUStats(
                 hits=self._hits,
@@ -415,7 +551,7 @@ class PersistentLRU(MutableMapping[Any, Any]):
     def _maybe_compact(self) -> None:
         dead = self._log.end - self._live
         if dead > self._compact_min and dead > 2 * self._live:
-            self.compact()
+            self._compact_held()
 
     def _notify(self, victims: list[Any]) -> None:
         if self._on_evict is not None:
@@ -444,9 +580,17 @@ class PersistentLRU(MutableMapping[Any, Any]):
             self._flush_touches()
 
     def _flush_touches(self) -> None:
-        if self._pending_touches:
-            self._log.append_touches(self._pending_touches)
-            self._pending_touches.clear()
+        pending = self._pending_touches
+        if pending:
+            self._log.append_touches(pending)
+            if self._is_shared:  # the moves a shared "fast" open defers until written
+                for kbytes in pending:
+                    try:
+                        self._order.touch(decode_key(kbytes))
+                    except KeyError:
+                        pass  # deleted or evicted since (by this process or another)
+                self._newest = _MISSING
+            pending.clear()
 
     def _check_open(self) -> None:
         if self._log.closed:
@@ -460,8 +604,9 @@ class PersistentLRU(MutableMapping[Any, Any]):
             if self._log.closed:
                 return
             try:
-                if not self._log.readonly:
-                    self._flush_touches()
+                if self._pending_touches:
+                    with self._locked():
+                        self._flush_touches()
             finally:
                 self._log.close()
 

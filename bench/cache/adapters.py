@@ -27,12 +27,13 @@ def _tree_size(path: str) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
 
 
-def persistent(durability: str) -> Callable[[str, float], Adapter]:
+def persistent(durability: str, exclusive: bool = False) -> Callable[[str, float], Adapter]:
     def make(workdir: str, mean_value: float) -> Adapter:
         from cache import PersistentLRU
 
-        path = os.path.join(workdir, f"persistent-{durability}.lru")
-        lru = PersistentLRU(path, capacity=CAPACITY, serializer="bytes", durability=durability)
+        path = os.path.join(workdir, f"persistent-{durability}{'-x' if exclusive else ''}.lru")
+        lru = PersistentLRU(path, capacity=CAPACITY, serializer="bytes", durability=durability,
+                            exclusive=exclusive)
         return Adapter(lru.get, lru.__setitem__, lru.close, lambda: _tree_size(path))
 
     return make
@@ -78,6 +79,7 @@ def ordereddict_lru(workdir: str, mean_value: float) -> Adapter:
 CONTENDERS: dict[str, Callable[[str, float], Adapter]] = {
     "diskcache LRU": diskcache_lru,
     "PersistentLRU process": persistent("process"),
+    "PersistentLRU process exclusive": persistent("process", exclusive=True),
     "PersistentLRU fast": persistent("fast"),
     "cachetools LRUCache (memory)": cachetools_lru,
     "OrderedDict LRU (memory ceiling)": ordereddict_lru,

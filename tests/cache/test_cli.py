@@ -50,10 +50,19 @@ def test_compact_shrinks_and_keeps_entries(store: Path, capsys) -> None:
         assert len(lru) == 10 and list(lru)[-1] == "k25"
 
 
-def test_compact_refuses_a_store_in_use(store: Path, capsys) -> None:
-    with PersistentLRU(store, capacity=10):
+def test_compact_works_on_a_store_in_use_and_the_user_follows(store: Path) -> None:
+    with PersistentLRU(store, capacity=10) as lru:
+        before = list(lru)
+        assert main(["compact", str(store)]) == 0
+        assert list(lru) == before  # the open follows the new generation of the file
+        lru["new"] = 1
+        assert lru["k25"] is not None and list(lru)[-2:] == ["new", "k25"]
+
+
+def test_compact_refuses_a_store_open_exclusively(store: Path, capsys) -> None:
+    with PersistentLRU(store, capacity=10, exclusive=True):
         assert main(["compact", str(store)]) == 1
-    assert "already open for writing" in capsys.readouterr().err
+    assert "exclusive=True" in capsys.readouterr().err
 
 
 def test_a_foreign_file_is_one_line_error(tmp_path: Path, capsys) -> None:

@@ -157,6 +157,7 @@ def test_other_durabilities_reopen_from_a_zero_tail(tmp_path: Path, durability: 
 
 
 def test_a_filesystem_without_shared_maps_falls_back_to_pwrite(tmp_path: Path, monkeypatch, caplog) -> None:
+    # Only a single owner can do without a map; a shared open refuses (test_shared_api.py).
     import errno
     import mmap
 
@@ -165,7 +166,7 @@ def test_a_filesystem_without_shared_maps_falls_back_to_pwrite(tmp_path: Path, m
 
     path = tmp_path / "nomap.lru"
     monkeypatch.setattr(mmap, "mmap", refuse)
-    with PersistentLRU(path, capacity=5, serializer="bytes") as lru:
+    with PersistentLRU(path, capacity=5, serializer="bytes", exclusive=True) as lru:
         for i in range(8):
             lru[i] = b"v" * (i * 1000)
             lru.get(i - 2)

@@ -62,19 +62,25 @@ def test_max_bytes_is_exact_and_a_too_large_value_is_refused(tmp_path: Path) -> 
         assert len(lru) == 4 and "big" not in lru  # nothing was evicted for the refused value
 
 
-def test_a_second_writer_is_refused_but_a_readonly_view_works(tmp_path: Path) -> None:
+def test_a_second_open_shares_the_file_and_exclusive_opens_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "c.lru"
     with PersistentLRU(path, capacity=3) as lru:
         lru["a"] = 1
         lru["b"] = 2
+        with PersistentLRU(path, capacity=3) as other:  # a second open: one cache, one order
+            assert other["a"] == 1
+            other["c"] = 3
+        assert list(lru) == ["b", "a", "c"] and lru["c"] == 3
         with pytest.raises(StoreLockedError):
-            PersistentLRU(path, capacity=3)
+            PersistentLRU(path, capacity=3, exclusive=True)
         with PersistentLRU(path, readonly=True) as view:
-            assert view["a"] == 1 and list(view) == ["b", "a"] or list(view) == ["a", "b"]
+            assert view["a"] == 1 and list(view) == ["b", "a", "c"]  # a snapshot: reads do not move
             with pytest.raises(StoreWriteError):
                 view["c"] = 3
-    with PersistentLRU(path, capacity=3) as again:  # the lock is released on close
+    with PersistentLRU(path, capacity=3, exclusive=True) as again:  # nobody else has it open now
         assert again["b"] == 2
+        with pytest.raises(StoreLockedError):
+            PersistentLRU(path, capacity=3)
 
 
 def test_disk_full_during_a_put_loses_nothing_acknowledged(tmp_path: Path) -> None:

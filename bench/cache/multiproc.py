@@ -1,0 +1,143 @@
+"""Several processes on one cache file: the bench workload split among them (issue 17).
+
+Each process (forked, then opening the cache itself) plays its share of the trace, ops[i::n],
+cache-aside, timing every get and every set. All start at one barrier; aggregate ops/s is every
+operation of every process over the span from the first start to the last finish.
+
+Checks, both contenders alike:
+    garbage  a value read (during the run, or in a full scan afterwards) that is not the one its key
+             always gets (values are a pure function of the key), or a damaged record
+    lost     a set that failed (an exception, or diskcache returning False), or one of each process's
+             last LAST_SETS acknowledged sets missing after the run (far too recent to be evicted:
+             n × LAST_SETS is well under the capacity)
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+LAST_SETS = 20
+
+
+@dataclass
+class Share:
+    """One process's outcome."""
+
+    start: float
+    end: float
+    get_ns: array
+    set_ns: array
+    garbage: int
+    failed_sets: int
+    last_sets: list[int]
+
+
+def open_persistent(path: str, capacity: int, mean_value: float) -> tuple[Callable, Callable, Callable]:
+    from cache import PersistentLRU
+
+    lru = PersistentLRU(os.path.join(path, "shared.lru"), capacity=capacity, serializer="bytes")
+    return lru.get, lru.__setitem__, lru.close
+
+
+def open_diskcache(path: str, capacity: int, mean_value: float) -> tuple[Callable, Callable, Callable]:
+    import diskcache
+
+    c = diskcache.Cache(os.path.join(path, "diskcache"), eviction_policy="least-recently-used",
+                        size_limit=int(capacity * mean_value))
+    return c.get, c.set, c.close
+
+
+OPENERS = {"PersistentLRU": open_persistent, "diskcache LRU": open_diskcache}
+
+
+def _play(opener: str, path: str, capacity: int, mean_value: float, ops: list, values: list,
+          barrier: Any, results: Any, index: int) -> None:
+    get, set_, close = OPENERS[opener](path, capacity, mean_value)
+    nvalues = len(values)
+    get_ns, set_ns = array("q"), array("q")
+    gadd, sadd = get_ns.append, set_ns.append
+    clock = time.perf_counter_ns
+    garbage = failed = 0
+    recent: list[int] = []
+    barrier.wait()
+    start = time.perf_counter()
+    for key, is_get in ops:
+        value = values[key % nvalues]
+        if is_get:
+            t0 = clock()
+            got = get(key)
+            gadd(clock() - t0)
+            if got is not None:
+                if got != value:
+                    garbage += 1
+                continue
+        t0 = clock()
+        try:
+            ok = set_(key, value)
+        except Exception:
+            ok = False
+        sadd(clock() - t0)
+        if ok is False:
+            failed += 1
+        else:
+            recent.append(key)
+            if len(recent) > 4 * LAST_SETS:
+                del recent[: 2 * LAST_SETS]
+    end = time.perf_counter()
+    close()
+    last = list(dict.fromkeys(reversed(recent)))[:LAST_SETS]
+    results.put((index, Share(start, end, get_ns, set_ns, garbage, failed, last)))
+
+
+def run(opener: str, path: str, n: int, ops: list, values: list, capacity: int, mean_value: float) -> dict:
+    """Play *ops* split over *n* forked processes on one cache in *path*; return the figures."""
+    ctx = multiprocessing.get_context("fork")
+    barrier, results = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=_play, args=(opener, path, capacity, mean_value, ops[i::n], values,
+                                             barrier, results, i)) for i in range(n)]
+    for p in procs:
+        p.start()
+    shares = [results.get()[1] for _ in procs]
+    for p in procs:
+        p.join()
+        assert p.exitcode == 0, f"{opener} worker exited {p.exitcode}"
+    get_ns = sorted(x for s in shares for x in s.get_ns)
+    set_ns = sorted(x for s in shares for x in s.set_ns)
+    span = max(s.end for s in shares) - min(s.start for s in shares)
+    garbage = sum(s.garbage for s in shares)
+    lost = sum(s.failed_sets for s in shares)
+    # After the run: every stored value is checked, and every process's last sets must be there.
+    get, _set, close = OPENERS[opener](path, capacity, mean_value)
+    try:
+        if opener == "PersistentLRU":
+            from cache import PersistentLRU
+
+            with PersistentLRU(os.path.join(path, "shared.lru"), readonly=True, serializer="bytes") as view:
+                for key in view:
+                    garbage += view.peek(key) != values[key % len(values)]
+        else:
+            import diskcache
+
+            with diskcache.Cache(os.path.join(path, "diskcache")) as view:
+                for key in list(view.iterkeys()):
+                    got = view.get(key)
+                    garbage += got is not None and got != values[key % len(values)]
+        lost += sum(get(key) is None for s in shares for key in s.last_sets)
+    finally:
+        close()
+    return {
+        "ops_per_s": len(ops) / span,
+        "get_p99_ms": _pct(get_ns, 0.99) / 1e6, "get_max_ms": get_ns[-1] / 1e6,
+        "set_p99_ms": _pct(set_ns, 0.99) / 1e6, "set_max_ms": set_ns[-1] / 1e6,
+        "garbage": garbage, "lost": lost,
+    }
+
+
+def _pct(sorted_ns: list[int], q: float) -> float:
+    return float(sorted_ns[min(len(sorted_ns) - 1, int(q * len(sorted_ns)))]) if sorted_ns else 0.0

@@ -1,0 +1,425 @@
+"""The shared record log: one log file, any number of processes, through the protocol of cache/shared.py.
+
+Every operation of the owner (PersistentLRU) runs between `begin()` and `finish()`:
+
+    begin    take the writer lock; follow a compaction (a new generation: reopen the file, replay it
+             whole, through `on_reset` then `on_record`), or replay the records other processes
+             appended since this one last looked (`on_record`, in order); zero the garbage of a writer
+             that died mid-append; mark the header "a writer may be storing past end".
+    finish   publish the new end and next sequence number, then release the lock.
+
+So each process's in-memory index is always the one a single process doing every process's operations
+in the same order would have: the LRU order and the evictions (a pure function of the order and the
+recorded bounds) are exact across processes.
+
+Appends, reads and the format are RecordLog's. What differs: the first open (nobody else present)
+recovers the file from its bytes and writes the header; later opens trust the header and replay up to
+its end. The file is only ever grown, under the lock (no helper thread: it would race the next
+writer), and mapped again rather than resized (mmap.resize truncates, which would SIGBUS the others);
+it is cut back only by the last close. A compaction marks the header before its rename and publishes
+the new generation after it, so a compactor killed in between is finished by the next writer.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import mmap
+import os
+import platform
+import struct
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from cache import records as fmt
+from cache import shared
+from cache.errors import CorruptStoreError, StoreWriteError, UnsupportedFilesystemError
+from cache.log import _MAX_STEP, GROW, Durability, RecordLog, _data_end
+from cache.shared import COMPACTING, DIRTY, END, SNAPSHOT, SharedFile
+from cache.shared import snapshot as _snapshot
+
+_WRITING = (1 << 64) - 1  # DIRTY while a writer holds the lock: it may store anywhere past end
+_PUBLISH = struct.Struct("<QQQ").pack_into  # END, NEXT_SEQ, DIRTY in one store
+_HEAD = struct.Struct("<IIBQII").unpack_from
+_read_fields = struct.Struct("<QQQQQ").unpack_from
+_set_field = struct.Struct("<Q").pack_into
+_read_u64 = struct.Struct("<Q").unpack_from
+_SNAP = struct.Struct("<QQQI")
+_LOOK_AHEAD = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")  # see _follow_unlocked
+_flock = fcntl.flock
+_LOCK_EX, _LOCK_UN, _LOCK_EX_NB = fcntl.LOCK_EX, fcntl.LOCK_UN, fcntl.LOCK_EX | fcntl.LOCK_NB
+_LOCK_TRIES = 64
+_yield = os.sched_yield
+_crc32 = __import__("zlib").crc32
+_ZEROS = bytes(1 << 20)
+_OPEN: weakref.WeakSet[SharedRecordLog] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A forked child inherits each open's file description, and with it the parent's lock ownership:
+    # flock would not exclude parent and child. Give each open in the child locks of its own.
+    for log in list(_OPEN):
+        if not log.closed and log._shared is not None and log._shared.fd >= 0:
+            log._shared.reopen_after_fork()
+            log._bind()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class SharedRecordLog(RecordLog):
+    """A RecordLog that many processes (and many opens in one) share; see the module docstring."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        meta: dict[str, Any],
+        on_record: Callable[[fmt.Record], None],
+        on_apply: Callable[[int, bytes, int, int, int], None],
+        on_touch: Callable[[bytes], None],
+        on_reset: Callable[[], None],
+        durability: Durability = "process",
+        salvage: bool = False,
+        reserve: Callable[[int, int, int], None] = os.posix_fallocate,
+    ) -> None:
+        """Open (or create) the shared log at *path*.
+
+        *on_apply(kind, key, offset, length, value_len)* is *on_record* without a Record, and
+        *on_touch(key)* its TOUCH case (the hot path of following other processes); *on_reset*
+        forgets the index before a full replay.
+        """
+        path = os.fspath(path)
+        # Looked up through the module at each open: the seam tests use to fake a filesystem.
+        shared.check_filesystem(path, shared.filesystem_type(os.path.dirname(os.path.abspath(path))))
+        self._on_record = on_record
+        self._on_apply = on_apply
+        self._on_touch = on_touch
+        self._on_reset = on_reset
+        self._shared: SharedFile | None = None
+        super().__init__(path, meta=meta, on_record=on_record, durability=durability, salvage=salvage,
+                         reserve=reserve)
+        _OPEN.add(self)
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def _lock(self) -> None:
+        self._shared = SharedFile(self.path)
+        self._bind()
+
+    def _bind(self) -> None:
+        """Keep the shared file's descriptor and map at hand for the hot path (again after a fork)."""
+        sh = self._shared
+        assert sh is not None and sh.mm is not None
+        self._lfd, self._smm = sh.fd, sh.mm
+        self._flush_header = self.durability == "fsync"
+        self._look_ahead = _LOOK_AHEAD
+
+    def _open(self, meta: dict[str, Any], on_record: Callable[[fmt.Record], None], salvage: bool) -> None:
+        sh = self._shared
+        assert sh is not None
+        sh.lock()
+        try:
+            alone = sh.alone()
+            if alone or not sh.initialised():
+                # Nobody has the file open (or nobody got to set it up yet): recover it from its own
+                # bytes, cutting a torn tail, as a single process does, then publish what was found.
+                super()._open(meta, on_record, salvage)
+                sh.write(self.first_seq, self.end, self.next_seq, self.end)
+                if alone:
+                    sh.share()
+            else:
+                gen, *_rest, compacting = sh.read()
+                self.meta = meta
+                if compacting:
+                    self._repair_compaction(compacting)
+                else:
+                    self._load(scan=False)
+        finally:
+            sh.unlock()
+
+    def _load(self, scan: bool) -> None:
+        """Open PATH (the current generation) and replay it: whole and checked (*scan*), or up to `end`."""
+        if self._fd >= 0:
+            self._unmap()
+            os.close(self._fd)
+            self._fd = -1
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+        except OSError as exc:
+            raise StoreWriteError(f"{self.path}: cannot open: {exc.strerror}") from exc
+        head = os.pread(self._fd, fmt.min_header_size() + fmt.MAX_META_SIZE, 0)
+        try:
+            header = fmt.decode_header(head)
+        except fmt.FormatError as err:
+            raise CorruptStoreError(self.path, err.detail, err.offset) from None
+        self.meta, self.first_seq = header.meta, header.first_seq
+        sh = self._shared
+        assert sh is not None
+        if scan:
+            # A dead compactor's new file, whole and fsynced but unpublished: read it as a first open.
+            self.report.records = 0
+            self._replay(header.size, os.fstat(self._fd).st_size, self._on_record, False)
+            self._map(os.fstat(self._fd).st_size)
+            sh.write(self.first_seq, self.end, self.next_seq, _WRITING)
+            return
+        gen, end, next_seq, _dirty, _comp = sh.read()
+        if header.first_seq != gen:
+            raise CorruptStoreError(
+                self.path, f"the log's generation {header.first_seq} is not the shared header's {gen}"
+            )
+        self.end, self.next_seq = header.size, header.first_seq
+        self._map(os.fstat(self._fd).st_size)
+        self._follow(end, next_seq)
+
+    def _repair_compaction(self, new_gen: int) -> None:
+        """Finish (or undo) the compaction of a process that died between its rename and publication."""
+        sh = self._shared
+        assert sh is not None
+        with open(self.path, "rb") as f:
+            head = f.read(fmt.min_header_size() + fmt.MAX_META_SIZE)
+        try:
+            renamed = fmt.decode_header(head).first_seq == new_gen
+        except fmt.FormatError:
+            renamed = False
+        if renamed:
+            self._on_reset()
+            self._load(scan=True)
+        else:
+            try:
+                os.unlink(self.path + ".compact")
+            except FileNotFoundError:
+                pass
+            sh.set(COMPACTING, 0)
+            if self._fd < 0:
+                self._load(scan=False)
+
+    # -- the protocol --------------------------------------------------------------------------
+
+    def begin(self) -> bool:
+        """Take the writer lock and catch up with the file; return True if the index changed."""
+        # The hot path of every operation: two stores and a load in the shared page, one syscall.
+        mm = self._smm
+        if self._look_ahead:
+            self._lock_following(mm)
+        else:
+            _flock(self._lfd, _LOCK_EX)
+        gen, end, next_seq, dirty, compacting = _read_fields(mm, 8)
+        if end == self.end and dirty == end and gen == self.first_seq and not compacting:
+            _set_field(mm, DIRTY, _WRITING)
+            return False
+        return self._catch_up(gen, end, next_seq, dirty, compacting)
+
+    def _lock_following(self, mm: mmap.mmap) -> None:
+        """Take the writer lock; while another process holds it, replay what it publishes meanwhile.
+
+        Whatever this process replays while it waits, it need not replay while holding the lock:
+        measured with 8 processes, a plain blocking wait left the holder replaying everyone's records
+        of the wait inside the critical section. After _LOCK_TRIES tries it blocks in the kernel.
+        """
+        lfd = self._lfd
+        for _ in range(_LOCK_TRIES):
+            if _read_u64(mm, END)[0] != self.end:
+                self._follow_unlocked(mm)
+            try:
+                _flock(lfd, _LOCK_EX_NB)
+                return
+            except BlockingIOError:
+                _yield()
+        _flock(lfd, _LOCK_EX)
+
+    def _follow_unlocked(self, mm: mmap.mmap) -> None:
+        """Replay what is published, before taking the lock, so other processes need not wait for it.
+
+        Published records never change, and the snapshot (gen, end, next_seq) carries a CRC, so a
+        read torn by a concurrent finish() is detected and skipped. Only on x86-64, whose stores are
+        seen in the order they were made (a record's bytes before the snapshot that publishes them);
+        elsewhere the whole catch-up runs under the lock.
+        """
+        snap = mm[SNAPSHOT : SNAPSHOT + 28]
+        gen, end, next_seq, crc = _SNAP.unpack(snap)
+        if gen == self.first_seq and end > self.end and crc == _crc32(snap[:24]):
+            self._follow(end, next_seq, strict=False)
+
+    def _catch_up(self, gen: int, end: int, next_seq: int, dirty: int, compacting: int) -> bool:
+        sh = self._shared
+        assert sh is not None
+        try:
+            changed = False
+            if compacting:
+                self._repair_compaction(compacting)
+                gen, end, next_seq, dirty, compacting = sh.read()
+                changed = True
+            if gen != self.first_seq:
+                self._on_reset()
+                self._load(scan=False)
+                changed = True
+            elif end != self.end:
+                self._follow(end, next_seq)
+                changed = True
+            if dirty != end:
+                self._zero_garbage(end)
+            sh.set(DIRTY, _WRITING)
+            return changed
+        except BaseException:
+            sh.unlock()
+            raise
+
+    def finish(self) -> None:
+        """Publish the end of this process's appends and release the writer lock."""
+        end, mm = self.end, self._smm
+        _PUBLISH(mm, END, end, self.next_seq, end)
+        mm[SNAPSHOT : SNAPSHOT + 28] = _snapshot(self.first_seq, end, self.next_seq)
+        if self._flush_header:
+            self._smm.flush()  # the published end survives power loss too
+        _flock(self._lfd, _LOCK_UN)
+
+    def _follow(self, stop: int, next_seq: int, strict: bool = True) -> None:
+        """Apply the records between this process's end and *stop*: whole, published, checked.
+
+        Not *strict* (a lock-free look ahead of `begin`): stop quietly at the first record that does
+        not check out, after the last whole write; the locked catch-up goes on from there.
+        """
+        start = self.end
+        if stop > self._mapped:
+            self._map(os.fstat(self._fd).st_size)
+        if stop <= self._mapped:
+            data = self._mm[start:stop]  # type: ignore[index]
+        else:
+            data = os.pread(self._fd, stop - start, start)
+        apply, touch, pos, seq, size = self._on_apply, self._on_touch, 0, self.next_seq, len(data)
+        view = memoryview(data)  # values are checked in place, never copied
+        good_pos, good_seq = 0, seq
+        group: list[tuple[int, bytes, int, int, int]] = []
+        head_size, more_flag, touch_kind = fmt.RECORD_HEADER_SIZE, fmt.MORE, fmt.TOUCH
+        while pos < size:
+            if size - pos < head_size:
+                break
+            body_crc, head_crc, kind, rseq, klen, vlen = _HEAD(data, pos)
+            kstart = pos + head_size
+            vstart = kstart + klen
+            nxt = vstart + vlen
+            if rseq != seq or nxt > size or _crc32(view[pos + 8 : kstart]) != head_crc:
+                break
+            key = data[kstart:vstart]
+            crc = _crc32(key, head_crc)
+            if vlen:
+                crc = _crc32(view[vstart:nxt], crc)
+            if crc != body_crc:
+                break
+            seq += 1
+            if kind == touch_kind and not group:  # the common record: a hit in another process
+                touch(key)
+            elif kind & more_flag:
+                group.append((kind & ~more_flag, key, start + pos, nxt - pos, vlen))
+                pos = nxt
+                continue
+            else:
+                for member in group:
+                    apply(*member)
+                group.clear()
+                apply(kind, key, start + pos, nxt - pos, vlen)
+            pos = good_pos = nxt
+            good_seq = seq
+        view.release()
+        if strict and (good_pos != size or good_seq != next_seq):
+            raise CorruptStoreError(
+                self.path, f"published record damaged or cut short (seq {good_seq} expected)", start + good_pos
+            )
+        self.end, self.next_seq = start + good_pos, good_seq
+
+    def _zero_garbage(self, end: int) -> None:
+        """Zero what a writer that died holding the lock stored past *end* (unacknowledged)."""
+        size = os.fstat(self._fd).st_size
+        stop = _data_end(self._fd, end, size)
+        at = end
+        while at < stop:
+            at += os.pwrite(self._fd, _ZEROS[: min(len(_ZEROS), stop - at)], at)
+
+    # -- growing and mapping -------------------------------------------------------------------
+
+    def _grow(self, need: int) -> None:
+        """Make the file reach past *need* (under the writer lock, never shrinking it) and map it."""
+        fd = self._fd
+        size = os.fstat(fd).st_size
+        if size <= need:
+            step = max(GROW, min(_MAX_STEP, size // 8 // GROW * GROW))
+            new = (max(need, size + step - 1) // GROW + 1) * GROW
+            try:
+                self._extend(fd, size, new)
+            except OSError as exc:
+                raise StoreWriteError(
+                    f"{self.path}: cannot grow the file to {new} bytes: {exc.strerror or exc}"
+                ) from exc
+            size = new
+            if self.durability == "fsync":
+                os.fsync(fd)
+        self._map(size)
+
+    def _map(self, size: int) -> None:
+        if self._mm is not None and self._mapped == size:
+            return
+        try:
+            mm = mmap.mmap(self._fd, size)
+        except OSError as exc:
+            raise UnsupportedFilesystemError(f"{self.path}: cannot map the file for sharing: {exc}") from exc
+        self._unmap()
+        self._mm, self._mapped = mm, size
+        self._limit = size if self.durability != "fsync" and not self._broken else 0
+
+    def _wait_prefill(self) -> None:
+        pass  # no helper thread in a shared log
+
+    # -- compaction and closing ----------------------------------------------------------------
+
+    def rewrite(self, items: Iterable[tuple[int, bytes, bytes]]) -> list[tuple[int, int]]:
+        """Compact under the writer lock (held by the caller) and publish the new generation."""
+        sh = self._shared
+        assert sh is not None
+        sh.set(COMPACTING, self.next_seq)  # the new file's first_seq: its generation
+        try:
+            locs = super().rewrite(items)
+        except BaseException:
+            if not os.path.exists(self.path + ".compact"):
+                sh.set(COMPACTING, 0)  # nothing was renamed: the old generation stands
+            raise
+        sh.write(self.first_seq, self.end, self.next_seq, _WRITING)
+        return locs
+
+    def close(self) -> None:
+        """Close; the last process to close cuts the preallocated tail and retires the header."""
+        if self.closed:
+            return
+        self.closed = True
+        sh = self._shared
+        try:
+            if sh is not None and sh.fd >= 0 and self._fd >= 0 and sh.mm is not None:
+                sh.lock()
+                try:
+                    gen, end, *_rest = sh.read()
+                    if (sh.initialised() and gen == getattr(self, "first_seq", None) and sh.alone()
+                            and not self._broken):
+                        self._unmap()
+                        os.ftruncate(self._fd, end)
+                        if self.durability == "fsync":
+                            os.fsync(self._fd)
+                        sh.mm[:8] = bytes(8)  # the next first open recovers from the file itself
+                finally:
+                    sh.unlock()
+        finally:
+            self._unmap()
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+            if sh is not None:
+                sh.close()
+
+    def lock_key(self, key: bytes) -> None:
+        """Block until this open holds the cross-process lock of *key*."""
+        assert self._shared is not None
+        self._shared.lock_key(key)
+
+    def unlock_key(self, key: bytes) -> None:
+        """Release the cross-process lock of *key*."""
+        if self._shared is not None and self._shared.fd >= 0:
+            self._shared.unlock_key(key)

@@ -1,0 +1,206 @@
+"""The shared protocol's edges: refused filesystems, a writer or a compactor dead mid-way, fork, memoize.
+
+A writer "dies" here by having its writer lock released exactly as the kernel releases a dead
+process's lock, at a chosen point of the protocol: deterministic, and the other opens must repair
+what it left. Real kill -9s are in test_shared_processes.py.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cache import PersistentLRU, StoreLockedError, UnsupportedFilesystemError, shared
+from cache import records as fmt
+from cache.encoding import encode_key
+from cache.log import RecordLog
+from tests.cache.lru_model import read_state
+
+ROOT = Path(__file__).resolve().parents[2]
+CHILD = Path(__file__).with_name("shared_child.py")
+HANG_GUARD = 600  # seconds: only a hung child (a bug) gets near this
+
+
+@pytest.mark.parametrize("fs", ["nfs", "nfs4", "cifs", "smb3", "fuse.sshfs", "fuseblk", "9p"])
+def test_a_network_or_fuse_filesystem_is_refused_by_name(tmp_path: Path, monkeypatch, fs: str) -> None:
+    monkeypatch.setattr(shared, "filesystem_type", lambda path: fs)
+    with pytest.raises(UnsupportedFilesystemError, match=f"on {fs!r}"):
+        PersistentLRU(tmp_path / "c.lru", capacity=3)
+    assert not (tmp_path / "c.lru").exists()  # refused before anything was created
+    with PersistentLRU(tmp_path / "c.lru", capacity=3, exclusive=True) as lru:  # one process: allowed
+        lru["a"] = 1
+
+
+@pytest.mark.parametrize("fs", ["ext4", "xfs", "btrfs", "tmpfs", "overlay", "zfs", ""])
+def test_local_filesystems_are_accepted(tmp_path: Path, monkeypatch, fs: str) -> None:
+    monkeypatch.setattr(shared, "filesystem_type", lambda path: fs)
+    with PersistentLRU(tmp_path / "c.lru", capacity=3) as lru:
+        lru["a"] = 1
+
+
+def test_the_filesystem_type_is_read_from_mountinfo(tmp_path: Path) -> None:
+    found = shared.filesystem_type(str(tmp_path))
+    assert found and found.split(".")[0] not in shared.REFUSED_FILESYSTEMS
+
+
+def test_a_shared_open_needs_a_map(tmp_path: Path, monkeypatch) -> None:
+    import errno
+    import mmap
+
+    with PersistentLRU(tmp_path / "c.lru", capacity=3) as lru:
+        lru["a"] = 1
+    real = mmap.mmap
+
+    def refuse(fd: int, size: int, *args: object, **kwargs: object) -> mmap.mmap:
+        if size == shared.PAGE:
+            return real(fd, size, *args, **kwargs)
+        raise OSError(errno.ENODEV, "No such device")
+
+    monkeypatch.setattr(mmap, "mmap", refuse)
+    with pytest.raises(UnsupportedFilesystemError, match="cannot map"):
+        PersistentLRU(tmp_path / "c.lru", capacity=3)
+
+
+def die_holding_the_lock(lru: PersistentLRU) -> None:
+    """Leave *lru* as a kill -9 would: its writer lock released by the 'kernel', nothing else done."""
+    log = lru._log
+    log._shared.close()  # type: ignore[attr-defined]  # closing the descriptor drops its locks
+    log.closed = True
+    os.close(log._fd)
+
+
+def test_a_writer_dead_mid_append_leaves_nothing_behind(tmp_path: Path) -> None:
+    path = tmp_path / "c.lru"
+    survivor = PersistentLRU(path, capacity=10, serializer="bytes")
+    survivor["a"] = b"A"
+    victim = PersistentLRU(path, capacity=10, serializer="bytes")
+    victim._log.begin()  # type: ignore[attr-defined]
+    # Three whole records of one write, unpublished: killed before finish().
+    x, y = encode_key("x"), encode_key("y")
+    victim._log.append_many([(fmt.PUT, x, b"X" * 100), (fmt.PUT, y, b"Y"), (fmt.TOUCH, x, b"")])
+    die_holding_the_lock(victim)
+    survivor["b"] = b"B"  # the next writer zeroes the dead write's bytes, then appends over them
+    state = read_state(survivor)
+    assert state == [("a", b"A"), ("b", b"B")]
+    survivor.close()
+    with PersistentLRU(path, capacity=10, serializer="bytes") as fresh:  # a first open: from the bytes
+        assert read_state(fresh) == state
+        assert fresh.stats().torn_tail_bytes == 0
+
+
+def test_a_compactor_dead_between_rename_and_publication_is_finished_by_the_next(tmp_path: Path) -> None:
+    path = tmp_path / "c.lru"
+    other = PersistentLRU(path, capacity=10, serializer="bytes")
+    for i in range(8):
+        other[i] = b"v%d" % i
+    other.get(2)
+    want = read_state(other)
+    victim = PersistentLRU(path, capacity=10, serializer="bytes")
+    log = victim._log
+    log.begin()  # type: ignore[attr-defined]
+    log._shared.set(shared.COMPACTING, log.next_seq)  # type: ignore[attr-defined]
+    entries = victim._order.payloads()
+    RecordLog.rewrite(log, [(fmt.PUT, kb, log.read(o, n, kb)) for _k, (o, n, kb) in entries])
+    die_holding_the_lock(victim)  # renamed, never published
+    assert read_state(other) == want  # the next writer finishes the publication and follows
+    other[99] = b"new"
+    assert read_state(other) == want + [(99, b"new")]
+    other.close()
+    with PersistentLRU(path, capacity=10, serializer="bytes") as fresh:
+        assert read_state(fresh) == want + [(99, b"new")]
+
+
+def test_a_compactor_dead_before_its_rename_leaves_the_old_generation(tmp_path: Path) -> None:
+    path = tmp_path / "c.lru"
+    other = PersistentLRU(path, capacity=10, serializer="bytes")
+    other[1] = b"one"
+    victim = PersistentLRU(path, capacity=10, serializer="bytes")
+    victim._log.begin()  # type: ignore[attr-defined]
+    victim._log._shared.set(shared.COMPACTING, victim._log.next_seq)  # type: ignore[attr-defined]
+    Path(str(path) + ".compact").write_bytes(b"half a compaction")
+    die_holding_the_lock(victim)
+    other[2] = b"two"
+    assert read_state(other) == [(1, b"one"), (2, b"two")]
+    assert not Path(str(path) + ".compact").exists()
+    other.close()
+
+
+def _forked_writer(lru: PersistentLRU, n: int) -> None:
+    for i in range(n):
+        lru[f"child/{i}"] = b"c%d" % i
+        lru.get(f"child/{i // 2}")
+
+
+def test_a_forked_child_gets_locks_of_its_own(tmp_path: Path) -> None:
+    # The child inherits the open; without fresh locks its flock would be its parent's, and the two
+    # would append over each other. Both write at once; every write of both is there, in order.
+    lru = PersistentLRU(tmp_path / "f.lru", capacity=100_000, serializer="bytes")
+    lru["before"] = b"fork"
+    n = 2000
+    child = multiprocessing.get_context("fork").Process(target=_forked_writer, args=(lru, n))
+    child.start()
+    for i in range(n):
+        lru[f"parent/{i}"] = b"p%d" % i
+    child.join(HANG_GUARD)
+    assert child.exitcode == 0
+    state = dict(read_state(lru))
+    assert all(state[f"child/{i}"] == b"c%d" % i for i in range(n))
+    assert all(state[f"parent/{i}"] == b"p%d" % i for i in range(n))
+    assert len(state) == 2 * n + 1
+    lru.close()
+
+
+def test_exclusive_and_shared_opens_refuse_each_other_across_processes(tmp_path: Path) -> None:
+    path = tmp_path / "x.lru"
+    code = f"from cache import PersistentLRU; PersistentLRU({str(path)!r}, capacity=3, {{}})"
+    with PersistentLRU(path, capacity=3):
+        run = subprocess.run([sys.executable, "-c", code.format("exclusive=True")], capture_output=True,
+                             text=True, cwd=ROOT, timeout=HANG_GUARD)
+        assert "StoreLockedError" in run.stderr
+    with PersistentLRU(path, capacity=3, exclusive=True):
+        run = subprocess.run([sys.executable, "-c", code.format("")], capture_output=True, text=True,
+                             cwd=ROOT, timeout=HANG_GUARD)
+        assert "StoreLockedError" in run.stderr and "exclusive=True" in run.stderr
+    with pytest.raises(StoreLockedError), PersistentLRU(path, capacity=3, exclusive=True):
+        PersistentLRU(path, capacity=3)
+
+
+def _blocked_key_waiters(lock_path: str) -> int:
+    """Count the OFD lock requests blocked on *lock_path* (the kernel lists them in /proc/locks)."""
+    ino = os.stat(lock_path).st_ino
+    with open("/proc/locks") as f:
+        return sum(1 for line in f if "->" in line and "OFDLCK" in line and f":{ino} " in line)
+
+
+def test_a_memoize_stampede_of_processes_computes_once(tmp_path: Path) -> None:
+    path, counts = str(tmp_path / "m.lru"), str(tmp_path / "counts")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    kids = [subprocess.Popen([sys.executable, str(CHILD), "memo", path, counts], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT) for _ in range(4)]
+    for kid in kids:
+        assert kid.stdout.readline() == "ready\n"  # type: ignore[union-attr]
+    owner, *waiters = kids
+
+    def send(kid: subprocess.Popen[str], line: str) -> None:
+        kid.stdin.write(line + "\n")  # type: ignore[union-attr]
+        kid.stdin.flush()  # type: ignore[union-attr]
+
+    send(owner, "go")
+    assert owner.stdout.readline() == "computing\n"  # type: ignore[union-attr]
+    for kid in waiters:
+        send(kid, "go")
+    # The owner stays in the body until every waiter is blocked on the key's lock (the kernel's
+    # own list of blocked locks says so): a stampede by construction.
+    while _blocked_key_waiters(path + ".lock") < len(waiters) and all(k.poll() is None for k in waiters):
+        pass
+    assert _blocked_key_waiters(path + ".lock") == len(waiters)
+    send(owner, "release")
+    for kid in kids:
+        out, _ = kid.communicate(timeout=HANG_GUARD)
+        assert kid.returncode == 0 and out.strip().endswith("result 42"), out
+    assert Path(counts).read_text().count("\n") == 1
