@@ -105,7 +105,7 @@ class HostGate:
     async def _load_sitemaps(self, origin: Origin, rules: RobotsRules) -> None:
         try:
             files = await load_sitemaps(
-                origin, rules, self._sitemap_walk, get=self._polite_get,
+                origin, rules, self._sitemap_walk, get=self._sitemap_get,
                 in_scope=self.scope.allows, on_entries=self._sitemap_entries,
                 on_error=self.summary.sitemap_errors.append)
             self.summary.sitemap_files += files  # after the await: tasks run side by side
@@ -123,7 +123,11 @@ class HostGate:
         self._take_fresh()
         self._wake.set()
 
-    async def _polite_get(self, url: str) -> FetchResult:
+    async def _sitemap_get(self, url: str) -> FetchResult:
+        """One sitemap request (counted apart from robots.txt requests)."""
+        return await self._polite_get(url, sitemap=True)
+
+    async def _polite_get(self, url: str, sitemap: bool = False) -> FetchResult:
         """One robots.txt or sitemap request, sent through its host's politeness slot like any
         page (and archived with `--warc`)."""
         try:
@@ -137,10 +141,10 @@ class HostGate:
         while not slots.try_acquire(origin, loop.time()):
             at = slots.ready_at(origin)
             await asyncio.sleep(0.005 if at is None else max(0.0, at - loop.time()))
-        if url.endswith("/robots.txt"):
-            self.summary.robots_fetches += 1
-        else:
+        if sitemap:
             self.summary.sitemap_fetches += 1
+        else:  # robots.txt, or where its redirects lead
+            self.summary.robots_fetches += 1
         try:
             result = await self.fetcher.fetch(url)
             if self.warc is not None:

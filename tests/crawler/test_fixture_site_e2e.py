@@ -64,6 +64,8 @@ async def test_full_site_correct_polite_and_recorded(tmp_path) -> None:
         pages = _check(running, truth, delay=0.05, per_host=1)
         busy = sorted(r.t for r in running.requests if r.path == "/busy/429.html")
     assert summary.robots_denied > 0 and summary.pages == sum(pages.values()) - 1  # 429 retried
+    robots_requests = sum(1 for r in running.requests if r.path in truth.robots_paths)
+    assert summary.robots_fetches == robots_requests and summary.sitemap_fetches == 0
     assert len(busy) == 2 and busy[1] - busy[0] >= 1.0 - TOLERANCE  # Retry-After: 1 honoured
     records = {r["url"]: r for r in map(json.loads, out.read_text().splitlines())}
     unreachable = {u for u, r in records.items()
