@@ -59,16 +59,18 @@ def test_recently_modified_files_are_not_cached(tmp_path, counting_opener):
     assert counting_opener.bytes == 10
 
 
-def test_cache_in_use_by_another_run_is_a_clear_fatal_error(tree, tmp_path, capsys):
+def test_a_cache_in_use_by_another_run_is_shared(tree, tmp_path, capsys, counting_opener):
+    # One cache file serves any number of runs at once (issue 17): a run while another holds the
+    # file open works, and what it stored is there for the next run while the holder stays open.
     path = str(tmp_path / "h.cache")
     holder = HashCache(path)
     try:
-        code = main(["--cache", path, tree])
+        assert main(["--cache", path, tree]) == 0
+        second = find_duplicates([tree], ScanOptions(cache_path=path), opener=counting_opener)
     finally:
         holder.close()
-    err = capsys.readouterr().err
-    assert code == 1 and err.startswith("dedup: error: cannot open hash cache")
-    assert len(err.strip().splitlines()) == 1
+    assert len(second.groups) == 2 and counting_opener.bytes == 0
+    assert "error" not in capsys.readouterr().err
 
 
 def test_damaged_cache_file_is_a_clear_fatal_error(tree, tmp_path, capsys):
