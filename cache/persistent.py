@@ -19,8 +19,6 @@ exclusive=True is the single owner of the file instead (no lock per operation).
 from __future__ import annotations
 
 import contextlib
-import itertools
-import json
 import os
 import pickle
 import threading
@@ -33,33 +31,18 @@ from cache.encoding import (
     BytesSerializer,
     PickleSerializer,
     Serializer,
-    decode_key,
     encode_key,
     get_serializer,
     load_value,
 )
-from cache.errors import CacheError, CorruptStoreError, ForeignFileError, SerializationError
-from cache.log import FAST_TOUCH_BATCH, Durability, RecordLog
+from cache.errors import CacheError, ForeignFileError, SerializationError
+from cache.index import MISSING, IndexReplay, encode_bounds
+from cache.log import Durability, RecordLog
 from cache.order import RecencyOrder
 from cache.sharedlog import SharedRecordLog
-from cache.stats import LRUStats
 
-_MISSING = object()
 _LOCK_SPINS = 20
 _APP = "PersistentLRU"
-
-
-def _encode_bounds(capacity: int | None, max_bytes: int | None) -> bytes:
-    return json.dumps([capacity, max_bytes]).encode()
-
-
-def _decode_bounds(data: bytes, path: str, offset: int) -> tuple[int | None, int | None]:
-    try:
-        capacity, max_bytes = json.loads(data)
-        RecencyOrder(capacity, max_bytes)  # validates
-    except (ValueError, TypeError) as exc:
-        raise CorruptStoreError(path, f"unreadable bounds record: {exc}", offset) from None
-    return capacity, max_bytes
 
 
 def _direct_loads(serializer: Serializer) -> Callable[[bytes], Any]:
@@ -87,7 +70,7 @@ class ValueTooLargeError(CacheError, ValueError):
     """One entry is larger than the cache's max_bytes; it was refused, nothing was evicted."""
 
 
-class PersistentLRU(MutableMapping[Any, Any]):
+class PersistentLRU(IndexReplay, MutableMapping[Any, Any]):
     """A persistent least-recently-used mapping, bounded by entries and/or bytes, safe under kill -9.
 
     Usage::
@@ -133,7 +116,7 @@ class PersistentLRU(MutableMapping[Any, Any]):
         self._loads = _direct_loads(self._serializer)
         self._dumps = self._serializer.dumps
         self._move_to_end = self._order.move_to_end
-        self._newest: Any = _MISSING  # the most recently used key when known, else _MISSING
+        self._newest: Any = MISSING  # the most recently used key when known, else MISSING
         self._lock = threading.RLock()
         self._on_evict = on_evict
         self._compact_min = compact_min_bytes
@@ -211,16 +194,6 @@ class PersistentLRU(MutableMapping[Any, Any]):
                 f"opened with {self._serializer.name!r}"
             )
 
-    def _header_size(self) -> int:
-        return len(fmt.encode_header(0, self._meta))
-
-    def _reset(self) -> None:
-        """Forget the index: the shared log is about to replay a new generation of the file."""
-        self._order.clear()
-        self._order.set_bounds(None, None)  # the new file's BOUNDS record comes first
-        self._live = self._header_size() if self._opened else 0
-        self._newest = _MISSING
-
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """Hold the thread lock and, when shared, the writer lock with the index caught up."""
@@ -230,95 +203,27 @@ class PersistentLRU(MutableMapping[Any, Any]):
                 return
             self._check_open()
             if self._begin():
-                self._newest = _MISSING
+                self._newest = MISSING
             try:
                 yield
             finally:
                 self._finish()
 
-    def _replay_record(self, rec: fmt.Record) -> None:
-        self._apply(rec.kind, rec.key, rec.offset, rec.length, rec.value_len)
-
-    def _key_of(self, kbytes: bytes, offset: int) -> Any:
-        """Decode *kbytes*, through a cache: replaying other processes' records decodes the same keys."""
-        keys = self._keys
-        key = keys.get(kbytes)
-        if key is None:
-            try:
-                key = decode_key(kbytes)
-            except ValueError as exc:
-                raise CorruptStoreError(self.path, f"undecodable key: {exc}", offset) from None
-            if len(keys) > 2 * len(self._order) + 4096:
-                keys.clear()  # a pure function's cache: forgetting it costs only decodes
-            keys[kbytes] = key
-        return key
-
-    def _apply_touch(self, kbytes: bytes) -> None:
-        """Apply a TOUCH record (the most common record another process writes)."""
-        key = self._keys.get(kbytes)
-        if key is None:
-            key = self._key_of(kbytes, 0)
-        try:
-            self._order_touch(key)
-        except KeyError:
-            pass  # a touch of a key gone since: nothing to move
-
-    def _apply(self, kind: int, kbytes: bytes, offset: int, length: int, value_len: int) -> None:
-        """Apply one record of the log to the index, as the process that wrote it did."""
-        order = self._order
-        if kind == fmt.TOUCH:
-            try:
-                order.touch(self._key_of(kbytes, offset))
-            except KeyError:
-                pass  # a touch of a key gone since (deleted, or lost to salvage): nothing to move
-            return
-        if kind == fmt.CLEAR:
-            order.clear()
-            self._live = 0
-            return
-        if kind == fmt.BOUNDS:
-            order.set_bounds(*_decode_bounds(kbytes, self.path, offset))
-            self._order_victims_apply()
-            return
-        key = self._key_of(kbytes, offset)
-        if key in order:
-            self._live -= order.remove(key)[1]
-        if kind == fmt.PUT:
-            order.load(key, (offset, length, kbytes), len(kbytes) + value_len)
-            self._live += length
-            if order.capacity is not None and len(order) > order.capacity or (
-                order.max_bytes is not None and order.total_weight > order.max_bytes
-            ):
-                self._order_victims_apply()  # the evictions this put made, as the process made them
-
-    def _order_victims_apply(self) -> list[Any]:
-        """Remove the keys beyond the bounds (least recent first) in memory; return them."""
-        victims = self._order.over_bounds()
-        for victim in victims:
-            self._live -= self._order.remove(victim)[1]
-        return victims
-
     def _set_bounds(self, capacity: int | None, max_bytes: int | None) -> list[Any]:
         """Record new bounds in the log, then evict in memory exactly as replay will."""
         self._order.set_bounds(capacity, max_bytes)  # validates before anything is written
         self._flush_touches()
-        self._log.append(fmt.BOUNDS, _encode_bounds(capacity, max_bytes))
+        self._log.append(fmt.BOUNDS, encode_bounds(capacity, max_bytes))
         victims = self._order_victims_apply()
         self._evictions += len(victims)
-        self._newest = _MISSING
+        self._newest = MISSING
         return victims
-
-    def _decode_key(self, rec: fmt.Record) -> Any:
-        try:
-            return decode_key(rec.key)
-        except ValueError as exc:
-            raise CorruptStoreError(self.path, f"undecodable key: {exc}", rec.offset) from None
 
     # -- the mapping ---------------------------------------------------------------------------
 
     def __getitem__(self, key: Any) -> Any:
-        value = self.get(key, _MISSING)
-        if value is _MISSING:
+        value = self.get(key, MISSING)
+        if value is MISSING:
             raise KeyError(key)
         return value
 
@@ -335,7 +240,7 @@ class PersistentLRU(MutableMapping[Any, Any]):
                 if self._log.closed:
                     raise CacheError(f"{self.path}: the cache is closed")
                 if begin():  # the writer lock, and the other processes' records replayed
-                    self._newest = _MISSING
+                    self._newest = MISSING
         except BaseException:
             lock.release()
             raise
@@ -397,7 +302,7 @@ class PersistentLRU(MutableMapping[Any, Any]):
             if log.closed:
                 raise CacheError(f"{self.path}: the cache is closed")
             if begin is not None and begin():
-                self._newest = _MISSING
+                self._newest = MISSING
         except BaseException:
             lock.release()
             raise
@@ -441,7 +346,7 @@ class PersistentLRU(MutableMapping[Any, Any]):
             kbytes = self._order.peek(key)[2]
             self._log.append(fmt.DELETE, kbytes)
             self._live -= self._order.remove(key)[1]
-            self._newest = _MISSING
+            self._newest = MISSING
             self._maybe_compact()
 
     def __contains__(self, key: object) -> bool:
@@ -469,7 +374,7 @@ class PersistentLRU(MutableMapping[Any, Any]):
             self._log.append(fmt.CLEAR, b"")
             self._pending_touches.clear()
             self._order.clear()
-            self._newest = _MISSING
+            self._newest = MISSING
             self._live = self._header_size()
             self._compact_held()
 
@@ -504,55 +409,6 @@ class PersistentLRU(MutableMapping[Any, Any]):
         self._notify(victims)
         return victims
 
-    def compact(self) -> None:
-        """Rewrite the file with just the live entries, in recency order, and swap it in atomically."""
-        with self._locked():
-            self._check_open()
-            self._compact_held()
-
-    def _compact_held(self) -> None:
-        """compact(), for a caller that holds the locks (and has caught up)."""
-        self._flush_touches()
-        entries = self._order.payloads()
-        read = self._log_read  # every value is verified as it is copied
-
-        def live_records() -> Iterator[tuple[int, bytes, bytes]]:
-            for _key, (offset, length, kbytes) in entries:
-                yield fmt.PUT, kbytes, read(offset, length, kbytes)
-
-        bounds = (fmt.BOUNDS, _encode_bounds(self._order.capacity, self._order.max_bytes), b"")
-        locs = self._log.rewrite(itertools.chain([bounds], live_records()))[1:]
-        self._order.replace_payloads(
-            (key, (offset, length, kbytes))
-            for (key, (_o, _l, kbytes)), (offset, length) in zip(entries, locs, strict=True)
-        )
-        self._live = self._log.end
-        self._compactions += 1
-
-    def stats(self) -> LRUStats:
-        """Return hits, misses, evictions, entries, bytes and the state of the file."""
-        with self._locked():
-            report = self._log.report
-            return LRUStats(
-                hits=self._hits,
-                misses=self._misses,
-                evictions=self._evictions,
-                entries=len(self._order),
-                bytes=self._order.total_weight,
-                capacity=self._order.capacity,
-                max_bytes=self._order.max_bytes,
-                file_bytes=self._log.end,
-                live_file_bytes=self._live,
-                compactions=self._compactions,
-                torn_tail_bytes=report.torn_tail_bytes,
-                salvaged_records_lost=report.salvaged_records_lost,
-            )
-
-    def _maybe_compact(self) -> None:
-        dead = self._log.end - self._live
-        if dead > self._compact_min and dead > 2 * self._live:
-            self._compact_held()
-
     def _notify(self, victims: list[Any]) -> None:
         if self._on_evict is not None:
             for victim in victims:
@@ -573,24 +429,6 @@ class PersistentLRU(MutableMapping[Any, Any]):
             if lock.acquire(False):
                 return
         lock.acquire()
-
-    def _queue_touch(self, kbytes: bytes) -> None:
-        self._pending_touches.append(kbytes)
-        if len(self._pending_touches) >= FAST_TOUCH_BATCH:
-            self._flush_touches()
-
-    def _flush_touches(self) -> None:
-        pending = self._pending_touches
-        if pending:
-            self._log.append_touches(pending)
-            if self._is_shared:  # the moves a shared "fast" open defers until written
-                for kbytes in pending:
-                    try:
-                        self._order.touch(decode_key(kbytes))
-                    except KeyError:
-                        pass  # deleted or evicted since (by this process or another)
-                self._newest = _MISSING
-            pending.clear()
 
     def _check_open(self) -> None:
         if self._log.closed:

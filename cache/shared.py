@@ -16,10 +16,10 @@ The shared header (little endian, at offset 0 of PATH.lock)::
 
     magic       8s   b"FANSHM1\\n" once a first open initialised it
     gen         u64  first_seq of the log file now at PATH: a compaction publishes its new file here
+    compacting  u64  a compaction's new gen between its rename and its publication, else 0
     end         u64  the committed end of the log: every record before it is whole and acknowledged
     next_seq    u64  the sequence number of the next record
     dirty       u64  how far the writer may have stored; above `end` only if a writer died mid-append
-    compacting  u64  a compaction's new gen between its rename and its publication, else 0
     snapshot    u64 gen, u64 end, u64 next_seq, u32 CRC32 of those: what finish() published last,
                      for the lock-free look-ahead of cache/sharedlog.py (a torn read fails the CRC)
 
@@ -53,11 +53,12 @@ PAGE = 4096
 PRESENCE, EXCLUSIVE = 0, 1
 KEY_BASE = 1 << 32
 _KEY_SPAN = (1 << 61) - 1
-_FIELDS = struct.Struct("<QQQQQ")  # gen, end, next_seq, dirty, compacting
+_FIELDS = struct.Struct("<QQQQQ")  # gen, compacting, end, next_seq, dirty
 _U64 = struct.Struct("<Q")
 _SNAP3 = struct.Struct("<QQQ").pack
 _U32 = struct.Struct("<I").pack
-GEN, END, NEXT_SEQ, DIRTY, COMPACTING, SNAPSHOT = 8, 16, 24, 32, 40, 48  # offsets in the header
+GEN, COMPACTING, END, NEXT_SEQ, DIRTY, SNAPSHOT = 8, 16, 24, 32, 40, 48  # offsets in the header
+# finish() publishes end, next_seq, dirty and the snapshot in one store: they are contiguous.
 _FLOCK = struct.Struct("hhxxxxqqixxxx")  # struct flock on Linux x86-64 / arm64 (l_pid 0 for OFD)
 _OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", 37)
 _OFD_SETLKW = getattr(fcntl, "F_OFD_SETLKW", 38)
@@ -195,12 +196,13 @@ class SharedFile:
 
     def read(self) -> tuple[int, int, int, int, int]:
         """Return (gen, end, next_seq, dirty, compacting)."""
-        return _FIELDS.unpack_from(self.mm, 8)  # type: ignore[arg-type]
+        gen, compacting, end, next_seq, dirty = _FIELDS.unpack_from(self.mm, 8)  # type: ignore[arg-type]
+        return gen, end, next_seq, dirty, compacting
 
     def write(self, gen: int, end: int, next_seq: int, dirty: int, compacting: int = 0) -> None:
         """Write every field (a first open's recovery, a compaction's publication)."""
         assert self.mm is not None
-        _FIELDS.pack_into(self.mm, 8, gen, end, next_seq, dirty, compacting)
+        _FIELDS.pack_into(self.mm, 8, gen, compacting, end, next_seq, dirty)
         self.mm[SNAPSHOT : SNAPSHOT + 28] = snapshot(gen, end, next_seq)
         self.mm[:8] = MAGIC
 

@@ -36,10 +36,10 @@ from cache import shared
 from cache.errors import CorruptStoreError, StoreWriteError, UnsupportedFilesystemError
 from cache.log import _MAX_STEP, GROW, Durability, RecordLog, _data_end
 from cache.shared import COMPACTING, DIRTY, END, SNAPSHOT, SharedFile
-from cache.shared import snapshot as _snapshot
 
 _WRITING = (1 << 64) - 1  # DIRTY while a writer holds the lock: it may store anywhere past end
-_PUBLISH = struct.Struct("<QQQ").pack_into  # END, NEXT_SEQ, DIRTY in one store
+_FINISH = struct.Struct("<QQQQQQI").pack_into  # END, NEXT_SEQ, DIRTY, then the snapshot: one store
+_SNAP3 = struct.Struct("<QQQ").pack
 _HEAD = struct.Struct("<IIBQII").unpack_from
 _read_fields = struct.Struct("<QQQQQ").unpack_from
 _set_field = struct.Struct("<Q").pack_into
@@ -48,7 +48,7 @@ _SNAP = struct.Struct("<QQQI")
 _LOOK_AHEAD = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")  # see _follow_unlocked
 _flock = fcntl.flock
 _LOCK_EX, _LOCK_UN, _LOCK_EX_NB = fcntl.LOCK_EX, fcntl.LOCK_UN, fcntl.LOCK_EX | fcntl.LOCK_NB
-_LOCK_TRIES = 64
+_LOCK_TRIES = 512
 _yield = os.sched_yield
 _crc32 = __import__("zlib").crc32
 _ZEROS = bytes(1 << 20)
@@ -200,11 +200,16 @@ class SharedRecordLog(RecordLog):
         """Take the writer lock and catch up with the file; return True if the index changed."""
         # The hot path of every operation: two stores and a load in the shared page, one syscall.
         mm = self._smm
-        if self._look_ahead:
-            self._lock_following(mm)
-        else:
+        if not self._look_ahead:
             _flock(self._lfd, _LOCK_EX)
-        gen, end, next_seq, dirty, compacting = _read_fields(mm, 8)
+        else:
+            if _read_u64(mm, END)[0] != self.end:
+                self._follow_unlocked(mm)
+            try:
+                _flock(self._lfd, _LOCK_EX_NB)
+            except BlockingIOError:
+                self._lock_following(mm)
+        gen, compacting, end, next_seq, dirty = _read_fields(mm, 8)
         if end == self.end and dirty == end and gen == self.first_seq and not compacting:
             _set_field(mm, DIRTY, _WRITING)
             return False
@@ -219,13 +224,14 @@ class SharedRecordLog(RecordLog):
         """
         lfd = self._lfd
         for _ in range(_LOCK_TRIES):
+            _yield()  # let the holder run (on a busy machine it may be waiting for this CPU)
             if _read_u64(mm, END)[0] != self.end:
                 self._follow_unlocked(mm)
             try:
                 _flock(lfd, _LOCK_EX_NB)
                 return
             except BlockingIOError:
-                _yield()
+                pass
         _flock(lfd, _LOCK_EX)
 
     def _follow_unlocked(self, mm: mmap.mmap) -> None:
@@ -267,9 +273,8 @@ class SharedRecordLog(RecordLog):
 
     def finish(self) -> None:
         """Publish the end of this process's appends and release the writer lock."""
-        end, mm = self.end, self._smm
-        _PUBLISH(mm, END, end, self.next_seq, end)
-        mm[SNAPSHOT : SNAPSHOT + 28] = _snapshot(self.first_seq, end, self.next_seq)
+        end, next_seq, gen = self.end, self.next_seq, self.first_seq
+        _FINISH(self._smm, END, end, next_seq, end, gen, end, next_seq, _crc32(_SNAP3(gen, end, next_seq)))
         if self._flush_header:
             self._smm.flush()  # the published end survives power loss too
         _flock(self._lfd, _LOCK_UN)

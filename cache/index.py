@@ -1,0 +1,205 @@
+"""How records become PersistentLRU's in-memory index: replay at open, and following other processes.
+
+Eviction writes nothing (cache/persistent.py): applying a PUT evicts, in memory, exactly what the
+process that wrote it evicted, from the recorded bounds and the order. So every process that applies
+the same records in the same order holds the same index; cache/sharedlog.py feeds each process the
+records the others appended, through `_apply` and `_apply_touch` (no Record built: the hot path).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from cache import records as fmt
+from cache.encoding import decode_key
+from cache.errors import CorruptStoreError
+from cache.log import FAST_TOUCH_BATCH
+from cache.order import RecencyOrder
+from cache.stats import LRUStats
+
+MISSING = object()  # a sentinel: no value, no key
+
+
+def encode_bounds(capacity: int | None, max_bytes: int | None) -> bytes:
+    """Return the key of a BOUNDS record."""
+    return json.dumps([capacity, max_bytes]).encode()
+
+
+def decode_bounds(data: bytes, path: str, offset: int) -> tuple[int | None, int | None]:
+    """Return (capacity, max_bytes) from a BOUNDS record's key; CorruptStoreError if unreadable."""
+    try:
+        capacity, max_bytes = json.loads(data)
+        RecencyOrder(capacity, max_bytes)  # validates
+    except (ValueError, TypeError) as exc:
+        raise CorruptStoreError(path, f"unreadable bounds record: {exc}", offset) from None
+    return capacity, max_bytes
+
+
+class IndexReplay:
+    """The index half of PersistentLRU: replay, touches, compaction (a mixin: the attributes are PersistentLRU's)."""
+
+    _order: RecencyOrder
+    _keys: dict[bytes, Any]
+    _meta: dict[str, Any]
+    _opened: bool
+    _live: int
+    _newest: Any
+    _pending_touches: list[bytes]
+    _is_shared: bool
+    _log: Any
+    _log_read: Any
+    _hits: int
+    _misses: int
+    _evictions: int
+    _compactions: int
+    path: str
+
+    def _header_size(self) -> int:
+        return len(fmt.encode_header(0, self._meta))
+
+    def _reset(self) -> None:
+        """Forget the index: the shared log is about to replay a new generation of the file."""
+        self._order.clear()
+        self._order.set_bounds(None, None)  # the new file's BOUNDS record comes first
+        self._live = self._header_size() if self._opened else 0
+        self._newest = MISSING
+
+    def _replay_record(self, rec: fmt.Record) -> None:
+        self._apply(rec.kind, rec.key, rec.offset, rec.length, rec.value_len)
+
+    def _key_of(self, kbytes: bytes, offset: int) -> Any:
+        """Decode *kbytes*, through a cache: replaying other processes' records decodes the same keys."""
+        keys = self._keys
+        key = keys.get(kbytes)
+        if key is None:
+            try:
+                key = decode_key(kbytes)
+            except ValueError as exc:
+                raise CorruptStoreError(self.path, f"undecodable key: {exc}", offset) from None
+            if len(keys) > 2 * len(self._order) + 4096:
+                keys.clear()  # a pure function's cache: forgetting it costs only decodes
+            keys[kbytes] = key
+        return key
+
+    def _apply_touch(self, kbytes: bytes) -> None:
+        """Apply a TOUCH record (the most common record another process writes)."""
+        key = self._keys.get(kbytes)
+        if key is None:
+            key = self._key_of(kbytes, 0)
+        try:
+            self._order_touch(key)
+        except KeyError:
+            pass  # a touch of a key gone since: nothing to move
+
+    def _apply(self, kind: int, kbytes: bytes, offset: int, length: int, value_len: int) -> None:
+        """Apply one record of the log to the index, as the process that wrote it did."""
+        order = self._order
+        if kind == fmt.TOUCH:
+            try:
+                order.touch(self._key_of(kbytes, offset))
+            except KeyError:
+                pass  # a touch of a key gone since (deleted, or lost to salvage): nothing to move
+            return
+        if kind == fmt.CLEAR:
+            order.clear()
+            self._live = 0
+            return
+        if kind == fmt.BOUNDS:
+            order.set_bounds(*decode_bounds(kbytes, self.path, offset))
+            self._order_victims_apply()
+            return
+        key = self._key_of(kbytes, offset)
+        if key in order:
+            self._live -= order.remove(key)[1]
+        if kind == fmt.PUT:
+            order.load(key, (offset, length, kbytes), len(kbytes) + value_len)
+            self._live += length
+            if order.capacity is not None and len(order) > order.capacity or (
+                order.max_bytes is not None and order.total_weight > order.max_bytes
+            ):
+                self._order_victims_apply()  # the evictions this put made, as the process made them
+
+    def _order_victims_apply(self) -> list[Any]:
+        """Remove the keys beyond the bounds (least recent first) in memory; return them."""
+        victims = self._order.over_bounds()
+        for victim in victims:
+            self._live -= self._order.remove(victim)[1]
+        return victims
+
+    def _decode_key(self, rec: fmt.Record) -> Any:
+        try:
+            return decode_key(rec.key)
+        except ValueError as exc:
+            raise CorruptStoreError(self.path, f"undecodable key: {exc}", rec.offset) from None
+
+    def _queue_touch(self, kbytes: bytes) -> None:
+        self._pending_touches.append(kbytes)
+        if len(self._pending_touches) >= FAST_TOUCH_BATCH:
+            self._flush_touches()
+
+    def _flush_touches(self) -> None:
+        pending = self._pending_touches
+        if pending:
+            self._log.append_touches(pending)
+            if self._is_shared:  # the moves a shared "fast" open defers until written
+                for kbytes in pending:
+                    try:
+                        self._order.touch(decode_key(kbytes))
+                    except KeyError:
+                        pass  # deleted or evicted since (by this process or another)
+                self._newest = MISSING
+            pending.clear()
+
+    # -- compaction and statistics ---------------------------------------------------------
+
+    def compact(self) -> None:
+        """Rewrite the file with just the live entries, in recency order, and swap it in atomically."""
+        with self._locked():
+            self._check_open()
+            self._compact_held()
+
+    def _compact_held(self) -> None:
+        """compact(), for a caller that holds the locks (and has caught up)."""
+        self._flush_touches()
+        entries = self._order.payloads()
+        read = self._log_read  # every value is verified as it is copied
+
+        def live_records() -> Iterator[tuple[int, bytes, bytes]]:
+            for _key, (offset, length, kbytes) in entries:
+                yield fmt.PUT, kbytes, read(offset, length, kbytes)
+
+        bounds = (fmt.BOUNDS, encode_bounds(self._order.capacity, self._order.max_bytes), b"")
+        locs = self._log.rewrite(itertools.chain([bounds], live_records()))[1:]
+        self._order.replace_payloads(
+            (key, (offset, length, kbytes))
+            for (key, (_o, _l, kbytes)), (offset, length) in zip(entries, locs, strict=True)
+        )
+        self._live = self._log.end
+        self._compactions += 1
+
+    def stats(self) -> LRUStats:
+        """Return hits, misses, evictions, entries, bytes and the state of the file."""
+        with self._locked():
+            report = self._log.report
+            return LRUStats(
+                hits=self._hits,
+                misses=self._misses,
+                evictions=self._evictions,
+                entries=len(self._order),
+                bytes=self._order.total_weight,
+                capacity=self._order.capacity,
+                max_bytes=self._order.max_bytes,
+                file_bytes=self._log.end,
+                live_file_bytes=self._live,
+                compactions=self._compactions,
+                torn_tail_bytes=report.torn_tail_bytes,
+                salvaged_records_lost=report.salvaged_records_lost,
+            )
+
+    def _maybe_compact(self) -> None:
+        dead = self._log.end - self._live
+        if dead > self._compact_min and dead > 2 * self._live:
+            self._compact_held()
