@@ -14,6 +14,7 @@ from crawler.errors import (
     FetchError,
     FetchTimeout,
     InvalidURL,
+    OutputError,
     StateError,
 )
 from crawler.fetcher import Fetcher, FetchResult
@@ -52,6 +53,7 @@ __all__ = [
     "normalize_url",
     "Origin",
     "origin_of",
+    "OutputError",
     "Pushed",
     "Ready",
     "RobotsCache",

@@ -31,7 +31,7 @@ from cache import PersistentLRU
 from crawler.admission import Admission, Link
 from crawler.config import CrawlConfig
 from crawler.engine_hosts import HostGate
-from crawler.errors import BadResponse, FetchError, InvalidURL, StateError
+from crawler.errors import BadResponse, FetchError, InvalidURL, OutputError, StateError
 from crawler.fetcher import Fetcher, FetchResult
 from crawler.frontier import Empty, Frontier, Ready, Wait
 from crawler.page import Handler
@@ -120,9 +120,10 @@ class _Crawl(HostGate):
                 self.state = await CrawlState.open(path)
             except Exception as exc:  # cache.CorruptStoreError, sqlite3/OS errors
                 raise StateError(f"cannot open crawl state {path}: {exc}") from exc
-            self.sinks = self._open_sinks()
+            self.sinks: list[Sink] = []
             robots_store = None
             try:
+                self.sinks = self._open_sinks()
                 if self.config.state:  # robots.txt answers kept beside the state for a resume
                     try:
                         robots_store = PersistentLRU(self.config.state + ".robots", capacity=100_000)
@@ -176,7 +177,10 @@ class _Crawl(HostGate):
             if self.jsonl is not None:
                 sinks.append(self.jsonl)
             if cfg.warc:
-                self.warc = WarcSink(cfg.warc, cfg.warc_max_size, warc_info(cfg))
+                try:
+                    self.warc = WarcSink(cfg.warc, cfg.warc_max_size, warc_info(cfg))
+                except (OSError, ValueError) as exc:  # WarcDamagedError is a ValueError
+                    raise OutputError(f"cannot use --warc {cfg.warc}: {exc}") from exc
                 sinks.append(self.warc)
             if cfg.items:
                 sinks.append(ItemsSink(cfg.items))

@@ -6,7 +6,8 @@
         ├── FetchTimeout    no complete answer in time
         ├── ConnectFailed   no connection (refused, unreachable, reset)
         └── BadResponse     a broken answer (Content-Length lie, broken compression, bad framing)
-    └── StateError      the crawl state file cannot be used
+    ├── StateError      the crawl state file cannot be used
+    └── OutputError     an output (--warc directory, ...) cannot be used
 """
 
 from __future__ import annotations
@@ -43,3 +44,8 @@ class BadResponse(FetchError):
 
 class StateError(CrawlError):
     """The crawl state file cannot be opened, read or written; the message names the path."""
+
+
+class OutputError(CrawlError):
+    """An output cannot be used (a damaged file in the --warc directory, ...); the message says
+    which and why."""

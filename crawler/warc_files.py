@@ -21,7 +21,7 @@ _READ = 1 << 20
 EMPTY_SHA1 = hashlib.sha1(b"").digest()  # no revisit for empty payloads
 
 
-class WarcDamagedError(Exception):
+class WarcDamagedError(ValueError):
     """A WARC file in the directory is damaged before its end (not a torn tail a crash leaves)."""
 
 

@@ -113,3 +113,17 @@ async def test_kill_9_and_resume_keep_every_fetched_url_archived(tmp_path, kill_
     conn.close()
     assert len(fetched) == 31 and fetched <= archived
     assert _committed(state) == fetched
+
+
+def test_a_damaged_warc_directory_is_one_clear_error_and_nothing_is_cut(tmp_path, capsys) -> None:
+    from crawler.cli import main
+
+    warc = tmp_path / "warc"
+    warc.mkdir()
+    damaged = warc / "fanmill-20261129000000000000-00001.warc.gz"
+    damaged.write_bytes(b"not gzip at all, and not a torn tail either" * 100)
+    before = damaged.read_bytes()
+    code = main(["http://127.0.0.1:9/", "--warc", str(warc), "-q"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("crawl: error: cannot use --warc") and "Traceback" not in err
+    assert damaged.read_bytes() == before
