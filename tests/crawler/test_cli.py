@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 
 import pytest
@@ -63,10 +64,14 @@ async def test_ctrl_c_exits_130_with_records_and_state_consistent(tmp_path) -> N
     async with serve(pages, hosts=1) as site:
         # Requests after the 5th record are held: Ctrl-C lands mid-crawl on a machine of any speed.
         site.hold_when = lambda: records_written() >= 5
+        # SIGINT back to its default in the child, as at a terminal: a shell without job control
+        # starts `cmd &` with SIGINT ignored, and the crawl (rightly) inherits that; this test
+        # failed whenever the suite ran in the background (a CI runner, `make test &`)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "crawler", site.url(0, "/"), "--delay", "0.1", "--out", str(out),
             "--state", str(state), cwd=Path(__file__).resolve().parents[2],
-            stderr=asyncio.subprocess.PIPE)
+            stderr=asyncio.subprocess.PIPE,
+            preexec_fn=functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL))
         while records_written() < 3:
             assert proc.returncode is None, "the crawl ended before Ctrl-C"
             await asyncio.sleep(0.01)  # a poll: the held server keeps the crawl from ending
