@@ -200,6 +200,7 @@ class SharedRecordLog(RecordLog):
         """Take the writer lock and catch up with the file; return True if the index changed."""
         # The hot path of every operation: two stores and a load in the shared page, one syscall.
         mm = self._smm
+        seen = self.end  # records replayed ahead of the lock change the index too
         if not self._look_ahead:
             _flock(self._lfd, _LOCK_EX)
         else:
@@ -212,7 +213,7 @@ class SharedRecordLog(RecordLog):
         gen, compacting, end, next_seq, dirty = _read_fields(mm, 8)
         if end == self.end and dirty == end and gen == self.first_seq and not compacting:
             _set_field(mm, DIRTY, _WRITING)
-            return False
+            return end != seen
         return self._catch_up(gen, end, next_seq, dirty, compacting)
 
     def _lock_following(self, mm: mmap.mmap) -> None:

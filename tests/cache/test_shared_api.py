@@ -66,6 +66,27 @@ def test_a_shared_open_needs_a_map(tmp_path: Path, monkeypatch) -> None:
         PersistentLRU(tmp_path / "c.lru", capacity=3)
 
 
+def test_a_hit_after_other_processes_read_moves_the_key(tmp_path: Path) -> None:
+    # Another open's reads, replayed by this one (also ahead of its lock), make this open's idea of
+    # its most recent key stale: its next hit must still be written, or the order is wrong.
+    a = PersistentLRU(tmp_path / "c.lru", capacity=10)
+    b = PersistentLRU(tmp_path / "c.lru", capacity=10)
+    a["k"] = 1
+    a["j"] = 2
+    a.get("k")
+    b.get("j")
+    a.get("k")
+    assert list(a) == list(b) == ["j", "k"]
+    b.get("j")
+    a.get("k")
+    b.get("j")
+    assert list(b) == list(a) == ["k", "j"]
+    a.close()
+    b.close()
+    with PersistentLRU(tmp_path / "c.lru", capacity=10) as fresh:
+        assert list(fresh) == ["k", "j"]
+
+
 def die_holding_the_lock(lru: PersistentLRU) -> None:
     """Leave *lru* as a kill -9 would: its writer lock released by the 'kernel', nothing else done."""
     log = lru._log
