@@ -131,8 +131,11 @@ def test_open_descriptors_stay_bounded_on_10000_files_in_one_directory(tmp_path,
     baseline = len(os.listdir("/proc/self/fd"))
     report = find_duplicates([str(root)], ScanOptions(threads=2, io_threads=8))
     assert len(report.groups) == 5000
-    # io_threads * IO_DEPTH reads in flight, plus a descriptor or two being opened or listed.
-    assert peak - baseline <= 8 * 4 + 4
+    # io_threads * IO_DEPTH reads in flight, plus what counting itself holds: each of the 8 I/O
+    # threads may be inside os.listdir("/proc/self/fd") at once, one descriptor each (38 was seen
+    # under load against the former bound of 36), plus the walk's directories. Unbounded reads
+    # would reach thousands here.
+    assert peak - baseline <= 8 * 4 + 8 + 4
 
 
 @pytest.mark.parametrize("change", ["vanish", "shrink", "grow"])
