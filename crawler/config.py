@@ -22,7 +22,7 @@ class CrawlConfig:
     timeout: float = 30.0  # one whole exchange, body included
     max_body: int = DEFAULT_MAX_BODY  # bytes kept of a body; a larger one is cut off and recorded
     max_redirects: int = 5  # redirect hops followed from one URL
-    max_links: int = 10_000  # links taken from one page
+    max_links: int = 100_000  # links taken from one page (a 10 MiB body holds ~500,000 at most)
     max_url_length: int = 2000  # longer URLs are skipped (a trap guard and hostile-input rule)
     max_path_segments: int = 32  # trap guard: ever-deeper paths
     max_segment_repeats: int = 3  # trap guard: /a/b/a/b/a/b/...

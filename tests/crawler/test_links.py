@@ -82,3 +82,13 @@ def test_memoized_resolution_equals_normalizing_each_link(hrefs, base) -> None:
             invalid += 1
     assert resolve_links(hrefs, base) == (tuple(expected), invalid)
     assert resolve_links(hrefs, base) == (tuple(expected), invalid)  # from the memo this time
+
+
+def test_an_index_page_of_twelve_thousand_links_is_read_whole() -> None:
+    # python3-doc's genindex-all.html and contents.html pass 10,000 links; pages reachable only
+    # through them must not be lost to the cap
+    page = "".join(f'<a href="/p{i}.html">{i}</a>' for i in range(12_000))
+    found = extract_links(page, "http://docs.example/genindex.html")
+    assert len(found.urls) == 12_000 and not found.truncated
+    capped = extract_links(page, "http://docs.example/genindex.html", max_links=5_000)
+    assert len(capped.urls) == 5_000 and capped.truncated
