@@ -144,9 +144,6 @@ def resolve_links(hrefs: list[str], base: str) -> tuple[tuple[str, ...], int]:
     invalid = 0
     for href in hrefs:
         first = href[:1]
-        if first == "#":  # a place on this very page: the page itself, fragments are dropped
-            seen.setdefault(base)
-            continue
         try:
             if first == "/":
                 url = _normalize_under(href, root) if href[1:2] not in ("/", "\\") else \

@@ -165,6 +165,8 @@ def _normalize_clean(url: str, base: str | None) -> str | None:
     cut = url.find("#")
     if cut >= 0:
         url = url[:cut]
+        if not url and base is not None:  # "#part": this very page (RFC 3986 §5.2.2, an empty
+            return base                   # path keeps the base's path and query)
     if not url or len(url) > MAX_URL_LENGTH:
         return None
     if url[0] in "hH" and url[:5].lower() in ("http:", "https") and not url.startswith("http"):

@@ -128,7 +128,7 @@ def test_fast_paths_agree_with_the_general_path(base: str, prefix: str, rest: st
 def test_the_fast_paths_are_taken_for_clean_links() -> None:
     base = "http://127.0.1.1:8080/s1/p4.html"
     for ref in ("http://127.0.1.1:8080/s2/p7.html", "/s2/p7.html", "p7.html", "../s2/p7.html",
-                "./p7.html#x", "search?q=1"):
+                "./p7.html#x", "search?q=1", "#part"):
         assert crawler.urls._normalize_clean(ref, base) == _normalize_general(ref, base)
 
 
