@@ -52,21 +52,20 @@ def _compact_encoder() -> Callable[[object], str]:
 _ENCODE = _compact_encoder()
 
 
-class JsonlWriter:
-    """Appends records to a file (or stdout for "-"); `flush()` before the state marks them done."""
+class JsonLines:
+    """Appends JSON lines to a file (or stdout for "-"); `flush()` before the state commits."""
 
     def __init__(self, path: str) -> None:
-        """Open *path* for appending (a resumed crawl adds to the same file)."""
+        """Open *path* for appending (a resumed crawl adds to the same file), a torn last line
+        cut off first."""
         self._own = path != "-"
         if self._own:
             _cut_torn_tail(path)
         self._file: IO[str] = open(path, "a", encoding="utf-8") if self._own else sys.stdout  # noqa: SIM115
 
-    def write(self, record: CrawlRecord) -> str:
-        """Buffer one record; return its JSON text (the state stores the same text)."""
-        text = _ENCODE(record.as_dict())
+    def write_line(self, text: str) -> None:
+        """Buffer one line of JSON text."""
         self._file.write(text + "\n")
-        return text
 
     def flush(self) -> None:
         """Hand buffered records to the OS (they survive a kill -9 of this process)."""
@@ -77,3 +76,13 @@ class JsonlWriter:
         self._file.flush()
         if self._own:
             self._file.close()
+
+
+class JsonlWriter(JsonLines):
+    """The `--out` records, one per fetched URL."""
+
+    def write(self, record: CrawlRecord) -> str:
+        """Buffer one record; return its JSON text (the state stores the same text)."""
+        text = _ENCODE(record.as_dict())
+        self.write_line(text)
+        return text

@@ -7,10 +7,10 @@ OS, and the engine flushes every sink before the crawl state marks a URL fetched
 from __future__ import annotations
 
 import json
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 from crawler.fetcher import FetchResult
-from crawler.output import JsonlWriter, _cut_torn_tail
+from crawler.output import JsonLines, JsonlWriter
 from crawler.records import CrawlRecord
 from crawler.warc_files import warc_date
 
@@ -58,7 +58,6 @@ class WarcSink:
         from crawler.warc import WarcWriter  # its library loads only when archiving
 
         self.writer = WarcWriter(directory, max_size=max_size, info=info)
-        self.revisits = 0
 
     def accept(self, fetched: FetchResult | None, record: CrawlRecord, items: list[str]) -> None:
         """Archive the exchange, if there was one (a 304 to a recrawl as a revisit)."""
@@ -74,10 +73,9 @@ class WarcSink:
         ex = fetched.exchange
         if ex is None:
             return
-        kind = self.writer.write_exchange(
+        self.writer.write_exchange(
             url=fetched.url, fetched_at=ex.fetched_at, ip=ex.ip, request_head=ex.request_head,
             response_head=ex.response_head, payload=ex.payload, truncated=fetched.truncated)
-        self.revisits += kind == "revisit"
 
     def not_modified(self, fetched: FetchResult, refers_to_date: str | None) -> None:
         """Archive a 304 answer to a conditional request as a server-not-modified revisit."""
@@ -102,31 +100,20 @@ class ItemsSink:
 
     def __init__(self, path: str) -> None:
         """Append to *path* ("-" for stdout); a torn last line is cut off first."""
-        self._own = path != "-"
-        if self._own:
-            _cut_torn_tail(path)
-            self._file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115
-        else:
-            import sys
-
-            self._file = sys.stdout
-        self.count = 0
+        self.lines = JsonLines(path)
 
     def accept(self, fetched: FetchResult | None, record: CrawlRecord, items: list[str]) -> None:
         """Write the items."""
         for item in items:
-            self._file.write(item + "\n")
-        self.count += len(items)
+            self.lines.write_line(item)
 
     def flush(self) -> None:
         """Hand the items to the OS."""
-        self._file.flush()
+        self.lines.flush()
 
     def close(self) -> None:
         """Flush and close (stdout is flushed, not closed)."""
-        self._file.flush()
-        if self._own:
-            self._file.close()
+        self.lines.close()
 
 
 def warc_info(config: Any) -> dict[str, str]:
