@@ -153,6 +153,24 @@ class CrawlState:
                 """INSERT INTO lastmods (url, lastmod) VALUES (?, ?)
                    ON CONFLICT (url) DO UPDATE SET lastmod = excluded.lastmod""", list(lastmods))
 
+    async def requeue_fetched_before(self, cutoff: float) -> dict[str, Any]:
+        """Make every URL fetched before wall time *cutoff* due again (a recrawl); return what
+        its last response said: url -> Validators(ETag, Last-Modified, fetch time, hash)."""
+        from crawler.recorder import Validators
+
+        async with atransaction(self._conn):
+            async with self._conn.execute(
+                """SELECT url, json_extract(record, '$.etag'),
+                          json_extract(record, '$.last_modified'), json_extract(record, '$.fetch_time'),
+                          json_extract(record, '$.content_hash')
+                   FROM urls WHERE status = 'fetched' AND record IS NOT NULL
+                   AND json_extract(record, '$.fetch_time') < ?""", (cutoff,)) as cur:
+                rows = await cur.fetchall()
+            await self._conn.executemany(
+                "UPDATE urls SET status = 'discovered', attempts = 0, lease_until = NULL "
+                "WHERE url = ?", [(row[0],) for row in rows])
+        return {row[0]: Validators(*row[1:]) for row in rows}
+
     async def known(self) -> dict[str, tuple[int, str]]:
         """Every URL the crawl knows, with its depth and status (read once when a crawl resumes)."""
         async with self._conn.execute("SELECT url, depth, status FROM urls") as cur:
