@@ -89,16 +89,25 @@ def _loop_factory() -> Any:
     return uvloop.new_event_loop
 
 
-def _size(text: str) -> int:
-    """'1073741824', '512K', '100M', '1G' -> bytes."""
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    text = text.strip().upper().removesuffix("B").removesuffix("I")
-    factor = units.get(text[-1:], 1)
-    number = text[:-1] if text[-1:] in units else text
+def _quantity(text: str, units: dict[str, float], kind: str, example: str) -> float:
+    """A number with an optional one-letter unit suffix (case-insensitive), times that unit."""
+    clean = text.strip().lower()
+    factor = units.get(clean[-1:], 1)
+    number = clean[:-1] if clean[-1:] in units else clean
     try:
-        value = int(float(number) * factor)
+        value = float(number) * factor
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not {kind}: {text!r} (e.g. {example})") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{kind} cannot be negative")
+    return value
+
+
+def _size(text: str) -> int:
+    """'1073741824', '512K', '100M', '1G' (a trailing B or iB is allowed) -> bytes."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    value = int(_quantity(text.strip().upper().removesuffix("B").removesuffix("I"), units,
+                          "a size", "1G, 500M"))
     if value < 1:
         raise argparse.ArgumentTypeError("a size must be at least 1 byte")
     return value
@@ -107,16 +116,7 @@ def _size(text: str) -> int:
 def _age(text: str) -> float:
     """'0', '90', '45s', '30m', '6h', '7d', '2w' -> seconds."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-    text = text.strip().lower()
-    factor = units.get(text[-1:], 1)
-    number = text[:-1] if text[-1:] in units else text
-    try:
-        value = float(number) * factor
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an age: {text!r} (e.g. 30m, 6h, 7d)") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("an age cannot be negative")
-    return value
+    return _quantity(text, units, "an age", "30m, 6h, 7d")
 
 
 def _handler(spec: str) -> Any:

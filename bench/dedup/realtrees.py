@@ -40,7 +40,8 @@ def drop_caches() -> bool:
 
 
 def tree_stats(root: str) -> tuple[int, int]:
-    """Return (regular files, bytes) under *root*, symlinks not followed."""
+    """Return (regular files, bytes) under *root*, symlinks not followed; files every file's
+    size under its (device, inode) for `_sizes_of` in the same walk."""
     files = total = 0
     for dirpath, _dirs, names in os.walk(root):
         for name in names:
@@ -48,6 +49,7 @@ def tree_stats(root: str) -> tuple[int, int]:
                 st = os.lstat(os.path.join(dirpath, name))
             except OSError:
                 continue
+            _index[(st.st_dev, st.st_ino)] = st.st_size
             if (st.st_mode & 0o170000) == 0o100000:
                 files += 1
                 total += st.st_size
@@ -62,23 +64,12 @@ def _sizes_of(ids: set[frozenset]) -> int:
 _index: dict[tuple[int, int], int] = {}
 
 
-def _index_tree(root: str) -> None:
-    for dirpath, _dirs, names in os.walk(root):
-        for name in names:
-            try:
-                st = os.lstat(os.path.join(dirpath, name))
-            except OSError:
-                continue
-            _index[(st.st_dev, st.st_ino)] = st.st_size
-
-
 def bench_tree(root: str, warm_rounds: int, cold_rounds: int, pair: list) -> tuple[str, bool]:
     """Run dedup and jdupes on *root*, warm then cold; return the markdown and whether cold held."""
     name = os.path.basename(root.rstrip("/")) or root
     outdir = os.path.join(WORK, "out", "real-" + root.strip("/").replace("/", "-"))
     os.makedirs(outdir, exist_ok=True)
     files, total = tree_stats(root)
-    _index_tree(root)
     corpus = Corpus(name, root, [], files, total)
     for tool in pair:  # warm-up, and the groups check
         run_tool(tool, corpus, outdir)

@@ -110,3 +110,21 @@ async def test_broken_pipe_on_stdout_exits_quietly() -> None:
         err = await asyncio.wait_for(proc.stderr.read(), 300)  # guards against a hang only
         await asyncio.wait_for(proc.wait(), 300)
     assert proc.returncode == 0 and b"Traceback" not in err, err
+
+
+@pytest.mark.parametrize("argv", [["--warc-max-size", "lots"], ["--warc-max-size", "0"],
+                                  ["--recrawl", "-1h", "--state", "s.db"],
+                                  ["--recrawl", "7y", "--state", "s.db"], ["--recrawl", "1d"]])
+def test_sizes_and_ages_that_do_not_parse_are_usage_errors(argv, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["http://127.0.0.1:9/", *argv])
+    assert exc.value.code == 2 and "crawl: error:" in capsys.readouterr().err
+
+
+def test_sizes_and_ages_parse_with_their_units() -> None:
+    from crawler.cli import _age, _size
+
+    assert [_size(t) for t in ("1G", "512k", "100MiB", "4096")] == [1 << 30, 512 << 10, 100 << 20,
+                                                                    4096]
+    assert [_age(t) for t in ("0", "90", "30m", "6h", "7d", "2w")] == [0, 90, 1800, 21600,
+                                                                       604800, 1209600]
