@@ -5,6 +5,7 @@ resume leave files that read to their end and a response record for every URL ma
 from __future__ import annotations
 
 import gzip
+import json
 import signal
 import sqlite3
 import subprocess
@@ -93,12 +94,16 @@ async def test_a_gzip_answer_is_archived_compressed_as_received(tmp_path) -> Non
 @pytest.mark.crash
 @pytest.mark.parametrize("kill_after", [4, 11])
 async def test_kill_9_and_resume_keep_every_fetched_url_archived(tmp_path, kill_after) -> None:
+    # --items is a sink like --warc: flushed before the state marks a URL fetched, so after the
+    # kill and the resume every URL the state holds has its response record and its item
     pages = {(0, "/"): Page(body=links(*[f"/p{i}" for i in range(30)]))}
     pages.update({(0, f"/p{i}"): Page(body=f"<p>page {i}</p>" * (1 + i % 4)) for i in range(30)})
     out, state, warc = tmp_path / "out.jsonl", tmp_path / "state.db", tmp_path / "warc"
+    items = tmp_path / "items.jsonl"
     async with serve(pages, hosts=1) as site:
         args = [site.url(0, "/"), "--delay", "0", "--state", str(state), "--out", str(out),
-                "--warc", str(warc), "-q"]
+                "--warc", str(warc), "--handler", "tests.crawler.item_handler:item",
+                "--items", str(items), "-q"]
         site.hold_when = lambda: _lines(out) >= kill_after + 2  # the stop point, in records
         assert await _run_crawl(args, state, kill_after) == -signal.SIGKILL
         site.hold_when = None
@@ -112,6 +117,7 @@ async def test_kill_9_and_resume_keep_every_fetched_url_archived(tmp_path, kill_
         fetched = {url for (url,) in conn.execute("SELECT url FROM urls WHERE status = 'fetched'")}
     conn.close()
     assert len(fetched) == 31 and fetched <= archived
+    assert fetched <= {json.loads(line)["url"] for line in items.read_text().splitlines()}
     assert _committed(state) == fetched
 
 
