@@ -334,7 +334,8 @@ class _Crawl(HostGate):
             self.summary.retries += 1
             return
         links: list[Link] = []
-        record = self.recorder.record(ready.url, lease, result, error, links)
+        recorded = self.recorder.record(ready.url, lease, result, error, links)
+        record = recorded.record
         if previous is not None:
             self._validators.pop(ready.url, None)
             self.summary.recrawled += 1
@@ -346,7 +347,7 @@ class _Crawl(HostGate):
         if self.on_page is not None and result is not None:
             self._handling += 1
             try:
-                items = await self._handle(result, record, lease, links)
+                items = await self._handle(result, recorded, lease, links)
             finally:
                 self._handling -= 1
                 self._wake.set()

@@ -19,6 +19,7 @@ from crawler.errors import ConnectFailed, FetchError, InvalidURL
 from crawler.fetcher import FetchResult
 from crawler.guards import refuse_private
 from crawler.page import HandlerError, Page, call_handler
+from crawler.recorder import Recorded
 from crawler.records import CrawlRecord
 from crawler.retry import backoff, parse_retry_after
 from crawler.robots import RobotsRules
@@ -157,13 +158,14 @@ class HostGate:
 
     # -- one page -------------------------------------------------------------------------------
 
-    async def _handle(self, result: FetchResult, record: CrawlRecord, lease: Lease,
+    async def _handle(self, result: FetchResult, recorded: Recorded, lease: Lease,
                       links: list[Link]) -> list[str]:
         """Run the page handler; admit the URLs it gives, return its items as JSON texts. Its
         failure is the record's error, and the crawl goes on."""
         assert self.on_page is not None
+        record = recorded.record
         page = Page(result.url, result.status, result.headers or {}, result.body,
-                    self.recorder.urls, lease.depth, lease.referrer, self.recorder.text)
+                    recorded.urls, lease.depth, lease.referrer, recorded.text)
         try:
             urls, items = await call_handler(self.on_page, page)
             texts = []

@@ -49,6 +49,14 @@ def keep_validators(record: CrawlRecord, previous: Validators) -> None:
     record.content_hash = previous.content_hash
 
 
+class Recorded(NamedTuple):
+    """A fetch's record, and what was read of the page for it (HTML only)."""
+
+    record: CrawlRecord
+    text: str | None  # the decoded text
+    urls: tuple[str, ...]  # the normalized links extracted
+
+
 class PageRecorder:
     """Records fetched URLs; keeps the crawl's exact (SHA-256) and near (SimHash) content indexes."""
 
@@ -57,16 +65,17 @@ class PageRecorder:
         self.config, self.admission, self.summary = config, admission, summary
         self.simhashes = SimHashIndex()
         self.hashes: dict[bytes, str] = {}  # body digest (16 bytes) -> first URL with that body
-        self.text: str | None = None  # the last HTML page's decoded text (for its handler)
-        self.urls: tuple[str, ...] = ()  # the last HTML page's extracted links
 
     def record(self, url: str, lease: Lease, result: FetchResult | None,
-               error: FetchError | None, links: list[Link]) -> CrawlRecord:
-        """The record of *url*'s fetch; its new links are admitted into *links*."""
+               error: FetchError | None, links: list[Link]) -> Recorded:
+        """The record of *url*'s fetch, with the text and links read for it (a handler gets
+        them); its new links are admitted into *links*."""
         depth = lease.depth
-        self.text, self.urls = None, ()
+        text: str | None = None
+        urls: tuple[str, ...] = ()
         if result is None:
-            return CrawlRecord(url, None, depth, lease.referrer, 0, None, time.time(), str(error))
+            return Recorded(CrawlRecord(url, None, depth, lease.referrer, 0, None, time.time(),
+                                        str(error)), text, urls)
         body = result.body
         digest = hashlib.sha256(body)
         err: str | None = None
@@ -89,8 +98,8 @@ class PageRecorder:
                 duplicate_of = None
             # A duplicate's links are still extracted: relative links resolve against a different
             # base, so the same bytes can lead to different pages (the known-URL index drops the rest).
-            err, found, text = self._follow_links(url, depth, body, result.content_type, links)
-            self.text = text
+            err, found, text, urls = self._follow_links(url, depth, body, result.content_type,
+                                                        links)
             if duplicate_of is None and text is not None:
                 fp, words = html_simhash(text[:SIMHASH_TEXT], MIN_SIMHASH_WORDS)
                 # 50+ words only: on a shorter page one changed word moves the fingerprint
@@ -103,17 +112,18 @@ class PageRecorder:
         etag = last_modified = None
         if headers is not None and (200 <= status < 300 or status == 304):
             etag, last_modified = headers.get("ETag"), headers.get("Last-Modified")
-        return CrawlRecord(
+        return Recorded(CrawlRecord(
             url, status, depth, lease.referrer, len(body), digest.hexdigest(), time.time(), err,
             result.content_type or None, redirect_to, duplicate_of, found, near, fingerprint,
             etag, last_modified,
-        )
+        ), text, urls)
 
     def _follow_links(self, url: str, depth: int, body: bytes, content_type: str,
-                      out: list[Link]) -> tuple[str | None, int, str | None]:
-        """Extract and admit the page's links: (error text, links admitted, decoded text)."""
+                      out: list[Link]) -> tuple[str | None, int, str | None, tuple[str, ...]]:
+        """Extract and admit the page's links: (error text, links admitted, decoded text, the
+        links extracted)."""
         if b"\x00" in body[:1024]:
-            return "binary body served as HTML: links not extracted", 0, None
+            return "binary body served as HTML: links not extracted", 0, None, ()
         charset = charset_of(content_type)
         err = None
         try:
@@ -122,8 +132,7 @@ class PageRecorder:
             err = f"undecodable body ({exc.__class__.__name__}, {charset}): decoded with replacement"
             text = body.decode("utf-8", "replace")
         page = extract_links(text, url, self.config.max_links)
-        self.urls = page.urls
         self.summary.invalid_links += page.invalid
         if page.truncated:
             err = f"more than {self.config.max_links} links: the rest ignored"
-        return err, self.admission.page_links(url, depth, page.urls, out), text
+        return err, self.admission.page_links(url, depth, page.urls, out), text, page.urls
