@@ -116,19 +116,12 @@ class _Crawl(HostGate):
         tmpdir = None if self.config.state else tempfile.mkdtemp(prefix="fanmill-crawl-")
         path = self.config.state or os.path.join(tmpdir or "", "state.db")
         try:
-            try:
-                self.state = await CrawlState.open(path)
-            except Exception as exc:  # cache.CorruptStoreError, sqlite3/OS errors
-                raise StateError(f"cannot open crawl state {path}: {exc}") from exc
+            await self._open_state(path)
             self.sinks: list[Sink] = []
             robots_store = None
             try:
                 self.sinks = self._open_sinks()
-                if self.config.state:  # robots.txt answers kept beside the state for a resume
-                    try:
-                        robots_store = PersistentLRU(self.config.state + ".robots", capacity=100_000)
-                    except Exception as exc:  # cache.CacheError and OS errors
-                        raise StateError(f"cannot open robots cache: {exc}") from exc
+                robots_store = self._robots_store()
                 await self._start()
                 async with Fetcher(user_agent=self.config.user_agent, max_body=self.config.max_body,
                                    timeout=self.config.timeout,
@@ -158,14 +151,32 @@ class _Crawl(HostGate):
                         for sink in self.sinks:
                             sink.close()
                     finally:
-                        if robots_store is not None:
+                        if robots_store is not None and hasattr(robots_store, "close"):
                             robots_store.close()
-                        await self.state.close()
+                        await self._close_state()
         finally:
             if tmpdir:
                 shutil.rmtree(tmpdir, ignore_errors=True)
             self.summary.seconds = time.monotonic() - started
         return self.summary
+
+    async def _open_state(self, path: str) -> None:
+        try:
+            self.state = await CrawlState.open(path)
+        except Exception as exc:  # cache.CorruptStoreError, sqlite3/OS errors
+            raise StateError(f"cannot open crawl state {path}: {exc}") from exc
+
+    async def _close_state(self) -> None:
+        await self.state.close()
+
+    def _robots_store(self) -> Any:
+        """Where robots.txt answers are kept for a resume: beside the state file."""
+        if not self.config.state:
+            return None
+        try:
+            return PersistentLRU(self.config.state + ".robots", capacity=100_000)
+        except Exception as exc:  # cache.CacheError and OS errors
+            raise StateError(f"cannot open robots cache: {exc}") from exc
 
     def _open_sinks(self) -> list[Sink]:
         """The outputs the config asks for, in the order they are flushed."""
@@ -227,8 +238,7 @@ class _Crawl(HostGate):
             self._report_progress(loop.time())
             stopping = cfg.max_pages is not None and self._dispatched >= cfg.max_pages
             in_memory = len(self.frontier) + self._held_count
-            if self._next_retry is not None and time.time() >= self._next_retry:
-                self._db_due, self._next_retry = True, None
+            self._check_due()
             # New URLs go to memory at once while the window has room; the state is leased from
             # only for what spilled over (or a resume, or retries due). Refill when the window is
             # half empty, but not on every turn: each refill is two transactions, and a hungry
@@ -256,9 +266,9 @@ class _Crawl(HostGate):
                 if isinstance(step, Wait):
                     timeout = step.seconds
                 elif isinstance(step, Empty) and self._idle():
-                    if self._next_retry is None:
+                    timeout = await self._idle_wait()
+                    if timeout is None:
                         return
-                    timeout = max(0.0, self._next_retry - time.time())
             elif (stopping and self._inflight == 0 and self._robots_tasks == 0
                   and self._handling == 0 and self._sitemap_tasks == 0 and not self._sitemap_links):
                 return
@@ -274,6 +284,17 @@ class _Crawl(HostGate):
             finally:
                 if timer is not None:
                     timer.cancel()
+
+    def _check_due(self) -> None:
+        """Mark the state as holding due URLs when a retry comes due."""
+        if self._next_retry is not None and time.time() >= self._next_retry:
+            self._db_due, self._next_retry = True, None
+
+    async def _idle_wait(self) -> float | None:
+        """Nothing to do here: seconds until there may be (a retry), or None when finished."""
+        if self._next_retry is None:
+            return None
+        return max(0.0, self._next_retry - time.time())
 
     def _idle(self) -> bool:
         return (self._inflight == 0 and self._robots_tasks == 0 and not self._held
@@ -388,9 +409,7 @@ class _Crawl(HostGate):
             for sink in self.sinks:
                 sink.flush()
             try:
-                if found or lastmods:  # first: URLs queued from them are leased just below
-                    await self.state.add_sitemap_entries(found, lastmods)
-                await self.state.record_results(batch, direct, time.time() + LEASE_SECONDS)
+                await self._commit(batch, direct, found, lastmods)
             except BaseException:
                 self._sitemap_links[:0] = found
                 self._lastmods[:0] = lastmods
@@ -402,6 +421,13 @@ class _Crawl(HostGate):
                 raise
             if spilled:
                 self._db_due = True
+
+    async def _commit(self, batch: list[Any], direct: list[str], found: list[Link],
+                      lastmods: list[tuple[str, str]]) -> None:
+        """Store a batch of results, the URLs queued from them and sitemap entries."""
+        if found or lastmods:  # first: URLs queued from them are leased just below
+            await self.state.add_sitemap_entries(found, lastmods)
+        await self.state.record_results(batch, direct, time.time() + LEASE_SECONDS)
 
     async def _background_flush(self) -> None:
         try:

@@ -20,6 +20,10 @@ from typing import Any, Literal
 
 from cache.storage import atransaction, open_store_async
 
+# The origin ("scheme://host[:port]", as str(Origin)) of a normalized URL, which always has a path:
+# everything before the first "/" after "scheme://" (position 9 is past "https://"'s slashes).
+ORIGIN_SQL = "substr({url}, 1, instr(substr({url}, 9), '/') + 7)"
+
 MIGRATIONS = [
     """
     CREATE TABLE urls (
@@ -36,6 +40,36 @@ MIGRATIONS = [
     """,
     """
     CREATE TABLE lastmods (url TEXT PRIMARY KEY, lastmod TEXT NOT NULL);
+    """,
+    # 3: the shared protocol (shared.py): each URL's origin, hosts leased by workers, the workers
+    # seen, and the content digests every worker checks its pages against
+    f"""
+    ALTER TABLE urls ADD COLUMN origin TEXT;
+    UPDATE urls SET origin = {ORIGIN_SQL.format(url="url")};
+    CREATE INDEX urls_origin_due ON urls (origin, depth)
+        WHERE status IN ('discovered', 'retryable', 'fetching');
+    CREATE TABLE hosts (
+        origin TEXT PRIMARY KEY,
+        owner TEXT,
+        token INTEGER NOT NULL DEFAULT 0,
+        lease_until REAL,
+        due_at REAL,
+        next_send REAL NOT NULL DEFAULT 0,
+        crawl_delay REAL,
+        robots_status INTEGER, robots_body BLOB, robots_at REAL, robots_reason TEXT
+    );
+    INSERT INTO hosts (origin, due_at)
+        SELECT origin, min(CASE status WHEN 'retryable' THEN next_try ELSE 0 END) FROM urls
+        WHERE status IN ('discovered', 'retryable', 'fetching') GROUP BY origin;
+    INSERT OR IGNORE INTO hosts (origin) SELECT DISTINCT origin FROM urls;
+    CREATE INDEX hosts_due ON hosts (due_at) WHERE due_at IS NOT NULL;
+    CREATE TABLE workers (
+        id TEXT PRIMARY KEY, started REAL NOT NULL, seen REAL NOT NULL,
+        pages INTEGER NOT NULL DEFAULT 0, errors INTEGER NOT NULL DEFAULT 0, left_at REAL
+    );
+    CREATE TABLE contents (
+        seq INTEGER PRIMARY KEY, url TEXT NOT NULL, content_hash TEXT, simhash TEXT
+    );
     """,
 ]
 Final = Literal["fetched", "failed", "retryable"]
@@ -75,7 +109,8 @@ class CrawlState:
 
     async def _add(self, found: Iterable[tuple[str, int, str | None]]) -> None:
         await self._conn.executemany(
-            """INSERT INTO urls (url, depth, referrer, status) VALUES (?, ?, ?, 'discovered')
+            f"""INSERT INTO urls (url, depth, referrer, status, origin)
+               VALUES (?1, ?2, ?3, 'discovered', {ORIGIN_SQL.format(url="?1")})
                ON CONFLICT (url) DO UPDATE SET depth = excluded.depth, referrer = excluded.referrer
                WHERE excluded.depth < urls.depth AND urls.status IN ('discovered', 'retryable')""",
             list(found),

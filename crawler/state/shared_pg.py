@@ -1,0 +1,406 @@
+"""The shared protocol (shared.py) on PostgreSQL, through asyncpg: workers on many machines.
+
+Claims are one `UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED LIMIT k) RETURNING` (the
+pattern of pgqueuer, procrastinate and graphile-worker): concurrent claimers skip each other's rows
+instead of waiting. Batches go in as arrays (`unnest`), one statement per kind of row.
+
+Lock order, so that workers never wait on each other in a cycle: link URLs are inserted with
+`ON CONFLICT DO NOTHING` (takes no lock on a known row) before a worker updates its own URLs; a
+host is marked due only when it is not due already, and a host someone owns is always due (it was
+claimed because it was), so a worker never locks a host another worker owns. A deadlock or
+serialization failure is still retried, as PostgreSQL's documentation advises.
+
+The hot rows stay few: the partial indexes hold only URLs waiting or in flight and hosts with work;
+autovacuum runs on these tables at 2-5% dead rows instead of 20% (dead tuples are what slows claims
+in PostgreSQL queues).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from crawler.errors import StateError
+from crawler.state.shared import HostLease, HostUpdate, Outstanding, Recorded, Result, origin_key
+from crawler.state.sqlite import Lease
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS fanmill_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS urls (
+    url TEXT PRIMARY KEY,
+    origin TEXT NOT NULL,
+    depth INTEGER NOT NULL,
+    referrer TEXT,
+    status TEXT NOT NULL CHECK (status IN ('discovered', 'fetching', 'fetched', 'failed', 'retryable')),
+    next_try DOUBLE PRECISION,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    record TEXT
+) WITH (autovacuum_vacuum_scale_factor = 0.05, autovacuum_analyze_scale_factor = 0.05);
+CREATE INDEX IF NOT EXISTS urls_origin_due ON urls (origin, depth)
+    WHERE status IN ('discovered', 'retryable', 'fetching');
+CREATE TABLE IF NOT EXISTS hosts (
+    origin TEXT PRIMARY KEY,
+    owner TEXT,
+    token BIGINT NOT NULL DEFAULT 0,
+    lease_until DOUBLE PRECISION,
+    due_at DOUBLE PRECISION,
+    next_send DOUBLE PRECISION NOT NULL DEFAULT 0,
+    crawl_delay DOUBLE PRECISION,
+    robots_status INTEGER, robots_body BYTEA, robots_at DOUBLE PRECISION, robots_reason TEXT
+) WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.02);
+CREATE INDEX IF NOT EXISTS hosts_due ON hosts (due_at) WHERE due_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS workers (
+    id TEXT PRIMARY KEY, started DOUBLE PRECISION NOT NULL, seen DOUBLE PRECISION NOT NULL,
+    pages BIGINT NOT NULL DEFAULT 0, errors BIGINT NOT NULL DEFAULT 0, left_at DOUBLE PRECISION
+);
+CREATE TABLE IF NOT EXISTS contents (
+    seq BIGSERIAL PRIMARY KEY, url TEXT NOT NULL, content_hash TEXT, simhash TEXT
+);
+"""
+DUE_OF = """(SELECT min(CASE status WHEN 'retryable' THEN next_try ELSE 0 END) FROM urls
+    WHERE urls.origin = hosts.origin AND status IN ('discovered', 'retryable', 'fetching'))"""
+RETRIES = 5
+
+
+def _record_text(record: Any) -> str | None:
+    return record if record is None or isinstance(record, str) else json.dumps(
+        record, separators=(",", ":"))
+
+
+def _best_depths(found: list[tuple[str, int, str | None]]) -> list[tuple[str, int, str | None]]:
+    """One row per URL (its smallest depth), sorted: an upsert may touch a row once, and sorted
+    batches take their locks in one order."""
+    best: dict[str, tuple[str, int, str | None]] = {}
+    for row in found:
+        have = best.get(row[0])
+        if have is None or row[1] < have[1]:
+            best[row[0]] = row
+    return [best[u] for u in sorted(best)]
+
+
+class PgShared:
+    """Shared crawl state in a PostgreSQL database; open with `await PgShared.open(url, worker)`."""
+
+    def __init__(self, conn: Any, worker: str, url: str) -> None:
+        self._conn = conn
+        self.worker = worker
+        self._url = url
+        self._lock = asyncio.Lock()  # one statement at a time on the connection
+
+    @classmethod
+    async def open(cls, url: str, worker: str) -> PgShared:
+        """Connect and create the schema if missing (one creator at a time)."""
+        try:
+            import asyncpg
+        except ImportError as exc:
+            raise StateError("a PostgreSQL state needs asyncpg (pip install asyncpg)") from exc
+        try:
+            conn = await asyncpg.connect(url, timeout=15, command_timeout=120)
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError,
+                asyncpg.InterfaceError, ValueError) as exc:
+            raise StateError(f"cannot connect to PostgreSQL at {_safe(url)}: "
+                             f"{exc.__class__.__name__}: {exc}") from exc
+        try:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(4645421)")  # "FML" schema lock
+                await conn.execute(SCHEMA)
+                version = await conn.fetchval(
+                    "SELECT value FROM fanmill_meta WHERE key = 'schema'")
+                if version is None:
+                    await conn.execute(
+                        "INSERT INTO fanmill_meta VALUES ('schema', $1)", str(SCHEMA_VERSION))
+                elif int(version) != SCHEMA_VERSION:
+                    raise StateError(f"{_safe(url)}: crawl schema version {version}, this "
+                                     f"fanmill knows {SCHEMA_VERSION}")
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn, worker, url)
+
+    async def close(self) -> None:
+        """Close the connection (quietly if PostgreSQL already went away)."""
+        try:
+            await asyncio.wait_for(self._conn.close(), 5)
+        except Exception:
+            self._conn.terminate()
+
+    async def _run(self, work: Any) -> Any:
+        """Run *work(conn)* in one transaction, retrying deadlocks; a lost server is a StateError."""
+        import asyncpg
+
+        async with self._lock:
+            for attempt in range(RETRIES):
+                try:
+                    async with self._conn.transaction():
+                        return await work(self._conn)
+                except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+                    if attempt == RETRIES - 1:
+                        raise
+                    await asyncio.sleep(0.01 * (attempt + 1))
+                except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                        asyncpg.exceptions.AdminShutdownError,
+                        asyncpg.exceptions.CannotConnectNowError) as exc:
+                    raise StateError(f"lost the PostgreSQL crawl state at {_safe(self._url)}: "
+                                     f"{exc.__class__.__name__}: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    async def join(self, now: float) -> None:
+        """Register this worker."""
+        await self._run(lambda c: c.execute(
+            """INSERT INTO workers (id, started, seen) VALUES ($1, $2, $2)
+               ON CONFLICT (id) DO UPDATE SET seen = excluded.seen, left_at = NULL""",
+            self.worker, now))
+
+    @staticmethod
+    async def _add(conn: Any, found: list[tuple[str, int, str | None]], now: float) -> None:
+        if not found:
+            return
+        rows = _best_depths(found)
+        urls = [r[0] for r in rows]
+        depths = [r[1] for r in rows]
+        origins = [origin_key(u) for u in urls]
+        await conn.execute(
+            """INSERT INTO urls (url, origin, depth, referrer, status)
+               SELECT u, o, d, r, 'discovered'
+               FROM unnest($1::text[], $2::text[], $3::int[], $4::text[]) AS t(u, o, d, r)
+               ON CONFLICT (url) DO NOTHING""", urls, origins, depths, [r[2] for r in rows])
+        # a waiting URL found at a smaller depth moves up (a plain UPDATE locks only what it changes)
+        await conn.execute(
+            """UPDATE urls SET depth = t.d, referrer = t.r
+               FROM unnest($1::text[], $2::int[], $3::text[]) AS t(u, d, r)
+               WHERE urls.url = t.u AND t.d < urls.depth
+               AND urls.status IN ('discovered', 'retryable')""", urls, depths, [r[2] for r in rows])
+        hosts = sorted(set(origins))
+        await conn.execute(
+            """INSERT INTO hosts (origin, due_at) SELECT unnest($1::text[]), 0
+               ON CONFLICT (origin) DO NOTHING""", hosts)
+        await conn.execute(
+            """UPDATE hosts SET due_at = 0 WHERE origin = ANY($1::text[])
+               AND (due_at IS NULL OR due_at > $2) AND owner IS NULL""", hosts, now)
+
+    async def add_discovered(self, found: list[tuple[str, int, str | None]]) -> None:
+        """Add (url, depth, referrer) rows."""
+        found = list(found)
+        await self._run(lambda c: self._add(c, found, _now()))
+
+    async def claim_hosts(self, k: int, now: float, lease: float, delay: float) -> list[HostLease]:
+        """Lease up to *k* due hosts that are free or whose lease expired, in one statement."""
+        if k <= 0:
+            return []
+
+        async def work(conn: Any) -> list[HostLease]:
+            rows = await conn.fetch(
+                """UPDATE hosts AS h SET owner = $1, token = h.token + 1, lease_until = $2,
+                       next_send = CASE WHEN h.owner IS NULL THEN h.next_send
+                           ELSE GREATEST(h.next_send, $3 + GREATEST(coalesce(h.crawl_delay, 0), $5))
+                           END
+                   FROM (SELECT origin FROM hosts WHERE due_at <= $3
+                         AND (owner IS NULL OR lease_until < $3)
+                         ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED) AS free
+                   WHERE h.origin = free.origin
+                   RETURNING h.origin, h.token, h.lease_until, h.next_send, h.crawl_delay,
+                             h.robots_status, h.robots_body, h.robots_at, h.robots_reason""",
+                self.worker, now + lease, now, k, delay)
+            if rows:
+                await conn.execute(
+                    """UPDATE urls SET status = 'discovered'
+                       WHERE origin = ANY($1::text[]) AND status = 'fetching'""",
+                    [r[0] for r in rows])
+            return [HostLease(r[0], r[1], r[2], r[3], r[4],
+                              None if r[7] is None else (r[5], r[6], r[7], r[8])) for r in rows]
+
+        return await self._run(work)
+
+    async def lease_urls(self, origins: list[str], limit: int, now: float) -> list[Lease]:
+        """Lease up to *limit* due URLs (smallest depth first) of *origins* still owned."""
+        if not origins or limit <= 0:
+            return []
+
+        async def work(conn: Any) -> list[Lease]:
+            rows = await conn.fetch(
+                """UPDATE urls SET status = 'fetching'
+                   FROM (SELECT url FROM urls WHERE origin IN (
+                             SELECT origin FROM hosts WHERE origin = ANY($1::text[])
+                             AND owner = $2 AND lease_until >= $3)
+                         AND (status = 'discovered' OR (status = 'retryable' AND next_try <= $3))
+                         ORDER BY depth LIMIT $4) AS due
+                   WHERE urls.url = due.url
+                   RETURNING urls.url, urls.depth, urls.referrer, urls.attempts""",
+                origins, self.worker, now, limit)
+            return [Lease(r[0], r[1], r[2], r[3]) for r in rows]
+
+        return await self._run(work)
+
+    async def host_urls(self, origins: list[str]) -> list[tuple[str, int, str]]:
+        """(url, depth, status) of every URL of *origins*."""
+        if not origins:
+            return []
+        rows = await self._run(lambda c: c.fetch(
+            "SELECT url, depth, status FROM urls WHERE origin = ANY($1::text[])", origins))
+        return [tuple(r) for r in rows]
+
+    async def record_results(self, results: list[Result], tokens: dict[str, int],
+                             contents: list[tuple[str, str | None, str | None]],
+                             now: float) -> Recorded:
+        """Store the results of hosts whose token still matches, their links and digests."""
+
+        async def work(conn: Any) -> Recorded:
+            outcome = Recorded()
+            origins = sorted({origin_key(r[0]) for r in results})
+            if origins:
+                # FOR SHARE: a claimer (SKIP LOCKED) cannot take these hosts until this commits
+                held = await conn.fetch(
+                    """SELECT origin, owner, token FROM hosts WHERE origin = ANY($1::text[])
+                       ORDER BY origin FOR SHARE""", origins)
+                mine = {r[0] for r in held if r[1] == self.worker and r[2] == tokens.get(r[0])}
+                outcome.lost = set(origins) - mine
+            kept = [r for r in results if origin_key(r[0]) not in outcome.lost]
+            outcome.refused = len(results) - len(kept)
+            await self._add(conn, [link for r in kept for link in r[3]], now)
+            if kept:
+                kept.sort(key=lambda r: r[0])
+                await conn.execute(
+                    """UPDATE urls SET status = t.s, record = t.rec, next_try = t.nt,
+                           attempts = urls.attempts + 1
+                       FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[])
+                            AS t(u, s, rec, nt)
+                       WHERE urls.url = t.u""",
+                    [r[0] for r in kept], [r[1] for r in kept],
+                    [_record_text(r[2]) for r in kept], [r[4] for r in kept])
+            kept_urls = {r[0] for r in kept}
+            mine_contents = [c for c in contents if c[0] in kept_urls]
+            if mine_contents:
+                await conn.execute(
+                    """INSERT INTO contents (url, content_hash, simhash)
+                       SELECT * FROM unnest($1::text[], $2::text[], $3::text[])""",
+                    *map(list, zip(*mine_contents, strict=True)))
+            pages = sum(1 for r in kept if r[1] != "retryable")
+            errors = sum(1 for r in kept if r[1] == "failed")
+            await conn.execute(
+                "UPDATE workers SET seen = $1, pages = pages + $2, errors = errors + $3 "
+                "WHERE id = $4", now, pages, errors, self.worker)
+            return outcome
+
+        return await self._run(work)
+
+    async def renew(self, updates: list[HostUpdate], now: float, lease: float) -> set[str]:
+        """Extend leases and store politeness; return the hosts this worker no longer owns."""
+
+        async def work(conn: Any) -> set[str]:
+            kept = set()
+            if updates:
+                rows = await conn.fetch(
+                    """UPDATE hosts AS h SET lease_until = $2,
+                           next_send = GREATEST(h.next_send, t.ns),
+                           crawl_delay = coalesce(t.cd, h.crawl_delay)
+                       FROM unnest($3::text[], $4::bigint[], $5::float8[], $6::float8[])
+                            AS t(o, tok, ns, cd)
+                       WHERE h.origin = t.o AND h.owner = $1 AND h.token = t.tok
+                       RETURNING h.origin""",
+                    self.worker, now + lease, *_update_arrays(updates))
+                kept = {r[0] for r in rows}
+                await self._store_robots(conn, [u for u in updates if u.origin in kept])
+            await conn.execute("UPDATE workers SET seen = $1 WHERE id = $2", now, self.worker)
+            return {u.origin for u in updates} - kept
+
+        return await self._run(work)
+
+    @staticmethod
+    async def _store_robots(conn: Any, updates: list[HostUpdate]) -> None:
+        rows = [(u.origin, *u.robots) for u in updates if u.robots is not None]
+        if rows:
+            await conn.executemany(
+                """UPDATE hosts SET robots_status = $2, robots_body = $3, robots_at = $4,
+                   robots_reason = $5 WHERE origin = $1""", rows)
+
+    async def release(self, updates: list[HostUpdate], now: float) -> None:
+        """Give hosts back, their in-flight URLs due again and their due time recomputed."""
+        if not updates:
+            return
+
+        async def work(conn: Any) -> None:
+            rows = await conn.fetch(
+                """UPDATE hosts AS h SET next_send = GREATEST(h.next_send, t.ns),
+                       crawl_delay = coalesce(t.cd, h.crawl_delay)
+                   FROM unnest($2::text[], $3::bigint[], $4::float8[], $5::float8[])
+                        AS t(o, tok, ns, cd)
+                   WHERE h.origin = t.o AND h.owner = $1 AND h.token = t.tok
+                   RETURNING h.origin""", self.worker, *_update_arrays(updates))
+            owned = sorted(r[0] for r in rows)
+            await self._store_robots(conn, [u for u in updates if u.origin in set(owned)])
+            await conn.execute(
+                """UPDATE urls SET status = 'discovered'
+                   WHERE origin = ANY($1::text[]) AND status = 'fetching'""", owned)
+            await conn.execute(
+                f"""UPDATE hosts SET owner = NULL, lease_until = NULL, due_at = {DUE_OF}
+                    WHERE origin = ANY($1::text[])""", owned)
+
+        await self._run(work)
+
+    async def contents_since(self, cursor: int) -> tuple[list[tuple[str, str | None, str | None]], int]:
+        """Content digests added after *cursor*, and the new cursor."""
+        rows = await self._run(lambda c: c.fetch(
+            "SELECT seq, url, content_hash, simhash FROM contents WHERE seq > $1 ORDER BY seq",
+            cursor))
+        return [(r[1], r[2], r[3]) for r in rows], (rows[-1][0] if rows else cursor)
+
+    async def redirects(self) -> list[tuple[str, str]]:
+        """(url, target) of recorded redirects whose target was first found through them."""
+        rows = await self._run(lambda c: c.fetch(
+            """SELECT u.url, t.url FROM urls AS u JOIN urls AS t
+               ON t.url = (u.record::json ->> 'redirect_to') AND t.referrer = u.url
+               WHERE u.record LIKE '%"redirect_to":"%'"""))
+        return [tuple(r) for r in rows]
+
+    async def outstanding(self, now: float) -> Outstanding:
+        """URLs due or in flight in the whole crawl, the earliest retry, free due hosts."""
+        row = await self._run(lambda c: c.fetchrow(
+            """SELECT (SELECT count(*) FROM urls WHERE status IN ('discovered', 'fetching')),
+                      (SELECT min(next_try) FROM urls WHERE status = 'retryable'),
+                      (SELECT count(*) FROM hosts WHERE due_at <= $1
+                       AND (owner IS NULL OR lease_until < $1))""", now))
+        return Outstanding(row[0], row[1], row[2])
+
+    async def leave(self, now: float) -> None:
+        """Mark this worker gone."""
+        await self._run(lambda c: c.execute(
+            "UPDATE workers SET seen = $1, left_at = $1 WHERE id = $2", now, self.worker))
+
+    async def status(self, now: float) -> dict[str, Any]:
+        """Progress across workers."""
+
+        async def work(conn: Any) -> dict[str, Any]:
+            counts = {r[0]: r[1] for r in await conn.fetch(
+                "SELECT status, count(*) FROM urls GROUP BY status")}
+            hosts = await conn.fetchrow(
+                """SELECT count(*), count(*) FILTER (WHERE owner IS NOT NULL AND lease_until >= $1)
+                   FROM hosts""", now)
+            workers = [dict(r) for r in await conn.fetch(
+                "SELECT id, started, seen, pages, errors, left_at FROM workers ORDER BY started")]
+            return {"urls": counts, "hosts": hosts[0], "hosts_leased": hosts[1],
+                    "workers": workers}
+
+        return await self._run(work)
+
+
+def _update_arrays(updates: list[HostUpdate]) -> tuple[list[Any], ...]:
+    ordered = sorted(updates, key=lambda u: u.origin)
+    return ([u.origin for u in ordered], [u.token for u in ordered],
+            [u.next_send for u in ordered], [u.crawl_delay for u in ordered])
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
+
+
+def _safe(url: str) -> str:
+    """The URL without its password (it goes into error messages)."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if at and ":" in creds:
+        return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
+    return url

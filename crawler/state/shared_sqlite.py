@@ -1,0 +1,275 @@
+"""The shared protocol (shared.py) on the crawl's SQLite file: workers of one machine.
+
+Every write is one `BEGIN IMMEDIATE` transaction: SQLite has one writer at a time, so a claim and
+the token checks of a record see no concurrent change (what FOR UPDATE SKIP LOCKED buys on
+PostgreSQL). WAL lets readers run beside the writer; a batch of results is one group commit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from typing import Any
+
+from cache.storage import atransaction, open_store_async
+from crawler.state.shared import HostLease, HostUpdate, Outstanding, Recorded, Result, origin_key
+from crawler.state.sqlite import MIGRATIONS, ORIGIN_SQL, Lease
+
+INSERT_URL = f"""INSERT INTO urls (url, depth, referrer, status, origin)
+    VALUES (?1, ?2, ?3, 'discovered', {ORIGIN_SQL.format(url="?1")})
+    ON CONFLICT (url) DO UPDATE SET depth = excluded.depth, referrer = excluded.referrer
+    WHERE excluded.depth < urls.depth AND urls.status IN ('discovered', 'retryable')"""
+# a host with a new URL is due now (a URL already known makes a spurious due at worst: the claimer
+# leases nothing and releases it with its due time recomputed)
+HOST_DUE = """INSERT INTO hosts (origin, due_at) VALUES (?, 0)
+    ON CONFLICT (origin) DO UPDATE SET due_at = 0 WHERE hosts.due_at IS NULL OR hosts.due_at > 0"""
+DUE_OF = """(SELECT min(CASE status WHEN 'retryable' THEN next_try ELSE 0 END) FROM urls
+    WHERE urls.origin = hosts.origin AND status IN ('discovered', 'retryable', 'fetching'))"""
+
+
+def _record_text(record: Any) -> str | None:
+    return record if record is None or isinstance(record, str) else json.dumps(
+        record, separators=(",", ":"))
+
+
+class SqliteShared:
+    """Shared crawl state in one SQLite file; open with `await SqliteShared.open(path, worker)`."""
+
+    def __init__(self, conn: Any, worker: str) -> None:
+        self._conn = conn
+        self.worker = worker
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str], worker: str) -> SqliteShared:
+        """Open or create the state file (WAL, migrated), as worker *worker*."""
+        # several workers write: wait for the lock as long as a big commit may take
+        return cls(await open_store_async(path, migrations=MIGRATIONS, busy_timeout_ms=60_000),
+                   worker)
+
+    async def close(self) -> None:
+        """Close the file."""
+        await self._conn.close()
+
+    async def reset(self) -> None:
+        """Free every host and URL lease (no worker is alive: the caller holds the crawl's lock),
+        and rebuild each host's due time from its URLs (a single-process run does not keep it)."""
+        async with atransaction(self._conn):
+            await self._conn.execute(
+                "UPDATE urls SET status = 'discovered', lease_until = NULL WHERE status = 'fetching'")
+            await self._conn.execute(
+                "INSERT OR IGNORE INTO hosts (origin) SELECT DISTINCT origin FROM urls")
+            await self._conn.execute(
+                f"UPDATE hosts SET owner = NULL, lease_until = NULL, due_at = {DUE_OF}")
+
+    async def join(self, now: float) -> None:
+        """Register this worker."""
+        async with atransaction(self._conn):
+            await self._conn.execute(
+                "INSERT INTO workers (id, started, seen) VALUES (?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET seen = excluded.seen, left_at = NULL",
+                (self.worker, now, now))
+
+    async def _add(self, found: list[tuple[str, int, str | None]]) -> None:
+        if not found:
+            return
+        await self._conn.executemany(INSERT_URL, found)
+        await self._conn.executemany(HOST_DUE, [(o,) for o in {origin_key(u) for u, _, _ in found}])
+
+    async def add_discovered(self, found: list[tuple[str, int, str | None]]) -> None:
+        """Add (url, depth, referrer) rows."""
+        async with atransaction(self._conn):
+            await self._add(list(found))
+
+    async def claim_hosts(self, k: int, now: float, lease: float, delay: float) -> list[HostLease]:
+        """Lease up to *k* due hosts that are free or whose lease expired."""
+        if k <= 0:
+            return []
+        async with atransaction(self._conn):
+            async with self._conn.execute(
+                """SELECT origin FROM hosts WHERE due_at <= ? AND (owner IS NULL OR lease_until < ?)
+                   ORDER BY due_at LIMIT ?""", (now, now, k)) as cur:
+                origins = [row[0] for row in await cur.fetchall()]
+            if not origins:
+                return []
+            marks = ",".join("?" * len(origins))
+            # a taken-over host counts as sent to just now: its dead owner's last send is unknown
+            await self._conn.execute(
+                f"""UPDATE hosts SET next_send = max(next_send, ? + max(coalesce(crawl_delay, 0), ?))
+                    WHERE origin IN ({marks}) AND owner IS NOT NULL""", (now, delay, *origins))
+            await self._conn.execute(
+                f"""UPDATE hosts SET owner = ?, token = token + 1, lease_until = ?
+                    WHERE origin IN ({marks})""", (self.worker, now + lease, *origins))
+            await self._conn.execute(
+                f"""UPDATE urls SET status = 'discovered', lease_until = NULL
+                    WHERE origin IN ({marks}) AND status = 'fetching'""", origins)
+            async with self._conn.execute(
+                f"""SELECT origin, token, lease_until, next_send, crawl_delay, robots_status,
+                           robots_body, robots_at, robots_reason
+                    FROM hosts WHERE origin IN ({marks})""", origins) as cur:
+                rows = await cur.fetchall()
+        return [HostLease(o, t, lu, ns, cd, None if at is None else (st, body, at, reason))
+                for o, t, lu, ns, cd, st, body, at, reason in rows]
+
+    async def lease_urls(self, origins: list[str], limit: int, now: float) -> list[Lease]:
+        """Lease up to *limit* due URLs (smallest depth first) of *origins* still owned."""
+        if not origins or limit <= 0:
+            return []
+        marks = ",".join("?" * len(origins))
+        async with atransaction(self._conn):
+            async with self._conn.execute(
+                f"""SELECT url, depth, referrer, attempts FROM urls
+                    WHERE origin IN (SELECT origin FROM hosts WHERE origin IN ({marks})
+                                     AND owner = ? AND lease_until >= ?)
+                    AND (status = 'discovered' OR (status = 'retryable' AND next_try <= ?))
+                    ORDER BY depth, rowid LIMIT ?""",
+                (*origins, self.worker, now, now, limit)) as cur:
+                rows = await cur.fetchall()
+            await self._conn.executemany(
+                "UPDATE urls SET status = 'fetching' WHERE url = ?", [(row[0],) for row in rows])
+        return [Lease(url, depth, referrer, attempts) for url, depth, referrer, attempts in rows]
+
+    async def host_urls(self, origins: list[str]) -> list[tuple[str, int, str]]:
+        """(url, depth, status) of every URL of *origins*."""
+        if not origins:
+            return []
+        marks = ",".join("?" * len(origins))
+        async with self._conn.execute(
+            f"SELECT url, depth, status FROM urls WHERE origin IN ({marks})", origins) as cur:
+            return [tuple(row) for row in await cur.fetchall()]
+
+    async def record_results(self, results: list[Result], tokens: dict[str, int],
+                             contents: list[tuple[str, str | None, str | None]],
+                             now: float) -> Recorded:
+        """Store the results of hosts whose token still matches, their links and digests."""
+        outcome = Recorded()
+        async with atransaction(self._conn):
+            origins = {origin_key(r[0]) for r in results}
+            if origins:
+                marks = ",".join("?" * len(origins))
+                async with self._conn.execute(
+                    f"SELECT origin, owner, token FROM hosts WHERE origin IN ({marks})",
+                    list(origins)) as cur:
+                    held = {o: (owner, token) for o, owner, token in await cur.fetchall()}
+                outcome.lost = {o for o in origins
+                                if held.get(o) != (self.worker, tokens.get(o))}
+            kept = [r for r in results if origin_key(r[0]) not in outcome.lost]
+            outcome.refused = len(results) - len(kept)
+            await self._add([link for r in kept for link in r[3]])
+            await self._conn.executemany(
+                """UPDATE urls SET status = ?, record = ?, next_try = ?, lease_until = NULL,
+                   attempts = attempts + 1 WHERE url = ?""",
+                [(status, _record_text(rec), nt, url) for url, status, rec, _links, nt in kept])
+            retries = {}
+            for url, status, _rec, _links, nt in kept:
+                if status == "retryable":
+                    key = origin_key(url)
+                    retries[key] = min(nt, retries.get(key, nt))
+            kept_urls = {r[0] for r in kept}
+            await self._conn.executemany(
+                "INSERT INTO contents (url, content_hash, simhash) VALUES (?, ?, ?)",
+                [c for c in contents if c[0] in kept_urls])
+            pages = sum(1 for r in kept if r[1] != "retryable")
+            errors = sum(1 for r in kept if r[1] == "failed")
+            await self._conn.execute(
+                "UPDATE workers SET seen = ?, pages = pages + ?, errors = errors + ? WHERE id = ?",
+                (now, pages, errors, self.worker))
+        return outcome
+
+    async def renew(self, updates: list[HostUpdate], now: float, lease: float) -> set[str]:
+        """Extend leases and store politeness; return the hosts this worker no longer owns."""
+        lost = set()
+        async with atransaction(self._conn):
+            for u in updates:
+                cur = await self._conn.execute(
+                    """UPDATE hosts SET lease_until = ?, next_send = max(next_send, ?),
+                       crawl_delay = coalesce(?, crawl_delay) WHERE origin = ? AND owner = ?
+                       AND token = ?""",
+                    (now + lease, u.next_send, u.crawl_delay, u.origin, self.worker, u.token))
+                if cur.rowcount == 0:
+                    lost.add(u.origin)
+                elif u.robots is not None:
+                    await self._store_robots(u)
+            await self._conn.execute("UPDATE workers SET seen = ? WHERE id = ?", (now, self.worker))
+        return lost
+
+    async def _store_robots(self, u: HostUpdate) -> None:
+        status, body, at, reason = u.robots
+        await self._conn.execute(
+            """UPDATE hosts SET robots_status = ?, robots_body = ?, robots_at = ?, robots_reason = ?
+               WHERE origin = ?""", (status, body, at, reason, u.origin))
+
+    async def release(self, updates: list[HostUpdate], now: float) -> None:
+        """Give hosts back, their in-flight URLs due again and their due time recomputed."""
+        if not updates:
+            return
+        async with atransaction(self._conn):
+            for u in updates:
+                owned = await self._conn.execute(
+                    """UPDATE hosts SET next_send = max(next_send, ?),
+                       crawl_delay = coalesce(?, crawl_delay) WHERE origin = ? AND owner = ?
+                       AND token = ?""",
+                    (u.next_send, u.crawl_delay, u.origin, self.worker, u.token))
+                if owned.rowcount == 0:
+                    continue  # lost meanwhile: the new owner has it
+                if u.robots is not None:
+                    await self._store_robots(u)
+                await self._conn.execute(
+                    "UPDATE urls SET status = 'discovered', lease_until = NULL "
+                    "WHERE origin = ? AND status = 'fetching'", (u.origin,))
+                await self._conn.execute(
+                    f"UPDATE hosts SET owner = NULL, lease_until = NULL, due_at = {DUE_OF} "
+                    "WHERE origin = ?", (u.origin,))
+
+    async def contents_since(self, cursor: int) -> tuple[list[tuple[str, str | None, str | None]], int]:
+        """Content digests added after *cursor* (rowid order), and the new cursor."""
+        async with self._conn.execute(
+            "SELECT seq, url, content_hash, simhash FROM contents WHERE seq > ? ORDER BY seq",
+            (cursor,)) as cur:
+            rows = await cur.fetchall()
+        return [(u, h, s) for _, u, h, s in rows], (rows[-1][0] if rows else cursor)
+
+    async def redirects(self) -> list[tuple[str, str]]:
+        """(url, target) of recorded redirects whose target was first found through them."""
+        async with self._conn.execute(
+            """SELECT u.url, t.url FROM urls AS u JOIN urls AS t
+               ON t.url = json_extract(u.record, '$.redirect_to') AND t.referrer = u.url
+               WHERE u.record IS NOT NULL AND json_extract(u.record, '$.redirect_to') IS NOT NULL"""
+        ) as cur:
+            return [tuple(row) for row in await cur.fetchall()]
+
+    async def outstanding(self, now: float) -> Outstanding:
+        """URLs due or in flight in the whole crawl, the earliest retry, free due hosts."""
+        async with self._conn.execute(
+            """SELECT (SELECT count(*) FROM urls WHERE status IN ('discovered', 'fetching')),
+                      (SELECT min(next_try) FROM urls WHERE status = 'retryable'),
+                      (SELECT count(*) FROM hosts WHERE due_at <= ?
+                       AND (owner IS NULL OR lease_until < ?))""", (now, now)) as cur:
+            active, retry, free = await cur.fetchone()
+        return Outstanding(active, retry, free)
+
+    async def leave(self, now: float) -> None:
+        """Mark this worker gone."""
+        async with atransaction(self._conn):
+            await self._conn.execute(
+                "UPDATE workers SET seen = ?, left_at = ? WHERE id = ?", (now, now, self.worker))
+
+    async def status(self, now: float) -> dict[str, Any]:
+        """Progress across workers."""
+        try:
+            return await _status(self._conn, now)
+        except sqlite3.Error as exc:
+            raise RuntimeError(f"cannot read the crawl state: {exc}") from exc
+
+
+async def _status(conn: Any, now: float) -> dict[str, Any]:
+    async with conn.execute("SELECT status, count(*) FROM urls GROUP BY status") as cur:
+        counts = {status: n for status, n in await cur.fetchall()}
+    async with conn.execute(
+        "SELECT count(*), sum(owner IS NOT NULL AND lease_until >= ?) FROM hosts", (now,)) as cur:
+        hosts, leased = await cur.fetchone()
+    async with conn.execute(
+        "SELECT id, started, seen, pages, errors, left_at FROM workers ORDER BY started") as cur:
+        workers = [dict(zip(("id", "started", "seen", "pages", "errors", "left_at"), row, strict=True))
+                   for row in await cur.fetchall()]
+    return {"urls": counts, "hosts": hosts, "hosts_leased": leased or 0, "workers": workers}
