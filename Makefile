@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint demo bench bench-cache bench-dedup bench-crawler clean dedup-fs-tools
+.PHONY: test lint demo bench bench-cache bench-dedup bench-crawler clean dedup-fs-tools postgres-tools
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fanmill needs Python >= 3.11")'
@@ -17,13 +17,26 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 # pytest exits 5 when it collects no test; make treats that as a failure, so "no tests" never passes.
-test: lint dedup-fs-tools
-	$(PY) -m pytest -p no:cacheprovider
+# The wrapper starts a throwaway PostgreSQL cluster (FANMILL_TEST_PG) and removes it after pytest,
+# also when a test fails or on Ctrl-C.
+test: lint dedup-fs-tools postgres-tools
+	$(PY) -m fixtures.postgres run -- $(PY) -m pytest -p no:cacheprovider
 
 # dedup's extent tests loop-mount btrfs and XFS images they make (as root): install the mkfs tools.
 dedup-fs-tools:
 	@command -v mkfs.btrfs >/dev/null && command -v mkfs.xfs >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends btrfs-progs xfsprogs; }
+
+# The tests run their own PostgreSQL server: install Debian's when fixtures.postgres finds none (the
+# module is stdlib-only, so this needs no venv). The package creates a "main" cluster and starts it;
+# a policy-rc.d answering 101 (action forbidden) for the install keeps that one stopped, unused.
+postgres-tools:
+	@$(PYTHON) -m fixtures.postgres bindir >/dev/null 2>&1 || { \
+	  policy=/usr/sbin/policy-rc.d; ours=; \
+	  if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' >$$policy && chmod +x $$policy && ours=1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; \
+	  status=$$?; if [ -n "$$ours" ]; then rm -f $$policy; fi; [ $$status -eq 0 ] || exit $$status; \
+	  $(PYTHON) -m fixtures.postgres bindir; }
 
 demo: $(STAMP)
 	$(PY) -m fixtures.demo
