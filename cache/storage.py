@@ -116,6 +116,10 @@ def open_store(
         for target in range(version + 1, len(migrations) + 1):
             conn.execute("BEGIN IMMEDIATE")
             try:
+                # another process may have migrated while we waited for the write lock
+                if conn.execute("PRAGMA user_version").fetchone()[0] >= target:
+                    conn.execute("COMMIT")
+                    continue
                 for statement in _split(migrations[target - 1]):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")

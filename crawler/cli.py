@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import logging
 import os
@@ -22,6 +23,11 @@ EPILOG = """exit status:
   3   the crawl finished but some fetches failed (no response, a final 5xx, or a host whose
       robots.txt could not be fetched: each such host is named in the summary)
   130 interrupted (Ctrl-C); what was fetched is recorded and --state resumes it
+
+sharing a crawl:
+  crawl --workers N --state FILE ...        N processes on this machine, one SQLite state
+  crawl --state postgresql://USER@HOST/DB   run it on any number of machines: they cooperate
+  crawl status --state FILE_OR_URL          progress across workers (--json for a JSON object)
 """
 
 
@@ -73,6 +79,14 @@ def _parser() -> argparse.ArgumentParser:
                         "to follow and dicts (items, written to --items)")
     p.add_argument("--items", metavar="FILE.jsonl",
                    help="append the handler's items, one JSON object per line ('-': stdout)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="run N worker processes sharing the crawl through --state (default 1: "
+                        "one process; each worker writes its own --out, --items and WARC files, "
+                        "its id in their names)")
+    p.add_argument("--lease", type=float, default=30.0, metavar="SECONDS",
+                   help="with several workers: how long a worker's claim on a host lasts without "
+                        "a heartbeat; a dead worker's hosts pass to another after this (default 30)")
+    p.add_argument("--worker-id", help=argparse.SUPPRESS)  # set by --workers for its children
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line and no summary")
     return p
 
@@ -152,13 +166,40 @@ class _Progress:
         sys.stderr.flush()
 
 
+def _check_sharing(parser: argparse.ArgumentParser, args: argparse.Namespace) -> bool:
+    """Whether this process is one worker of a shared crawl; refuse what sharing cannot do."""
+    from crawler.state import is_postgres_url
+
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    if args.lease <= 0:
+        parser.error("--lease must be > 0")
+    shared = args.workers > 1 or bool(args.worker_id) or is_postgres_url(args.state)
+    if args.workers > 1 and not args.state:
+        parser.error("--workers needs --state (the file or database the workers share)")
+    if shared:
+        for name in ("out", "items"):
+            if getattr(args, name) == "-":
+                parser.error(f"--{name} - cannot be shared by several workers: give a file name "
+                             "(each worker writes its own)")
+        if args.recrawl is not None:
+            parser.error("--recrawl is not supported with several workers or PostgreSQL yet")
+    return shared
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the crawl command; return the exit status (see EPILOG)."""
     # NumPy (SimHash) loads with the first page; its OpenBLAS would start a thread per core for
     # nothing (SimHash does no linear algebra): ~80 ms of CPU at every start
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["status"]:
+        from crawler.cli_workers import status_main
+
+        return status_main(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
+    shared = _check_sharing(parser, args)
     try:
         config = CrawlConfig(
             delay=args.delay, per_host=args.per_host, concurrency=args.concurrency,
@@ -167,7 +208,16 @@ def main(argv: list[str] | None = None) -> int:
             timeout=args.timeout, max_body=args.max_body, max_redirects=args.max_redirects,
             max_retries=args.max_retries, state=args.state, out=args.out, warc=args.warc,
             warc_max_size=args.warc_max_size, items=args.items, sitemaps=args.sitemaps,
-            recrawl=args.recrawl)
+            recrawl=args.recrawl, lease=args.lease)
+        if shared:
+            from dataclasses import replace
+
+            from crawler.cli_workers import tagged
+            from crawler.state.shared import worker_id
+
+            wid = args.worker_id or worker_id()
+            config = replace(config, worker=wid, out=tagged(args.out, wid),
+                             items=tagged(args.items, wid), warc_prefix=f"fanmill-{wid}")
     except ValueError as exc:
         parser.error(str(exc))
     if args.recrawl is not None and not args.state:
@@ -180,9 +230,22 @@ def main(argv: list[str] | None = None) -> int:
         except InvalidURL as exc:
             parser.error(f"seed {seed!r}: {exc}")
     logging.basicConfig(level=logging.WARNING, format="crawl: %(message)s")
+    if args.workers > 1 and not args.worker_id:
+        from crawler.cli_workers import run_workers
+
+        try:
+            return run_workers(argv, args.workers, args.state, args.quiet)
+        except CrawlError as exc:
+            print(f"crawl: error: {exc}", file=sys.stderr)
+            return 1
     progress = _Progress() if not args.quiet and sys.stderr.isatty() else None
+    lock = contextlib.nullcontext()
+    if args.state and not shared:
+        from crawler.cli_workers import crawl_lock
+
+        lock = crawl_lock(args.state)  # no --workers crawl may share the file meanwhile
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        with lock, asyncio.Runner(loop_factory=_loop_factory()) as runner:
             summary = runner.run(crawl(args.seeds, config, on_progress=progress,
                                        on_page=args.handler))
     except BrokenPipeError:

@@ -39,6 +39,9 @@ class CrawlConfig:
     sitemaps: bool = False  # read each in-scope host's sitemaps (robots.txt Sitemap:, /sitemap.xml)
     items: str | None = None  # JSONL of the items the page handler gives ("-" for stdout)
     window: int = 10_000  # URLs leased from the state into the in-memory frontier at most
+    worker: str | None = None  # this worker's id: share the crawl with other workers (shared.py)
+    lease: float = 30.0  # seconds a worker's claim on a host lasts without a heartbeat
+    warc_prefix: str = "fanmill"  # WARC file names start with it (a worker adds its id)
 
     def __post_init__(self) -> None:
         if self.delay < 0:
@@ -53,5 +56,7 @@ class CrawlConfig:
             raise ValueError("max_depth must be >= 0")
         if self.recrawl is not None and self.recrawl < 0:
             raise ValueError("recrawl must be >= 0")
+        if self.lease <= 0:
+            raise ValueError("lease must be > 0")
         if self.timeout <= 0:
             raise ValueError("timeout must be > 0")

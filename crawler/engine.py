@@ -62,7 +62,21 @@ async def crawl(
 ) -> CrawlSummary:
     """Crawl from *seeds* under *config*; return the summary. Raise `InvalidURL` for a bad seed,
     `StateError` if the state file cannot be used. *on_page(page)* is called with each fetched
-    `Page` and may return or yield URLs to follow and dicts (items, written to `config.items`)."""
+    `Page` and may return or yield URLs to follow and dicts (items, written to `config.items`).
+
+    With `config.worker` set, or a PostgreSQL URL as `config.state`, this is one worker of a
+    crawl other workers may share (engine_worker.py)."""
+    from crawler.state import is_postgres_url
+
+    if config.worker or is_postgres_url(config.state):
+        from dataclasses import replace
+
+        from crawler.engine_worker import _WorkerCrawl
+        from crawler.state.shared import worker_id
+
+        if not config.worker:
+            config = replace(config, worker=worker_id())
+        return await _WorkerCrawl(seeds, config, on_record, on_progress, on_page).run()
     return await _Crawl(seeds, config, on_record, on_progress, on_page).run()
 
 
@@ -189,7 +203,8 @@ class _Crawl(HostGate):
                 sinks.append(self.jsonl)
             if cfg.warc:
                 try:
-                    self.warc = WarcSink(cfg.warc, cfg.warc_max_size, warc_info(cfg))
+                    self.warc = WarcSink(cfg.warc, cfg.warc_max_size, warc_info(cfg),
+                                         cfg.warc_prefix)
                 except (OSError, ValueError) as exc:  # WarcDamagedError is a ValueError
                     raise OutputError(f"cannot use --warc {cfg.warc}: {exc}") from exc
                 sinks.append(self.warc)

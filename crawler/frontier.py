@@ -165,6 +165,22 @@ class Frontier:
         """Let *url*, handed out before, be pushed again (a retry)."""
         self._seen.pop(url, None)
 
+    def queued_for(self, origin: Origin) -> int:
+        """How many URLs of *origin* are queued."""
+        return self._counts.get(origin, 0)
+
+    def drop_host(self, origin: Origin) -> list[str]:
+        """Remove every queued URL of *origin* (another worker took the host); return them."""
+        dropped = [url for depth, _, url in self._queues.pop(origin, [])
+                   if self._queued.get(url) == depth]
+        for url in dropped:
+            del self._queued[url]
+        self._size -= len(dropped)
+        self._counts.pop(origin, None)
+        self._entry_at.pop(origin, None)  # its heap entry, if any, is now superseded
+        self._blocked.discard(origin)
+        return dropped
+
     def done(self, origin: Origin) -> None:
         """The request handed out for *origin* finished: free its slot and reschedule the host."""
         self.slots.release(origin)

@@ -53,11 +53,13 @@ class JsonlSink:
 class WarcSink:
     """`--warc DIR`: request and response (or revisit) records of every exchange."""
 
-    def __init__(self, directory: str, max_size: int, info: dict[str, str]) -> None:
-        """Open the archive directory (repairing a torn tail left by a kill)."""
+    def __init__(self, directory: str, max_size: int, info: dict[str, str],
+                 prefix: str = "fanmill") -> None:
+        """Open the archive directory (repairing a torn tail left by a kill) for the files whose
+        names start with *prefix* (each worker of a crawl has its own)."""
         from crawler.warc import WarcWriter  # its library loads only when archiving
 
-        self.writer = WarcWriter(directory, max_size=max_size, info=info)
+        self.writer = WarcWriter(directory, max_size=max_size, info=info, prefix=prefix)
 
     def accept(self, fetched: FetchResult | None, record: CrawlRecord, items: list[str]) -> None:
         """Archive the exchange, if there was one (a 304 to a recrawl as a revisit)."""

@@ -198,11 +198,18 @@ class PgShared:
                            END
                    FROM (SELECT origin FROM hosts WHERE due_at <= $3
                          AND (owner IS NULL OR lease_until < $3)
-                         ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED) AS free
+                         ORDER BY due_at LIMIT LEAST($4, (
+                             -- at most this worker's share of the free hosts (free / live
+                             -- workers, rounded up): workers starting together split them
+                             SELECT ceil(count(*)::float8 / GREATEST(1, (
+                                 SELECT count(*) FROM workers
+                                 WHERE left_at IS NULL AND seen >= $3 - $6)))::int
+                             FROM hosts WHERE due_at <= $3 AND (owner IS NULL OR lease_until < $3)))
+                         FOR UPDATE SKIP LOCKED) AS free
                    WHERE h.origin = free.origin
                    RETURNING h.origin, h.token, h.lease_until, h.next_send, h.crawl_delay,
                              h.robots_status, h.robots_body, h.robots_at, h.robots_reason""",
-                self.worker, now + lease, now, k, delay)
+                self.worker, now + lease, now, k, delay, lease)
             if rows:
                 await conn.execute(
                     """UPDATE urls SET status = 'discovered'
@@ -361,6 +368,14 @@ class PgShared:
                       (SELECT min(next_try) FROM urls WHERE status = 'retryable'),
                       (SELECT count(*) FROM hosts WHERE due_at <= $1
                        AND (owner IS NULL OR lease_until < $1))""", now))
+        if row[0] and not row[2]:
+            # A link inserted while its host was being released can leave the host free with a
+            # waiting URL and no due time (READ COMMITTED: neither saw the other's change).
+            # Workers with nothing to do sweep for such hosts.
+            await self._run(lambda c: c.execute(
+                """UPDATE hosts SET due_at = 0 WHERE due_at IS NULL AND owner IS NULL
+                   AND EXISTS (SELECT 1 FROM urls WHERE urls.origin = hosts.origin
+                               AND urls.status = 'discovered')"""))
         return Outstanding(row[0], row[1], row[2])
 
     async def leave(self, now: float) -> None:
