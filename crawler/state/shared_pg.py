@@ -198,13 +198,19 @@ class PgShared:
                            END
                    FROM (SELECT origin FROM hosts WHERE due_at <= $3
                          AND (owner IS NULL OR lease_until < $3)
-                         ORDER BY due_at LIMIT LEAST($4, (
-                             -- at most this worker's share of the free hosts (free / live
-                             -- workers, rounded up): workers starting together split them
-                             SELECT ceil(count(*)::float8 / GREATEST(1, (
-                                 SELECT count(*) FROM workers
-                                 WHERE left_at IS NULL AND seen >= $3 - $6)))::int
-                             FROM hosts WHERE due_at <= $3 AND (owner IS NULL OR lease_until < $3)))
+                         ORDER BY due_at LIMIT GREATEST(0, LEAST($4, (
+                             -- up to this worker's share of the hosts with work (free and
+                             -- leased over the live workers, rounded up): workers starting
+                             -- together split the hosts instead of the first taking them all
+                             SELECT ceil(count(*) FILTER (WHERE due_at <= $3 AND (owner IS NULL
+                                                                   OR lease_until < $3)
+                                                          OR owner IS NOT NULL
+                                                             AND lease_until >= $3)::float8
+                                         / GREATEST(1, (SELECT count(*) FROM workers
+                                                        WHERE left_at IS NULL
+                                                        AND seen >= $3 - $6)))::int
+                                    - count(*) FILTER (WHERE owner = $1 AND lease_until >= $3)
+                             FROM hosts WHERE due_at IS NOT NULL OR owner IS NOT NULL)))
                          FOR UPDATE SKIP LOCKED) AS free
                    WHERE h.origin = free.origin
                    RETURNING h.origin, h.token, h.lease_until, h.next_send, h.crawl_delay,

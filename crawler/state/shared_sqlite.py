@@ -27,11 +27,14 @@ HOST_DUE = """INSERT INTO hosts (origin, due_at) VALUES (?, 0)
 DUE_OF = """(SELECT min(CASE status WHEN 'retryable' THEN next_try ELSE 0 END) FROM urls
     WHERE urls.origin = hosts.origin AND status IN ('discovered', 'retryable', 'fetching'))"""
 
-# a claimer takes at most its share of the free hosts (free / live workers, rounded up), so workers
-# that start together split the hosts instead of the first taking them all
-FAIR_SHARE = """SELECT (free + live - 1) / live FROM
-    (SELECT count(*) AS free FROM hosts WHERE due_at <= ? AND (owner IS NULL OR lease_until < ?)),
-    (SELECT max(1, count(*)) AS live FROM workers WHERE left_at IS NULL AND seen >= ?)"""
+# a claimer takes hosts up to its share of the hosts with work (free and leased ones over the live
+# workers, rounded up), so workers that start together split the hosts, not the first takes all
+FAIR_SHARE = """SELECT (free + held + live - 1) / live - mine FROM
+    (SELECT count(*) AS free FROM hosts WHERE due_at <= :now
+     AND (owner IS NULL OR lease_until < :now)),
+    (SELECT count(*) AS held, coalesce(sum(owner = :me), 0) AS mine FROM hosts
+     WHERE owner IS NOT NULL AND lease_until >= :now),
+    (SELECT max(1, count(*)) AS live FROM workers WHERE left_at IS NULL AND seen >= :since)"""
 
 
 def _record_text(record: Any) -> str | None:
@@ -92,11 +95,12 @@ class SqliteShared:
         if k <= 0:
             return []
         async with atransaction(self._conn):
-            async with self._conn.execute(FAIR_SHARE, (now, now, now - lease)) as cur:
+            async with self._conn.execute(
+                    FAIR_SHARE, {"now": now, "me": self.worker, "since": now - lease}) as cur:
                 share = (await cur.fetchone())[0]
             async with self._conn.execute(
                 """SELECT origin FROM hosts WHERE due_at <= ? AND (owner IS NULL OR lease_until < ?)
-                   ORDER BY due_at LIMIT ?""", (now, now, min(k, share))) as cur:
+                   ORDER BY due_at LIMIT ?""", (now, now, max(0, min(k, share)))) as cur:
                 origins = [row[0] for row in await cur.fetchall()]
             if not origins:
                 return []
