@@ -225,6 +225,10 @@ class _WorkerCrawl(_Crawl):
     async def _release_idle(self, candidates: set[str]) -> None:
         idle = [key for key in candidates if key in self._owned and not self._busy(key)]
         if idle:
+            # their last results (a robots.txt verdict, a page just answered) may still wait for
+            # a commit: made after the release, it would be refused and the URLs done again
+            await self._flush()
+            idle = [key for key in idle if key in self._owned and not self._busy(key)]
             async with self._flush_lock:
                 await self.state.release([self._update(key) for key in idle], time.time())
             for key in idle:
