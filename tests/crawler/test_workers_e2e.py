@@ -190,7 +190,7 @@ async def test_postgresql_going_away_is_a_clear_error_and_a_rerun_resumes(
             return False
 
         site.hold_when = hold
-        args = [site.url(0, "/"), "--state", pg_url, "--delay", "0", "-q",
+        args = [site.url(0, "/"), "--state", pg_url, "--delay", "0", "-q", "--lease", "2",
                 "--out", str(tmp_path / "out.jsonl")]
         first = asyncio.ensure_future(_run(*args, "--worker-id", "A"))
         await asyncio.wait_for(held.wait(), BOUND)
