@@ -8,6 +8,7 @@ import contextlib
 import importlib
 import logging
 import os
+import signal
 import sys
 from typing import Any
 
@@ -230,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         except InvalidURL as exc:
             parser.error(f"seed {seed!r}: {exc}")
     logging.basicConfig(level=logging.WARNING, format="crawl: %(message)s")
+    if args.worker_id:
+        # started by a --workers parent, which passes Ctrl-C on: honour it even if the parent
+        # itself was started with SIGINT ignored (a background job), which we would inherit
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.workers > 1 and not args.worker_id:
         from crawler.cli_workers import run_workers
 

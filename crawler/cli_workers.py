@@ -26,6 +26,8 @@ from crawler.errors import StateError
 from crawler.state import is_postgres_url, open_shared
 from crawler.state.shared import worker_id
 
+PROGRESS_EVERY = 1.0  # seconds between two progress lines of a --workers run
+
 
 def tagged(path: str | None, tag: str) -> str | None:
     """*path* with the worker's *tag* before its extension: out.jsonl -> out.TAG.jsonl."""
@@ -85,7 +87,16 @@ def run_workers(argv: list[str], workers: int, state: str | None, quiet: bool) -
 
         old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
+            show = not quiet and sys.stderr.isatty()
+            while any(child.poll() is None for child in children):
+                running = next(child for child in children if child.poll() is None)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    running.wait(PROGRESS_EVERY)
+                if show:
+                    _progress(state)
             codes = [child.wait() for child in children]
+            if show:
+                sys.stderr.write("\n")
         finally:
             for s, handler in old.items():
                 signal.signal(s, handler)
@@ -97,6 +108,21 @@ def run_workers(argv: list[str], workers: int, state: str | None, quiet: bool) -
         if code in codes:
             return code
     return 2 if any(codes) else 0
+
+
+def _progress(state: str | None) -> None:
+    """The live progress line of a --workers run on a terminal, from the shared state."""
+    try:
+        report = asyncio.run(read_status(state))
+    except Exception:  # the state is busy or not there yet: skip this refresh
+        return
+    urls = report["urls"]
+    live = sum(1 for w in report["workers"] if not w["left_at"])
+    sys.stderr.write(
+        f"\r{urls.get('fetched', 0)} fetched, {urls.get('failed', 0)} failed, "
+        f"{urls.get('discovered', 0) + urls.get('retryable', 0)} queued, "
+        f"{report['hosts_leased']} hosts leased, {live} workers\x1b[K")
+    sys.stderr.flush()
 
 
 async def read_status(state: str | None) -> dict[str, Any]:

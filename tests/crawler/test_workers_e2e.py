@@ -207,3 +207,35 @@ async def test_postgresql_going_away_is_a_clear_error_and_a_rerun_resumes(
     paths = collections.Counter(h.path for h in hits if h.path != "/robots.txt")
     assert set(paths) == {"/"} | {f"/p{i}" for i in range(10)}
     assert set(records) == {site.url(0, p) for p in paths}  # every fetched page recorded
+
+
+async def test_ctrl_c_stops_every_worker_and_a_rerun_finishes(tmp_path) -> None:
+    db = tmp_path / "state.db"
+
+    def written() -> int:
+        return sum(p.read_text().count("\n") for p in tmp_path.glob("out.*.jsonl"))
+
+    async with serve(_chain_site(3, 8), hosts=3) as site:
+        site.hold_when = lambda: written() >= 4  # Ctrl-C lands mid-crawl, by construction
+        args = [site.url(h, "/") for h in range(3)] + [
+            "--workers", "2", "--state", str(db), "--delay", "0.02", "--out",
+            str(tmp_path / "out.jsonl")]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "crawler", *args, stderr=asyncio.subprocess.PIPE,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        while written() < 4:
+            assert proc.returncode is None, "the crawl ended before Ctrl-C"
+            await asyncio.sleep(0.01)  # a poll: the held server keeps the crawl from ending
+        proc.send_signal(signal.SIGINT)
+        site.released.set()
+        _, err = await asyncio.wait_for(proc.communicate(), BOUND)
+        assert proc.returncode == 130, err.decode()
+        site.hold_when = None
+        code, _, err2 = await _run(*args)
+        assert code == 0, err2
+        hits = list(site.hits)
+    records = _records(list(tmp_path.glob("out.*.jsonl")))
+    expected = {site.url(h, p) for h in range(3) for p in ["/"] + [f"/p{i}" for i in range(8)]}
+    assert set(records) == expected and max(records.values()) == 1
+    pages = collections.Counter((h.host, h.path) for h in hits if h.path != "/robots.txt")
+    assert sum(pages.values()) - len(pages) <= 2  # refetched: only what was in flight
