@@ -63,6 +63,7 @@ class _WorkerCrawl(_Crawl):
         self._content_cursor = 0
         self._last_poll = 0.0
         self._released = False
+        self._reading_sitemaps: set[Origin] = set()  # hosts whose sitemaps are being fetched
 
     # -- the state --------------------------------------------------------------------------
 
@@ -146,6 +147,13 @@ class _WorkerCrawl(_Crawl):
             return
         await super()._fetch_page(ready)
 
+    async def _load_sitemaps(self, origin: Origin, rules: Any) -> None:
+        self._reading_sitemaps.add(origin)  # the host stays ours while its sitemaps are read
+        try:
+            await super()._load_sitemaps(origin, rules)
+        finally:
+            self._reading_sitemaps.discard(origin)
+
     def _store_record(self, fetched: Any, record: Any, items: list[str]) -> Any:
         stored = super()._store_record(fetched, record, items)
         if (record.content_hash and record.duplicate_of is None and record.status is not None
@@ -220,7 +228,7 @@ class _WorkerCrawl(_Crawl):
             return False
         slot = self.frontier.slots.slots.get(origin)
         return (self.frontier.queued_for(origin) > 0 or origin in self._held
-                or (slot is not None and slot.in_flight > 0))
+                or origin in self._reading_sitemaps or (slot is not None and slot.in_flight > 0))
 
     async def _release_idle(self, candidates: set[str]) -> None:
         idle = [key for key in candidates if key in self._owned and not self._busy(key)]
