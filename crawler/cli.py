@@ -46,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="requests in flight to one host at most (default 1)")
     p.add_argument("--concurrency", type=int, default=16, metavar="N",
                    help="requests in flight overall at most (default 16)")
-    p.add_argument("--max-pages", type=int, metavar="N", help="stop after N fetched URLs")
+    p.add_argument("--max-pages", type=int, metavar="N",
+                   help="stop after N fetched URLs (each worker, with several)")
     p.add_argument("--max-depth", type=int, metavar="N", help="follow links at most N hops from a seed")
     p.add_argument("--user-agent", default="fanmill", metavar="UA",
                    help="User-Agent sent and matched against robots.txt groups (default fanmill)")
