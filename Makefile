@@ -53,6 +53,7 @@ bench-dedup: $(STAMP)
 
 bench-crawler: $(STAMP)
 	$(PY) -m bench.crawler
+	$(PY) -m bench.crawler.pg_scale
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis .ruff_cache
