@@ -54,6 +54,7 @@ bench-dedup: $(STAMP)
 bench-crawler: $(STAMP)
 	$(PY) -m bench.crawler
 	$(PY) -m bench.crawler.pg_scale
+	$(PY) -m bench.crawler.workers
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis .ruff_cache

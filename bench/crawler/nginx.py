@@ -1,6 +1,7 @@
 """A private nginx for the crawl benchmarks: static sites on loopback, one 127.0.1.x address per
 host on one port, `daemon off` as our child (stopped at the end, also on failure), one worker,
-no access log; its CPU read from /proc/<pid>/schedstat (master + workers).
+no access log unless asked (`serve(..., access_log=PATH)`: one line per request, TIMING_FORMAT);
+its CPU read from /proc/<pid>/schedstat (master + workers).
 
 `ensure_apt(binary_or_path, package)` installs a Debian package with apt when missing (the bench
 runs as root on the build machine; `apt-get update` runs once per process)."""
@@ -148,9 +149,16 @@ class Nginx:
 
 
 STATUS_ADDRESS = "127.0.1.254"  # nginx's stub_status, counted apart from the sites
+# With serve(access_log=...): "$msec $request_time $server_addr $status $request_uri" per request:
+# the answer's end (seconds, ms resolution) and how long since the request's first byte was read,
+# so the request started at msec - request_time; the site's address, the status, the raw path.
+TIMING_FORMAT = "$msec $request_time $server_addr $status $request_uri"
 
 
-def _config(prefix: Path, port: int, roots: dict[str, Path]) -> str:
+def _config(prefix: Path, port: int, roots: dict[str, Path], access_log: Path | None = None) -> str:
+    log = (f"log_format timing '{TIMING_FORMAT}';\n    access_log {access_log} timing;"
+           if access_log is not None else "access_log off;")
+    status_log = " access_log off;" if access_log is not None else ""
     servers = "\n".join(
         f"    server {{ listen {address}:{port}; root {root}; index index.html; }}"
         for address, root in roots.items())
@@ -165,7 +173,7 @@ http {{
     include /etc/nginx/mime.types;
     default_type application/octet-stream;
     charset utf-8;
-    access_log off;
+    {log}
     log_not_found off;
     sendfile on;
     tcp_nopush on;
@@ -176,21 +184,23 @@ http {{
     fastcgi_temp_path {prefix}/tmp/fastcgi;
     uwsgi_temp_path {prefix}/tmp/uwsgi;
     scgi_temp_path {prefix}/tmp/scgi;
-    server {{ listen {STATUS_ADDRESS}:{port}; location /status {{ stub_status; }} }}
+    server {{ listen {STATUS_ADDRESS}:{port};{status_log} location /status {{ stub_status; }} }}
 {servers}
 }}
 """
 
 
 @contextmanager
-def serve(prefix: Path, roots: dict[str, Path], port: int | None = None) -> Iterator[Nginx]:
-    """Serve each address -> document root of *roots* on one port until the block exits."""
+def serve(prefix: Path, roots: dict[str, Path], port: int | None = None,
+          access_log: Path | None = None) -> Iterator[Nginx]:
+    """Serve each address -> document root of *roots* on one port until the block exits; with
+    *access_log*, every site request is logged there in TIMING_FORMAT (stub_status requests not)."""
     binary = nginx_binary()
     prefix.mkdir(parents=True, exist_ok=True)
     (prefix / "tmp").mkdir(exist_ok=True)
     port = port or free_port([*roots, STATUS_ADDRESS])
     conf = prefix / "nginx.conf"
-    conf.write_text(_config(prefix, port, roots))
+    conf.write_text(_config(prefix, port, roots, access_log))
     (prefix / "error.log").unlink(missing_ok=True)
     test = subprocess.run([binary, "-t", "-q", "-p", str(prefix), "-c", str(conf), "-e",
                            str(prefix / "error.log")], capture_output=True, text=True)
