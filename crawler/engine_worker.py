@@ -34,6 +34,9 @@ from crawler.urls import Origin, origin_of
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.25  # how often an idle worker (or one short of work) looks at the state
+RELEASE_AFTER = 1.0  # seconds an owned host may have nothing to do before it is given back
+CONTENTS_EVERY = 0.5  # seconds between two reads of the digests other workers committed
+HUNGRY = 2  # a frontier holding less than this many URLs per connection is refilled at once
 SEND_MARGIN = 0.5  # a host whose lease ends within this many seconds gets no new request
 
 
@@ -64,6 +67,8 @@ class _WorkerCrawl(_Crawl):
         self._last_poll = 0.0
         self._released = False
         self._reading_sitemaps: set[Origin] = set()  # hosts whose sitemaps are being fetched
+        self._idle_since: dict[str, float] = {}  # owned hosts with nothing to do, since when
+        self._contents_read = 0.0
 
     # -- the state --------------------------------------------------------------------------
 
@@ -128,6 +133,11 @@ class _WorkerCrawl(_Crawl):
             return min(POLL_SECONDS * 4, max(0.0, left.next_retry - time.time()))
         return POLL_SECONDS
 
+    def _hungry(self, in_memory: int) -> bool:
+        # every lease is a transaction on a state other workers share: refill at once only when
+        # the connections are about to run dry, else at most every 50 ms
+        return in_memory < HUNGRY * self.config.concurrency // 4
+
     def _take_fresh(self) -> None:
         # every new URL goes to the state with the result that found it, and comes back leased
         if self.admission.fresh:
@@ -182,19 +192,15 @@ class _WorkerCrawl(_Crawl):
     async def _lease(self, room: int) -> None:
         async with self._flush_lock:
             now = time.time()
-            await self._read_contents()
+            if now - self._contents_read >= CONTENTS_EVERY:
+                self._contents_read = now
+                await self._read_contents()
             cfg = self.config
             # own enough hosts to keep every connection busy, no more: the rest is for others
             wanted = max(2, -(-cfg.concurrency // cfg.per_host)) - len(self._owned)
-            claimed = await self.state.claim_hosts(wanted, now, cfg.lease, cfg.delay)
-            if claimed:
-                known = await self.state.host_urls([host.origin for host in claimed])
-                for url, depth, status in known:
-                    if status in ("discovered", "retryable", "fetching"):
-                        self.admission.known.setdefault(url, depth)
-                    else:
-                        self.admission.restore(url, depth)
-            for host in claimed:
+            # No URL list of a claimed host is loaded: every new URL goes through the state,
+            # whose unique key is the seen-URL index that counts across workers.
+            for host in await self.state.claim_hosts(wanted, now, cfg.lease, cfg.delay):
                 self._adopt(host)
             got = await self.state.lease_urls(list(self._owned), room, now)
         self._db_due = False
@@ -202,7 +208,7 @@ class _WorkerCrawl(_Crawl):
         for lease in got:
             leased_hosts.add(origin_key(lease.url))
             self._route(lease)
-        await self._release_idle(set(self._owned) - leased_hosts)
+        await self._release_idle(set(self._owned) - leased_hosts, after=RELEASE_AFTER)
 
     def _adopt(self, host: HostLease) -> None:
         """Take a claimed host's politeness state."""
@@ -230,8 +236,17 @@ class _WorkerCrawl(_Crawl):
         return (self.frontier.queued_for(origin) > 0 or origin in self._held
                 or origin in self._reading_sitemaps or (slot is not None and slot.in_flight > 0))
 
-    async def _release_idle(self, candidates: set[str]) -> None:
-        idle = [key for key in candidates if key in self._owned and not self._busy(key)]
+    async def _release_idle(self, candidates: set[str], after: float = 0.0) -> None:
+        """Release the hosts among *candidates* with nothing to do here for *after* seconds (a
+        host whose queue ran dry until the next lease keeps its owner: a release and a claim
+        cost a transaction each, and another worker would gain nothing)."""
+        now = time.monotonic()
+        idle = []
+        for key in candidates:
+            if key not in self._owned or self._busy(key):
+                self._idle_since.pop(key, None)
+            elif now - self._idle_since.setdefault(key, now) >= after:
+                idle.append(key)
         if idle:
             # their last results (a robots.txt verdict, a page just answered) may still wait for
             # a commit: made after the release, it would be refused and the URLs done again
@@ -298,6 +313,7 @@ class _WorkerCrawl(_Crawl):
 
     def _forget_host(self, key: str) -> None:
         self._owned.pop(key, None)
+        self._idle_since.pop(key, None)
         self._robots_cache.pop(key, None)
         self._robots_cache.dirty.discard(key)
 

@@ -83,6 +83,11 @@ def origin_key(url: str) -> str:
     return url[:url.index("/", 8)]
 
 
+def per_host_share(limit: int, hosts: int) -> int:
+    """URLs one host gets at most in a lease of *limit* over *hosts* owned hosts."""
+    return max(16, -(-limit // max(1, hosts)))
+
+
 def worker_id(index: int | None = None) -> str:
     """A worker id unique across machines and runs: host name, process id and index."""
     host = socket.gethostname().split(".")[0] or "host"
@@ -110,9 +115,6 @@ class SharedState(Protocol):
 
     async def lease_urls(self, origins: list[str], limit: int, now: float) -> list[Lease]:
         """Lease up to *limit* due URLs of *origins* that this worker still owns."""
-
-    async def host_urls(self, origins: list[str]) -> list[tuple[str, int, str]]:
-        """(url, depth, status) of every URL of *origins* (a new owner learns what is known)."""
 
     async def record_results(self, results: list[Result], tokens: dict[str, int],
                              contents: list[tuple[str, str | None, str | None]],

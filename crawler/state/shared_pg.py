@@ -22,7 +22,15 @@ import json
 from typing import Any
 
 from crawler.errors import StateError
-from crawler.state.shared import HostLease, HostUpdate, Outstanding, Recorded, Result, origin_key
+from crawler.state.shared import (
+    HostLease,
+    HostUpdate,
+    Outstanding,
+    Recorded,
+    Result,
+    origin_key,
+    per_host_share,
+)
 from crawler.state.sqlite import Lease
 
 SCHEMA_VERSION = 1
@@ -51,6 +59,7 @@ CREATE TABLE IF NOT EXISTS hosts (
     robots_status INTEGER, robots_body BYTEA, robots_at DOUBLE PRECISION, robots_reason TEXT
 ) WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.02);
 CREATE INDEX IF NOT EXISTS hosts_due ON hosts (due_at) WHERE due_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS hosts_owner ON hosts (owner) WHERE owner IS NOT NULL;
 CREATE TABLE IF NOT EXISTS workers (
     id TEXT PRIMARY KEY, started DOUBLE PRECISION NOT NULL, seen DOUBLE PRECISION NOT NULL,
     pages BIGINT NOT NULL DEFAULT 0, errors BIGINT NOT NULL DEFAULT 0, left_at DOUBLE PRECISION
@@ -62,6 +71,41 @@ CREATE TABLE IF NOT EXISTS contents (
 DUE_OF = """(SELECT min(CASE status WHEN 'retryable' THEN next_try ELSE 0 END) FROM urls
     WHERE urls.origin = hosts.origin AND status IN ('discovered', 'retryable', 'fetching'))"""
 RETRIES = 5
+# The claim. Hosts are picked by primary key from a list (`= ANY(ARRAY(...))`), and the fair
+# share stops counting hosts with work once it is certain: claiming costs ~0.7 ms whether the
+# crawl has 10 thousand hosts or a million (joining back over every host cost 4 ms at 10k and
+# 252 ms at 1M; bench/crawler/pg_scale.py). A worker takes up to its share of the hosts with
+# work: free and leased ones over the live workers, rounded up, less what it owns.
+CLAIM = """UPDATE hosts AS h SET owner = $1, token = h.token + 1, lease_until = $2,
+    next_send = CASE WHEN h.owner IS NULL THEN h.next_send
+        ELSE GREATEST(h.next_send, $3 + GREATEST(coalesce(h.crawl_delay, 0), $5)) END
+WHERE h.origin = ANY(ARRAY(
+    SELECT origin FROM hosts WHERE due_at <= $3 AND (owner IS NULL OR lease_until < $3)
+    ORDER BY due_at LIMIT GREATEST(0, LEAST($4, (
+        SELECT ceil((SELECT count(*) FROM (
+                   SELECT 1 FROM hosts WHERE due_at IS NOT NULL
+                   AND (due_at <= $3 AND (owner IS NULL OR lease_until < $3)
+                        OR owner IS NOT NULL AND lease_until >= $3)
+                   LIMIT ($4 + mine.n) * live.n) AS with_work)::float8 / live.n)::int - mine.n
+        FROM (SELECT GREATEST(1, count(*)) AS n FROM workers
+              WHERE left_at IS NULL AND seen >= $3 - $6) AS live,
+             (SELECT count(*) AS n FROM hosts WHERE owner = $1 AND lease_until >= $3) AS mine)))
+    FOR UPDATE SKIP LOCKED))
+RETURNING h.origin, h.token, h.lease_until, h.next_send, h.crawl_delay,
+          h.robots_status, h.robots_body, h.robots_at, h.robots_reason"""
+# The lease: per owned host its smallest depths (LATERAL over urls_origin_due), at most a share
+# of `limit` each (so every owned host gets work, not the first in depth order all of it), then
+# the smallest overall: the work is bounded by hosts x share, not by every due URL of every owned
+# host (93 ms at 10,000 URLs per host before, ~6.5 ms after).
+LEASE = """UPDATE urls SET status = 'fetching'
+FROM (SELECT c.url FROM hosts AS h CROSS JOIN LATERAL (
+          SELECT url, depth FROM urls WHERE urls.origin = h.origin
+          AND (status = 'discovered' OR (status = 'retryable' AND next_try <= $3))
+          ORDER BY depth LIMIT $5) AS c
+      WHERE h.origin = ANY($1::text[]) AND h.owner = $2 AND h.lease_until >= $3
+      ORDER BY c.depth LIMIT $4) AS due
+WHERE urls.url = due.url
+RETURNING urls.url, urls.depth, urls.referrer, urls.attempts"""
 
 
 def _record_text(record: Any) -> str | None:
@@ -161,24 +205,28 @@ class PgShared:
         urls = [r[0] for r in rows]
         depths = [r[1] for r in rows]
         origins = [origin_key(u) for u in urls]
-        await conn.execute(
+        inserted = await conn.fetch(
             """INSERT INTO urls (url, origin, depth, referrer, status)
                SELECT u, o, d, r, 'discovered'
                FROM unnest($1::text[], $2::text[], $3::int[], $4::text[]) AS t(u, o, d, r)
-               ON CONFLICT (url) DO NOTHING""", urls, origins, depths, [r[2] for r in rows])
+               ON CONFLICT (url) DO NOTHING
+               RETURNING origin""", urls, origins, depths, [r[2] for r in rows])
         # a waiting URL found at a smaller depth moves up (a plain UPDATE locks only what it changes)
         await conn.execute(
             """UPDATE urls SET depth = t.d, referrer = t.r
                FROM unnest($1::text[], $2::int[], $3::text[]) AS t(u, d, r)
                WHERE urls.url = t.u AND t.d < urls.depth
                AND urls.status IN ('discovered', 'retryable')""", urls, depths, [r[2] for r in rows])
-        hosts = sorted(set(origins))
-        await conn.execute(
-            """INSERT INTO hosts (origin, due_at) SELECT unnest($1::text[]), 0
-               ON CONFLICT (origin) DO NOTHING""", hosts)
-        await conn.execute(
-            """UPDATE hosts SET due_at = 0 WHERE origin = ANY($1::text[])
-               AND (due_at IS NULL OR due_at > $2) AND owner IS NULL""", hosts, now)
+        # only the hosts of URLs really added become due: a link to a known URL (most links)
+        # would make a drained host due again, for a claim that finds nothing to lease
+        hosts = sorted({r[0] for r in inserted})
+        if hosts:
+            await conn.execute(
+                """INSERT INTO hosts (origin, due_at) SELECT unnest($1::text[]), 0
+                   ON CONFLICT (origin) DO NOTHING""", hosts)
+            await conn.execute(
+                """UPDATE hosts SET due_at = 0 WHERE origin = ANY($1::text[])
+                   AND (due_at IS NULL OR due_at > $2) AND owner IS NULL""", hosts, now)
 
     async def add_discovered(self, found: list[tuple[str, int, str | None]]) -> None:
         """Add (url, depth, referrer) rows."""
@@ -191,31 +239,7 @@ class PgShared:
             return []
 
         async def work(conn: Any) -> list[HostLease]:
-            rows = await conn.fetch(
-                """UPDATE hosts AS h SET owner = $1, token = h.token + 1, lease_until = $2,
-                       next_send = CASE WHEN h.owner IS NULL THEN h.next_send
-                           ELSE GREATEST(h.next_send, $3 + GREATEST(coalesce(h.crawl_delay, 0), $5))
-                           END
-                   FROM (SELECT origin FROM hosts WHERE due_at <= $3
-                         AND (owner IS NULL OR lease_until < $3)
-                         ORDER BY due_at LIMIT GREATEST(0, LEAST($4, (
-                             -- up to this worker's share of the hosts with work (free and
-                             -- leased over the live workers, rounded up): workers starting
-                             -- together split the hosts instead of the first taking them all
-                             SELECT ceil(count(*) FILTER (WHERE due_at <= $3 AND (owner IS NULL
-                                                                   OR lease_until < $3)
-                                                          OR owner IS NOT NULL
-                                                             AND lease_until >= $3)::float8
-                                         / GREATEST(1, (SELECT count(*) FROM workers
-                                                        WHERE left_at IS NULL
-                                                        AND seen >= $3 - $6)))::int
-                                    - count(*) FILTER (WHERE owner = $1 AND lease_until >= $3)
-                             FROM hosts WHERE due_at IS NOT NULL OR owner IS NOT NULL)))
-                         FOR UPDATE SKIP LOCKED) AS free
-                   WHERE h.origin = free.origin
-                   RETURNING h.origin, h.token, h.lease_until, h.next_send, h.crawl_delay,
-                             h.robots_status, h.robots_body, h.robots_at, h.robots_reason""",
-                self.worker, now + lease, now, k, delay, lease)
+            rows = await conn.fetch(CLAIM, self.worker, now + lease, now, k, delay, lease)
             if rows:
                 await conn.execute(
                     """UPDATE urls SET status = 'discovered'
@@ -232,27 +256,11 @@ class PgShared:
             return []
 
         async def work(conn: Any) -> list[Lease]:
-            rows = await conn.fetch(
-                """UPDATE urls SET status = 'fetching'
-                   FROM (SELECT url FROM urls WHERE origin IN (
-                             SELECT origin FROM hosts WHERE origin = ANY($1::text[])
-                             AND owner = $2 AND lease_until >= $3)
-                         AND (status = 'discovered' OR (status = 'retryable' AND next_try <= $3))
-                         ORDER BY depth LIMIT $4) AS due
-                   WHERE urls.url = due.url
-                   RETURNING urls.url, urls.depth, urls.referrer, urls.attempts""",
-                origins, self.worker, now, limit)
+            rows = await conn.fetch(LEASE, origins, self.worker, now, limit,
+                                    per_host_share(limit, len(origins)))
             return [Lease(r[0], r[1], r[2], r[3]) for r in rows]
 
         return await self._run(work)
-
-    async def host_urls(self, origins: list[str]) -> list[tuple[str, int, str]]:
-        """(url, depth, status) of every URL of *origins*."""
-        if not origins:
-            return []
-        rows = await self._run(lambda c: c.fetch(
-            "SELECT url, depth, status FROM urls WHERE origin = ANY($1::text[])", origins))
-        return [tuple(r) for r in rows]
 
     async def record_results(self, results: list[Result], tokens: dict[str, int],
                              contents: list[tuple[str, str | None, str | None]],

@@ -13,15 +13,22 @@ import sqlite3
 from typing import Any
 
 from cache.storage import atransaction, open_store_async
-from crawler.state.shared import HostLease, HostUpdate, Outstanding, Recorded, Result, origin_key
+from crawler.state.shared import (
+    HostLease,
+    HostUpdate,
+    Outstanding,
+    Recorded,
+    Result,
+    origin_key,
+    per_host_share,
+)
 from crawler.state.sqlite import MIGRATIONS, ORIGIN_SQL, Lease
 
 INSERT_URL = f"""INSERT INTO urls (url, depth, referrer, status, origin)
     VALUES (?1, ?2, ?3, 'discovered', {ORIGIN_SQL.format(url="?1")})
     ON CONFLICT (url) DO UPDATE SET depth = excluded.depth, referrer = excluded.referrer
     WHERE excluded.depth < urls.depth AND urls.status IN ('discovered', 'retryable')"""
-# a host with a new URL is due now (a URL already known makes a spurious due at worst: the claimer
-# leases nothing and releases it with its due time recomputed)
+# a host with a new URL is due now
 HOST_DUE = """INSERT INTO hosts (origin, due_at) VALUES (?, 0)
     ON CONFLICT (origin) DO UPDATE SET due_at = 0 WHERE hosts.due_at IS NULL OR hosts.due_at > 0"""
 DUE_OF = """(SELECT min(CASE status WHEN 'retryable' THEN next_try ELSE 0 END) FROM urls
@@ -80,10 +87,19 @@ class SqliteShared:
                 (self.worker, now, now))
 
     async def _add(self, found: list[tuple[str, int, str | None]]) -> None:
-        if not found:
-            return
-        await self._conn.executemany(INSERT_URL, found)
-        await self._conn.executemany(HOST_DUE, [(o,) for o in {origin_key(u) for u, _, _ in found}])
+        """Insert URLs; only the hosts of URLs really added (or moved up) become due: a link to
+        a known URL would make a drained host due again, for a claim that leases nothing."""
+        by_host: dict[str, list[tuple[str, int, str | None]]] = {}
+        for row in found:
+            by_host.setdefault(origin_key(row[0]), []).append(row)
+        due = []
+        for origin, rows in by_host.items():
+            before = self._conn.total_changes
+            await self._conn.executemany(INSERT_URL, rows)
+            if self._conn.total_changes != before:
+                due.append((origin,))
+        if due:
+            await self._conn.executemany(HOST_DUE, due)
 
     async def add_discovered(self, found: list[tuple[str, int, str | None]]) -> None:
         """Add (url, depth, referrer) rows."""
@@ -129,26 +145,22 @@ class SqliteShared:
             return []
         marks = ",".join("?" * len(origins))
         async with atransaction(self._conn):
+            # at most a share per host, so every owned host gets work
             async with self._conn.execute(
-                f"""SELECT url, depth, referrer, attempts FROM urls
-                    WHERE origin IN (SELECT origin FROM hosts WHERE origin IN ({marks})
-                                     AND owner = ? AND lease_until >= ?)
-                    AND (status = 'discovered' OR (status = 'retryable' AND next_try <= ?))
-                    ORDER BY depth, rowid LIMIT ?""",
-                (*origins, self.worker, now, now, limit)) as cur:
+                f"""SELECT url, depth, referrer, attempts FROM (
+                        SELECT url, depth, referrer, attempts, rowid AS seq, row_number() OVER (
+                            PARTITION BY origin ORDER BY depth, rowid) AS nth
+                        FROM urls WHERE origin IN (
+                            SELECT origin FROM hosts WHERE origin IN ({marks})
+                            AND owner = ? AND lease_until >= ?)
+                        AND (status = 'discovered' OR (status = 'retryable' AND next_try <= ?)))
+                    WHERE nth <= ? ORDER BY depth, seq LIMIT ?""",
+                (*origins, self.worker, now, now, per_host_share(limit, len(origins)),
+                 limit)) as cur:
                 rows = await cur.fetchall()
             await self._conn.executemany(
                 "UPDATE urls SET status = 'fetching' WHERE url = ?", [(row[0],) for row in rows])
         return [Lease(url, depth, referrer, attempts) for url, depth, referrer, attempts in rows]
-
-    async def host_urls(self, origins: list[str]) -> list[tuple[str, int, str]]:
-        """(url, depth, status) of every URL of *origins*."""
-        if not origins:
-            return []
-        marks = ",".join("?" * len(origins))
-        async with self._conn.execute(
-            f"SELECT url, depth, status FROM urls WHERE origin IN ({marks})", origins) as cur:
-            return [tuple(row) for row in await cur.fetchall()]
 
     async def record_results(self, results: list[Result], tokens: dict[str, int],
                              contents: list[tuple[str, str | None, str | None]],
