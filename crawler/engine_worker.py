@@ -196,8 +196,10 @@ class _WorkerCrawl(_Crawl):
                 self._contents_read = now
                 await self._read_contents()
             cfg = self.config
-            # own enough hosts to keep every connection busy, no more: the rest is for others
-            wanted = max(2, -(-cfg.concurrency // cfg.per_host)) - len(self._owned)
+            # up to this worker's fair share of the hosts (the claim computes it), within a cap
+            # that keeps the claim small: holding only enough hosts to fill the connections
+            # left the last hosts to one worker at the end, in waves (bench: crawler-workers)
+            wanted = max(64, 4 * -(-cfg.concurrency // cfg.per_host)) - len(self._owned)
             # No URL list of a claimed host is loaded: every new URL goes through the state,
             # whose unique key is the seen-URL index that counts across workers.
             for host in await self.state.claim_hosts(wanted, now, cfg.lease, cfg.delay):
@@ -286,11 +288,11 @@ class _WorkerCrawl(_Crawl):
         """Renew every owned host's lease a third of the way through it."""
         while True:
             await asyncio.sleep(self.config.lease / 3)
-            if not self._owned:
-                continue
-            now = time.time()
-            updates = [self._update(key) for key in list(self._owned)]
+            # under the lock: a release in progress must not make its hosts look lost; and
+            # even with no host, the renewal marks this worker live (its fair share counts it)
             async with self._flush_lock:
+                now = time.time()
+                updates = [self._update(key) for key in list(self._owned)]
                 lost = await self.state.renew(updates, now, self.config.lease)
             for u in updates:
                 if u.origin in self._owned and u.origin not in lost:

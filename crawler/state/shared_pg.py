@@ -147,17 +147,22 @@ class PgShared:
             raise StateError(f"cannot connect to PostgreSQL at {_safe(url)}: "
                              f"{exc.__class__.__name__}: {exc}") from exc
         try:
-            async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(4645421)")  # "FML" schema lock
-                await conn.execute(SCHEMA)
-                version = await conn.fetchval(
-                    "SELECT value FROM fanmill_meta WHERE key = 'schema'")
-                if version is None:
-                    await conn.execute(
-                        "INSERT INTO fanmill_meta VALUES ('schema', $1)", str(SCHEMA_VERSION))
-                elif int(version) != SCHEMA_VERSION:
-                    raise StateError(f"{_safe(url)}: crawl schema version {version}, this "
-                                     f"fanmill knows {SCHEMA_VERSION}")
+            # The schema statements run only when the schema is missing: CREATE INDEX takes a
+            # lock on the table that conflicts with a running worker's row locks, taken in
+            # another order (a worker joining a crawl deadlocked with one claiming hosts).
+            version = await _schema_version(conn)
+            if version is None:
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock(4645421)")  # "FML"
+                    # another creator may have won the race: every statement is idempotent
+                    await conn.execute(SCHEMA)
+                    await conn.execute("INSERT INTO fanmill_meta VALUES ('schema', $1) "
+                                       "ON CONFLICT (key) DO NOTHING", str(SCHEMA_VERSION))
+                    version = await conn.fetchval(
+                        "SELECT value FROM fanmill_meta WHERE key = 'schema'")
+            if int(version) != SCHEMA_VERSION:
+                raise StateError(f"{_safe(url)}: crawl schema version {version}, this "
+                                 f"fanmill knows {SCHEMA_VERSION}")
         except BaseException:
             await conn.close()
             raise
@@ -412,6 +417,13 @@ class PgShared:
                     "workers": workers}
 
         return await self._run(work)
+
+
+async def _schema_version(conn: Any) -> str | None:
+    """The crawl schema's version in this database, or None if it has none yet."""
+    if await conn.fetchval("SELECT to_regclass('fanmill_meta')") is None:
+        return None
+    return await conn.fetchval("SELECT value FROM fanmill_meta WHERE key = 'schema'")
 
 
 def _update_arrays(updates: list[HostUpdate]) -> tuple[list[Any], ...]:

@@ -160,3 +160,24 @@ async def test_a_bad_postgresql_url_is_one_clear_error() -> None:
 
     with pytest.raises(StateError, match="cannot connect to PostgreSQL"):
         await open_shared("postgresql://fanmill@/nope?host=/nonexistent-dir&port=5432", "A")
+
+
+async def test_joining_beside_a_busy_worker_takes_no_table_lock(pg_url) -> None:
+    """A worker (or `crawl status`) opening a crawl that exists runs no DDL: CREATE INDEX locks
+    a table against the row locks a claiming worker holds, and the two deadlocked."""
+    import asyncio
+
+    import asyncpg
+
+    first = await open_shared(pg_url, "w1")
+    await first.add_discovered([(f"{H1}/", 0, None)])
+    busy = await asyncpg.connect(pg_url)
+    try:
+        async with busy.transaction():
+            await busy.execute("UPDATE hosts SET owner = 'w1'")  # a claim in progress
+            second = await asyncio.wait_for(open_shared(pg_url, "w2"), 30)
+            await busy.execute("UPDATE urls SET status = 'discovered'")
+        await second.close()
+    finally:
+        await busy.close()
+        await first.close()
