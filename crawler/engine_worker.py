@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.25  # how often an idle worker (or one short of work) looks at the state
 RELEASE_AFTER = 1.0  # seconds an owned host may have nothing to do before it is given back
 CONTENTS_EVERY = 0.5  # seconds between two reads of the digests other workers committed
+REBALANCE_EVERY = 1.0  # seconds between two checks of the owned hosts against the fair share
 HUNGRY = 2  # a frontier holding less than this many URLs per connection is refilled at once
 SEND_MARGIN = 0.5  # a host whose lease ends within this many seconds gets no new request
 
@@ -68,6 +69,8 @@ class _WorkerCrawl(_Crawl):
         self._released = False
         self._reading_sitemaps: set[Origin] = set()  # hosts whose sitemaps are being fetched
         self._idle_since: dict[str, float] = {}  # owned hosts with nothing to do, since when
+        self._draining: set[str] = set()  # owned hosts being given back (beyond the fair share)
+        self._last_rebalance = 0.0
         self._contents_read = 0.0
 
     # -- the state --------------------------------------------------------------------------
@@ -204,13 +207,38 @@ class _WorkerCrawl(_Crawl):
             # whose unique key is the seen-URL index that counts across workers.
             for host in await self.state.claim_hosts(wanted, now, cfg.lease, cfg.delay):
                 self._adopt(host)
-            got = await self.state.lease_urls(list(self._owned), room, now)
+            got = await self.state.lease_urls(
+                [key for key in self._owned if key not in self._draining], room, now)
         self._db_due = False
         leased_hosts = set()
         for lease in got:
             leased_hosts.add(origin_key(lease.url))
             self._route(lease)
+        await self._rebalance()
         await self._release_idle(set(self._owned) - leased_hosts, after=RELEASE_AFTER)
+        if self._draining:
+            await self._release_idle(self._draining)
+
+    async def _rebalance(self) -> None:
+        """Give back hosts beyond this worker's fair share (another worker joined since they were
+        claimed): their queued URLs leave memory, and each host goes back to the state once its
+        requests in flight are answered, with its politeness state."""
+        now = time.monotonic()
+        if now - self._last_rebalance < REBALANCE_EVERY or len(self._owned) <= 1:
+            return
+        self._last_rebalance = now
+        async with self._flush_lock:
+            share = await self.state.share(time.time(), self.config.lease, len(self._owned))
+        keep = set(self._owned) - self._draining
+        excess = len(keep) - share
+        if excess <= 0:
+            return
+        # the hosts with the least queued work go first
+        queued = {key: self.frontier.queued_for(self._origins[key]) for key in keep}
+        for key in sorted(keep, key=queued.__getitem__)[:excess]:
+            self._draining.add(key)
+            for url in self.frontier.drop_host(self._origins[key]):
+                self._leases.pop(url, None)
 
     def _adopt(self, host: HostLease) -> None:
         """Take a claimed host's politeness state."""
@@ -316,6 +344,7 @@ class _WorkerCrawl(_Crawl):
     def _forget_host(self, key: str) -> None:
         self._owned.pop(key, None)
         self._idle_since.pop(key, None)
+        self._draining.discard(key)
         self._robots_cache.pop(key, None)
         self._robots_cache.dirty.discard(key)
 

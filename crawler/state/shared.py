@@ -113,6 +113,9 @@ class SharedState(Protocol):
     async def claim_hosts(self, k: int, now: float, lease: float, delay: float) -> list[HostLease]:
         """Lease up to *k* hosts with due URLs that nobody owns (or whose lease expired)."""
 
+    async def share(self, now: float, lease: float, owned: int) -> int:
+        """This worker's fair share of the hosts with work (hosts over live workers)."""
+
     async def lease_urls(self, origins: list[str], limit: int, now: float) -> list[Lease]:
         """Lease up to *limit* due URLs of *origins* that this worker still owns."""
 

@@ -93,6 +93,13 @@ WHERE h.origin = ANY(ARRAY(
     FOR UPDATE SKIP LOCKED))
 RETURNING h.origin, h.token, h.lease_until, h.next_send, h.crawl_delay,
           h.robots_status, h.robots_body, h.robots_at, h.robots_reason"""
+SHARE = """SELECT ceil((SELECT count(*) FROM (
+        SELECT 1 FROM hosts WHERE due_at IS NOT NULL
+        AND (due_at <= $1::float8 AND (owner IS NULL OR lease_until < $1::float8)
+             OR owner IS NOT NULL AND lease_until >= $1::float8)
+        LIMIT ($3::int + 64) * live.n) AS with_work)::float8 / live.n)::int
+    FROM (SELECT GREATEST(1, count(*)) AS n FROM workers
+          WHERE left_at IS NULL AND seen >= $1::float8 - $2::float8) AS live"""
 # The lease: per owned host its smallest depths (LATERAL over urls_origin_due), at most a share
 # of `limit` each (so every owned host gets work, not the first in depth order all of it), then
 # the smallest overall: the work is bounded by hosts x share, not by every due URL of every owned
@@ -154,12 +161,12 @@ class PgShared:
             if version is None:
                 async with conn.transaction():
                     await conn.execute("SELECT pg_advisory_xact_lock(4645421)")  # "FML"
-                    # another creator may have won the race: every statement is idempotent
-                    await conn.execute(SCHEMA)
-                    await conn.execute("INSERT INTO fanmill_meta VALUES ('schema', $1) "
-                                       "ON CONFLICT (key) DO NOTHING", str(SCHEMA_VERSION))
-                    version = await conn.fetchval(
-                        "SELECT value FROM fanmill_meta WHERE key = 'schema'")
+                    version = await _schema_version(conn)  # another creator may have won
+                    if version is None:
+                        await conn.execute(SCHEMA)
+                        await conn.execute("INSERT INTO fanmill_meta VALUES ('schema', $1)",
+                                           str(SCHEMA_VERSION))
+                        version = str(SCHEMA_VERSION)
             if int(version) != SCHEMA_VERSION:
                 raise StateError(f"{_safe(url)}: crawl schema version {version}, this "
                                  f"fanmill knows {SCHEMA_VERSION}")
@@ -254,6 +261,11 @@ class PgShared:
                               None if r[7] is None else (r[5], r[6], r[7], r[8])) for r in rows]
 
         return await self._run(work)
+
+    async def share(self, now: float, lease: float, owned: int) -> int:
+        """This worker's fair share of the hosts with work: all of them over the live workers
+        (counted up to what shows that *owned* + 64 is within the share)."""
+        return await self._run(lambda c: c.fetchval(SHARE, now, lease, owned))
 
     async def lease_urls(self, origins: list[str], limit: int, now: float) -> list[Lease]:
         """Lease up to *limit* due URLs (smallest depth first) of *origins* still owned."""
@@ -421,7 +433,12 @@ class PgShared:
 
 async def _schema_version(conn: Any) -> str | None:
     """The crawl schema's version in this database, or None if it has none yet."""
-    if await conn.fetchval("SELECT to_regclass('fanmill_meta')") is None:
+    # pg_class read with a fresh snapshot, not to_regclass: the catalog cache it reads can miss
+    # a table another session created while this one waited for the schema lock
+    if not await conn.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class AS c
+                              JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+                              WHERE c.relname = 'fanmill_meta' AND n.nspname = current_schema())"""):
         return None
     return await conn.fetchval("SELECT value FROM fanmill_meta WHERE key = 'schema'")
 

@@ -43,6 +43,12 @@ FAIR_SHARE = """SELECT (free + held + live - 1) / live - mine FROM
      WHERE owner IS NOT NULL AND lease_until >= :now),
     (SELECT max(1, count(*)) AS live FROM workers WHERE left_at IS NULL AND seen >= :since)"""
 
+SHARE = """SELECT (free + held + live - 1) / live FROM
+    (SELECT count(*) AS free FROM hosts WHERE due_at <= :now
+     AND (owner IS NULL OR lease_until < :now)),
+    (SELECT count(*) AS held FROM hosts WHERE owner IS NOT NULL AND lease_until >= :now),
+    (SELECT max(1, count(*)) AS live FROM workers WHERE left_at IS NULL AND seen >= :since)"""
+
 
 def _record_text(record: Any) -> str | None:
     return record if record is None or isinstance(record, str) else json.dumps(
@@ -138,6 +144,11 @@ class SqliteShared:
                 rows = await cur.fetchall()
         return [HostLease(o, t, lu, ns, cd, None if at is None else (st, body, at, reason))
                 for o, t, lu, ns, cd, st, body, at, reason in rows]
+
+    async def share(self, now: float, lease: float, owned: int) -> int:
+        """This worker's fair share of the hosts with work: all of them over the live workers."""
+        async with self._conn.execute(SHARE, {"now": now, "since": now - lease}) as cur:
+            return (await cur.fetchone())[0]
 
     async def lease_urls(self, origins: list[str], limit: int, now: float) -> list[Lease]:
         """Lease up to *limit* due URLs (smallest depth first) of *origins* still owned."""

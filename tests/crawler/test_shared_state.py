@@ -101,11 +101,17 @@ async def test_release_keeps_the_gap_and_robots_for_the_next_owner(target) -> No
 async def test_hosts_are_shared_fairly_and_new_links_make_a_host_due(target) -> None:
     a, b = await _pair(target)
     try:
-        hosts = [f"http://127.0.1.{i}:8000" for i in range(1, 5)]
+        hosts = [f"http://127.0.1.{i}:8000" for i in range(1, 7)]
         await a.add_discovered([(f"{h}/", 0, None) for h in hosts])
         mine = await a.claim_hosts(16, 0.0, LEASE, DELAY)
         theirs = await b.claim_hosts(16, 0.0, LEASE, DELAY)
-        assert len(mine) == 2 and len(theirs) == 2  # 4 free hosts, 2 live workers
+        assert len(mine) == 3 and len(theirs) == 3  # 6 free hosts, 2 live workers
+        assert await a.share(0.0, LEASE, 3) == 3
+        c = await open_shared(target, "C")
+        await c.join(0.0)  # a third worker joins: the others' share drops (they give hosts back)
+        assert await a.share(0.0, LEASE, 3) == 2 and await c.claim_hosts(16, 0.0, LEASE, DELAY) == []
+        await c.leave(0.0)  # and leaves: it no longer counts
+        await c.close()
         assert {h.origin for h in mine} | {h.origin for h in theirs} == set(hosts)
         # a host with nothing left is released; a link found later makes it due again
         h = mine[0]
@@ -114,7 +120,7 @@ async def test_hosts_are_shared_fairly_and_new_links_make_a_host_due(target) -> 
                                {h.origin: h.token}, [], 1.0)
         await a.release([HostUpdate(h.origin, h.token, 0.0)], 1.0)
         assert await a.claim_hosts(16, 2.0, LEASE, DELAY) == []
-        assert (await a.outstanding(2.0)).active == 3
+        assert (await a.outstanding(2.0)).active == 5
         other = theirs[0]
         [l2] = await b.lease_urls([other.origin], 10, 2.0)
         await b.record_results([(l2.url, "fetched", _rec(l2.url), [(f"{h.origin}/new", 1, l2.url),
