@@ -56,12 +56,17 @@ def crawl_lock(state: str) -> Iterator[None]:
         os.close(fd)
 
 
-async def _reset(state: str) -> None:
-    from crawler.state.shared_sqlite import SqliteShared
-
-    shared = await SqliteShared.open(state, worker_id())
+async def _prepare(state: str, workers: list[str]) -> None:
+    """Free a killed run's leases (SQLite: we hold the lock, so their owners are dead), and
+    register the workers before any starts: the first to claim hosts counts them all in its
+    fair share, instead of claiming every host and giving half back a second later."""
+    shared = await open_shared(state, workers[0])
     try:
-        await shared.reset()
+        if not is_postgres_url(state):
+            await shared.reset()
+        for worker in workers:
+            shared.worker = worker
+            await shared.join(time.time())
     finally:
         await shared.close()
 
@@ -69,14 +74,14 @@ async def _reset(state: str) -> None:
 def run_workers(argv: list[str], workers: int, state: str | None, quiet: bool) -> int:
     """Run *workers* processes of `crawl ARGV --worker-id ...`; return the crawl's exit status."""
     with contextlib.ExitStack() as stack:
+        assert state is not None
         if not is_postgres_url(state):
-            assert state is not None
             stack.enter_context(crawl_lock(state))
-            asyncio.run(_reset(state))
+        ids = [worker_id(index) for index in range(1, workers + 1)]
+        asyncio.run(_prepare(state, ids))
         children = []
-        for index in range(1, workers + 1):
-            cmd = [sys.executable, "-m", "crawler", *argv, "--quiet",
-                   "--worker-id", worker_id(index)]
+        for wid in ids:
+            cmd = [sys.executable, "-m", "crawler", *argv, "--quiet", "--worker-id", wid]
             # own process group: a Ctrl-C at the terminal reaches us, and we pass it on once
             children.append(subprocess.Popen(cmd, start_new_session=True))
 

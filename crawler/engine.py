@@ -260,7 +260,7 @@ class _Crawl(HostGate):
             # frontier (< 4 per worker) is the only reason to hurry.
             now = loop.time()
             if (not stopping and in_memory < cfg.window // 2 and (self._db_due or self._spilled)
-                    and (self._hungry(in_memory) or now - self._last_refill > 0.05)):
+                    and (self._hungry(in_memory) or now - self._last_refill > self.REFILL_EVERY)):
                 self._last_refill = now
                 await self._flush()
                 if self._db_due:
@@ -299,6 +299,8 @@ class _Crawl(HostGate):
             finally:
                 if timer is not None:
                     timer.cancel()
+
+    REFILL_EVERY = 0.05  # seconds between two refills of a frontier that is not short of URLs
 
     def _hungry(self, in_memory: int) -> bool:
         """Whether the frontier is short enough of URLs to refill now rather than in 50 ms."""

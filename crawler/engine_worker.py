@@ -37,7 +37,6 @@ POLL_SECONDS = 0.25  # how often an idle worker (or one short of work) looks at 
 RELEASE_AFTER = 1.0  # seconds an owned host may have nothing to do before it is given back
 CONTENTS_EVERY = 0.5  # seconds between two reads of the digests other workers committed
 REBALANCE_EVERY = 1.0  # seconds between two checks of the owned hosts against the fair share
-HUNGRY = 2  # a frontier holding less than this many URLs per connection is refilled at once
 SEND_MARGIN = 0.5  # a host whose lease ends within this many seconds gets no new request
 
 
@@ -136,10 +135,13 @@ class _WorkerCrawl(_Crawl):
             return min(POLL_SECONDS * 4, max(0.0, left.next_retry - time.time()))
         return POLL_SECONDS
 
+    # every refill is a commit and a lease on a state other workers share: at once only when
+    # the connections are about to run dry, else four times a second (bigger group commits:
+    # at 50 ms, 2 workers made 7x the single process's transactions for the same pages)
+    REFILL_EVERY = POLL_SECONDS
+
     def _hungry(self, in_memory: int) -> bool:
-        # every lease is a transaction on a state other workers share: refill at once only when
-        # the connections are about to run dry, else at most every 50 ms
-        return in_memory < HUNGRY * self.config.concurrency // 4
+        return in_memory < self.config.concurrency
 
     def _take_fresh(self) -> None:
         # every new URL goes to the state with the result that found it, and comes back leased

@@ -7,12 +7,17 @@ PostgreSQL). WAL lets readers run beside the writer; a batch of results is one g
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
 import json
 import os
 import sqlite3
+from collections.abc import AsyncIterator
 from typing import Any
 
 from cache.storage import atransaction, open_store_async
+from crawler.errors import StateError
 from crawler.state.shared import (
     HostLease,
     HostUpdate,
@@ -43,6 +48,7 @@ FAIR_SHARE = """SELECT (free + held + live - 1) / live - mine FROM
      WHERE owner IS NOT NULL AND lease_until >= :now),
     (SELECT max(1, count(*)) AS live FROM workers WHERE left_at IS NULL AND seen >= :since)"""
 
+COMPOUND_MAX = 200  # SELECTs joined by UNION ALL in one statement (SQLite allows 500)
 SHARE = """SELECT (free + held + live - 1) / live FROM
     (SELECT count(*) AS free FROM hosts WHERE due_at <= :now
      AND (owner IS NULL OR lease_until < :now)),
@@ -58,25 +64,58 @@ def _record_text(record: Any) -> str | None:
 class SqliteShared:
     """Shared crawl state in one SQLite file; open with `await SqliteShared.open(path, worker)`."""
 
-    def __init__(self, conn: Any, worker: str) -> None:
+    def __init__(self, conn: Any, worker: str, writer_fd: int) -> None:
         self._conn = conn
         self.worker = worker
+        self._writer_fd = writer_fd
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str], worker: str) -> SqliteShared:
         """Open or create the state file (WAL, migrated), as worker *worker*."""
+        path = os.fspath(path)
         # several workers write: wait for the lock as long as a big commit may take
-        return cls(await open_store_async(path, migrations=MIGRATIONS, busy_timeout_ms=60_000),
-                   worker)
+        conn = await open_store_async(path, migrations=MIGRATIONS, busy_timeout_ms=60_000)
+        try:
+            fd = os.open(path + ".writer", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            await conn.close()
+            raise StateError(f"cannot create {path}.writer: {exc.strerror}") from exc
+        return cls(conn, worker, fd)
 
     async def close(self) -> None:
         """Close the file."""
-        await self._conn.close()
+        try:
+            await self._conn.close()
+        finally:
+            os.close(self._writer_fd)
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[Any]:
+        """One write transaction, workers taking turns on a kernel lock (flock on STATE.writer).
+
+        SQLite's own wait for its write lock is a sleep loop (1, 2, 5, 10 ... 100 ms between
+        tries), so a worker waiting for another's commit slept for tens of ms after it was free;
+        a blocked flock wakes as the holder lets go, and the kernel frees it if the holder dies.
+        """
+        loop = asyncio.get_running_loop()
+        taken = loop.run_in_executor(None, fcntl.flock, self._writer_fd, fcntl.LOCK_EX)
+        try:
+            await asyncio.shield(taken)
+        except asyncio.CancelledError:
+            # the lock may still be granted to the abandoned wait: let it go then
+            taken.add_done_callback(
+                lambda f: f.exception() is None and fcntl.flock(self._writer_fd, fcntl.LOCK_UN))
+            raise
+        try:
+            async with atransaction(self._conn):
+                yield self._conn
+        finally:
+            fcntl.flock(self._writer_fd, fcntl.LOCK_UN)
 
     async def reset(self) -> None:
         """Free every host and URL lease (no worker is alive: the caller holds the crawl's lock),
         and rebuild each host's due time from its URLs (a single-process run does not keep it)."""
-        async with atransaction(self._conn):
+        async with self._write():
             await self._conn.execute(
                 "UPDATE urls SET status = 'discovered', lease_until = NULL WHERE status = 'fetching'")
             await self._conn.execute(
@@ -86,7 +125,7 @@ class SqliteShared:
 
     async def join(self, now: float) -> None:
         """Register this worker."""
-        async with atransaction(self._conn):
+        async with self._write():
             await self._conn.execute(
                 "INSERT INTO workers (id, started, seen) VALUES (?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET seen = excluded.seen, left_at = NULL",
@@ -109,14 +148,14 @@ class SqliteShared:
 
     async def add_discovered(self, found: list[tuple[str, int, str | None]]) -> None:
         """Add (url, depth, referrer) rows."""
-        async with atransaction(self._conn):
+        async with self._write():
             await self._add(list(found))
 
     async def claim_hosts(self, k: int, now: float, lease: float, delay: float) -> list[HostLease]:
         """Lease up to *k* due hosts that are free or whose lease expired."""
         if k <= 0:
             return []
-        async with atransaction(self._conn):
+        async with self._write():
             async with self._conn.execute(
                     FAIR_SHARE, {"now": now, "me": self.worker, "since": now - lease}) as cur:
                 share = (await cur.fetchone())[0]
@@ -155,20 +194,29 @@ class SqliteShared:
         if not origins or limit <= 0:
             return []
         marks = ",".join("?" * len(origins))
-        async with atransaction(self._conn):
-            # at most a share per host, so every owned host gets work
+        async with self._write():
             async with self._conn.execute(
-                f"""SELECT url, depth, referrer, attempts FROM (
-                        SELECT url, depth, referrer, attempts, rowid AS seq, row_number() OVER (
-                            PARTITION BY origin ORDER BY depth, rowid) AS nth
-                        FROM urls WHERE origin IN (
-                            SELECT origin FROM hosts WHERE origin IN ({marks})
-                            AND owner = ? AND lease_until >= ?)
-                        AND (status = 'discovered' OR (status = 'retryable' AND next_try <= ?)))
-                    WHERE nth <= ? ORDER BY depth, seq LIMIT ?""",
-                (*origins, self.worker, now, now, per_host_share(limit, len(origins)),
-                 limit)) as cur:
-                rows = await cur.fetchall()
+                f"SELECT origin FROM hosts WHERE origin IN ({marks}) AND owner = ? "
+                "AND lease_until >= ?", (*origins, self.worker, now)) as cur:
+                owned = [row[0] for row in await cur.fetchall()]
+            if not owned:
+                return []
+            # at most a share per host (so every owned host gets work), each read from the
+            # (origin, depth) index until it has its share, not every due URL sorted
+            share = per_host_share(limit, len(owned))
+            one = """SELECT * FROM (SELECT url, depth, referrer, attempts, rowid AS seq FROM urls
+                     WHERE origin = ? AND (status = 'discovered'
+                                           OR (status = 'retryable' AND next_try <= ?))
+                     ORDER BY depth LIMIT ?)"""
+            found = []
+            for at in range(0, len(owned), COMPOUND_MAX):  # SQLite's limit on UNION terms
+                part = owned[at:at + COMPOUND_MAX]
+                async with self._conn.execute(
+                    " UNION ALL ".join([one] * len(part)) + " ORDER BY depth, seq LIMIT ?",
+                    [*(x for origin in part for x in (origin, now, share)), limit]) as cur:
+                    found += await cur.fetchall()
+            found.sort(key=lambda row: (row[1], row[4]))
+            rows = [row[:4] for row in found[:limit]]
             await self._conn.executemany(
                 "UPDATE urls SET status = 'fetching' WHERE url = ?", [(row[0],) for row in rows])
         return [Lease(url, depth, referrer, attempts) for url, depth, referrer, attempts in rows]
@@ -178,7 +226,7 @@ class SqliteShared:
                              now: float) -> Recorded:
         """Store the results of hosts whose token still matches, their links and digests."""
         outcome = Recorded()
-        async with atransaction(self._conn):
+        async with self._write():
             origins = {origin_key(r[0]) for r in results}
             if origins:
                 marks = ",".join("?" * len(origins))
@@ -214,7 +262,7 @@ class SqliteShared:
     async def renew(self, updates: list[HostUpdate], now: float, lease: float) -> set[str]:
         """Extend leases and store politeness; return the hosts this worker no longer owns."""
         lost = set()
-        async with atransaction(self._conn):
+        async with self._write():
             for u in updates:
                 cur = await self._conn.execute(
                     """UPDATE hosts SET lease_until = ?, next_send = max(next_send, ?),
@@ -238,7 +286,7 @@ class SqliteShared:
         """Give hosts back, their in-flight URLs due again and their due time recomputed."""
         if not updates:
             return
-        async with atransaction(self._conn):
+        async with self._write():
             for u in updates:
                 owned = await self._conn.execute(
                     """UPDATE hosts SET next_send = max(next_send, ?),
@@ -285,7 +333,7 @@ class SqliteShared:
 
     async def leave(self, now: float) -> None:
         """Mark this worker gone."""
-        async with atransaction(self._conn):
+        async with self._write():
             await self._conn.execute(
                 "UPDATE workers SET seen = ?, left_at = ? WHERE id = ?", (now, now, self.worker))
 
