@@ -144,10 +144,17 @@ class _WorkerCrawl(_Crawl):
         return in_memory < self.config.concurrency
 
     def _take_fresh(self) -> None:
-        # every new URL goes to the state with the result that found it, and comes back leased
-        if self.admission.fresh:
-            self.admission.fresh = []
-            self._spilled = True
+        # Every new URL goes to the state with the result that found it. Those of hosts this
+        # worker owns are also leased by that same commit, if they are still waiting then (a
+        # previous owner may have fetched them: this worker does not know every URL of a host),
+        # and queued at once; the rest wait for their host's owner, or a claim.
+        fresh, self.admission.fresh = self.admission.fresh, []
+        for url, _depth, _referrer in fresh:
+            key = origin_key(url)
+            if key in self._owned and key not in self._draining:
+                self._direct.append(url)
+            else:
+                self._spilled = True
 
     async def _fetch_page(self, ready: Ready) -> None:
         host = self._owned.get(origin_key(ready.url))
@@ -185,10 +192,14 @@ class _WorkerCrawl(_Crawl):
             await self.state.add_discovered(found)
         tokens = {key: host.token for key, host in self._owned.items()}
         try:
-            outcome = await self.state.record_results(batch, tokens, contents, time.time())
+            outcome = await self.state.record_results(batch, tokens, contents, time.time(),
+                                                      direct)
         except BaseException:
             self._contents[:0] = contents
             raise
+        for lease in outcome.leased:
+            if origin_key(lease.url) in self._owned:
+                self._route(lease)
         if outcome.lost:
             log.warning("%s: lost %d host(s) to another worker; %d result(s) refused",
                         self.worker, len(outcome.lost), outcome.refused)

@@ -76,6 +76,7 @@ class Recorded:
 
     lost: set[str] = field(default_factory=set)
     refused: int = 0
+    leased: list[Lease] = field(default_factory=list)  # of the URLs asked to lease at once
 
 
 def origin_key(url: str) -> str:
@@ -121,8 +122,9 @@ class SharedState(Protocol):
 
     async def record_results(self, results: list[Result], tokens: dict[str, int],
                              contents: list[tuple[str, str | None, str | None]],
-                             now: float) -> Recorded:
-        """Store results of owned hosts (token checked), their links and content digests."""
+                             now: float, lease: list[str] = ()) -> Recorded:
+        """Store results of owned hosts (token checked), their links and content digests; then
+        lease the URLs of *lease* (links of owned hosts) that are still waiting."""
 
     async def renew(self, updates: list[HostUpdate], now: float, lease: float) -> set[str]:
         """Extend the leases of *updates* and store their politeness; return the hosts lost."""

@@ -281,7 +281,7 @@ class PgShared:
 
     async def record_results(self, results: list[Result], tokens: dict[str, int],
                              contents: list[tuple[str, str | None, str | None]],
-                             now: float) -> Recorded:
+                             now: float, lease: list[str] = ()) -> Recorded:
         """Store the results of hosts whose token still matches, their links and digests."""
 
         async def work(conn: Any) -> Recorded:
@@ -319,6 +319,15 @@ class PgShared:
             await conn.execute(
                 "UPDATE workers SET seen = $1, pages = pages + $2, errors = errors + $3 "
                 "WHERE id = $4", now, pages, errors, self.worker)
+            if lease:
+                rows = await conn.fetch(
+                    """UPDATE urls SET status = 'fetching'
+                       WHERE url = ANY($1::text[]) AND status = 'discovered'
+                       AND origin IN (SELECT origin FROM hosts WHERE origin = ANY($2::text[])
+                                      AND owner = $3 AND lease_until >= $4)
+                       RETURNING url, depth, referrer, attempts""",
+                    sorted(lease), sorted({origin_key(u) for u in lease}), self.worker, now)
+                outcome.leased = [Lease(r[0], r[1], r[2], r[3]) for r in rows]
             return outcome
 
         return await self._run(work)

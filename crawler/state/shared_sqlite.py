@@ -223,7 +223,7 @@ class SqliteShared:
 
     async def record_results(self, results: list[Result], tokens: dict[str, int],
                              contents: list[tuple[str, str | None, str | None]],
-                             now: float) -> Recorded:
+                             now: float, lease: list[str] = ()) -> Recorded:
         """Store the results of hosts whose token still matches, their links and digests."""
         outcome = Recorded()
         async with self._write():
@@ -257,6 +257,14 @@ class SqliteShared:
             await self._conn.execute(
                 "UPDATE workers SET seen = ?, pages = pages + ?, errors = errors + ? WHERE id = ?",
                 (now, pages, errors, self.worker))
+            if lease:
+                async with self._conn.execute(
+                    """UPDATE urls SET status = 'fetching'
+                       WHERE url IN (SELECT value FROM json_each(?)) AND status = 'discovered'
+                       AND origin IN (SELECT origin FROM hosts WHERE owner = ? AND lease_until >= ?)
+                       RETURNING url, depth, referrer, attempts""",
+                    (json.dumps(list(lease)), self.worker, now)) as cur:
+                    outcome.leased = [Lease(*row) for row in await cur.fetchall()]
         return outcome
 
     async def renew(self, updates: list[HostUpdate], now: float, lease: float) -> set[str]:

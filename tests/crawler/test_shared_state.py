@@ -187,3 +187,26 @@ async def test_joining_beside_a_busy_worker_takes_no_table_lock(pg_url) -> None:
     finally:
         await busy.close()
         await first.close()
+
+
+async def test_links_of_owned_hosts_are_leased_by_the_commit_that_finds_them(target) -> None:
+    a, b = await _pair(target)
+    try:
+        root, old, new = f"{H1}/", f"{H1}/old", f"{H1}/new"
+        await a.add_discovered([(root, 0, None), (old, 1, None)])
+        [h] = await a.claim_hosts(1, 0.0, LEASE, DELAY)
+        leased = await a.lease_urls([H1], 10, 0.0)
+        assert {x.url for x in leased} == {root, old}
+        await a.record_results([(old, "fetched", _rec(old), [], None)], {H1: h.token}, [], 1.0)
+        # the root page links a new URL and one already fetched: only the new one is leased
+        done = await a.record_results(
+            [(root, "fetched", _rec(root), [(new, 1, root), (old, 1, root)], None)],
+            {H1: h.token}, [], 2.0, lease=[new, old])
+        assert [(x.url, x.depth, x.referrer) for x in done.leased] == [(new, 1, root)]
+        assert await a.lease_urls([H1], 10, 3.0) == []  # already leased: not handed out twice
+        # a worker that does not own the host leases nothing
+        other = await b.record_results([], {}, [], 3.0, lease=[f"{H1}/x"])
+        assert other.leased == []
+    finally:
+        await a.close()
+        await b.close()
