@@ -8,13 +8,17 @@ What changes from a single process:
 - A heartbeat renews the leases every third of `config.lease`; a host found lost (the lease ran
   out while this worker stalled) is dropped from memory, and no request is sent to a host whose
   lease is not valid right now. Results of lost hosts are refused by the state (token check).
-- New URLs always go through the state (no queueing in memory at once): another worker may own
-  their host, or may have fetched them.
+- New URLs go to the state with the result that found them. Those of hosts the worker owns are
+  leased by that same commit if they are still waiting (a previous owner of the host may have
+  fetched them, and no worker knows every URL) and queued at once; the others wait for their
+  host's owner or a claim.
+- Hosts are held up to the worker's fair share: beyond it (another worker joined) the excess is
+  drained and given back, and so is a host with nothing to do for RELEASE_AFTER seconds.
 - When the worker has nothing to do it polls the state: another worker may discover more. It stops
   when no URL anywhere is due or in flight, and releases its hosts on the way out (Ctrl-C too).
-- Content digests are shared through the state, read at every refill: duplicates across workers
-  are found once the digest is committed (pages fetched at the same moment by two workers can both
-  count as originals).
+- Content digests are shared through the state, read every CONTENTS_EVERY seconds: duplicates
+  across workers are found once the digest is committed (pages fetched at the same moment by two
+  workers can both count as originals).
 """
 
 from __future__ import annotations
