@@ -147,14 +147,10 @@ class PsycopgConn:
         pass
 
 
-async def open_shared(url: str, worker: str, driver: str,
-                      fixed: bool = False) -> tuple[PgShared, Any]:
+async def open_shared(url: str, worker: str, driver: str) -> tuple[PgShared, Any]:
     """PgShared on *driver* ("asyncpg": the crawler's own open; "psycopg": the adapter, on a
     database whose schema exists; "psycopg-binary": the same with binary parameters and results),
-    and the counting connection under it; *fixed*: with bench/crawler/pg_fixes.py's link
-    insertion."""
-    from bench.crawler.pg_fixes import fix
-
+    and the counting connection under it."""
     if driver == "asyncpg":
         shared = await PgShared.open(url, worker)
         counting = CountingConn(shared._conn)
@@ -164,4 +160,4 @@ async def open_shared(url: str, worker: str, driver: str,
         shared = PgShared(counting, worker, url)
     else:
         raise ValueError(f"unknown driver {driver!r}")
-    return (fix(shared) if fixed else shared), counting
+    return shared, counting

@@ -2,7 +2,9 @@
 
 `python -m bench.crawler.pg_scale` (also run by `make bench-crawler`; FANMILL_BENCH_QUICK=1 shrinks it
 to 20,000 URLs and 5,000 pages for a smoke run; `--report` re-renders the last figures). Writes the
-"crawler-pg-scale" section of bench/RESULTS.md (bench/crawler/pg_report.py).
+"crawler-pg-scale" section of bench/RESULTS.md (bench/crawler/pg_report.py). It measures
+crawler/state/shared_pg.py as it is (its statements are recorded as PgShared sends them, never
+copied), driven the way crawler/engine_worker.py drives it.
 
 1. A throwaway cluster (fixtures/postgres.py, fast=False: fsync, synchronous_commit and
    full_page_writes on, every other setting PostgreSQL's default) with pg_stat_statements and
@@ -10,21 +12,18 @@ to 20,000 URLs and 5,000 pages for a smoke run; `--report` re-renders the last f
 2. The frontier: 1,000,000 URLs over 10,000 hosts (http://h{i}.example/p{j}), added in shuffled
    order through PgShared.add_discovered in batches of 10,000; then VACUUM ANALYZE and CHECKPOINT.
 3. W=4 simulated workers, each its own process with its own PgShared connection and worker id,
-   run claim/record cycles (bench/crawler/pg_workload.py) until 200,000 pages are recorded.
-   Measured: cycles/s, pages/s, statements per page (client count, and pg_stat_statements per
-   statement: calls, execution time, WAL bytes), WAL bytes per page (pg_current_wal_lsn),
-   table and index sizes before and after, live/dead tuples and autovacuum runs sampled every few
+   run the engine's loop with instant fetches (bench/crawler/pg_workload.py) until 200,000 pages
+   are recorded. Measured: pages/s, statements per page (client count, and pg_stat_statements per
+   statement: calls, execution time, WAL bytes), WAL bytes per page (pg_current_wal_lsn), table
+   and index sizes before and after, live/dead tuples and autovacuum runs sampled every few
    seconds, PostgreSQL server CPU (postmaster + children from /proc) and client CPU per page.
-   Twice, on fresh databases: shared_pg.py as it is, and with the two bench-only fixes of
-   bench/crawler/pg_fixes.py (an index for host_urls; hosts made due only by links that added a
-   URL). The crawler's code is not changed.
-4. EXPLAIN (ANALYZE, BUFFERS) of every statement of one cycle on the big table (before and after
-   the runs, custom and generic plans), and how the claim, the lease and host_urls grow with hosts
-   and with URLs per host, next to bench-only rewrites (CLAIM_REWRITE, LEASE_REWRITE).
-5. asyncpg (the crawler's driver) against psycopg 3 (async) on the same cycle: PgShared's own
+4. EXPLAIN (ANALYZE, BUFFERS) of every statement of one refill + commit + release + idle wait on
+   the big table (before and after the run, custom and generic plans); how the claim grows with
+   hosts (and live workers, and hosts without work), the lease with URLs per owned host, and
+   `outstanding` and `redirects` (a worker's idle wait and start) with the waiting URLs.
+5. asyncpg (the crawler's driver) against psycopg 3 (async) on the same loop: PgShared's own
    methods over a psycopg adapter (bench/crawler/pg_psycopg.py), text and binary formats, W=1 and
-   W=4, 100,000 URLs, 20,000 pages, a fresh database each run (with the fixes of 3, so that
-   host_urls' sequential scan does not hide the drivers), rounds rotating the order.
+   W=4, 100,000 URLs, 20,000 pages, a fresh database each run, rounds rotating the order.
 """
 
 from __future__ import annotations
@@ -43,13 +42,13 @@ import time
 from importlib.metadata import version as version_of
 from typing import Any
 
-from bench.crawler.pg_fixes import ORIGIN_INDEX, fix
 from bench.crawler.pg_report import exec_ms, render
 from bench.crawler.pg_workload import (
+    COMMIT_BATCH,
     DELAY,
     K_HOSTS,
-    LEASE_LIMIT,
     LEASE_SECONDS,
+    WINDOW,
     host_url,
     postmaster_pid,
     server_cpu,
@@ -65,18 +64,23 @@ W = 4
 SEED = 16
 LOAD_BATCH = 10_000
 SAMPLE_EVERY = 3.0
+LEASE_ROOM = WINDOW // 2  # a refill's room: the window less what is in memory (< half of it)
 if QUICK:
     HOSTS, PER_HOST, PAGES = 200, 100, 5_000
     DRV_HOSTS, DRV_PAGES, ROUNDS = 100, 3_000, 1
     CLAIM_HOSTS = (10_000, 100_000)
     LEASE_PER_HOST = (100, 1_000)
     LEASE_BACKGROUND = 50_000
+    WAITING = (10_000, 100_000)
 else:
     HOSTS, PER_HOST, PAGES = 10_000, 100, 200_000
     DRV_HOSTS, DRV_PAGES, ROUNDS = 1_000, 20_000, 3
     CLAIM_HOSTS = (10_000, 100_000, 1_000_000)
     LEASE_PER_HOST = (100, 1_000, 10_000)
     LEASE_BACKGROUND = 1_000_000
+    WAITING = (100_000, 1_000_000, 3_000_000)
+CLAIM_WORKERS = (4, 200)  # live workers in the claim's fair share (the largest N also with 200)
+CLAIM_SPARSE = 0.01  # ... and with only this share of its hosts holding work
 TABLES = ("urls", "hosts", "contents", "workers")
 DRIVERS = ("asyncpg", "psycopg", "psycopg-binary")
 SLOW_MS = 100  # auto_explain logs the plan of any statement slower than this
@@ -139,15 +143,18 @@ def stat_label(query: str) -> str:
     q = re.sub(r"\s+", " ", query).strip()
     rules = [
         ("FOR UPDATE SKIP LOCKED", "claim_hosts: UPDATE hosts … SKIP LOCKED"),
-        ("FROM (SELECT url FROM urls WHERE origin IN", "lease_urls: UPDATE urls → fetching"),
+        ("CROSS JOIN LATERAL", "lease_urls: UPDATE urls → fetching"),
+        ("SELECT ceil((SELECT count(*) FROM (", "share: fair-share count"),
         (re.compile(r"^UPDATE urls SET status = (\$\d+|'discovered') WHERE origin = ANY"),
          "claim/release: fetching → discovered"),
         ("INSERT INTO urls", "record (links): INSERT urls ON CONFLICT"),
         ("UPDATE urls SET depth", "record (links): move up depth"),
         ("INSERT INTO hosts", "record (links): INSERT hosts ON CONFLICT"),
         ("EXISTS (SELECT 1 FROM urls", "outstanding: sweep"),
+        ("SELECT count(*) FROM urls WHERE status IN", "outstanding: counts"),
         ("AND owner IS NULL", "record (links): mark hosts due"),
         ("FOR SHARE", "record: token check FOR SHARE"),
+        ("WHERE url = ANY($1::text[]) AND", "record: lease links of owned hosts"),
         ("SET status = t.s", "record: UPDATE urls results"),
         ("INSERT INTO contents", "record: INSERT contents"),
         ("pages = pages +", "record: UPDATE workers pages"),
@@ -155,10 +162,12 @@ def stat_label(query: str) -> str:
         ("due_at = (SELECT min", "release: free hosts, due_at recomputed"),
         ("GREATEST(h.next_send, t.ns)", "release: UPDATE hosts politeness"),
         ("FROM contents WHERE seq", "contents_since"),
-        ("SELECT url, depth, status FROM urls", "host_urls"),
+        ("redirect_to", "redirects"),
         ("UPDATE workers SET seen = $1 WHERE id", "renew: UPDATE workers seen"),
         ("left_at = $1", "leave"),
         ("INSERT INTO workers", "join"),
+        ("to_regclass", "open: schema check"),
+        ("pg_catalog.pg_class", "open: schema check"),
         ("typeinfo_tree", "asyncpg: type introspection"),
         ("set_config", "driver: session settings"),
     ]
@@ -222,8 +231,7 @@ async def settle(conn: Any) -> None:
 # -- running workers -------------------------------------------------------------------------
 
 async def run_workers(cluster: Cluster, url: str, driver: str, workers: int, target: int,
-                      hosts: int, per_host: int, sample: bool = False,
-                      fixed: bool = False) -> dict[str, Any]:
+                      hosts: int, per_host: int, sample: bool = False) -> dict[str, Any]:
     """W worker processes (spawned) on *url* until *target* pages are recorded; the figures.
     The server's CPU, WAL and statistics are read between go and the moment every worker is
     done with its cycles, before any of them releases, leaves or disconnects."""
@@ -233,7 +241,7 @@ async def run_workers(cluster: Cluster, url: str, driver: str, workers: int, tar
     procs = []
     for i in range(workers):
         spec = dict(url=url, index=i, driver=driver, seed=SEED, hosts=hosts, per_host=per_host,
-                    target=target, fixed=fixed)
+                    target=target)
         p = ctx.Process(target=worker_main, args=(spec, counter, go, finish, ready, out),
                         daemon=True)
         p.start()
@@ -309,7 +317,8 @@ async def run_workers(cluster: Cluster, url: str, driver: str, workers: int, tar
                 cycles=sum(r["cycles"] for r in results), results=results,
                 client_cpu=sum(r["cpu"] for r in results), gen=sum(r["gen"] for r in results),
                 server_cpu=srv1 - srv0, wal=wal1 - wal0, stats0=stats0, stats1=stats1,
-                samples=samples, statements=stmts)
+                samples=samples, statements=stmts,
+                loadavg=open("/proc/loadavg").read().split()[:3])
 
 
 def _drain(out: Any, results: list[dict[str, Any]]) -> None:
@@ -396,27 +405,31 @@ class ExplainConn:
         return await self._conn.fetchrow(sql, *args)
 
 
-async def explain_cycle(url: str, hosts: int, per_host: int,
-                        fixed: bool = False) -> dict[str, list[tuple[str, str]]]:
-    """The plans of one cycle's statements (claim 16, host_urls, lease 256, record, release) as a
-    worker of its own; its changes are kept (16 hosts' worth of pages recorded)."""
+async def explain_cycle(url: str, hosts: int, per_host: int) -> dict[str, list[tuple[str, str]]]:
+    """The plans of a worker's statements as a worker of its own: a refill (contents_since, claim
+    of K_HOSTS, a lease of LEASE_ROOM), a commit of COMMIT_BATCH results, a second lease (the
+    claimed hosts' URLs partly in flight), the release, an idle wait's `outstanding`, and the
+    start's `redirects`. Its changes are kept (one batch of pages recorded)."""
     from bench.crawler.pg_workload import _Work
 
     shared = await PgShared.open(url, "bench-explain")
-    if fixed:
-        fix(shared)
     await shared.join(time.time())
     conn = shared._conn = ExplainConn(shared._conn)
     now = time.time()
+    await shared.contents_since(0)
     claimed = await shared.claim_hosts(K_HOSTS, now, LEASE_SECONDS, DELAY)
-    await shared.host_urls([h.origin for h in claimed])
-    leases = await shared.lease_urls([h.origin for h in claimed], LEASE_LIMIT, now)
-    results, contents, _links = _Work(99, SEED, hosts, per_host).results(leases, time.time())
+    origins = [h.origin for h in claimed]
+    leases = await shared.lease_urls(origins, LEASE_ROOM, now)
+    results, contents, _links = _Work(99, SEED, hosts, per_host).results(
+        leases[:COMMIT_BATCH], time.time())
     tokens = {h.origin: h.token for h in claimed}
     await shared.record_results(results, tokens, contents, time.time())
+    await shared.lease_urls(origins, LEASE_ROOM, time.time())
     t = time.time()
     await shared.release([HostUpdate(h.origin, h.token, t) for h in claimed], t)
-    await shared.leave(t)
+    await shared.outstanding(time.time())
+    await shared.redirects()
+    await shared.leave(time.time())
     await shared.close()
     return dict(custom=conn.plans, generic=conn.generic)
 
@@ -445,48 +458,10 @@ def slow_plans(cluster: Cluster, offset: int) -> list[dict[str, Any]]:
     return out
 
 
-# -- how the claim and the lease grow ---------------------------------------------------------
+# -- how the claim, the lease and the frontier-wide statements grow -------------------------------
 
-# Bench-only rewrites (the crawler's code is not changed): the same result, bounded work.
-# The claim: the fair share only bites when fewer than (k + own leases) x live workers hosts have
-# work, so count hosts with work up to that many (through hosts_due: a leased host always has a
-# due time), count the caller's own leases through a partial index on owner, and pick the hosts by
-# primary key (= ANY(ARRAY(...))) instead of a join the planner may run as a hash join over a
-# sequential scan of every host.
-CLAIM_REWRITE = """UPDATE hosts AS h SET owner = $1, token = h.token + 1, lease_until = $2,
-    next_send = CASE WHEN h.owner IS NULL THEN h.next_send
-        ELSE GREATEST(h.next_send, $3 + GREATEST(coalesce(h.crawl_delay, 0), $5)) END
-WHERE h.origin = ANY(ARRAY(
-    SELECT origin FROM hosts WHERE due_at <= $3 AND (owner IS NULL OR lease_until < $3)
-    ORDER BY due_at LIMIT GREATEST(0, LEAST($4, (
-        SELECT ceil((SELECT count(*) FROM (
-                   SELECT 1 FROM hosts WHERE due_at IS NOT NULL
-                   AND (due_at <= $3 AND (owner IS NULL OR lease_until < $3)
-                        OR owner IS NOT NULL AND lease_until >= $3)
-                   LIMIT ($4 + mine.n) * live.n) AS with_work)::float8 / live.n)::int - mine.n
-        FROM (SELECT GREATEST(1, count(*)) AS n FROM workers
-              WHERE left_at IS NULL AND seen >= $3 - $6) AS live,
-             (SELECT count(*) AS n FROM hosts WHERE owner = $1 AND lease_until >= $3) AS mine)))
-    FOR UPDATE SKIP LOCKED))
-RETURNING h.origin, h.token, h.lease_until, h.next_send, h.crawl_delay,
-          h.robots_status, h.robots_body, h.robots_at, h.robots_reason"""
-CLAIM_REWRITE_INDEX = "CREATE INDEX hosts_owner ON hosts (owner) WHERE owner IS NOT NULL"
-# The lease: per owned host, its smallest depths through urls_origin_due (origin, depth), at most
-# `limit` each (LATERAL), then the smallest overall: work bounded by hosts x limit, not by every
-# due URL of every owned host.
-LEASE_REWRITE = """UPDATE urls SET status = 'fetching'
-FROM (SELECT c.url FROM hosts AS h CROSS JOIN LATERAL (
-          SELECT url, depth FROM urls WHERE urls.origin = h.origin
-          AND (status = 'discovered' OR (status = 'retryable' AND next_try <= $3))
-          ORDER BY depth LIMIT $4) AS c
-      WHERE h.origin = ANY($1::text[]) AND h.owner = $2 AND h.lease_until >= $3
-      ORDER BY c.depth LIMIT $4) AS due
-WHERE urls.url = due.url
-RETURNING urls.url, urls.depth, urls.referrer, urls.attempts"""
-# The one bench-only change the second run makes (the crawler's code is not changed): host_urls
-# selects every URL of the claimed hosts by origin, and urls has no index on origin for URLs
-# already fetched (urls_origin_due holds only the waiting and in-flight ones).
 RUNS, STEADY = 25, 10  # executions of a statement; the median is taken over the last STEADY
+SLOW_RUNS, SLOW_STEADY = 7, 5  # for statements that read the whole table
 
 
 class RecordingConn:
@@ -503,9 +478,24 @@ class RecordingConn:
         self.sent.append((sql, args))
         return await self._conn.fetch(sql, *args)
 
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        self.sent.append((sql, args))
+        return await self._conn.fetchrow(sql, *args)
+
     async def execute(self, sql: str, *args: Any) -> Any:
         self.sent.append((sql, args))
         return await self._conn.execute(sql, *args)
+
+
+async def _recorded(shared: PgShared, method: str,
+                    *args: Any) -> tuple[Any, list[tuple[str, tuple[Any, ...]]]]:
+    """Call PgShared's *method* with *args*; its result and the statements it sent."""
+    recording = shared._conn = RecordingConn(shared._conn)
+    try:
+        got = await getattr(shared, method)(*args)
+    finally:
+        shared._conn = recording._conn
+    return got, recording.sent
 
 
 async def _timed_statement(conn: Any, sql: str, args: tuple[Any, ...]) -> tuple[float, list[Any]]:
@@ -525,51 +515,81 @@ async def _explained(conn: Any, sql: str, args: tuple[Any, ...]) -> str:
     return "\n".join(r[0] for r in rows)
 
 
+async def _live_workers(conn: Any, n: int, me: str) -> None:
+    """*n* live workers in the workers table, *me* one of them."""
+    await conn.execute("DELETE FROM workers WHERE id <> $1", me)
+    await conn.execute("UPDATE workers SET seen = $1 WHERE id = $2", time.time() + 3600, me)
+    await conn.execute(
+        """INSERT INTO workers (id, started, seen)
+           SELECT 'other-' || g, $1::float8, $1::float8 + 3600 FROM generate_series(1, $2) AS g""",
+        time.time(), n - 1)
+
+
+def _now_at(args: tuple[Any, ...], i: int) -> tuple[Any, ...]:
+    """*args* with the current time at index *i*."""
+    return (*args[:i], time.time(), *args[i + 1:])
+
+
+def _summary(times: list[float], steady: int) -> dict[str, float]:
+    return dict(median_ms=statistics.median(times[-steady:]) * 1000, first_ms=times[0] * 1000)
+
+
 async def claim_scaling(cluster: Cluster, counts: tuple[int, ...]) -> list[dict[str, Any]]:
-    """The claim statement (k=16) against N due, free hosts and 4 live workers: shared_pg.py's
-    and the rewrite, each executed RUNS times on its own prepared statement (a release, not
-    timed, between), median of the last STEADY; EXPLAIN ANALYZE of both at each N."""
+    """The crawler's claim (k=K_HOSTS, by a worker owning nothing) against N due, free hosts with
+    4 live workers; at the largest N also with 200 live workers, and with only CLAIM_SPARSE of the
+    hosts holding work (the others drained: no due time), with 4 and 200 workers. The statement is
+    the one PgShared.claim_hosts sends (recorded), executed RUNS times on one prepared statement,
+    the claimed hosts freed (not timed, due time kept) after each; median of the last STEADY;
+    EXPLAIN ANALYZE of it."""
     out = []
+    me = "bench-claim"
     for n in counts:
         name = f"claim_{n}"
         url = cluster.create_database(name)
-        shared = await PgShared.open(url, "bench-claim")
+        shared = await PgShared.open(url, me)
         conn = await connect(url)
         await conn.execute(
             """INSERT INTO hosts (origin, due_at) SELECT 'http://c' || g || '.example', 0
                FROM generate_series(1, $1) AS g""", n)
-        await conn.execute(
-            """INSERT INTO workers (id, started, seen)
-               SELECT 'other-' || g, $1::float8, $1::float8 + 3600
-               FROM generate_series(1, 3) AS g""", time.time())
         await settle(conn)
         await shared.join(time.time())
-        recording = shared._conn = RecordingConn(shared._conn)
-        claimed = await shared.claim_hosts(K_HOSTS, time.time(), LEASE_SECONDS, DELAY)
-        shared._conn = recording._conn
-        await shared.release([HostUpdate(h.origin, h.token, time.time()) for h in claimed],
-                             time.time())
-        claim_sql = recording.sent[0][0]
-        row: dict[str, Any] = dict(n=n)
-        for which, sql in (("shared_pg", claim_sql), ("rewrite", CLAIM_REWRITE)):
-            if which == "rewrite":
-                await conn.execute(CLAIM_REWRITE_INDEX)
-                await conn.execute("ANALYZE hosts")
+        await _live_workers(conn, CLAIM_WORKERS[0], me)
+        claimed, sent = await _recorded(shared, "claim_hosts", K_HOSTS, time.time(),
+                                        LEASE_SECONDS, DELAY)
+        claim_sql = sent[0][0]
+        await conn.execute("UPDATE hosts SET owner = NULL, lease_until = NULL "
+                           "WHERE origin = ANY($1::text[])", [h.origin for h in claimed])
+        cases = [(CLAIM_WORKERS[0], 1.0)]
+        if n == counts[-1]:
+            cases += [(w, share) for share in (1.0, CLAIM_SPARSE) for w in CLAIM_WORKERS
+                      if (w, share) != cases[0]]
+        for workers, with_work in cases:
+            if with_work < 1:
+                # keep every 1/with_work-th host due, the others drained (hosts_due stays small)
+                await conn.execute(
+                    r"UPDATE hosts SET due_at = NULL WHERE substring(origin from 'c(\d+)')::int "
+                    "% $1 <> 0 AND due_at IS NOT NULL", round(1 / with_work))
+                await conn.execute("VACUUM (ANALYZE) hosts")
+            await _live_workers(conn, workers, me)
             times, got = [], set()
             for _ in range(RUNS):
                 now = time.time()
-                args = ("bench-claim", now + LEASE_SECONDS, now, K_HOSTS, DELAY, LEASE_SECONDS)
-                took, rows = await _timed_statement(conn, sql, args)
+                args = (me, now + LEASE_SECONDS, now, K_HOSTS, DELAY, LEASE_SECONDS)
+                took, rows = await _timed_statement(conn, claim_sql, args)
                 times.append(took)
                 got.add(len(rows))
-                await shared.release([HostUpdate(r[0], r[1], now) for r in rows], now)
+                await conn.execute("UPDATE hosts SET owner = NULL, lease_until = NULL "
+                                   "WHERE origin = ANY($1::text[])", [r[0] for r in rows])
             now = time.time()
-            plan = await _explained(conn, sql, ("bench-claim", now + LEASE_SECONDS, now, K_HOSTS,
-                                                DELAY, LEASE_SECONDS))
-            row[which] = dict(median_ms=statistics.median(times[-STEADY:]) * 1000,
-                              first_ms=times[0] * 1000, hosts_claimed=sorted(got),
-                              exec_ms=exec_ms(plan), plan=plan)
-        out.append(row)
+            plan = await _explained(conn, claim_sql, (me, now + LEASE_SECONDS, now, K_HOSTS,
+                                                      DELAY, LEASE_SECONDS))
+            with_work_n = await conn.fetchval("SELECT count(*) FROM hosts WHERE due_at IS NOT NULL")
+            out.append(dict(n=n, workers=workers, with_work=with_work_n,
+                            hosts_claimed=sorted(got), exec_ms=exec_ms(plan), plan=plan,
+                            **_summary(times, STEADY)))
+            _log(f"claim: {n:,} hosts, {with_work_n:,} with work, {workers} workers: "
+                 f"{out[-1]['median_ms']:.2f} ms")
+        out[-1]["sql"] = claim_sql
         await shared.close()
         await conn.close()
         cluster.drop_database(name)
@@ -577,25 +597,29 @@ async def claim_scaling(cluster: Cluster, counts: tuple[int, ...]) -> list[dict[
 
 
 async def lease_scaling(cluster: Cluster, per_host: tuple[int, ...]) -> list[dict[str, Any]]:
-    """The lease statement (16 owned hosts, 256 URLs) against M due URLs per owned host, in a
-    table that also holds LEASE_BACKGROUND fetched URLs of other hosts (and host_urls of the 16
-    hosts, without and with ORIGIN_INDEX):
-    shared_pg.py's and the rewrite, RUNS executions each (the leased URLs put back, not timed),
-    median of the last STEADY; EXPLAIN ANALYZE of both."""
+    """The crawler's lease as a refill sends it: K_HOSTS owned hosts × M due URLs each, room
+    LEASE_ROOM (PgShared passes a share of max(16, ceil(room / hosts)) per host), in a urls table
+    that also holds LEASE_BACKGROUND fetched URLs of other hosts. The statement PgShared sends
+    (recorded), RUNS executions (the leased URLs put back, not timed), median of the last STEADY;
+    then the same lease with nothing due: every URL of the owned hosts retryable in 10 minutes
+    (what each refill reads while an owned host's URLs wait for a retry). EXPLAIN ANALYZE of
+    both."""
     out = []
+    me = "bench-lease"
     for m in per_host:
         name = f"lease_{m}"
         url = cluster.create_database(name)
-        shared = await PgShared.open(url, "bench-lease")
+        shared = await PgShared.open(url, me)
         conn = await connect(url)
         await conn.execute(
             """INSERT INTO urls (url, origin, depth, status)
                SELECT 'http://l' || h || '.example/p' || p, 'http://l' || h || '.example', p % 5,
                       'discovered'
-               FROM generate_series(0, 15) AS h, generate_series(0, $1 - 1) AS p""", m)
+               FROM generate_series(0, $2 - 1) AS h, generate_series(0, $1 - 1) AS p""",
+            m, K_HOSTS)
         await conn.execute("""INSERT INTO hosts (origin, due_at)
                               SELECT 'http://l' || h || '.example', 0
-                              FROM generate_series(0, 15) AS h""")
+                              FROM generate_series(0, $1 - 1) AS h""", K_HOSTS)
         # URLs already fetched on other hosts: a big table, as in a crawl under way
         await conn.execute(
             """INSERT INTO urls (url, origin, depth, status, record)
@@ -606,41 +630,84 @@ async def lease_scaling(cluster: Cluster, per_host: tuple[int, ...]) -> list[dic
         await shared.join(time.time())
         claimed = await shared.claim_hosts(K_HOSTS, time.time(), 3600, DELAY)
         origins = [h.origin for h in claimed]
-        recording = shared._conn = RecordingConn(shared._conn)
-        await shared.lease_urls(origins, LEASE_LIMIT, time.time())
-        shared._conn = recording._conn
-        lease_sql = recording.sent[0][0]
+        assert len(origins) == K_HOSTS, len(origins)
+        first, sent = await _recorded(shared, "lease_urls", origins, LEASE_ROOM, time.time())
+        lease_sql, lease_args = sent[0]
+        expect = len(first)
         await conn.execute("UPDATE urls SET status = 'discovered' WHERE status = 'fetching'")
-        row: dict[str, Any] = dict(m=m)
-        for which, sql in (("shared_pg", lease_sql), ("rewrite", LEASE_REWRITE)):
-            times, depths = [], set()
-            for _ in range(RUNS):
-                args = (origins, "bench-lease", time.time(), LEASE_LIMIT)
-                took, rows = await _timed_statement(conn, sql, args)
-                times.append(took)
-                assert len(rows) == LEASE_LIMIT, len(rows)
-                depths.add(max(r[1] for r in rows))
-                await conn.execute(
-                    "UPDATE urls SET status = 'discovered' WHERE status = 'fetching'")
-            await conn.execute("VACUUM urls")
-            plan = await _explained(conn, sql, (origins, "bench-lease", time.time(), LEASE_LIMIT))
-            row[which] = dict(median_ms=statistics.median(times[-STEADY:]) * 1000,
-                              first_ms=times[0] * 1000, max_depth=sorted(depths),
-                              exec_ms=exec_ms(plan), plan=plan)
-        # host_urls of the 16 hosts (as the engine calls it after a claim), without and with an
-        # index on urls (origin)
-        for which in ("host_urls", "host_urls_index"):
-            if which == "host_urls_index":
-                await conn.execute(ORIGIN_INDEX)
-                await conn.execute("ANALYZE urls")
+
+        row: dict[str, Any] = dict(m=m, share=lease_args[4], limit=lease_args[3])
+        times, depths = [], set()
+        for _ in range(RUNS):
+            took, rows = await _timed_statement(conn, lease_sql, _now_at(lease_args, 2))
+            times.append(took)
+            assert len(rows) == expect, (len(rows), expect)
+            depths.add(max(r[1] for r in rows))
+            await conn.execute("UPDATE urls SET status = 'discovered' WHERE status = 'fetching'")
+        await conn.execute("VACUUM urls")
+        plan = await _explained(conn, lease_sql, _now_at(lease_args, 2))
+        row["due"] = dict(rows=expect, max_depth=sorted(depths), exec_ms=exec_ms(plan), plan=plan,
+                          **_summary(times, STEADY))
+        await conn.execute(
+            """UPDATE urls SET status = 'retryable', next_try = $2
+               WHERE origin = ANY($1::text[])""", origins, time.time() + 600)
+        await conn.execute("VACUUM (ANALYZE) urls")
+        times = []
+        for _ in range(RUNS):
+            took, rows = await _timed_statement(conn, lease_sql, _now_at(lease_args, 2))
+            times.append(took)
+            assert not rows, len(rows)
+        plan = await _explained(conn, lease_sql, _now_at(lease_args, 2))
+        row["none_due"] = dict(exec_ms=exec_ms(plan), plan=plan, **_summary(times, STEADY))
+        _log(f"lease: {m:,} per host: {row['due']['median_ms']:.1f} ms for {expect:,}, "
+             f"{row['none_due']['median_ms']:.1f} ms for none")
+        out.append(row)
+        await shared.close()
+        await conn.close()
+        cluster.drop_database(name)
+    return out
+
+
+async def frontier_scaling(cluster: Cluster, counts: tuple[int, ...]) -> list[dict[str, Any]]:
+    """`outstanding` (sent at every idle wait of every worker) and `redirects` (at every worker's
+    start) against N waiting URLs over N / 100 due hosts, with N / 4 fetched URLs (a ~450-byte
+    record each) beside them: SLOW_RUNS calls each through PgShared, median of the last
+    SLOW_STEADY; EXPLAIN ANALYZE of the statements they send."""
+    out = []
+    for n in counts:
+        name = f"frontier_{n}"
+        url = cluster.create_database(name)
+        shared = await PgShared.open(url, "bench-frontier")
+        conn = await connect(url)
+        await conn.execute(
+            """INSERT INTO urls (url, origin, depth, status)
+               SELECT 'http://w' || g / 100 || '.example/p' || g % 100,
+                      'http://w' || g / 100 || '.example', 1, 'discovered'
+               FROM generate_series(0, $1 - 1) AS g""", n)
+        await conn.execute(
+            """INSERT INTO urls (url, origin, depth, status, record)
+               SELECT 'http://d' || g / 100 || '.example/p' || g % 100,
+                      'http://d' || g / 100 || '.example', 1, 'fetched',
+                      '{"url":"http://d' || g || '.example/",' || repeat('x', 400)
+                      || ',"redirect_to":null}'
+               FROM generate_series(0, $1 / 4 - 1) AS g""", n)
+        await conn.execute("""INSERT INTO hosts (origin, due_at)
+                              SELECT 'http://w' || h || '.example', 0
+                              FROM generate_series(0, $1 / 100 - 1) AS h""", n)
+        await settle(conn)
+        row: dict[str, Any] = dict(n=n)
+        for which in ("outstanding", "redirects"):
+            args = (time.time(),) if which == "outstanding" else ()
             times = []
-            for _ in range(RUNS):
+            for _ in range(SLOW_RUNS):
                 t = time.perf_counter()
-                got = await shared.host_urls(origins)
+                await getattr(shared, which)(*args)
                 times.append(time.perf_counter() - t)
-            assert len(got) == 16 * m, len(got)
-            row[which] = dict(median_ms=statistics.median(times[-STEADY:]) * 1000,
-                              first_ms=times[0] * 1000)
+            _got, sent = await _recorded(shared, which, *args)
+            plan = await _explained(conn, sent[0][0], sent[0][1])
+            row[which] = dict(exec_ms=exec_ms(plan), plan=plan, **_summary(times, SLOW_STEADY))
+        _log(f"frontier: {n:,} waiting: outstanding {row['outstanding']['median_ms']:.0f} ms, "
+             f"redirects {row['redirects']['median_ms']:.0f} ms")
         out.append(row)
         await shared.close()
         await conn.close()
@@ -664,16 +731,14 @@ async def drivers(cluster: Cluster) -> list[dict[str, Any]]:
             url = cluster.create_database(name)
             await load(url, DRV_HOSTS, PER_HOST, SEED)
             conn = await connect(url)
-            await conn.execute(ORIGIN_INDEX)
             await settle(conn)
             await conn.close()
-            run = await run_workers(cluster, url, driver, workers, DRV_PAGES, DRV_HOSTS, PER_HOST,
-                                    fixed=True)
+            run = await run_workers(cluster, url, driver, workers, DRV_PAGES, DRV_HOSTS, PER_HOST)
             run["round"] = rnd
             runs.append(run)
-            print(f"  round {rnd} {driver} W={workers}: {run['pages'] / run['wall']:,.0f} pages/s, "
-                  f"client {run['client_cpu'] / run['pages'] * 1e6:,.0f} µs/page, server "
-                  f"{run['server_cpu'] / run['pages'] * 1e6:,.0f} µs/page", file=sys.stderr)
+            _log(f"round {rnd} {driver} W={workers}: {run['pages'] / run['wall']:,.0f} pages/s, "
+                 f"client {(run['client_cpu'] - run['gen']) / run['pages'] * 1e6:,.0f} µs/page, "
+                 f"server {run['server_cpu'] / run['pages'] * 1e6:,.0f} µs/page")
             cluster.drop_database(name)
     return runs
 
@@ -688,38 +753,33 @@ def _log(msg: str) -> None:
     print(f"[pg_scale {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-async def scale_run(cluster: Cluster, name: str, fixed: bool) -> dict[str, Any]:
-    """Load the frontier into a fresh database, W workers until PAGES pages, the figures;
-    *fixed*: with bench/crawler/pg_fixes.py's index and link insertion."""
+async def scale_run(cluster: Cluster, name: str) -> dict[str, Any]:
+    """Load the frontier into a fresh database, W workers until PAGES pages, the figures."""
     url = cluster.create_database(name)
     cluster.psql("CREATE EXTENSION pg_stat_statements", name)
     postmaster = postmaster_pid(cluster.data_dir)
     conn = await connect(url)
     _log(f"{name}: loading {HOSTS * PER_HOST:,} URLs over {HOSTS:,} hosts")
     wal0, srv0 = await wal_lsn(conn), server_cpu(postmaster)
-    part: dict[str, Any] = dict(fixed=fixed, load=await load(url, HOSTS, PER_HOST, SEED))
+    part: dict[str, Any] = dict(load=await load(url, HOSTS, PER_HOST, SEED))
     await asyncio.sleep(0.5)  # the loader's backend has exited: its CPU is in the postmaster's
     part["load"].update(wal=await wal_lsn(conn) - wal0, server_cpu=server_cpu(postmaster) - srv0)
-    if fixed:
-        t = time.perf_counter()
-        await conn.execute(ORIGIN_INDEX)
-        part["index_seconds"] = time.perf_counter() - t
     _log(f"{name}: loaded in {part['load']['seconds']:.1f} s; VACUUM ANALYZE, CHECKPOINT")
     await settle(conn)
     part["sizes0"] = await sizes(conn)
-    part["plans0"] = await explain_cycle(url, HOSTS, PER_HOST, fixed)
+    part["plans0"] = await explain_cycle(url, HOSTS, PER_HOST)
     await settle(conn)
     await conn.close()
     _log(f"{name}: {W} workers until {PAGES:,} pages")
     part["loadavg_run_start"] = open("/proc/loadavg").read().split()[:3]
     log_at = cluster.log_file.stat().st_size
-    run = await run_workers(cluster, url, "asyncpg", W, PAGES, HOSTS, PER_HOST, sample=True,
-                            fixed=fixed)
+    run = await run_workers(cluster, url, "asyncpg", W, PAGES, HOSTS, PER_HOST, sample=True)
     part["run"] = run
     part["loadavg_run_end"] = open("/proc/loadavg").read().split()[:3]
     part["slow"] = slow_plans(cluster, log_at)
     _log(f"{name}: {run['pages']:,} pages in {run['wall']:.1f} s: "
-         f"{run['pages'] / run['wall']:,.0f} pages/s")
+         f"{run['pages'] / run['wall']:,.0f} pages/s, server "
+         f"{run['server_cpu'] / run['pages'] * 1e6:,.0f} µs/page")
     conn = await connect(url)
     part["sizes1"] = await sizes(conn)
     part["status"] = {r[0]: r[1] for r in await conn.fetch(
@@ -729,30 +789,78 @@ async def scale_run(cluster: Cluster, name: str, fixed: bool) -> dict[str, Any]:
     part["record_bytes"] = float(await conn.fetchval(
         "SELECT avg(octet_length(record)) FROM urls WHERE status = 'fetched'"))
     await conn.close()
-    part["plans1"] = await explain_cycle(url, HOSTS, PER_HOST, fixed)
+    part["plans1"] = await explain_cycle(url, HOSTS, PER_HOST)
     cluster.drop_database(name)
     return part
 
 
 async def measure(cluster: Cluster) -> dict[str, Any]:
     """Every figure of the section, as one JSON-able dict."""
+    import crawler
+
     fig: dict[str, Any] = dict(quick=QUICK, hosts=HOSTS, per_host=PER_HOST, target=PAGES, w=W,
-                               loadavg=open("/proc/loadavg").read().split()[:3])
+                               loadavg=open("/proc/loadavg").read().split()[:3],
+                               lease_room=LEASE_ROOM, claim_sparse=CLAIM_SPARSE,
+                               lease_background=LEASE_BACKGROUND)
+    fig["commit"] = _git_head(os.path.dirname(os.path.dirname(crawler.__file__)))
     fig["settings"] = {k: cluster.psql(f"SHOW {k}") for k in (
         "server_version", "fsync", "synchronous_commit", "full_page_writes", "shared_buffers",
         "max_wal_size", "checkpoint_timeout", "autovacuum_naptime", "wal_compression",
-        "shared_preload_libraries")}
+        "shared_preload_libraries", "jit")}
     fig["versions"] = {p: version_of(p) for p in ("asyncpg", "psycopg", "uvloop")}
     fig["drv"] = dict(hosts=DRV_HOSTS, per_host=PER_HOST, pages=DRV_PAGES, rounds=ROUNDS)
-    fig["origin_index"] = ORIGIN_INDEX
-    fig["runs"] = {"as_is": await scale_run(cluster, "scale", False),
-                   "fixed": await scale_run(cluster, "scale_fixed", True)}
-    _log("claim and lease scaling")
+    fig["run"] = await scale_run(cluster, "scale")
+    _log("claim, lease, outstanding and redirects scaling")
     fig["claim_scaling"] = await claim_scaling(cluster, CLAIM_HOSTS)
     fig["lease_scaling"] = await lease_scaling(cluster, LEASE_PER_HOST)
+    fig["frontier_scaling"] = await frontier_scaling(cluster, WAITING)
     _log(f"drivers: {ROUNDS} round(s)")
     fig["drivers"] = await drivers(cluster)
+    fig["commit_end"] = _git_head(os.path.dirname(os.path.dirname(crawler.__file__)))
     return fig
+
+
+def _git_head(repo: str) -> dict[str, Any]:
+    """The commit the crawler's code is at, and whether crawler/ differs from it."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True,
+                              check=False).stdout.strip()
+
+    return dict(head=git("rev-parse", "--short", "HEAD"),
+                crawler_dirty=bool(git("status", "--porcelain", "--", "crawler")))
+
+
+CODE_PATHS = ("crawler/state", "crawler/engine.py", "crawler/engine_worker.py",
+              "crawler/engine_hosts.py")
+
+
+def _same_code(repo: str, a: str, b: str) -> bool:
+    """Whether commits *a* and *b* differ in the code the bench runs only by docstrings and
+    comments (the modules' syntax trees, docstrings dropped, are equal)."""
+    import ast
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True,
+                              check=True).stdout
+
+    def tree(commit: str, path: str) -> str:
+        mod = ast.parse(git("show", f"{commit}:{path}"))
+        for node in ast.walk(mod):
+            body = getattr(node, "body", None)
+            if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                    and isinstance(body[0].value, ast.Constant)
+                    and isinstance(body[0].value.value, str)):
+                body.pop(0)
+        return ast.dump(mod)
+
+    try:
+        changed = git("diff", "--name-only", a, b, "--", *CODE_PATHS).split()
+        return all(p.endswith(".py") and tree(a, p) == tree(b, p) for p in changed)
+    except (subprocess.CalledProcessError, SyntaxError):
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -772,6 +880,12 @@ def main(argv: list[str] | None = None) -> int:
         fig["machine"] = machine_line()
         with open(path, "w", encoding="utf-8") as f:
             json.dump(fig, f, indent=1, default=str)
+    start, end = fig.get("commit", {}), fig.get("commit_end", {})
+    if start.get("head") and end.get("head") and start["head"] != end["head"]:
+        import crawler
+
+        fig["code_same"] = _same_code(os.path.dirname(os.path.dirname(crawler.__file__)),
+                                      start["head"], end["head"])
     markdown = render(fig)
     write_section("crawler-pg-scale", markdown)
     print(markdown)
