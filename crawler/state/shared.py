@@ -65,9 +65,9 @@ class HostUpdate:
 class Outstanding:
     """What is left of the crawl: URLs due or in flight anywhere, and the earliest retry."""
 
-    active: int  # discovered or fetching
+    active: int  # 1 if a URL is waiting or in flight anywhere, else 0
     next_retry: float | None
-    hosts_due_free: int = 0  # due hosts nobody owns (or whose lease expired)
+    hosts_due_free: int = 0  # 1 if a due host is free (nobody owns it, or its lease expired)
 
 
 @dataclass(slots=True)

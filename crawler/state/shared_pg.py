@@ -403,11 +403,13 @@ class PgShared:
 
     async def outstanding(self, now: float) -> Outstanding:
         """URLs due or in flight in the whole crawl, the earliest retry, free due hosts."""
+        # EXISTS, not count(*): every idle worker asks, and counting a million-URL frontier cost
+        # half a second a call (bench/crawler/pg_scale.py)
         row = await self._run(lambda c: c.fetchrow(
-            """SELECT (SELECT count(*) FROM urls WHERE status IN ('discovered', 'fetching')),
+            """SELECT EXISTS (SELECT 1 FROM urls WHERE status IN ('discovered', 'fetching'))::int,
                       (SELECT min(next_try) FROM urls WHERE status = 'retryable'),
-                      (SELECT count(*) FROM hosts WHERE due_at <= $1
-                       AND (owner IS NULL OR lease_until < $1))""", now))
+                      EXISTS (SELECT 1 FROM hosts WHERE due_at <= $1
+                              AND (owner IS NULL OR lease_until < $1))::int""", now))
         if row[0] and not row[2]:
             # A link inserted while its host was being released can leave the host free with a
             # waiting URL and no due time (READ COMMITTED: neither saw the other's change).

@@ -332,10 +332,10 @@ class SqliteShared:
     async def outstanding(self, now: float) -> Outstanding:
         """URLs due or in flight in the whole crawl, the earliest retry, free due hosts."""
         async with self._conn.execute(
-            """SELECT (SELECT count(*) FROM urls WHERE status IN ('discovered', 'fetching')),
+            """SELECT EXISTS (SELECT 1 FROM urls WHERE status IN ('discovered', 'fetching')),
                       (SELECT min(next_try) FROM urls WHERE status = 'retryable'),
-                      (SELECT count(*) FROM hosts WHERE due_at <= ?
-                       AND (owner IS NULL OR lease_until < ?))""", (now, now)) as cur:
+                      EXISTS (SELECT 1 FROM hosts WHERE due_at <= ?
+                              AND (owner IS NULL OR lease_until < ?))""", (now, now)) as cur:
             active, retry, free = await cur.fetchone()
         return Outstanding(active, retry, free)
 
