@@ -12,7 +12,8 @@ Redirects are never followed inside the HTTP client: a 3xx is a record, and its 
 discovered URL (same depth, one more hop) that goes through every check above like any link.
 robots.txt requests take their host's politeness slot too, so the robots.txt fetch and the first
 page request are `delay` apart, and the Crawl-delay it announces applies from that fetch on.
-The robots.txt, sitemap and handler side lives in engine_hosts.py (a mixin of `_Crawl`).
+The robots.txt, sitemap and handler side lives in engine_hosts.py, the leases and commits in
+engine_state.py (mixins of `_Crawl`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from cache import PersistentLRU
 from crawler.admission import Admission, Link
 from crawler.config import CrawlConfig
 from crawler.engine_hosts import HostGate
+from crawler.engine_state import StateSide
 from crawler.errors import BadResponse, FetchError, InvalidURL, OutputError, StateError
 from crawler.fetcher import Fetcher, FetchResult
 from crawler.frontier import Empty, Frontier, Ready, Wait
@@ -50,7 +52,6 @@ __all__ = ["crawl"]
 
 log = logging.getLogger(__name__)
 
-LEASE_SECONDS = 3600.0  # one process owns its leases; a resumed crawl returns them all at once
 PROGRESS_EVERY = 0.5
 
 
@@ -80,7 +81,7 @@ async def crawl(
     return await _Crawl(seeds, config, on_record, on_progress, on_page).run()
 
 
-class _Crawl(HostGate):
+class _Crawl(HostGate, StateSide):
     def __init__(self, seeds: list[str], config: CrawlConfig,
                  on_record: Callable[[CrawlRecord], None] | None,
                  on_progress: Callable[[dict[str, Any]], None] | None,
@@ -323,19 +324,6 @@ class _Crawl(HostGate):
                 and not self._results and not self._direct and not self._db_due
                 and not self._flush_pending)
 
-    def _start_flush(self) -> None:
-        """Commit in the background: the dispatcher keeps sending while SQLite works."""
-        self._flush_pending = True
-        self.tg.create_task(self._background_flush())
-
-    async def _lease(self, room: int) -> None:
-        async with self._flush_lock:  # one transaction at a time on the state's connection
-            leases = await self.state.lease_due(room, time.time(), LEASE_SECONDS)
-        if len(leases) < room:
-            self._db_due = False
-        for lease in leases:
-            self._route(lease)
-
     async def _fetch_page(self, ready: Ready) -> None:
         loop = asyncio.get_running_loop()
         result: FetchResult | None = None
@@ -398,64 +386,6 @@ class _Crawl(HostGate):
         final = "failed" if record.status is None or record.status >= 500 else "fetched"
         self._results.append((ready.url, final, stored, links, None))
         self._take_fresh()
-
-    def _take_fresh(self) -> None:
-        """Queue newly found URLs in memory at once while the window has room (they are stored
-        as leased with this result's commit); the rest wait in the state for a lease."""
-        fresh, self.admission.fresh = self.admission.fresh, []
-        room = self.config.window - len(self.frontier) - self._held_count
-        for url, depth, referrer in fresh[:max(room, 0)]:
-            self._direct.append(url)
-            self._route(Lease(url, depth, referrer, 0))
-        if len(fresh) > room:
-            self._spilled = True
-
-    def _move_up(self, url: str, depth: int, referrer: str) -> None:
-        """A waiting URL was found at a smaller depth: if it is queued in memory, requeue it."""
-        lease = self._leases.get(url)
-        if lease is not None:
-            self._leases[url] = Lease(url, depth, referrer, lease.attempts)
-            self.frontier.push(url, depth)
-
-    async def _flush(self) -> None:
-        """Make records durable (`--out` flushed), then commit their state in one transaction."""
-        async with self._flush_lock:
-            if not self._results and not self._direct and not self._sitemap_links:
-                return
-            found, self._sitemap_links = self._sitemap_links, []
-            lastmods, self._lastmods = self._lastmods, []
-            batch, self._results = self._results, []
-            direct, self._direct = self._direct, []
-            spilled, self._spilled = self._spilled, False
-            for sink in self.sinks:
-                sink.flush()
-            try:
-                await self._commit(batch, direct, found, lastmods)
-            except BaseException:
-                self._sitemap_links[:0] = found
-                self._lastmods[:0] = lastmods
-                # Cancelled (Ctrl-C) or failed mid-commit: keep the batch for the final flush.
-                # Recording is idempotent, so a commit that did land is harmless to repeat.
-                self._results[:0] = batch
-                self._direct[:0] = direct
-                self._spilled |= spilled
-                raise
-            if spilled:
-                self._db_due = True
-
-    async def _commit(self, batch: list[Any], direct: list[str], found: list[Link],
-                      lastmods: list[tuple[str, str]]) -> None:
-        """Store a batch of results, the URLs queued from them and sitemap entries."""
-        if found or lastmods:  # first: URLs queued from them are leased just below
-            await self.state.add_sitemap_entries(found, lastmods)
-        await self.state.record_results(batch, direct, time.time() + LEASE_SECONDS)
-
-    async def _background_flush(self) -> None:
-        try:
-            await self._flush()
-        finally:
-            self._flush_pending = False
-            self._wake.set()
 
     def _report_progress(self, now: float) -> None:
         if self.on_progress is None or now - self._last_progress < PROGRESS_EVERY:

@@ -833,7 +833,7 @@ def _git_head(repo: str) -> dict[str, Any]:
 
 
 CODE_PATHS = ("crawler/state", "crawler/engine.py", "crawler/engine_worker.py",
-              "crawler/engine_hosts.py")
+              "crawler/engine_hosts.py", "crawler/engine_state.py")
 
 
 def _same_code(repo: str, a: str, b: str) -> bool:
