@@ -41,8 +41,8 @@ from importlib.metadata import version as version_of
 from pathlib import Path
 
 from bench.crawler.nginx import Nginx, ensure_apt, free_port, serve
+from bench.crawler.nginx import write_plain_site as nginx_site
 from bench.results import machine_line, write_section
-from fixtures.site import build_site
 
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "bench" / ".work" / "crawler-nginx"
@@ -207,22 +207,7 @@ def run_once(contender: str, target: Target, nginx: Nginx, kind: str | None = No
 
 def write_plain_site(port: int) -> tuple[dict[str, Path], Target]:
     """The fixture generator's plain site written under WORK/site (port baked into the links)."""
-    site = build_site(HOSTS, PAGES, seed=1, features="plain")
-    root = WORK / "site"
-    shutil.rmtree(root, ignore_errors=True)
-    roots: dict[str, Path] = {}
-    for host in site.seed_hosts:
-        base = root / host.address
-        roots[host.address] = base
-        base.mkdir(parents=True)
-        (base / "robots.txt").write_text(host.robots_body)
-        for path, page in host.pages.items():
-            assert "?" not in path and page.status == 200 and page.bytes_body is None, path
-            file = base / ("index.html" if path == "/" else path.lstrip("/"))
-            file.parent.mkdir(parents=True, exist_ok=True)
-            file.write_text(page.body.replace("@PORT@", str(port)), encoding="utf-8")
-    seeds = [f"http://{h.address}:{port}/" for h in site.seed_hosts]
-    truth = site.truth(port, seeds=seeds, user_agent="fanmill")
+    roots, seeds, truth = nginx_site(WORK / "site", HOSTS, PAGES, 1, port)
     urls = sorted(truth.must_fetch)
     random.Random(1).shuffle(urls)  # the loop spreads over hosts as a crawl does
     urls_file = WORK / "throughput-urls.txt"

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from fixtures.site import Truth, build_site
+
 _UPDATED = False
 
 
@@ -229,3 +231,25 @@ def serve(prefix: Path, roots: dict[str, Path], port: int | None = None,
         yield server
     finally:
         server.stop()
+
+
+def write_plain_site(root: Path, hosts: int, pages: int, seed: int,
+                     port: int) -> tuple[dict[str, Path], list[str], Truth]:
+    """The fixture generator's plain site as static files under *root*, one directory per
+    127.0.1.x address (the port baked into the links); return the document roots by address,
+    the seeds and the generator's truth."""
+    site = build_site(hosts, pages, seed=seed, features="plain")
+    shutil.rmtree(root, ignore_errors=True)
+    roots: dict[str, Path] = {}
+    for host in site.seed_hosts:
+        base = root / host.address
+        roots[host.address] = base
+        base.mkdir(parents=True)
+        (base / "robots.txt").write_text(host.robots_body)
+        for path, page in host.pages.items():
+            assert "?" not in path and page.status == 200 and page.bytes_body is None, path
+            file = base / ("index.html" if path == "/" else path.lstrip("/"))
+            file.parent.mkdir(parents=True, exist_ok=True)
+            file.write_text(page.body.replace("@PORT@", str(port)), encoding="utf-8")
+    seeds = [f"http://{h.address}:{port}/" for h in site.seed_hosts]
+    return roots, seeds, site.truth(port, seeds=seeds, user_agent="fanmill")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import heapq
 import json
 import os
-import shutil
 import subprocess
 import threading
 import time
@@ -16,8 +15,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.crawler.nginx import _children
-from fixtures.site import RequestRecord, Truth, build_site
+from bench.crawler.nginx import _children, write_plain_site
+from fixtures.site import RequestRecord, Truth
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -36,23 +35,9 @@ class Site:
 
 
 def write_site(root: Path, hosts: int, pages: int, seed: int, port: int) -> Site:
-    """cpu_per_page.write_plain_site with the size, seed and directory as parameters: the fixture
-    generator's plain site as static files under *root*, one directory per 127.0.1.x address."""
-    site = build_site(hosts, pages, seed=seed, features="plain")
-    shutil.rmtree(root, ignore_errors=True)
-    roots: dict[str, Path] = {}
-    for host in site.seed_hosts:
-        base = root / host.address
-        roots[host.address] = base
-        base.mkdir(parents=True)
-        (base / "robots.txt").write_text(host.robots_body)
-        for path, page in host.pages.items():
-            assert "?" not in path and page.status == 200 and page.bytes_body is None, path
-            file = base / ("index.html" if path == "/" else path.lstrip("/"))
-            file.parent.mkdir(parents=True, exist_ok=True)
-            file.write_text(page.body.replace("@PORT@", str(port)), encoding="utf-8")
-    seeds = [f"http://{h.address}:{port}/" for h in site.seed_hosts]
-    return Site(roots, seeds, site.truth(port, seeds=seeds, user_agent="fanmill"))
+    """The fixture generator's plain site as static files under *root* (nginx.write_plain_site)."""
+    roots, seeds, truth = write_plain_site(root, hosts, pages, seed, port)
+    return Site(roots, seeds, truth)
 
 
 # -- processes ------------------------------------------------------------------------------------
