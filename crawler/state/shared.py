@@ -79,6 +79,11 @@ class Recorded:
     leased: list[Lease] = field(default_factory=list)  # of the URLs asked to lease at once
 
 
+def tally(kept: list[Result]) -> tuple[int, int]:
+    """(pages, errors) a batch of stored results adds to its worker's counts."""
+    return (sum(1 for r in kept if r[1] != "retryable"), sum(1 for r in kept if r[1] == "failed"))
+
+
 def origin_key(url: str) -> str:
     """The origin of a normalized URL as stored ("scheme://host[:port]", equal to str(Origin))."""
     return url[:url.index("/", 8)]

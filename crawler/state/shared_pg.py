@@ -18,7 +18,6 @@ in PostgreSQL queues).
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from crawler.errors import StateError
@@ -31,15 +30,11 @@ from crawler.state.shared import (
     Result,
     origin_key,
     per_host_share,
+    tally,
 )
-from crawler.state.sqlite import Lease
+from crawler.state.sqlite import Lease, record_text
 
 RETRIES = 5  # attempts of a transaction that hit a deadlock or a serialization failure
-
-
-def _record_text(record: Any) -> str | None:
-    return record if record is None or isinstance(record, str) else json.dumps(
-        record, separators=(",", ":"))
 
 
 def _best_depths(found: list[tuple[str, int, str | None]]) -> list[tuple[str, int, str | None]]:
@@ -228,7 +223,7 @@ class PgShared:
                             AS t(u, s, rec, nt)
                        WHERE urls.url = t.u""",
                     [r[0] for r in kept], [r[1] for r in kept],
-                    [_record_text(r[2]) for r in kept], [r[4] for r in kept])
+                    [record_text(r[2]) for r in kept], [r[4] for r in kept])
             kept_urls = {r[0] for r in kept}
             mine_contents = [c for c in contents if c[0] in kept_urls]
             if mine_contents:
@@ -236,8 +231,7 @@ class PgShared:
                     """INSERT INTO contents (url, content_hash, simhash)
                        SELECT * FROM unnest($1::text[], $2::text[], $3::text[])""",
                     *map(list, zip(*mine_contents, strict=True)))
-            pages = sum(1 for r in kept if r[1] != "retryable")
-            errors = sum(1 for r in kept if r[1] == "failed")
+            pages, errors = tally(kept)
             await conn.execute(
                 "UPDATE workers SET seen = $1, pages = pages + $2, errors = errors + $3 "
                 "WHERE id = $4", now, pages, errors, self.worker)

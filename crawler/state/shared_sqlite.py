@@ -26,8 +26,9 @@ from crawler.state.shared import (
     Result,
     origin_key,
     per_host_share,
+    tally,
 )
-from crawler.state.sqlite import MIGRATIONS, ORIGIN_SQL, Lease
+from crawler.state.sqlite import MIGRATIONS, ORIGIN_SQL, REDIRECTS, Lease, record_text
 
 INSERT_URL = f"""INSERT INTO urls (url, depth, referrer, status, origin)
     VALUES (?1, ?2, ?3, 'discovered', {ORIGIN_SQL.format(url="?1")})
@@ -54,11 +55,6 @@ SHARE = """SELECT (free + held + live - 1) / live FROM
      AND (owner IS NULL OR lease_until < :now)),
     (SELECT count(*) AS held FROM hosts WHERE owner IS NOT NULL AND lease_until >= :now),
     (SELECT max(1, count(*)) AS live FROM workers WHERE left_at IS NULL AND seen >= :since)"""
-
-
-def _record_text(record: Any) -> str | None:
-    return record if record is None or isinstance(record, str) else json.dumps(
-        record, separators=(",", ":"))
 
 
 class SqliteShared:
@@ -242,18 +238,12 @@ class SqliteShared:
             await self._conn.executemany(
                 """UPDATE urls SET status = ?, record = ?, next_try = ?, lease_until = NULL,
                    attempts = attempts + 1 WHERE url = ?""",
-                [(status, _record_text(rec), nt, url) for url, status, rec, _links, nt in kept])
-            retries = {}
-            for url, status, _rec, _links, nt in kept:
-                if status == "retryable":
-                    key = origin_key(url)
-                    retries[key] = min(nt, retries.get(key, nt))
+                [(status, record_text(rec), nt, url) for url, status, rec, _links, nt in kept])
             kept_urls = {r[0] for r in kept}
             await self._conn.executemany(
                 "INSERT INTO contents (url, content_hash, simhash) VALUES (?, ?, ?)",
                 [c for c in contents if c[0] in kept_urls])
-            pages = sum(1 for r in kept if r[1] != "retryable")
-            errors = sum(1 for r in kept if r[1] == "failed")
+            pages, errors = tally(kept)
             await self._conn.execute(
                 "UPDATE workers SET seen = ?, pages = pages + ?, errors = errors + ? WHERE id = ?",
                 (now, pages, errors, self.worker))
@@ -322,11 +312,7 @@ class SqliteShared:
 
     async def redirects(self) -> list[tuple[str, str]]:
         """(url, target) of recorded redirects whose target was first found through them."""
-        async with self._conn.execute(
-            """SELECT u.url, t.url FROM urls AS u JOIN urls AS t
-               ON t.url = json_extract(u.record, '$.redirect_to') AND t.referrer = u.url
-               WHERE u.record IS NOT NULL AND json_extract(u.record, '$.redirect_to') IS NOT NULL"""
-        ) as cur:
+        async with self._conn.execute(REDIRECTS) as cur:
             return [tuple(row) for row in await cur.fetchall()]
 
     async def outstanding(self, now: float) -> Outstanding:

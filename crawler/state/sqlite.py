@@ -74,6 +74,17 @@ MIGRATIONS = [
 ]
 Final = Literal["fetched", "failed", "retryable"]
 
+# (url, target) of each recorded redirect whose target was first found through it
+REDIRECTS = """SELECT u.url, t.url FROM urls AS u JOIN urls AS t
+    ON t.url = json_extract(u.record, '$.redirect_to') AND t.referrer = u.url
+    WHERE u.record IS NOT NULL"""
+
+
+def record_text(record: dict[str, Any] | str | None) -> str | None:
+    """A record as the state stores it: compact JSON (a text already made passes through)."""
+    return record if record is None or isinstance(record, str) else json.dumps(
+        record, separators=(",", ":"))
+
 
 # not frozen: one is made per page, and a frozen dataclass's __init__ costs 5-10x more
 @dataclass(slots=True)
@@ -144,7 +155,7 @@ class CrawlState:
             await self._conn.execute(
                 """UPDATE urls SET status = ?, record = ?, next_try = ?, lease_until = NULL,
                    attempts = attempts + 1 WHERE url = ?""",
-                (status, json.dumps(record, separators=(",", ":")), next_try, url),
+                (status, record_text(record), next_try, url),
             )
 
     async def record_results(
@@ -173,8 +184,7 @@ class CrawlState:
                 """UPDATE urls SET status = ?, record = ?, next_try = ?, lease_until = NULL,
                    attempts = attempts + 1 WHERE url = ?""",
                 [
-                    (status, rec if rec is None or isinstance(rec, str)
-                     else json.dumps(rec, separators=(",", ":")), nt, url)
+                    (status, record_text(rec), nt, url)
                     for url, status, rec, _links, nt in results
                 ],
             )
@@ -225,11 +235,7 @@ class CrawlState:
     async def redirects(self) -> list[tuple[str, str]]:
         """(url, target) of every recorded redirect whose target was first found through it
         (a resume rebuilds the hop counts from these)."""
-        async with self._conn.execute(
-            """SELECT u.url, t.url FROM urls AS u JOIN urls AS t
-               ON t.url = json_extract(u.record, '$.redirect_to') AND t.referrer = u.url
-               WHERE u.record IS NOT NULL"""
-        ) as cur:
+        async with self._conn.execute(REDIRECTS) as cur:
             return [tuple(row) for row in await cur.fetchall()]
 
     async def next_retry_at(self) -> float | None:
