@@ -18,6 +18,7 @@ in PostgreSQL queues).
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from crawler.errors import StateError
@@ -160,7 +161,7 @@ class PgShared:
     async def add_discovered(self, found: list[tuple[str, int, str | None]]) -> None:
         """Add (url, depth, referrer) rows."""
         found = list(found)
-        await self._run(lambda c: self._add(c, found, _now()))
+        await self._run(lambda c: self._add(c, found, time.time()))
 
     async def claim_hosts(self, k: int, now: float, lease: float, delay: float) -> list[HostLease]:
         """Lease up to *k* due hosts that are free or whose lease expired, in one statement."""
@@ -374,12 +375,6 @@ def _update_arrays(updates: list[HostUpdate]) -> tuple[list[Any], ...]:
     ordered = sorted(updates, key=lambda u: u.origin)
     return ([u.origin for u in ordered], [u.token for u in ordered],
             [u.next_send for u in ordered], [u.crawl_delay for u in ordered])
-
-
-def _now() -> float:
-    import time
-
-    return time.time()
 
 
 def _safe(url: str) -> str:
