@@ -217,16 +217,22 @@ def _run(args: argparse.Namespace) -> int:
         io_threads=args.threads, cache_path=args.cache,
     )
     progress = ProgressLine(sys.stderr) if sys.stderr.isatty() and not args.quiet else None
+    extras = None
+    if args.dirs or args.similar:
+        from dedup.extras import Extras  # lazy: only --dirs / --similar need it
+
+        extras = Extras(paths, options, dirs=args.dirs, similar=args.similar,
+                        min_size=args.similar_min_size, threshold=args.similar_threshold)
     try:
-        report = find_duplicates(paths, options, on_progress=progress)
+        report = find_duplicates(paths, options, on_progress=progress,
+                                 cache=extras.cache if extras is not None else None, extras=extras)
+        if extras is not None:
+            report = extras.finish(report)
     finally:
         if progress is not None:
             progress.finish()
-    if args.dirs or args.similar:
-        from dedup.extras import add_extras  # lazy: only --dirs / --similar need it
-
-        report = add_extras(report, paths, options, dirs=args.dirs, similar=args.similar,
-                            min_size=args.similar_min_size, threshold=args.similar_threshold)
+        if extras is not None:
+            extras.close()
     results: list[ActionResult] = []
     dedupe: DedupeOutcome | None = None
     if args.delete or args.link:

@@ -6,82 +6,124 @@ duplicate group, or its own (device, inode) when it is in no group (unique conte
 and empty directories are entries like any other; a symlink (not followed) is keyed by its target
 text, a FIFO or device by its kind. Only the topmost of nested duplicates is reported.
 
-`duplicate_dirs` is pure (it takes a `Listing`); `list_tree` is the thin walk that builds one.
+There is no second walk: the scan's own listings are kept (`DirTree`, filled by the pipeline), and
+`duplicate_dirs` merges upward from them and the report's groups without touching the disk.
 """
 
 from __future__ import annotations
 
 import os
-import stat
-from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass, field
+from array import array
+from collections.abc import Callable, Hashable, Sequence
 
 from dedup.model import DuplicateDir, DuplicateGroup
-
-# A child: (name as bytes, kind, key). kind "f" file (key: content key), "d" directory (key: its
-# path, resolved to a signature), "l" symlink (key: target bytes), "s" special (key: file type),
-# "x" unreadable or vanished (key: its path, so it matches nothing).
-Child = tuple[bytes, str, Hashable]
+from dedup.table import FileTable
+from dedup.walk import Listing
 
 
-@dataclass(slots=True)
-class Listing:
-    """What the walk saw: each directory's children, and each regular file's size and identity."""
+class DirTree:
+    """What --dirs (and --similar) keep of the scan's own walk: every directory, the table range of
+    its files, its subdirectories and its other entries. Filled by the pipeline as it walks (no
+    second walk); the file names, sizes and inodes stay in the scan's compact `FileTable`."""
 
-    children: dict[str, list[Child]] = field(default_factory=dict)  # dir path -> entries
-    files: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)  # size, dev, ino, mtime
-    order: list[str] = field(default_factory=list)  # directories in the order first listed
-    roots: dict[str, int] = field(default_factory=dict)  # dir path -> root index
+    __slots__ = ("roots", "prefixes", "dir_root", "first", "count", "table_dir", "subdirs",
+                 "others", "table")
+
+    def __init__(self, roots: Sequence[str]) -> None:
+        self.roots = list(roots)
+        self.prefixes: list[str] = []  # per directory, in walk order (parents before children)
+        self.dir_root = array("I")
+        self.first = array("q")  # table index of its first file
+        self.count = array("I")  # its files in the table
+        self.table_dir = array("q")  # its directory number in the table, or -1
+        self.subdirs: list[list[tuple[str, int, int]]] = []
+        self.others: list[list[tuple[str, str, object, int]] | None] = []
+        self.table: FileTable | None = None  # set by the pipeline
+
+    def add(self, prefix: str, root: int, listing: Listing, first: int, table_dir: int) -> None:
+        """Record one listed directory (*first*/*table_dir*: where its files went in the table)."""
+        if not prefix:
+            return  # a regular file given as a root, or a root that failed: no directory
+        self.prefixes.append(prefix)
+        self.dir_root.append(root)
+        self.first.append(first)
+        self.count.append(len(listing.sizes))
+        self.table_dir.append(table_dir)
+        self.subdirs.append(listing.subdirs)
+        self.others.append(listing.others or None)
+
+    def path(self, k: int) -> str:
+        """Return directory *k*'s path as the scan spells it (a root as given)."""
+        prefix = self.prefixes[k]
+        root = self.roots[self.dir_root[k]]
+        if prefix == root or prefix == root + "/":
+            return root
+        return prefix[:-1]
 
 
-def content_keys(groups: Iterable[DuplicateGroup], listing: Listing) -> dict[str, Hashable]:
-    """Return a content key per regular file: its group number, else ("empty") or its inode."""
-    keys: dict[str, Hashable] = {}
+def duplicate_dirs(tree: DirTree, groups: Sequence[DuplicateGroup], *, include_empty: bool = False,
+                   enters_dir: Callable[[str], bool] | None = None) -> list[DuplicateDir]:
+    """Return the topmost groups of duplicate directories, largest first.
+
+    Bottom-up from the file digests of the run: a file's key is its group, or its own (device,
+    inode). A directory is reported only if its subtree holds at least one non-empty file (or,
+    with *include_empty*, any file): empty directories alone are not worth reporting as copies.
+    *enters_dir* says which subdirectories --exclude left out (absent, not different).
+    """
+    group_of: dict[tuple[int, int], int] = {}
     for number, group in enumerate(groups):
         for entry in group.entries:
-            keys[entry.path] = ("g", number)
-    for path, (size, dev, ino, _) in listing.files.items():
-        if path not in keys:
-            keys[path] = ("empty",) if size == 0 else ("i", dev, ino)
-    return keys
-
-
-def duplicate_dirs(listing: Listing, keys: dict[str, Hashable], *,
-                   include_empty: bool = False) -> list[DuplicateDir]:
-    """Return the topmost groups of duplicate directories, largest first (pure).
-
-    A directory is reported only if its subtree holds at least one non-empty file (or, with
-    *include_empty*, any file): empty directories alone are not worth reporting as copies.
-    """
-    signature: dict[str, int] = {}
-    totals: dict[str, tuple[int, int]] = {}  # path -> (bytes, files) of one copy
+            group_of[(entry.dev, entry.ino)] = number
+    table = tree.table if tree.table is not None else FileTable()
+    sizes, inos, dev_of, dir_dev = table.size, table.ino, table.dev_of, table.dir_dev
+    index_of = {prefix: k for k, prefix in enumerate(tree.prefixes)}
+    count = len(tree.prefixes)
+    signature = [0] * count
+    total_size = [0] * count  # bytes of one copy
+    total_files = [0] * count
     interned: dict[tuple, int] = {}
     # Children are listed after their parents: walking the order backwards is bottom-up.
-    for path in reversed(listing.order):
-        entries = []
+    for k in range(count - 1, -1, -1):
+        entries: list[tuple[str, str, Hashable]] = []
         size = files = 0
-        for name, kind, key in listing.children.get(path, ()):
-            child = _join(path, name)
+        n = tree.count[k]
+        if n:
+            d, first = tree.table_dir[k], tree.first[k]
+            dev = dir_dev[d]
+            for i, name in enumerate(table.names[d].split("\0"), first):
+                file_dev = dev_of.get(i, dev) if dev_of else dev
+                ino, file_size = inos[i], sizes[i]
+                key = group_of.get((file_dev, ino))
+                entries.append((name, "f", key if key is not None else (
+                    ("empty",) if file_size == 0 else ("i", file_dev, ino))))
+                size += file_size
+            files += n
+        for name, kind, key, file_size in tree.others[k] or ():
+            entries.append((name, kind, key))  # type: ignore[arg-type]
             if kind == "f":
-                entries.append((name, "f", keys.get(child, ("x", child))))
-                size += listing.files[child][0] if child in listing.files else 0
+                size += file_size
                 files += 1
-            elif kind == "d":
-                sig = signature.get(child)
-                entries.append((name, "d", sig if sig is not None else ("x", child)))
-                sub = totals.get(child, (0, 0))
-                size, files = size + sub[0], files + sub[1]
-            else:
-                entries.append((name, kind, key))
+        cut = len(tree.prefixes[k])
+        for path, _, _ in tree.subdirs[k]:
+            sub = index_of.get(path + "/")
+            if sub is not None:
+                entries.append((path[cut:], "d", signature[sub]))
+                size += total_size[sub]
+                files += total_files[sub]
+            elif enters_dir is None or enters_dir(path):
+                entries.append((path[cut:], "x", path))  # listed elsewhere or not entered
         entries.sort(key=lambda e: (e[0], e[1]))
-        signature[path] = interned.setdefault(tuple(entries), len(interned))
-        totals[path] = (size, files)
-    by_sig: dict[int, list[str]] = {}
-    for path in listing.order:
-        size, files = totals[path]
-        if size > 0 or (include_empty and files > 0):
-            by_sig.setdefault(signature[path], []).append(path)
-    dup_sets = [paths for paths in by_sig.values() if len(paths) > 1]
+        signature[k] = interned.setdefault(tuple(entries), len(interned))
+        total_size[k], total_files[k] = size, files
+    by_sig: dict[int, list[int]] = {}
+    for k in range(count):
+        if total_size[k] > 0 or (include_empty and total_files[k] > 0):
+            by_sig.setdefault(signature[k], []).append(k)
+    dup_sets = [[tree.path(k) for k in ks] for ks in by_sig.values() if len(ks) > 1]
+    root_of = {tree.path(k): tree.dir_root[k] for ks in by_sig.values() if len(ks) > 1
+               for k in ks}
+    sized = {tree.path(ks[0]): (total_size[ks[0]], total_files[ks[0]])
+             for ks in by_sig.values() if len(ks) > 1}
     in_dup = {p for paths in dup_sets for p in paths}
     result = []
     for paths in dup_sets:
@@ -92,8 +134,8 @@ def duplicate_dirs(listing: Listing, keys: dict[str, Hashable], *,
         shown = uncovered + covered[:1]  # one covered copy stands for its reported parent
         if len(shown) < 2:
             continue
-        shown.sort(key=lambda p: (listing.roots.get(p, 0), os.fsencode(p)))
-        size, files = totals[paths[0]]
+        size, files = sized[paths[0]]
+        shown.sort(key=lambda p: (root_of.get(p, 0), os.fsencode(p)))
         result.append(DuplicateDir(size=size, files=files, paths=tuple(shown)))
     result.sort(key=lambda d: (-d.size, os.fsencode(d.paths[0])))
     return result
@@ -117,77 +159,6 @@ def folded_group_indexes(groups: Sequence[DuplicateGroup], dirs: Sequence[Duplic
     return {i for i, g in enumerate(groups) if all(inside(e.path) for e in g.entries)}
 
 
-def _join(directory: str, name: bytes) -> str:
-    prefix = directory if directory.endswith("/") else directory + "/"
-    return prefix + os.fsdecode(name)
-
-
 def _parent(path: str) -> str:
     head = path.rstrip("/").rpartition("/")[0]
     return head if head else ("/" if path.startswith("/") else "")
-
-
-# ---------------------------------------------------------------- I/O: the walk
-
-
-def list_tree(roots: Sequence[str], *, follow_symlinks: bool = False, one_file_system: bool = False,
-              enters_dir: Callable[[str], bool] | None = None) -> Listing:
-    """Walk *roots* (metadata only) and return every directory's children for `duplicate_dirs`.
-
-    Paths are spelled as the scan spells them (directory + "/" + name). Entries excluded by
-    --exclude are left out, as if absent; a directory is listed once (loops, bind mounts).
-    """
-    listing = Listing()
-    visited: set[tuple[int, int]] = set()
-    stack: list[tuple[str, int, int]] = []
-    for index, root in enumerate(roots):
-        try:
-            st = os.stat(root)
-        except OSError:
-            continue
-        if stat.S_ISREG(st.st_mode):  # a file given as a root: --similar may want it
-            listing.files[root] = (st.st_size, st.st_dev, st.st_ino, st.st_mtime_ns)
-        elif stat.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) not in visited:
-            visited.add((st.st_dev, st.st_ino))
-            stack.append((root, index, st.st_dev))
-    stack.reverse()
-    while stack:
-        path, root, root_dev = stack.pop()
-        listing.order.append(path)
-        listing.roots[path] = root
-        children: list[Child] = []
-        listing.children[path] = children
-        prefix = path if path.endswith("/") else path + "/"
-        try:
-            with os.scandir(path) as it:
-                names = [(e.name, prefix + e.name) for e in it]
-        except OSError:
-            children.append((b"", "x", path))  # unreadable: it matches nothing
-            continue
-        for name, full in names:
-            raw = os.fsencode(name)
-            if enters_dir is not None and not enters_dir(full):
-                continue
-            try:
-                st = os.lstat(full)
-                if stat.S_ISLNK(st.st_mode):
-                    if not follow_symlinks:
-                        children.append((raw, "l", os.fsencode(os.readlink(full))))
-                        continue
-                    st = os.stat(full)
-            except OSError:
-                children.append((raw, "x", full))
-                continue
-            if stat.S_ISREG(st.st_mode):
-                children.append((raw, "f", None))
-                listing.files[full] = (st.st_size, st.st_dev, st.st_ino, st.st_mtime_ns)
-            elif stat.S_ISDIR(st.st_mode):
-                if (st.st_dev, st.st_ino) in visited or (one_file_system and st.st_dev != root_dev):
-                    children.append((raw, "x", full))
-                    continue
-                visited.add((st.st_dev, st.st_ino))
-                children.append((raw, "d", None))
-                stack.append((full, root, root_dev))
-            else:
-                children.append((raw, "s", stat.S_IFMT(st.st_mode)))
-    return listing

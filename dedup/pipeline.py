@@ -35,6 +35,8 @@ from dedup.walk import Scandir, WalkCounters, describe_os_error, walk_listings
 if TYPE_CHECKING:
     from concurrent.futures import Executor, Future
 
+    from dedup.extras import Extras
+
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, int, int], None]
@@ -59,11 +61,13 @@ def find_duplicates(
     opener: Opener | None = None,
     scandir: Scandir = os.scandir,
     cache: DigestCache | None = None,
+    extras: Extras | None = None,
 ) -> Report:
     """Scan *paths* and return every group of identical files, with problems and counters.
 
     Never modifies anything. A path that cannot be read is a `FileProblem` and leaves only itself
     out of its group. `on_progress(phase, done, total)` is called from this thread between jobs.
+    *extras* (--dirs, --similar) keeps what it needs of this run's walk and reads.
     """
     options = options or ScanOptions()
     opener = opener or hashing.open_for_read  # looked up per call: tests patch the module
@@ -78,6 +82,7 @@ def find_duplicates(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     run = _Run(options, progress, opener, cache, now_ns)
+    run.extras = extras
     try:
         run.start_io(paths)
         groups = run.candidates(run.scan(paths, scandir))
@@ -140,6 +145,7 @@ class _Run:
         self.table = FileTable()
         self.io_threads = 1
         self.io_pool: Executor | None = None
+        self.extras: Extras | None = None
 
     def start_io(self, paths: Sequence[str]) -> None:
         """Start the I/O pool (walk listings, small files not in the page cache) if more than one
@@ -186,6 +192,9 @@ class _Run:
         progress = self.progress
         table = self.table
         problem = self.problem
+        tree = self.extras.tree if self.extras is not None else None
+        if tree is not None:
+            tree.table = table
         for prefix, root, dev, listing in walk_listings(
             paths,
             follow_symlinks=options.follow_symlinks,
@@ -200,15 +209,20 @@ class _Run:
             # 0.9 -> 1.5 s, the GIL handed over at every stat): only an explicit --threads does.
             pool=self.io_pool if self.options.io_threads is not None else None,
             window=self.io_threads * IO_DEPTH,
+            others=self.extras.others if self.extras is not None else None,
         ):
             for item in listing.problems:
                 problem(item)
             filtered += listing.filtered
             sizes = listing.sizes
             if not sizes:
+                if tree is not None:
+                    tree.add(prefix, root, listing, -1, -1)
                 continue
             first = table.add_dir(prefix, root, dev, listing.names, sizes, listing.inos,
                                   listing.mtimes, listing.other_devs)
+            if tree is not None:
+                tree.add(prefix, root, listing, first, len(table.prefixes) - 1)
             count += len(sizes)
             get = by_size.get
             for index, size in enumerate(sizes, first):
@@ -262,8 +276,12 @@ class _Run:
                 small = self._split_partial(small)
             else:
                 small = self._split_small(small)
-        if not large:
-            return small
+        chunked: list[CandidateGroup] = []
+        if large and self.extras is not None:  # --similar: chunk lists split the largest
+            large, chunked, nbytes = self.extras.split_large(large, self.problem)
+            self.bytes_read += nbytes
+        if not large and not (chunked and self.options.verify):
+            return small + chunked
         # The partial stage runs in this thread: its reads are small and from the page cache, and
         # two threads handing the GIL over at every syscall ran it 1.5x slower (bench small corpus).
         large = self._split_partial(large, self.io_pool)
@@ -275,11 +293,13 @@ class _Run:
         else:
             pool = _Inline()
         with pool:
-            if self.options.verify or self.cache is None:
+            if self.options.verify:
+                return small + self._verify(pool, large + chunked)
+            if self.cache is None:
                 # Comparing in lockstep stops reading a file at its first differing chunk, where a
                 # digest reads it all: 1.39x -> about 1.1x the minimum bytes on bench large.
-                return small + self._verify(pool, large)
-            return small + self._split_by_digest(pool, large, "full")
+                return small + chunked + self._verify(pool, large)
+            return small + chunked + self._split_by_digest(pool, large, "full")
 
     def _split_small(self, groups: list[CandidateGroup | array]) -> list[CandidateGroup]:
         """Split groups of files read whole, once, by content digest.

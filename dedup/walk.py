@@ -199,16 +199,24 @@ class Listing:
     skipped_symlinks: int = 0
     skipped_special: int = 0
     filtered: int = 0
+    # With --dirs (list_dir's *others*): the entries not in the columns, as (name, kind, key,
+    # size) — see dedup.dirs; None otherwise.
+    others: list[tuple[str, str, object, int]] | None = None
 
 
 FileFilter = Callable[[str, int], bool]
 
 
 def list_dir(dir_path: str, dir_dev: int, follow: bool, root_dev: int, one_fs: bool,
-             lowest: int, highest: float, select: FileFilter | None, scandir: Scandir) -> Listing:
+             lowest: int, highest: float, select: FileFilter | None, scandir: Scandir,
+             others: Callable[[str], bool] | None = None) -> Listing:
     """List one directory: stat every entry (through a directory descriptor with the real scandir),
-    keep its regular files (inside the size range and *select*) in columns. Safe to run in a worker thread: it touches only
-    its own objects (scandir, fstatat and open release the GIL)."""
+    keep its regular files (inside the size range and *select*) in columns. Safe to run in a
+    worker thread: it touches only its own objects (scandir, fstatat and open release the GIL).
+
+    With *others* (--dirs: it says whether an entry's path is kept, i.e. not --exclude'd), every
+    other entry is kept in `Listing.others` too: symlinks (target), special files, files outside
+    the selection, entries that failed; subdirectories are in `subdirs` already."""
     names: list[str] = []
     sizes: list[int] = []
     inos: list[int] = []
@@ -221,6 +229,9 @@ def list_dir(dir_path: str, dir_dev: int, follow: bool, root_dev: int, one_fs: b
     by_fd = scandir is os.scandir
     dir_fd = -1
     symlinks = special = filtered = 0
+    kept: list[tuple[str, str, object, int]] | None = None
+    if others is not None:
+        out.others = kept = []
     try:
         if by_fd:
             dir_fd = os.open(dir_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -233,27 +244,40 @@ def list_dir(dir_path: str, dir_dev: int, follow: bool, root_dev: int, one_fs: b
                     if kind == 0o120000:
                         if not follow:
                             symlinks += 1
+                            if kept is not None:
+                                _keep_link(kept, others, prefix, name, dir_fd)  # type: ignore[arg-type]
                             continue
                         try:
                             st = os.stat(prefix + name)
                         except OSError:  # dangling link or a loop of links: nothing to read
                             symlinks += 1
+                            if kept is not None and others(prefix + name):  # type: ignore[misc]
+                                kept.append((name, "x", prefix + name, 0))
                             continue
                         kind = st.st_mode & 0o170000
                 except FileNotFoundError:
                     problems.append(FileProblem(prefix + name, "vanished during scan"))
+                    if kept is not None and others(prefix + name):  # type: ignore[misc]
+                        kept.append((name, "x", prefix + name, 0))
                     continue
                 except OSError as exc:
                     problems.append(FileProblem(prefix + name, describe_os_error(exc)))
+                    if kept is not None and others(prefix + name):  # type: ignore[misc]
+                        kept.append((name, "x", prefix + name, 0))
                     continue
                 if kind == 0o100000:
                     dev = st.st_dev
                     if one_fs and dev != root_dev:
+                        if kept is not None and others(prefix + name):  # type: ignore[misc]
+                            kept.append((name, "f", ("i", dev, st.st_ino), st.st_size))
                         continue
                     size = st.st_size
                     if not lowest <= size <= highest or (
                             select is not None and not select(prefix + name, size)):
                         filtered += 1
+                        if kept is not None and others(prefix + name):  # type: ignore[misc]
+                            key = ("empty",) if size == 0 else ("i", dev, st.st_ino)
+                            kept.append((name, "f", key, size))
                         continue
                     if dev != dir_dev:
                         other.append((len(names), dev))
@@ -265,14 +289,32 @@ def list_dir(dir_path: str, dir_dev: int, follow: bool, root_dev: int, one_fs: b
                     subdirs.append((prefix + name, st.st_dev, st.st_ino))
                 else:
                     special += 1
+                    if kept is not None and others(prefix + name):  # type: ignore[misc]
+                        kept.append((name, "s", kind, 0))
     except OSError as exc:
         # The directory itself is the error entry (DESIGN: "an unreadable directory is listed").
         problems.append(FileProblem(dir_path, describe_os_error(exc)))
+        if kept is not None:
+            kept.append(("", "x", dir_path, 0))  # unreadable: it matches nothing
     finally:
         if dir_fd >= 0:
             os.close(dir_fd)
     out.skipped_symlinks, out.skipped_special, out.filtered = symlinks, special, filtered
     return out
+
+
+def _keep_link(kept: list, others: Callable[[str], bool], prefix: str, name: str,
+               dir_fd: int) -> None:
+    # A symlink not followed is an entry keyed by its target text (dedup.dirs).
+    path = prefix + name
+    if not others(path):
+        return
+    try:
+        target = os.readlink(name, dir_fd=dir_fd) if dir_fd >= 0 else os.readlink(path)
+    except OSError:
+        kept.append((name, "x", path, 0))
+        return
+    kept.append((name, "l", os.fsencode(target), 0))
 
 
 class _Pending:
@@ -298,6 +340,7 @@ def walk_listings(
     select: FileFilter | None = None,
     pool: Executor | None = None,
     window: int = 16,
+    others: Callable[[str], bool] | None = None,
 ) -> Iterator[tuple[str, int, int, Listing]]:
     """Yield (directory prefix, root index, device, `Listing`) for every directory, in the order of the
     sequential depth-first walk (`walk`), whatever *pool* runs the listings.
@@ -306,7 +349,7 @@ def walk_listings(
     every decision that depends on order (a directory reached twice is listed under the first
     path; --exclude; one file system) is still made here, in walk order, so the output is the same
     as without a pool. The prefix is the directory's path ending in "/"; a root that is a regular
-    file comes as a listing of its whole path under the prefix "".
+    file comes as a listing of its whole path under the prefix "". *others*: see `list_dir`.
     """
     counts = counters if counters is not None else WalkCounters()
     visited: set[tuple[int, int]] = set()
@@ -346,7 +389,7 @@ def walk_listings(
                     if item.future is None:
                         item.future = pool.submit(list_dir, item.path, item.dev, follow,
                                                   item.root_dev, one_fs, lowest, highest, select,
-                                                  scandir)
+                                                  scandir, others)
                         inflight += 1
             item = stack.pop()
             counts.dirs += 1
@@ -355,7 +398,7 @@ def walk_listings(
                 inflight -= 1
             else:
                 listing = list_dir(item.path, item.dev, follow, item.root_dev, one_fs, lowest,
-                                   highest, select, scandir)
+                                   highest, select, scandir, others)
             counts.skipped_symlinks += listing.skipped_symlinks
             counts.skipped_special += listing.skipped_special
             for path, dev, ino in listing.subdirs:

@@ -8,6 +8,9 @@ import json
 import os
 
 from dedup.cli import main
+from dedup.extras import Extras
+from dedup.options import ScanOptions
+from dedup.pipeline import find_duplicates
 from fixtures.trees import Dir, HardLink, Symlink, build_tree
 
 BIG = b"big file\n" * 1000
@@ -138,3 +141,26 @@ def test_actions_with_dirs_act_file_by_file_with_every_check(tmp_path, capsysbin
     assert os.path.exists(os.path.join(root, "a/src/big"))
     assert not os.path.exists(os.path.join(root, "b/src/big"))
     assert os.path.exists(os.path.join(root, "b/readme"))
+
+
+def test_excluded_entries_are_absent_not_different(tmp_path, capsysbinary):
+    spec = {**project("a"), **project("b"), "a/build.log": b"noise\n"}
+    root = build_tree(tmp_path / "t", spec)
+    assert dirs_of(capsysbinary, root)[0] == [["a/src", "b/src"]]
+    assert dirs_of(capsysbinary, root, "--exclude", "*.log")[0] == [["a", "b"]]
+
+
+def test_directories_come_from_the_scan_itself_listed_once(tmp_path):
+    root = build_tree(tmp_path / "t", {**project("a"), **project("b"), "c/x": b"x"})
+    listed: list[str] = []
+
+    def scandir(path):
+        listed.append(path)
+        return os.scandir(path)
+
+    options = ScanOptions()
+    with Extras([root], options, dirs=True, similar=False) as extras:
+        report = extras.finish(find_duplicates([root], options, scandir=scandir, extras=extras))
+    assert [sorted(os.path.relpath(p, root) for p in d.paths) for d in report.dirs] == [["a", "b"]]
+    assert sorted(listed) == sorted(set(listed))  # no directory listed twice: no second walk
+    assert len(listed) == report.stats.dirs == 8  # t, a, a/src, a/cache, b, b/src, b/cache, c

@@ -134,3 +134,36 @@ def test_pure_parts():
     pairs = similar_pairs([("A", 40, a), ("B", 40, b)], threshold=25)
     assert [(p.paths, p.shared_bytes) for p in pairs] == [(("A", "B"), 10)]
     assert similar_pairs([("A", 40, a), ("B", 40, b)], threshold=26) == []
+
+
+def test_a_rerun_with_the_cache_reads_nothing(edited, tmp_path, capsysbinary, monkeypatch,
+                                              counting_opener):
+    root, _ = edited
+    for name in os.listdir(root):  # older than the cache's racy window
+        os.utime(os.path.join(root, name), ns=(10**18, 10**18))
+    argv = ["--similar", "--cache", str(tmp_path / "c.lru"), "--format", "json", root]
+    first = run_json(capsysbinary, argv)
+    sizes = sum(os.path.getsize(os.path.join(root, n)) for n in os.listdir(root))
+    assert first["stats"]["bytes_read"] == sizes  # every file chunked once, nothing else read
+    monkeypatch.setattr("dedup.hashing.open_for_read", counting_opener)
+    again = run_json(capsysbinary, argv)
+    assert counting_opener.bytes == 0 and counting_opener.opens == {}
+    assert again["stats"]["bytes_read"] == 0
+    assert again["similar"] == first["similar"] and again["groups"] == first["groups"]
+
+
+def test_same_size_files_differing_inside_are_similar_not_duplicates(tmp_path, capsysbinary):
+    rng = random.Random(3)
+    base = rand(rng, 4 * MiB)
+    root = tmp_path / "t"
+    root.mkdir()
+    (root / "a").write_bytes(base)
+    (root / "b").write_bytes(base[:MiB] + rand(rng, 100_000) + base[MiB + 100_000:])
+    (root / "c").write_bytes(base)
+    for extra in ([], ["--verify"]):
+        doc = run_json(capsysbinary, ["--similar", "--format", "json", *extra, str(root)])
+        assert [g["paths"] for g in doc["groups"]] == [[f"{root}/a", f"{root}/c"]]
+        assert [(p["paths"], p["shared_bytes"]) for p in doc["similar"]] == [
+            ([f"{root}/a", f"{root}/b"], 4 * MiB - 100_000)]
+        plain = run_json(capsysbinary, ["--format", "json", *extra, str(root)])
+        assert plain["groups"] == doc["groups"]
