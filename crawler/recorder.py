@@ -3,6 +3,8 @@ admitted, SimHash and near duplicate. Sync and socket-free: the engine calls it 
 
 from __future__ import annotations
 
+import codecs
+import functools
 import hashlib
 import time
 from typing import NamedTuple
@@ -98,10 +100,12 @@ class PageRecorder:
                 duplicate_of = None
             # A duplicate's links are still extracted: relative links resolve against a different
             # base, so the same bytes can lead to different pages (the known-URL index drops the rest).
-            err, found, text, urls = self._follow_links(url, depth, body, result.content_type,
-                                                        links)
+            err, found, text, urls, utf8 = self._follow_links(url, depth, body,
+                                                              result.content_type, links)
             if duplicate_of is None and text is not None:
-                fp, words = html_simhash(text[:SIMHASH_TEXT], MIN_SIMHASH_WORDS)
+                # the body itself when it is the text's UTF-8 (no encoding it back)
+                source = body if utf8 and len(body) <= SIMHASH_TEXT else text[:SIMHASH_TEXT]
+                fp, words = html_simhash(source, MIN_SIMHASH_WORDS)
                 # 50+ words only: on a shorter page one changed word moves the fingerprint
                 # further than distance 3 anyway
                 if words >= MIN_SIMHASH_WORDS:
@@ -118,21 +122,29 @@ class PageRecorder:
             etag, last_modified,
         ), text, urls)
 
-    def _follow_links(self, url: str, depth: int, body: bytes, content_type: str,
-                      out: list[Link]) -> tuple[str | None, int, str | None, tuple[str, ...]]:
+    def _follow_links(self, url: str, depth: int, body: bytes, content_type: str, out: list[Link],
+                      ) -> tuple[str | None, int, str | None, tuple[str, ...], bool]:
         """Extract and admit the page's links: (error text, links admitted, decoded text, the
-        links extracted)."""
+        links extracted, whether the body is that text's UTF-8)."""
         if b"\x00" in body[:1024]:
-            return "binary body served as HTML: links not extracted", 0, None, ()
+            return "binary body served as HTML: links not extracted", 0, None, (), False
         charset = charset_of(content_type)
         err = None
         try:
             text = body.decode(charset)
+            utf8 = _is_utf8(charset)
         except (UnicodeDecodeError, LookupError) as exc:
             err = f"undecodable body ({exc.__class__.__name__}, {charset}): decoded with replacement"
             text = body.decode("utf-8", "replace")
+            utf8 = False
         page = extract_links(text, url, self.config.max_links)
         self.summary.invalid_links += page.invalid
         if page.truncated:
             err = f"more than {self.config.max_links} links: the rest ignored"
-        return err, self.admission.page_links(url, depth, page.urls, out), text, page.urls
+        return err, self.admission.page_links(url, depth, page.urls, out), text, page.urls, utf8
+
+
+@functools.lru_cache(maxsize=64)
+def _is_utf8(charset: str) -> bool:
+    """Whether text decoded strictly with *charset* encodes back to the same bytes in UTF-8."""
+    return codecs.lookup(charset).name in ("utf-8", "ascii")

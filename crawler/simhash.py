@@ -30,35 +30,42 @@ _K1, _K2 = 0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F
 _FMIX1, _FMIX2 = 0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53
 
 
-def _text_bytes(html: str) -> bytes:
-    """The page's bytes with scripts, styles and comments cut (tags are cut by the callers).
+_CUTS = tuple((opener.encode(), closer.encode()) for opener, closer in (
+    ("<!--", "-->"), ("<script", "</script"), ("<SCRIPT", "</SCRIPT"), ("<style", "</style"),
+    ("<STYLE", "</STYLE")))
 
-    Found with str.find, in lower and upper case: a case-insensitive regular expression over a
-    100 KB page costs ~0.5 ms, most of a fingerprint. A mixed-case `<Script>` stays (its code
-    counts as words: a rare page fingerprinted a little worse, never wrongly matched)."""
+
+def _text_bytes(html: str | bytes) -> bytes:
+    """The page's bytes (UTF-8) with scripts, styles and comments cut (tags are cut by the callers).
+
+    Found with bytes.find, in lower and upper case: a case-insensitive regular expression over a
+    100 KB page costs ~0.5 ms, most of a fingerprint, and str.find over text that is not ASCII
+    ~50 µs per absent opener. A mixed-case `<Script>` stays (its code counts as words: a rare page
+    fingerprinted a little worse, never wrongly matched)."""
+    data = html if isinstance(html, bytes) else html.encode("utf-8", "surrogatepass")
     cuts: list[tuple[int, int]] = []
-    for opener, closer in (("<!--", "-->"), ("<script", "</script"), ("<SCRIPT", "</SCRIPT"),
-                           ("<style", "</style"), ("<STYLE", "</STYLE")):
-        at = html.find(opener)
+    for opener, closer in _CUTS:
+        at = data.find(opener)
         while at >= 0:
-            end = html.find(closer, at + len(opener))
-            end = len(html) if end < 0 else end + len(closer)
+            end = data.find(closer, at + len(opener))
+            end = len(data) if end < 0 else end + len(closer)
             cuts.append((at, end))
-            at = html.find(opener, end)
+            at = data.find(opener, end)
     if not cuts:
-        return html.encode("utf-8", "surrogatepass")
+        return data
     cuts.sort()
     parts, pos = [], 0
     for start, end in cuts:
         if start >= pos:  # a cut inside an earlier one (a comment in a script) is part of it
-            parts.append(html[pos:start])
+            parts.append(data[pos:start])
         pos = max(pos, end)
-    parts.append(html[pos:])
-    return " ".join(parts).encode("utf-8", "surrogatepass")
+    parts.append(data[pos:])
+    return b" ".join(parts)
 
 
-def html_simhash(html: str, min_words: int = 0) -> tuple[int, int]:
-    """(64-bit SimHash, number of words) of an HTML page's text: one feature per shingle of
+def html_simhash(html: str | bytes, min_words: int = 0) -> tuple[int, int]:
+    """(64-bit SimHash, number of words) of an HTML page's text (a str, or the same text's UTF-8
+    bytes, which spares encoding it again): one feature per shingle of
     SHINGLE consecutive words (the first MAX_SHINGLES), a bit set where most features set it.
 
     A word is a run of ASCII letters, digits, "_" or non-ASCII bytes outside the tags, ASCII

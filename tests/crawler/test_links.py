@@ -46,7 +46,10 @@ _tags = st.sampled_from([
     '<base href="{v}">', '<meta name="robots" content="{v}">', '<a title="1>2" href="{v}">',
     "<!-- <a href='{v}'> -->", "<script>var s='<a href=\"{v}\">'</script>", "<p>{v}</p>",
     '<a href="{v}&amp;x=1">', "<br/>", '<a rel="external" href="{v}">', '<a  HREF = "{v}" >',
-    '<a\nhref="{v}"\n>',
+    '<a\nhref="{v}"\n>', '<a class="r i" href="{v}" title="t">', '<a href="{v}" href="/o">',
+    '<a class="x" rel="nofollow" href="{v}">', '<a title="href=/t" href="{v}">', "<a href='{v}'>",
+    '<a REL="nofollow" HREF="{v}">', '<a data-x="1" href="{v}"/>', '<a href ="{v}" id = "i" >',
+    "<SCRIPT>'<a href=\"{v}\">'</SCRIPT>", '<a hreflang="en" href="{v}">',
 ])
 _values = st.sampled_from(["a.html", "../b", "/c?d=1", "http://127.0.1.2/x", "nofollow",
                            "noindex", "#f", "mailto:x", " /sp ", "g;x", "%7Ey", "HTTP://127.0.1.2/Y",

@@ -27,6 +27,9 @@ def page(words: list[str]) -> str:
 def test_vectorized_fingerprint_equals_the_textbook_loop(pieces: list[str]) -> None:
     html = "".join(pieces)
     assert html_simhash(html) == textbook(html)
+    # the crawler hands a UTF-8 page's body instead of its text: the same fingerprint
+    assert html_simhash(html.encode()) == textbook(html)
+    assert html_simhash(html.encode(), 50) == html_simhash(html, 50)
 
 
 def test_a_long_page_is_fingerprinted_by_its_first_shingles_only() -> None:
