@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import os
 from array import array
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
+from itertools import repeat
 
 from dedup.model import DuplicateDir, DuplicateGroup
 from dedup.table import FileTable
@@ -70,10 +71,9 @@ def duplicate_dirs(tree: DirTree, groups: Sequence[DuplicateGroup], *, include_e
     with *include_empty*, any file): empty directories alone are not worth reporting as copies.
     *enters_dir* says which subdirectories --exclude left out (absent, not different).
     """
-    group_of: dict[tuple[int, int], int] = {}
-    for number, group in enumerate(groups):
-        for entry in group.entries:
-            group_of[(entry.dev, entry.ino)] = number
+    group_of = {(e[2], e[3]): number for number, group in enumerate(groups)
+                for e in group.entries}  # (device, inode) -> group
+    get = group_of.get
     table = tree.table if tree.table is not None else FileTable()
     sizes, inos, dev_of, dir_dev = table.size, table.ino, table.dev_of, table.dir_dev
     index_of = {prefix: k for k, prefix in enumerate(tree.prefixes)}
@@ -84,22 +84,24 @@ def duplicate_dirs(tree: DirTree, groups: Sequence[DuplicateGroup], *, include_e
     interned: dict[tuple, int] = {}
     # Children are listed after their parents: walking the order backwards is bottom-up.
     for k in range(count - 1, -1, -1):
-        entries: list[tuple[str, str, Hashable]] = []
         size = files = 0
         n = tree.count[k]
         if n:
             d, first = tree.table_dir[k], tree.first[k]
             dev = dir_dev[d]
-            for i, name in enumerate(table.names[d].split("\0"), first):
-                file_dev = dev_of.get(i, dev) if dev_of else dev
-                ino, file_size = inos[i], sizes[i]
-                key = group_of.get((file_dev, ino))
-                entries.append((name, "f", key if key is not None else (
-                    ("empty",) if file_size == 0 else ("i", file_dev, ino))))
-                size += file_size
-            files += n
+            if dev_of:
+                ids = [(dev_of.get(i, dev), inos[i]) for i in range(first, first + n)]
+            else:
+                ids = [(dev, ino) for ino in inos[first : first + n]]
+            # A file's key: its group number, else its own (device, inode) — an empty file in
+            # the table is in the group of all empty files unless it is the only one.
+            entries = list(zip(table.names[d].split("\0"), repeat("f"),
+                               [get(i, i) for i in ids]))
+            size, files = sum(sizes[first : first + n]), n
+        else:
+            entries = []
         for name, kind, key, file_size in tree.others[k] or ():
-            entries.append((name, kind, key))  # type: ignore[arg-type]
+            entries.append((name, kind, key))
             if kind == "f":
                 size += file_size
                 files += 1
@@ -112,7 +114,7 @@ def duplicate_dirs(tree: DirTree, groups: Sequence[DuplicateGroup], *, include_e
                 files += total_files[sub]
             elif enters_dir is None or enters_dir(path):
                 entries.append((path[cut:], "x", path))  # listed elsewhere or not entered
-        entries.sort(key=lambda e: (e[0], e[1]))
+        entries.sort()  # names are unique in a directory: keys are never compared
         signature[k] = interned.setdefault(tuple(entries), len(interned))
         total_size[k], total_files[k] = size, files
     by_sig: dict[int, list[int]] = {}
@@ -147,14 +149,30 @@ def folded_group_indexes(groups: Sequence[DuplicateGroup], dirs: Sequence[Duplic
     if not reported:
         return set()
 
+    covered: dict[str, bool] = {}  # directory -> lies in a reported one (memo: files share them)
+
     def inside(path: str) -> bool:
+        chain = []
         parent = _parent(path)
-        while parent and parent not in reported:
+        while True:
+            known = covered.get(parent)
+            if known is not None:
+                break
+            if not parent:
+                known = False
+                break
+            if parent in reported:
+                known = True
+                break
+            chain.append(parent)
             up = _parent(parent)
             if up == parent:
-                return False
+                known = False
+                break
             parent = up
-        return bool(parent)
+        for d in chain:
+            covered[d] = known
+        return known
 
     return {i for i, g in enumerate(groups) if all(inside(e.path) for e in g.entries)}
 

@@ -161,20 +161,20 @@ def _common(fa, a_at: int, fb, b_at: int, limit: int, *, forward: bool) -> int: 
     done = 0
     while done < limit:
         n = min(STEP, limit - done)
-        x, y = memoryview(bytearray(n)), memoryview(bytearray(n))
+        # bytearrays, not memoryviews: their == is a memcmp, a memoryview's goes byte by byte.
+        x, y = bytearray(n), bytearray(n)
         for f, at, buf in ((fa, a_at, x), (fb, b_at, y)):
             f.seek(at + done if forward else at - done - n)
-            if read_exact(f, buf, n) != n:
+            if read_exact(f, memoryview(buf), n) != n:
                 return done
-        if not forward:
-            x, y = x[::-1], y[::-1]
         if x == y:
             done += n
             continue
-        low, high = 0, n  # binary search with memoryview equality: memcmp speed, no byte loop
+        # Binary search: the longest equal prefix, or suffix going backward.
+        low, high = 0, n
         while low < high:
             mid = (low + high + 1) // 2
-            if x[:mid] == y[:mid]:
+            if (x[:mid] == y[:mid]) if forward else (x[n - mid:] == y[n - mid:]):
                 low = mid
             else:
                 high = mid - 1

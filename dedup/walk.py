@@ -269,14 +269,14 @@ def list_dir(dir_path: str, dir_dev: int, follow: bool, root_dev: int, one_fs: b
                     dev = st.st_dev
                     if one_fs and dev != root_dev:
                         if kept is not None and others(prefix + name):  # type: ignore[misc]
-                            kept.append((name, "f", ("i", dev, st.st_ino), st.st_size))
+                            kept.append((name, "f", (dev, st.st_ino), st.st_size))
                         continue
                     size = st.st_size
                     if not lowest <= size <= highest or (
                             select is not None and not select(prefix + name, size)):
                         filtered += 1
                         if kept is not None and others(prefix + name):  # type: ignore[misc]
-                            key = ("empty",) if size == 0 else ("i", dev, st.st_ino)
+                            key = ("empty",) if size == 0 else (dev, st.st_ino)
                             kept.append((name, "f", key, size))
                         continue
                     if dev != dir_dev:
