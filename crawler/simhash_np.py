@@ -18,10 +18,13 @@ from crawler.simhash import (
     _combine,
 )
 
-_IS_WORD = np.zeros(256, dtype=bool)
-for _lo, _hi in ((48, 57), (65, 90), (97, 122), (95, 95), (128, 255)):
-    _IS_WORD[_lo:_hi + 1] = True
+# Each byte's class in one bytes.translate (C, ~1 ns per byte; NumPy's take is 2-3x slower):
+# 1 a word byte, 2 "<", 3 ">", 0 the rest.
+_CLASS = bytes(1 if (48 <= i <= 57 or 65 <= i <= 90 or 97 <= i <= 122 or i == 95 or i >= 128)
+               else 2 if i == 60 else 3 if i == 62 else 0 for i in range(256))
 _INV_POWERS = np.array([pow(_BASE_INV, e, 1 << 64) for e in range(256)], dtype=np.uint64)
+_BITS_OF = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1,
+                         bitorder="little").T.astype(np.int64)  # [bit, value]: 1 if value has it
 _LOWER = np.arange(256, dtype=np.uint64)
 _LOWER[65:91] += 32  # ASCII case folding only: a byte-level tokenizer cannot fold the rest
 
@@ -31,25 +34,30 @@ def fingerprint(data: bytes, min_words: int) -> tuple[int, int]:
     a = np.frombuffer(data, dtype=np.uint8)
     if a.size == 0:
         return 0, 0
-    # Runs of word bytes: "<" and ">" are no word bytes, so a run is wholly inside a tag or
-    # wholly outside; runs are checked against the tags, not every byte.
-    word = _IS_WORD.take(a)
-    starts = np.flatnonzero(word[1:] > word[:-1]) + 1
-    ends = np.flatnonzero(word[1:] < word[:-1]) + 1
-    if word[0]:
-        starts = np.concatenate(([0], starts))
-    if word[-1]:
-        ends = np.concatenate((ends, [a.size]))
-    lt, gt = np.flatnonzero(a == 60), np.flatnonzero(a == 62)
-    if starts.size and lt.size and gt.size:  # <...> (a "<" with no ">" after it is text, as in _TAG)
+    cls = np.frombuffer(data.translate(_CLASS), dtype=np.uint8)
+    word = cls == 1
+    marks = np.flatnonzero(cls >= 2)
+    if marks.size:  # <...> (a "<" with no ">" after it is text, as in _TAG)
+        is_gt = cls[marks] == 3
+        lt, gt = marks[~is_gt], marks[is_gt]
         k = np.searchsorted(gt, lt)
         ok = k < gt.size
         tag_end, first = np.unique(gt[k[ok]], return_index=True)  # a "<" inside a tag is in it
         tag_start = lt[ok][first]
-        if tag_start.size:
-            j = np.searchsorted(tag_start, starts, side="right") - 1
-            inside = (j >= 0) & (starts <= tag_end[np.maximum(j, 0)])
-            starts, ends = starts[~inside], ends[~inside]
+        if tag_start.size:  # no word byte inside a tag: the mask of the gaps between tags
+            bounds = np.empty(2 * tag_start.size + 2, dtype=np.int64)
+            bounds[0], bounds[-1] = 0, a.size
+            bounds[1:-1:2], bounds[2:-1:2] = tag_start, tag_end + 1  # tags are disjoint, in order
+            outside = np.zeros(bounds.size - 1, dtype=bool)
+            outside[0::2] = True
+            word &= np.repeat(outside, np.diff(bounds))
+    # runs of word bytes: the changes of the mask alternate start, end, start...
+    edges = np.flatnonzero(word[1:] != word[:-1]) + 1
+    if word[0]:
+        edges = np.concatenate(([0], edges))
+    if edges.size % 2:
+        edges = np.concatenate((edges, [a.size]))
+    starts, ends = edges[0::2], edges[1::2]
     words = starts.size
     if words == 0 or words < min_words:
         return 0, words
@@ -80,8 +88,10 @@ def fingerprint(data: bytes, min_words: int) -> tuple[int, int]:
                              + hashes[2:])
         else:
             features = _fmix(np.array([_combine(list(map(int, hashes)))], dtype=np.uint64))
-    bits = np.unpackbits(features.astype("<u8").view(np.uint8).reshape(-1, 8), axis=1,
-                         bitorder="little").sum(axis=0, dtype=np.int64)
+    # votes per bit: a histogram of each of the 8 bytes' values, times which bits each value has
+    # (3x cheaper than summing the unpacked bits)
+    octets = features.astype("<u8").view(np.uint8).reshape(-1, 8)
+    bits = np.concatenate([_BITS_OF @ np.bincount(octets[:, k], minlength=256) for k in range(8)])
     fingerprint = 0
     for bit in np.flatnonzero(2 * bits > features.size):
         fingerprint |= 1 << int(bit)

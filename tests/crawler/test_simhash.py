@@ -91,3 +91,32 @@ def test_index_agrees_with_a_brute_force_scan(filed: list[int], probe_base: int,
 def test_distance_over_three_is_refused() -> None:
     with pytest.raises(ValueError):
         SimHashIndex(max_distance=4)
+
+
+def _cut_model(data: bytes) -> bytes:
+    """Each opener searched for on its own, the cuts merged: what _text_bytes must equal."""
+    cuts = []
+    for opener, closer in ((b"<!--", b"-->"), (b"<script", b"</script"), (b"<SCRIPT", b"</SCRIPT"),
+                           (b"<style", b"</style"), (b"<STYLE", b"</STYLE")):
+        at = data.find(opener)
+        while at >= 0:
+            end = data.find(closer, at + len(opener))
+            end = len(data) if end < 0 else end + len(closer)
+            cuts.append((at, end))
+            at = data.find(opener, end)
+    parts, pos = [], 0
+    for start, end in sorted(cuts):
+        if start >= pos:
+            parts.append(data[pos:start])
+        pos = max(pos, end)
+    return b" ".join([*parts, data[pos:]]) if cuts else data
+
+
+@given(st.lists(st.sampled_from([b"<!--", b"-->", b"<script>", b"</script>", b"<SCRIPT", b"</SCRIPT>",
+                                 b"<style", b"</style>", b"<STYLE>", b"</STYLE", b"x", b" ", b"<",
+                                 b">", b"-", b"<!-", b"--", b"<Script>"]), max_size=16))
+def test_scripts_styles_and_comments_are_cut_as_each_opener_alone_would(pieces: list[bytes]) -> None:
+    from crawler.simhash import _text_bytes
+
+    data = b"".join(pieces)
+    assert _text_bytes(data) == _cut_model(data)
