@@ -220,7 +220,11 @@ def _run(args: argparse.Namespace) -> int:
         io_threads=args.threads, cache_path=args.cache,
     )
     progress = ProgressLine(sys.stderr) if sys.stderr.isatty() and not args.quiet else None
-    extras = None
+    extras = proof = None
+    if args.dedupe and not args.verify and args.cache is None:
+        from dedup.kernelproof import KernelProof  # the kernel's compare proves large groups
+
+        proof = KernelProof(dry_run=not args.apply, keep=args.keep, keep_paths=args.keep_path)
     if args.dirs or args.similar:
         from dedup.extras import Extras  # lazy: only --dirs / --similar need it
 
@@ -228,7 +232,8 @@ def _run(args: argparse.Namespace) -> int:
                         min_size=args.similar_min_size, threshold=args.similar_threshold)
     try:
         report = find_duplicates(paths, options, on_progress=progress,
-                                 cache=extras.cache if extras is not None else None, extras=extras)
+                                 cache=extras.cache if extras is not None else None, extras=extras,
+                                 prove=proof)
         if extras is not None:
             report = extras.finish(report)
     finally:
@@ -245,11 +250,14 @@ def _run(args: argparse.Namespace) -> int:
         op = "delete" if args.delete else ("hardlink" if args.link == "hard" else "symlink")
         plan = plan_actions(report.groups, op=op, keep=args.keep, keep_paths=args.keep_path)
         results = apply_actions(plan, dry_run=not args.apply)
+    elif proof is not None:
+        dedupe = proof.finish(report.groups)
     elif args.dedupe:
         from dedup.reflink import apply_dedupe
 
         plan = plan_actions(report.groups, op="dedupe", keep=args.keep, keep_paths=args.keep_path)
         dedupe = apply_dedupe(plan, dry_run=not args.apply)
+    if dedupe is not None:
         for fs, why in dedupe.unsupported.items():
             print(f"{PROG}: error: {fs} cannot share extents: {why}", file=sys.stderr)
     _write_output(args, report, results, dedupe)

@@ -183,3 +183,40 @@ def test_no_ioctl_gives_one_clear_error_per_file_system_and_no_change(noreflink_
     after = {n: (snapshot(os.path.join(root, n)), maybe_extents(os.path.join(root, n)))
              for n in names}
     assert after == before
+
+
+def test_the_kernel_compare_proves_large_groups_without_reading_them(reflink_dir, capsysbinary):
+    paths = make_tree(reflink_dir)
+    code, doc, err = run_json(capsysbinary, ["--dedupe", "--apply", "--format", "json",
+                                             reflink_dir])
+    assert code == 0, err
+    assert [g["paths"] for g in doc["groups"]] == [[paths["a"], paths["b"], paths["c"]]]
+    assert [(a["path"], a["status"]) for a in doc["actions"]] == [
+        (paths["b"], "done"), (paths["c"], "done")]
+    assert doc["stats"]["bytes_read"] <= 4 * 2 * 4096  # the edges only: the kernel compared
+    plain = json.loads(_plain(capsysbinary, reflink_dir))
+    assert plain["groups"] == doc["groups"]
+
+
+def test_a_kept_copy_that_differs_leaves_the_others_a_group_of_their_own(reflink_dir,
+                                                                          capsysbinary):
+    data = os.urandom(SIZE)
+    other = bytearray(data)
+    other[SIZE // 3] ^= 0xFF
+    a, b, c = (os.path.join(reflink_dir, n) for n in ("a", "b", "c"))
+    write_file(a, bytes(other))  # "first": the keeper the plan picks among the candidates
+    write_file(b, data)
+    write_file(c, data)
+    before = snapshot(a)
+    for argv in (["--dedupe"], ["--dedupe", "--apply"]):
+        code, doc, err = run_json(capsysbinary, [*argv, "--format", "json", reflink_dir])
+        assert code == 0, err
+        assert [g["paths"] for g in doc["groups"]] == [[b, c]]
+        assert [x["path"] for x in doc["actions"]] == [c]
+    assert already_shared(extents_of(c), extents_of(b))
+    assert snapshot(a) == before and not any(e.shared for e in extents_of(a))
+
+
+def _plain(capsysbinary, root: str) -> bytes:
+    assert main(["--format", "json", root]) == 0
+    return capsysbinary.readouterr()[0]
