@@ -127,6 +127,30 @@ class CrawlState:
             list(found),
         )
 
+    async def _add_leased(self, found: list[tuple[str, int, str | None]], leased: list[str],
+                          lease_until: float) -> None:
+        """_add, then lease *leased*: a URL new to the state is stored as leased at once (one
+        row write, not an insert and an update); one already known is leased if it waits."""
+        if not leased:
+            await self._add(found)
+            return
+        keep = set(leased)
+        await self._conn.executemany(
+            f"""INSERT INTO urls (url, depth, referrer, status, origin, lease_until)
+               VALUES (?1, ?2, ?3, ?4, {ORIGIN_SQL.format(url="?1")}, ?5)
+               ON CONFLICT (url) DO UPDATE SET depth = excluded.depth, referrer = excluded.referrer
+               WHERE excluded.depth < urls.depth AND urls.status IN ('discovered', 'retryable')""",
+            [(url, depth, referrer, "fetching", lease_until) if url in keep
+             else (url, depth, referrer, "discovered", None) for url, depth, referrer in found],
+        )
+        # a leased URL that was known already (found twice in this batch, or by a sitemap) and
+        # waits; the rows just inserted as leased do not match
+        await self._conn.executemany(
+            "UPDATE urls SET status = 'fetching', lease_until = ? "
+            "WHERE url = ? AND status = 'discovered'",
+            [(lease_until, url) for url in leased],
+        )
+
     async def lease_due(self, limit: int, now: float, lease_seconds: float) -> list[Lease]:
         """Lease up to *limit* due URLs (smallest depth first) until now + *lease_seconds*."""
         async with atransaction(self._conn):
@@ -173,13 +197,7 @@ class CrawlState:
             # transaction opened but its context manager never entered. Close it before retrying.
             await self._conn.execute("ROLLBACK")
         async with atransaction(self._conn):
-            await self._add([link for r in results for link in r[3]])
-            if leased:
-                await self._conn.executemany(
-                    "UPDATE urls SET status = 'fetching', lease_until = ? "
-                    "WHERE url = ? AND status = 'discovered'",
-                    [(lease_until, url) for url in leased],
-                )
+            await self._add_leased([link for r in results for link in r[3]], leased, lease_until)
             await self._conn.executemany(
                 """UPDATE urls SET status = ?, record = ?, next_try = ?, lease_until = NULL,
                    attempts = attempts + 1 WHERE url = ?""",
