@@ -21,6 +21,7 @@ _MASK = (1 << 64) - 1
 _TAG = re.compile(rb"<[^>]*>")
 _SMALL = 4096  # bytes: below, words are counted with regular expressions before NumPy starts
 _WORD = re.compile(rb"[0-9A-Za-z_\x80-\xff]+")
+_WORD_OR_SPACE = b"".join(b"w" if _WORD.fullmatch(bytes([i])) else b" " for i in range(256))
 
 # Word hash: a polynomial over the word's bytes (mod 2**64), then murmur3's 64-bit finalizer so
 # every output bit depends on every input bit; a shingle mixes three word hashes in order.
@@ -78,7 +79,8 @@ def html_simhash(html: str | bytes, min_words: int = 0) -> tuple[int, int]:
     """
     data = _text_bytes(html)
     if min_words and len(data) < _SMALL:  # most small pages stop here: ~3x cheaper than NumPy's
-        count = len(_WORD.findall(_TAG.sub(b" ", data)))  # start-up on a 0.5 KB page
+        marks = _TAG.sub(b" ", data).translate(_WORD_OR_SPACE)  # start-up on a 0.5 KB page
+        count = marks.count(b" w") + marks.startswith(b"w")  # runs of word bytes, no list made
         if count < min_words:
             return 0, count
     from crawler.simhash_np import fingerprint  # NumPy loads with the first page that needs it

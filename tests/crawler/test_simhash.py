@@ -30,6 +30,8 @@ def test_vectorized_fingerprint_equals_the_textbook_loop(pieces: list[str]) -> N
     # the crawler hands a UTF-8 page's body instead of its text: the same fingerprint
     assert html_simhash(html.encode()) == textbook(html)
     assert html_simhash(html.encode(), 50) == html_simhash(html, 50)
+    # a short page is only counted, without NumPy: the same count
+    assert html_simhash(html, 50)[1] == textbook(html)[1]
 
 
 def test_a_long_page_is_fingerprinted_by_its_first_shingles_only() -> None:
