@@ -40,18 +40,19 @@ def pyfastcdc_hashed(data: bytes) -> int:
 def dedup_bounds(data: bytes) -> int:
     from pyfastcdc import FastCDC
 
-    from dedup.similar import AVG_CHUNK, MAX_CHUNK, MIN_CHUNK
+    from dedup.similar import AVG_CHUNK, LEVEL, MAX_CHUNK, MIN_CHUNK
 
-    return sum(1 for _ in FastCDC(AVG_CHUNK, min_size=MIN_CHUNK, max_size=MAX_CHUNK).cut_buf(data))
+    return sum(1 for _ in FastCDC(AVG_CHUNK, min_size=MIN_CHUNK, max_size=MAX_CHUNK,
+                                  normalized_chunking=LEVEL).cut_buf(data))
 
 
 def dedup_hashed(data: bytes) -> int:
     from pyfastcdc import FastCDC
 
-    from dedup.similar import AVG_CHUNK, MAX_CHUNK, MIN_CHUNK
+    from dedup.similar import AVG_CHUNK, LEVEL, MAX_CHUNK, MIN_CHUNK
 
     digest = mmh3.mmh3_x64_128_digest
-    cdc = FastCDC(AVG_CHUNK, min_size=MIN_CHUNK, max_size=MAX_CHUNK)
+    cdc = FastCDC(AVG_CHUNK, min_size=MIN_CHUNK, max_size=MAX_CHUNK, normalized_chunking=LEVEL)
     return len([digest(c.data) for c in cdc.cut_buf(memoryview(data))])
 
 
@@ -75,8 +76,8 @@ def mmh3_only(data: bytes) -> int:
 
 
 CASES = [("pyfastcdc (boundaries)", pyfastcdc_bounds), ("pyfastcdc + mmh3", pyfastcdc_hashed),
-         ("pyfastcdc min = avg (boundaries)", dedup_bounds),
-         ("pyfastcdc min = avg + mmh3 (dedup --similar)", dedup_hashed),
+         ("pyfastcdc min = avg, level 3 (boundaries)", dedup_bounds),
+         ("pyfastcdc min = avg, level 3 + mmh3 (dedup --similar)", dedup_hashed),
          ("fastcdc (boundaries)", fastcdc_bounds), ("fastcdc + mmh3", fastcdc_hashed),
          ("mmh3 alone, fixed 64 KiB blocks", mmh3_only)]
 
