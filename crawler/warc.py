@@ -1,17 +1,13 @@
 """`--warc DIR`: WARC/1.1 (ISO 28500:2017) request, response and revisit records, one gzip member
-per record, written with FastWARC (bench/crawler/warc_costs.py measured it against warcio)."""
+per record, encoded by crawler/warc_records.py (bench/crawler/warc_costs.py measured it against
+FastWARC's and warcio's writers)."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import re
 import time
-import uuid
-
-from fastwarc.stream_io import GzipWriter
-from fastwarc.warc import WarcRecord, WarcRecordType
 
 from crawler.warc_files import (
     EMPTY_SHA1,
@@ -20,50 +16,21 @@ from crawler.warc_files import (
     repair_and_index,
     warc_date,
 )
+from crawler.warc_records import GzipRecords, new_record_id, sha1_label
+
+__all__ = ["IDENTICAL_PAYLOAD", "NOT_MODIFIED", "GZIP_LEVEL", "WarcWriter", "archival_head",
+           "new_record_id", "sha1_label"]
 
 IDENTICAL_PAYLOAD = "http://netpreserve.org/warc/1.1/revisit/identical-payload-digest"
 NOT_MODIFIED = "http://netpreserve.org/warc/1.1/revisit/server-not-modified"
-_HTTP_RESPONSE = "application/http; msgtype=response"
-_HTTP_REQUEST = "application/http; msgtype=request"
-_TYPES = {"warcinfo": WarcRecordType.warcinfo, "response": WarcRecordType.response,
-          "request": WarcRecordType.request, "revisit": WarcRecordType.revisit}
-# Level 6, zlib's default: on HTML it costs less CPU than 9 (FastWARC's default, and warcio's
-# only level) for files within 2% of the size; level 1 costs about 40% less CPU for files about a
-# third larger (bench/crawler/warc_costs.py). gzip_level= chooses.
+_RESPONSE_TYPE = "Content-Type: application/http; msgtype=response\r\n"
+_REQUEST_TYPE = "Content-Type: application/http; msgtype=request\r\n"
+# zlib's scale; 6 is zlib's default and ISA-L's level 2, its default (crawler/warc_records.py
+# maps it): on HTML either costs less CPU than 9 (warcio's only level) for files within 2% of the
+# size (bench/crawler/warc_costs.py). gzip_level= chooses.
 GZIP_LEVEL = 6
 _FRAMING = re.compile(rb"(?im)^(transfer-encoding|content-length)[ \t]*:")
-
-
-class FastWarcRecords:
-    """Encodes records with FastWARC onto a binary file, each record its own gzip member."""
-
-    def __init__(self, file, level: int = GZIP_LEVEL) -> None:
-        """Write to *file* (anything with write/flush) at gzip *level*."""
-        self._gzip = GzipWriter(file, compression_level=level)
-
-    def record(self, kind: str, record_id: str, date: str, fields: list[tuple[str, str]],
-               block: bytes, payload_sha1: bytes | None = None) -> None:
-        """One record: WARC-Type, -Record-ID, -Date, Content-Length and WARC-Block-Digest are
-        set here, *fields* after them; WARC-Payload-Digest from *payload_sha1* if given."""
-        rec = WarcRecord()
-        rec.init_headers(_TYPES[kind], record_urn=record_id[5:-1].encode())  # "<urn:" ... ">"
-        headers = rec.headers
-        headers["WARC-Date"] = date
-        for name, value in fields:
-            headers.append(name, value)
-        rec.set_bytes_content(block)
-        rec.write(self._gzip, checksum_data=True, payload_digest=payload_sha1)
-        self._gzip.finish()  # ends the gzip member: one member per record (WARC 1.1 annex D)
-
-
-def new_record_id() -> str:
-    """A WARC-Record-ID: <urn:uuid:...> (WARC 1.1 section 5.2)."""
-    return f"<urn:uuid:{uuid.uuid4()}>"
-
-
-def sha1_label(digest: bytes) -> str:
-    """"sha1:" + base32, the labelled digest WARC readers verify (section 5.8)."""
-    return "sha1:" + base64.b32encode(digest).decode("ascii")
+_CHUNKED = re.compile(rb"(?im)^transfer-encoding[ \t]*:")
 
 
 def archival_head(head: bytes, payload_length: int) -> bytes:
@@ -78,7 +45,7 @@ def archival_head(head: bytes, payload_length: int) -> bytes:
     archived is added: the block is then an exact HTTP message whose payload is the entity body,
     and every reader computes the same WARC-Payload-Digest from it (section 5.9). Heads without
     a Transfer-Encoding are archived byte for byte."""
-    if not re.search(rb"(?im)^transfer-encoding[ \t]*:", head):
+    if not _CHUNKED.search(head):
         return head
     renamed = _FRAMING.sub(lambda m: b"X-Crawler-" + m.group(0), head)
     end = renamed.rfind(b"\r\n\r\n")
@@ -93,10 +60,17 @@ def _check_field(value: str) -> str:
     return value
 
 
+def _target_fields(url: str, ip: str | None) -> str:
+    """WARC-Target-URI and WARC-IP-Address (if known) lines."""
+    if ip:
+        return f"WARC-Target-URI: {_check_field(url)}\r\nWARC-IP-Address: {_check_field(ip)}\r\n"
+    return f"WARC-Target-URI: {_check_field(url)}\r\n"
+
+
 class WarcWriter:
     """Writes WARC/1.1 records, one gzip member per record, into a directory; rotates files."""
 
-    records_class = FastWarcRecords  # the record encoder (the bench swaps in warcio's)
+    records_class = GzipRecords  # the record encoder (the bench swaps in FastWARC's, warcio's)
 
     def __init__(self, directory: str, *, max_size: int = 1 << 30, info: dict[str, str],
                  prefix: str = "fanmill", gzip_level: int = GZIP_LEVEL) -> None:
@@ -113,7 +87,8 @@ class WarcWriter:
             repair_and_index(path, self._index)
         self._serial = files[-1][0] if files else 0  # the next file's serial follows the last
         self._file = None
-        self._records: FastWarcRecords | None = None
+        self._records: GzipRecords | None = None
+        self._size = 0  # bytes written to the current file (counted: tell() would be a syscall)
         self.path: str | None = None  # the file being written
         self._closed = False
         self._open_next()
@@ -123,6 +98,7 @@ class WarcWriter:
         self._close_file()
         self.path, self._serial, self._file = create_file(
             self.directory, self.prefix, time.time(), self._serial + 1)
+        self._size = 0
         self._records = self.records_class(self._file, self.gzip_level)
         fields = {"format": "WARC File Format 1.1",
                   "conformsTo": "https://iipc.github.io/warc-specifications/specifications/"
@@ -130,18 +106,19 @@ class WarcWriter:
         fields.update(self._info)
         block = "".join(f"{_check_field(str(k))}: {_check_field(str(v))}\r\n"
                         for k, v in fields.items()).encode("utf-8")
-        self._records.record("warcinfo", new_record_id(), warc_date(time.time()), [
-            ("WARC-Filename", os.path.basename(self.path)),
-            ("Content-Type", "application/warc-fields")], block)
+        self._size += self._records.record(
+            "warcinfo", new_record_id(), warc_date(time.time()),
+            f"WARC-Filename: {os.path.basename(self.path)}\r\n"
+            "Content-Type: application/warc-fields\r\n", block)
 
     def _start_exchange(self) -> int:
         """Rotate if the last write took the file past max_size; return the exchange's offset.
         Rotation happens only between exchanges, so an exchange's records share a file."""
         if self._closed:
             raise ValueError("WarcWriter is closed")
-        if self._file is None or self._file.tell() >= self.max_size:
+        if self._file is None or self._size >= self.max_size:
             self._open_next()
-        return self._file.tell()
+        return self._size
 
     def _abandon(self, start: int) -> None:
         """After a failed write: drop the exchange's partial bytes, and go on in a new file."""
@@ -161,39 +138,38 @@ class WarcWriter:
                        truncated: bool) -> str:
         """Write a response (or an identical-payload revisit) and its request record; return
         "response" or "revisit". *payload* is transfer-decoded, not content-decoded."""
-        sha = hashlib.sha1(payload).digest()  # the index key; base32 only when a revisit needs it
+        sha = hashlib.sha1(payload).digest()  # the index key and the payload digest
         head = archival_head(response_head, len(payload))
         date = warc_date(fetched_at)
         response_id = new_record_id()
-        common = [("WARC-Target-URI", _check_field(url))]
-        if ip:
-            common.append(("WARC-IP-Address", ip))
+        common = _target_fields(url, ip)
         earlier = None if truncated or sha == EMPTY_SHA1 else self._index.get(sha)
-        if earlier is not None:
-            earlier_date, earlier_id, earlier_uri = earlier.split(" ", 2)
         start = self._start_exchange()
+        records = self._records
         try:
             if earlier is not None:
                 # WARC 1.1 section 6.7.2: the block holds only the HTTP head; the payload is the
                 # earlier record's, named by digest, URI, date and record id.
                 kind = "revisit"
-                self._records.record(kind, response_id, date, common + [
-                    ("Content-Type", _HTTP_RESPONSE), ("WARC-Profile", IDENTICAL_PAYLOAD),
-                    ("WARC-Refers-To-Target-URI", earlier_uri),
-                    ("WARC-Refers-To-Date", earlier_date), ("WARC-Refers-To", earlier_id),
-                    ("WARC-Payload-Digest", sha1_label(sha))], head)
+                earlier_date, earlier_id, earlier_uri = earlier.split(" ", 2)
+                written = records.record(kind, response_id, date, (
+                    f"{common}{_RESPONSE_TYPE}WARC-Profile: {IDENTICAL_PAYLOAD}\r\n"
+                    f"WARC-Refers-To-Target-URI: {earlier_uri}\r\n"
+                    f"WARC-Refers-To-Date: {earlier_date}\r\nWARC-Refers-To: {earlier_id}\r\n"
+                    f"WARC-Payload-Digest: {sha1_label(sha)}\r\n"), head)
             else:
                 kind = "response"
-                fields = common + [("Content-Type", _HTTP_RESPONSE)]
+                fields = common + _RESPONSE_TYPE
                 if truncated:
-                    fields.append(("WARC-Truncated", "length"))  # section 5.13
-                self._records.record(kind, response_id, date, fields, head + payload, sha)
+                    fields += "WARC-Truncated: length\r\n"  # section 5.13
+                written = records.record(kind, response_id, date, fields, head + payload, sha)
                 if not truncated and sha != EMPTY_SHA1:
                     self._index.setdefault(sha, f"{date} {response_id} {url}")
-            self._write_request(response_id, date, common, request_head)
+            written += self._write_request(response_id, date, common, request_head)
         except BaseException:
             self._abandon(start)
             raise
+        self._size += written
         return kind
 
     def write_revisit_not_modified(self, *, url: str, fetched_at: float, ip: str | None,
@@ -202,28 +178,28 @@ class WarcWriter:
         """Write a server-not-modified revisit (a 304 to a conditional request) and its request."""
         date = warc_date(fetched_at)
         revisit_id = new_record_id()
-        common = [("WARC-Target-URI", _check_field(url))]
-        if ip:
-            common.append(("WARC-IP-Address", ip))
-        fields = common + [("Content-Type", _HTTP_RESPONSE), ("WARC-Profile", NOT_MODIFIED),
-                           ("WARC-Refers-To-Target-URI", url)]
+        common = _target_fields(url, ip)
+        fields = (f"{common}{_RESPONSE_TYPE}WARC-Profile: {NOT_MODIFIED}\r\n"
+                  f"WARC-Refers-To-Target-URI: {url}\r\n")
         if refers_to_date:
-            fields.append(("WARC-Refers-To-Date", _check_field(refers_to_date)))
+            fields += f"WARC-Refers-To-Date: {_check_field(refers_to_date)}\r\n"
         start = self._start_exchange()
         try:
-            self._records.record("revisit", revisit_id, date, fields, response_head)  # 6.7.3
-            self._write_request(revisit_id, date, common, request_head)
+            written = self._records.record("revisit", revisit_id, date, fields,
+                                           response_head)  # 6.7.3
+            written += self._write_request(revisit_id, date, common, request_head)
         except BaseException:
             self._abandon(start)
             raise
+        self._size += written
 
-    def _write_request(self, concurrent_to: str, date: str, common: list[tuple[str, str]],
-                       request_head: bytes) -> None:
+    def _write_request(self, concurrent_to: str, date: str, common: str,
+                       request_head: bytes) -> int:
         """The request record, after its response: WARC-Concurrent-To names the response
-        (section 5.7), the order Heritrix and warcio write."""
-        self._records.record("request", new_record_id(), date, common + [
-            ("Content-Type", _HTTP_REQUEST), ("WARC-Concurrent-To", concurrent_to)],
-            request_head)
+        (section 5.7), the order Heritrix and warcio write. Return the bytes written."""
+        return self._records.record(
+            "request", new_record_id(), date,
+            f"{common}{_REQUEST_TYPE}WARC-Concurrent-To: {concurrent_to}\r\n", request_head)
 
     def flush(self) -> None:
         """Hand every record written so far to the OS (it survives a kill -9 of the process)."""
