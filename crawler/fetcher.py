@@ -136,7 +136,7 @@ class Fetcher:
 
     async def __aenter__(self) -> Fetcher:
         self._resolver = GuardedResolver(self._trusted)
-        self._http1 = Http1Pool(self.user_agent, self._resolve_any)
+        self._http1 = Http1Pool(self.user_agent, self._resolve_any, max_idle=self._limits[0])
         connector = aiohttp.TCPConnector(limit=self._limits[0], limit_per_host=self._limits[1],
                                          resolver=self._resolver)
         self._session = aiohttp.ClientSession(

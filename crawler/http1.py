@@ -24,7 +24,9 @@ from typing import Any
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy  # aiohttp's own header type (its dependency)
 
-_IDLE_PER_HOST = 64  # idle keep-alive connections kept per host (the engine caps those in use)
+KEEPALIVE = 15.0  # seconds an idle connection is kept (aiohttp's keepalive_timeout): a crawl
+# moves on from hosts, and each idle connection holds a file descriptor
+SWEEP_EVERY = 1.0  # seconds between two looks for idle connections past KEEPALIVE
 
 
 class ResponseError(Exception):
@@ -219,9 +221,14 @@ class _Connection(asyncio.Protocol):
 class Http1Pool:
     """Keep-alive connections to each (host, port); `get()` does one GET exchange."""
 
-    def __init__(self, user_agent: str, resolve: Callable[[str, int], Any]) -> None:
-        """*resolve(host, port)* -> addresses (awaitable), for names that are not IP literals."""
+    def __init__(self, user_agent: str, resolve: Callable[[str, int], Any],
+                 max_idle: int = 100) -> None:
+        """*resolve(host, port)* -> addresses (awaitable), for names that are not IP literals;
+        at most *max_idle* idle connections are kept (the oldest go first), none past KEEPALIVE."""
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
+        self._idle_since: dict[_Connection, tuple[tuple[str, int], float]] = {}  # oldest first
+        self._max_idle = max_idle
+        self._swept = 0.0
         self._resolve = resolve
         self._fixed = (f"User-Agent: {user_agent}\r\nAccept-Encoding: gzip, deflate\r\n"
                        "Accept: */*\r\n")
@@ -239,6 +246,7 @@ class Http1Pool:
         (connect), TimeoutError (past *deadline*, loop time) or ResponseError."""
         loop = asyncio.get_running_loop()
         key = (host, port)
+        self._sweep(loop.time())
         for attempt in range(2):  # an idle connection the server closed meanwhile: once more, anew
             conn, reused = (self._take(key) if attempt == 0 else None), True
             if conn is None:
@@ -260,14 +268,10 @@ class Http1Pool:
             peer = conn.transport.get_extra_info("peername") if conn.transport else None
             response.peer = peer[0] if peer else None
             if conn.reusable():
-                idle = self._idle.setdefault(key, [])
-                if len(idle) < _IDLE_PER_HOST:
-                    conn.waiter = None
-                    idle.append(conn)
-                else:
-                    conn.abort()
+                self._keep(conn, key, loop.time())
             else:
                 conn.abort()
+                self._open.discard(conn)
             return response
         raise ConnectionResetError("connection closed by the server twice")
 
@@ -275,10 +279,40 @@ class Http1Pool:
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
+            del self._idle_since[conn]
             if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
                 return conn
             self._open.discard(conn)
+        if idle is not None:
+            del self._idle[key]  # a crawl meets many hosts: no empty list left per host
         return None
+
+    def _keep(self, conn: _Connection, key: tuple[str, int], now: float) -> None:
+        conn.waiter = None
+        self._idle.setdefault(key, []).append(conn)
+        self._idle_since[conn] = (key, now)
+        while len(self._idle_since) > self._max_idle:
+            self._evict(next(iter(self._idle_since)))
+
+    def _sweep(self, now: float) -> None:
+        """Close idle connections older than KEEPALIVE (looked for every SWEEP_EVERY)."""
+        if now - self._swept < SWEEP_EVERY:
+            return
+        self._swept = now
+        while self._idle_since:
+            conn = next(iter(self._idle_since))
+            if now - self._idle_since[conn][1] < KEEPALIVE:
+                break
+            self._evict(conn)
+
+    def _evict(self, conn: _Connection) -> None:
+        key, _ = self._idle_since.pop(conn)
+        idle = self._idle[key]
+        idle.remove(conn)
+        if not idle:
+            del self._idle[key]
+        conn.abort()
+        self._open.discard(conn)
 
     async def _connect(self, loop: asyncio.AbstractEventLoop, host: str, port: int,
                        deadline: float) -> _Connection:
@@ -304,6 +338,7 @@ class Http1Pool:
             conn.abort()
         self._open.clear()
         self._idle.clear()
+        self._idle_since.clear()
 
 
 def _is_ip_literal(host: str) -> bool:

@@ -30,6 +30,7 @@ class Server:
         self.script = script
         self.connections = 0
         self.requests: list[bytes] = []
+        self.hung_up = asyncio.Event()  # a connection of ours ended
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -49,14 +50,16 @@ class Server:
             pass
         finally:
             writer.close()
+            self.hung_up.set()
 
 
 @asynccontextmanager
-async def serving(script: Callable[[str], tuple[bytes, str]]) -> AsyncIterator[tuple[str, Server]]:
+async def serving(script: Callable[[str], tuple[bytes, str]],
+                  host: str = HOST) -> AsyncIterator[tuple[str, Server]]:
     state = Server(script)
-    server = await asyncio.start_server(state.handle, HOST, 0)
+    server = await asyncio.start_server(state.handle, host, 0)
     async with server:
-        yield f"http://{HOST}:{server.sockets[0].getsockname()[1]}", state
+        yield f"http://{host}:{server.sockets[0].getsockname()[1]}", state
 
 
 async def test_one_connection_serves_many_requests() -> None:
@@ -132,3 +135,34 @@ async def test_the_exchange_kept_for_an_archive_is_what_went_over_the_wire() -> 
     assert ex.payload == raw and ex.ip == HOST
     assert ex.response_head.startswith(b"HTTP/1.1 200 OK\r\n") and ex.response_head.endswith(b"\r\n\r\n")
     assert b"Content-Encoding: gzip\r\n" in ex.response_head
+
+
+async def test_idle_connections_are_bounded_oldest_first() -> None:
+    # a crawl moves from host to host: an idle connection past the bound is closed, the oldest
+    # first, so descriptors stay bounded however many hosts a crawl meets
+    answer = (ok(b"x"), "keep")
+    async with serving(lambda p: answer, "127.0.0.7") as (a, first), \
+            serving(lambda p: answer, "127.0.0.8") as (b, second), \
+            serving(lambda p: answer, "127.0.0.9") as (c, third):
+        async with Fetcher(user_agent="t", connections=2) as f:
+            for base in (a, b, c):
+                await f.fetch(base + "/")
+            await asyncio.wait_for(first.hung_up.wait(), 30)  # ours, not the server's: it keeps
+            assert not second.hung_up.is_set() and not third.hung_up.is_set()
+            await f.fetch(b + "/")
+    assert (first.connections, second.connections, third.connections) == (1, 1, 1)
+
+
+async def test_an_idle_connection_past_keepalive_is_closed(monkeypatch) -> None:
+    import crawler.http1
+
+    monkeypatch.setattr(crawler.http1, "KEEPALIVE", 0.0)  # every idle connection is too old
+    monkeypatch.setattr(crawler.http1, "SWEEP_EVERY", 0.0)
+    answer = (ok(b"x"), "keep")
+    async with serving(lambda p: answer, "127.0.0.7") as (a, first), \
+            serving(lambda p: answer, "127.0.0.8") as (b, second):
+        async with Fetcher(user_agent="t") as f:
+            await f.fetch(a + "/")
+            await f.fetch(b + "/")  # the next exchange sweeps a's idle connection away
+            await asyncio.wait_for(first.hung_up.wait(), 30)
+            assert not second.hung_up.is_set()
