@@ -121,7 +121,7 @@ def expand_groups(
         else:
             records = list(group)
         sort_records(records)
-        entries = tuple([make(FileEntry, r) for r in records])
+        entries = tuple([r if type(r) is FileEntry else make(FileEntry, r) for r in records])
         out.append(DuplicateGroup(size=group[0][SIZE], entries=entries))
         if consume:
             group.clear()
