@@ -23,6 +23,7 @@ import os
 import pickle
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
@@ -39,6 +40,7 @@ from cache.errors import CacheError, ForeignFileError, SerializationError
 from cache.index import MISSING, IndexReplay, encode_bounds
 from cache.log import Durability, RecordLog
 from cache.order import RecencyOrder
+from cache.shared import SOLE_POLL
 from cache.sharedlog import SharedRecordLog
 
 _LOCK_SPINS = 20
@@ -60,6 +62,27 @@ def _direct_loads(serializer: Serializer) -> Callable[[bytes], Any]:
 
 def _nothing() -> None:
     pass
+
+
+def _watch_sole(owner: Callable[[], PersistentLRU | None], log: SharedRecordLog, lock: threading.RLock,
+                stop: threading.Event) -> None:
+    """While *log* is its file's sole open: let go of the file when another open asks to join.
+
+    Polls (a joiner writes a word; the standard library has no cross-process wake-up): a joiner
+    waits about SOLE_POLL plus a GIL switch. The change of protocol happens under the owner's lock,
+    so no operation is halfway through it: a busy owner makes it at the start of its next operation
+    (this thread could wait long for a lock the owner takes back at once), an idle one here.
+    """
+    while not stop.wait(SOLE_POLL):
+        if log.join_requested():
+            lru = owner()
+            if lru is not None:
+                lru._begin = lru._begin_leaving_sole
+            del lru
+            with lock:
+                if not log.closed and log.sole:
+                    log.leave_sole()  # then log.on_shared(): every operation takes the lock
+            return
 
 
 def _nothing_with(_arg: Any) -> None:
@@ -143,9 +166,26 @@ class PersistentLRU(IndexReplay, MutableMapping[Any, Any]):
             )
         self.path = self._log.path
         self._log_read = self._log.read
-        # The protocol around each operation (None for a single owner or a read-only view).
-        self._begin: Callable[[], bool] | None = self._log.begin if self._is_shared else None  # type: ignore[attr-defined]
-        self._finish: Callable[[], None] = self._log.finish if self._is_shared else _nothing  # type: ignore[attr-defined]
+        # The protocol around each operation (None for a single owner, a read-only view, or the
+        # sole open of a shared file until another open asks to join: cache/shared.py).
+        self._begin: Callable[[], bool] | None = None
+        self._finish: Callable[[], None] = _nothing
+        self._stop_watch = threading.Event()
+        if self._is_shared:
+            shared_log: SharedRecordLog = self._log  # type: ignore[assignment]
+            owner = weakref.ref(self)  # the watcher must not keep an unclosed cache alive
+
+            def use_lock_per_op() -> None:
+                lru = owner()
+                if lru is not None:
+                    lru._begin, lru._finish = shared_log.begin, shared_log.finish
+
+            shared_log.on_shared = use_lock_per_op
+            if shared_log.sole:
+                threading.Thread(target=_watch_sole, args=(owner, shared_log, self._lock, self._stop_watch),
+                                 name="fanmill-lru-sole", daemon=True).start()
+            else:
+                use_lock_per_op()
         # How a hit is recorded: a touch record now ("process", "fsync"), a batched one ("fast"),
         # or not at all (a read-only view does not move entries).
         self._touch: Callable[[bytes], None] | None = (
@@ -162,6 +202,7 @@ class PersistentLRU(IndexReplay, MutableMapping[Any, Any]):
             with self._locked():
                 self._open_bounds(capacity, max_bytes, readonly)
         except BaseException:
+            self._stop_watch.set()
             self._log.close()
             raise
 
@@ -418,6 +459,12 @@ class PersistentLRU(IndexReplay, MutableMapping[Any, Any]):
         self._check_open()
         return self._log.read(offset, length, kbytes)
 
+    def _begin_leaving_sole(self) -> bool:
+        log: SharedRecordLog = self._log  # type: ignore[assignment]
+        if log.sole:
+            log.leave_sole()  # sets _begin and _finish for the operations after this one
+        return log.begin()
+
     def _wait_for_lock(self) -> None:
         # Contended: give the GIL away a few times before sleeping on the lock. A thread asleep on
         # the lock turns every release into a wake-up of another CPU; the holder (usually between
@@ -438,6 +485,7 @@ class PersistentLRU(IndexReplay, MutableMapping[Any, Any]):
 
     def close(self) -> None:
         """Write pending touches, close the file and release the writer lock; safe to call twice."""
+        self._stop_watch.set()
         with self._lock:
             if self._log.closed:
                 return

@@ -22,13 +22,25 @@ The shared header (little endian, at offset 0 of PATH.lock)::
     dirty       u64  how far the writer may have stored; above `end` only if a writer died mid-append
     snapshot    u64 gen, u64 end, u64 next_seq, u32 CRC32 of those: what finish() published last,
                      for the lock-free look-ahead of cache/sharedlog.py (a torn read fails the CRC)
+    (pad)       u32
+    request     u64  (at 80) set by an open that wants to join while a sole open holds the file
+    sole        u64  (at 88) 1 while a sole open holds the file: the fields above are not kept up
 
-Its fields are written only under the writer lock and read under it, so such a read never sees a
-half-written header and no memory-ordering subtlety arises (the lock's system calls are full
+Its fields (but `request`, a hint) are written only under the writer lock and read under it, so such
+a read never sees a half-written header and no memory-ordering subtlety arises (the lock's system calls are full
 barriers). In an exact LRU every hit writes a touch record, so every operation takes the writer lock
 (a miss too: it must see every write acknowledged before it began). What SQLite's readers do without
 the lock, replaying what others published, is done here ahead of taking it, from the CRC-checked
 snapshot: the work of following others leaves the critical section.
+
+The sole open. An open that finds nobody else present when it opens keeps the writer lock, and its
+presence exclusively, between operations: it runs as a single owner does (no lock cycle, no header
+write per operation). A shared open that arrives meanwhile finds presence taken, sets `request` and
+waits for the writer lock (the wait `_register` already had for a first open's moment); the sole
+open's watcher thread (cache/persistent.py) sees `request` within SOLE_POLL seconds, publishes the
+header, shares its presence and releases the lock, and from then on takes the lock per operation.
+If the sole open dies, the kernel releases both locks and `sole` stays set: the next open recovers
+the log from its bytes, as a first open does, since the header was not kept up.
 
 A writer that takes the lock and finds `dirty > end` knows a writer died mid-append: it zeroes that
 garbage before appending, so no stale record of the dead write can ever be read as part of the log.
@@ -58,6 +70,8 @@ _U64 = struct.Struct("<Q")
 _SNAP3 = struct.Struct("<QQQ").pack
 _U32 = struct.Struct("<I").pack
 GEN, COMPACTING, END, NEXT_SEQ, DIRTY, SNAPSHOT = 8, 16, 24, 32, 40, 48  # offsets in the header
+REQUEST, SOLE = 80, 88
+SOLE_POLL = 0.005  # seconds between a sole open's looks at `request`: a joiner's longest wait
 # finish() publishes end, next_seq, dirty and the snapshot in one store: they are contiguous.
 _FLOCK = struct.Struct("hhxxxxqqixxxx")  # struct flock on Linux x86-64 / arm64 (l_pid 0 for OFD)
 _OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", 37)
@@ -141,11 +155,11 @@ class SharedFile:
         except OSError as exc:
             raise StoreWriteError(f"{path}: cannot create lock file: {exc.strerror}") from exc
         try:
-            self._register()
-            if not exclusive:
+            if not exclusive:  # mapped first: a joiner writes `request` in it while it waits
                 if os.fstat(self.fd).st_size < PAGE:
                     os.ftruncate(self.fd, PAGE)  # zeros: an uninitialised header (no magic)
                 self.mm = mmap.mmap(self.fd, PAGE)
+            self._register()
         except BaseException:
             os.close(self.fd)
             self.fd = -1
@@ -160,13 +174,15 @@ class SharedFile:
                     "exclusive=True needs it to be the only open"
                 )
             return
-        # Presence, shared. It fails only while a single owner holds it exclusively (then refuse) or
-        # while a last close or a first open holds it a moment under the writer lock (then wait).
+        # Presence, shared. It fails only while a single owner holds it exclusively (then refuse), or
+        # while a sole open holds it, or a last close or a first open a moment, under the writer
+        # lock: then ask a sole open to let go, and wait for the lock.
         while not _ofd(fd, fcntl.F_RDLCK, PRESENCE, False):
             if not _ofd(fd, fcntl.F_RDLCK, EXCLUSIVE, False):
                 raise StoreLockedError(f"{self.path} is open with exclusive=True by another process")
             _ofd(fd, fcntl.F_UNLCK, EXCLUSIVE, False)
-            fcntl.flock(fd, fcntl.LOCK_EX)  # the moment's holder has the writer lock: wait it out
+            self.set(REQUEST, 1)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # the holder has the writer lock: wait it out
             fcntl.flock(fd, fcntl.LOCK_UN)
 
     # -- the writer lock -------------------------------------------------------------------------
@@ -207,8 +223,12 @@ class SharedFile:
         self.mm[:8] = MAGIC
 
     def set(self, offset: int, value: int) -> None:
-        """Write one u64 field (END, NEXT_SEQ, DIRTY, COMPACTING)."""
+        """Write one u64 field (END, NEXT_SEQ, DIRTY, COMPACTING, REQUEST, SOLE)."""
         _U64.pack_into(self.mm, offset, value)  # type: ignore[arg-type]
+
+    def get(self, offset: int) -> int:
+        """Read one u64 field."""
+        return _U64.unpack_from(self.mm, offset)[0]  # type: ignore[arg-type]
 
     # -- key locks -------------------------------------------------------------------------------
 

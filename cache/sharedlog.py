@@ -35,7 +35,7 @@ from cache import records as fmt
 from cache import shared
 from cache.errors import CorruptStoreError, StoreWriteError, UnsupportedFilesystemError
 from cache.log import _MAX_STEP, GROW, Durability, RecordLog, _data_end
-from cache.shared import COMPACTING, DIRTY, END, SNAPSHOT, SharedFile
+from cache.shared import COMPACTING, DIRTY, END, REQUEST, SNAPSHOT, SOLE, SharedFile
 
 _WRITING = (1 << 64) - 1  # DIRTY while a writer holds the lock: it may store anywhere past end
 _FINISH = struct.Struct("<QQQQQQI").pack_into  # END, NEXT_SEQ, DIRTY, then the snapshot: one store
@@ -60,8 +60,11 @@ def _after_fork_in_child() -> None:
     # flock would not exclude parent and child. Give each open in the child locks of its own.
     for log in list(_OPEN):
         if not log.closed and log._shared is not None and log._shared.fd >= 0:
+            was_sole, log.sole = log.sole, False  # the parent stays sole until the child asks
             log._shared.reopen_after_fork()
             log._bind()
+            if was_sole:
+                log.on_shared()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -97,6 +100,8 @@ class SharedRecordLog(RecordLog):
         self._on_touch = on_touch
         self._on_reset = on_reset
         self._shared: SharedFile | None = None
+        self.sole = False  # True while this open holds the file alone (see cache/shared.py)
+        self.on_shared: Callable[[], None] = lambda: None  # the owner's switch to per-op locking
         super().__init__(path, meta=meta, on_record=on_record, durability=durability, salvage=salvage,
                          reserve=reserve)
         _OPEN.add(self)
@@ -121,13 +126,18 @@ class SharedRecordLog(RecordLog):
         sh.lock()
         try:
             alone = sh.alone()
-            if alone or not sh.initialised():
-                # Nobody has the file open (or nobody got to set it up yet): recover it from its own
-                # bytes, cutting a torn tail, as a single process does, then publish what was found.
+            if alone or not sh.initialised() or sh.get(SOLE):
+                # Nobody has the file open (or nobody got to set it up yet, or a sole open died and
+                # left the header behind its log): recover it from its own bytes, cutting a torn
+                # tail, as a single process does, then publish what was found.
                 super()._open(meta, on_record, salvage)
                 sh.write(self.first_seq, self.end, self.next_seq, self.end)
+                sh.set(SOLE, 0)
                 if alone:
-                    sh.share()
+                    # Stay the sole open: keep the lock and the presence (see cache/shared.py).
+                    sh.set(SOLE, 1)
+                    self.sole = True
+                    return
             else:
                 gen, *_rest, compacting = sh.read()
                 self.meta = meta
@@ -136,7 +146,28 @@ class SharedRecordLog(RecordLog):
                 else:
                     self._load(scan=False)
         finally:
-            sh.unlock()
+            if not self.sole:
+                sh.unlock()
+
+    def join_requested(self) -> bool:
+        """True if a sole open is asked to let another open in (read without a lock: a hint)."""
+        sh = self._shared
+        return sh is not None and sh.mm is not None and sh.get(REQUEST) != 0
+
+    def leave_sole(self) -> None:
+        """Stop being the sole open: publish the header, share presence, release the lock.
+
+        The owner calls this holding its thread lock; from then on every operation runs between
+        begin() and finish().
+        """
+        sh = self._shared
+        assert sh is not None and self.sole
+        self.sole = False
+        sh.set(SOLE, 0)
+        sh.set(REQUEST, 0)  # a joiner that sets it again now only waits for the next unlock
+        sh.share()
+        self.finish()  # publishes end, next_seq and the snapshot, then unlocks
+        self.on_shared()
 
     def _load(self, scan: bool) -> None:
         """Open PATH (the current generation) and replay it: whole and checked (*scan*), or up to `end`."""
@@ -403,6 +434,8 @@ class SharedRecordLog(RecordLog):
                 sh.lock()
                 try:
                     gen, end, *_rest = sh.read()
+                    if self.sole:
+                        end = self.end  # a sole open does not keep the header's end up
                     if (sh.initialised() and gen == getattr(self, "first_seq", None) and sh.alone()
                             and not self._broken):
                         self._unmap()

@@ -225,3 +225,20 @@ def test_a_memoize_stampede_of_processes_computes_once(tmp_path: Path) -> None:
         out, _ = kid.communicate(timeout=HANG_GUARD)
         assert kid.returncode == 0 and out.strip().endswith("result 42"), out
     assert Path(counts).read_text().count("\n") == 1
+
+
+def test_a_sole_open_lets_a_second_open_in_while_idle(tmp_path: Path) -> None:
+    # The first open holds the file between operations; a second one asks, and the first (idle:
+    # its watcher thread answers) lets go and takes the lock per operation from then on.
+    a = PersistentLRU(tmp_path / "c.lru", capacity=10)
+    a["x"] = 1
+    assert a._log.sole  # type: ignore[attr-defined]
+    b = PersistentLRU(tmp_path / "c.lru", capacity=10)
+    assert not a._log.sole and not b._log.sole  # type: ignore[attr-defined]
+    assert b.get("x") == 1
+    b["y"] = 2
+    assert a.get("y") == 2 and list(a) == list(b) == ["x", "y"]
+    b.close()
+    a.close()
+    with PersistentLRU(tmp_path / "c.lru", capacity=10) as fresh:
+        assert list(fresh) == ["x", "y"]

@@ -266,3 +266,31 @@ while True:
 print(count, flush=True)
 lru.close()
 """
+
+
+@pytest.mark.crash
+@pytest.mark.parametrize("seed", range(3))
+def test_kill_9_of_a_sole_open_loses_nothing(tmp_path: Path, seed: int) -> None:
+    # A process alone on the file keeps the writer lock between operations and does not keep the
+    # shared header up (cache/shared.py). Killed there, by construction before anyone asked to
+    # join, it leaves every acknowledged op in the log: the next open recovers them from its bytes.
+    path = tmp_path / "s.lru"
+    n = 2000
+    kill_at = random.Random(seed).randrange(50, n - 100)
+    victim = spawn("run", str(path), str(seed), str(n), "solo", "-1", str(kill_at))
+    assert victim.stdout is not None and victim.stdout.readline() == "ready\n"
+    last = -1
+    for line in victim.stdout:
+        if line.startswith("ack "):
+            last = int(line.split()[1])
+            if last == kill_at:
+                victim.send_signal(signal.SIGKILL)
+    victim.wait(HANG_GUARD)
+    victim.stdout.close()
+    victim.stdin.close()  # type: ignore[union-attr]
+    assert victim.returncode == -signal.SIGKILL and last == kill_at
+    with open(f"{path}.lock", "rb") as f:
+        assert int.from_bytes(f.read(96)[88:96], "little") == 1  # it died a sole open
+    with PersistentLRU(path, capacity=CAPACITY, serializer="bytes") as lru:
+        state = read_state(lru)
+    assert projection(state, "solo") == expected(seed, n, "solo", last + 1)
