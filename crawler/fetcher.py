@@ -11,18 +11,13 @@ its end, and the cap applies to the decompressed bytes (a gzip bomb stops at max
 from __future__ import annotations
 
 import asyncio
-import functools
-import ipaddress
 import socket
 import ssl
+import sys
 import time
 import zlib
 from dataclasses import dataclass
 from typing import Any
-
-import aiohttp
-import aiohttp.abc
-from yarl import URL  # aiohttp's own URL type (a dependency of aiohttp)
 
 from crawler.errors import BadResponse, ConnectFailed, FetchError, FetchTimeout
 from crawler.guards import is_private_address
@@ -64,7 +59,7 @@ class Exchange:
 
 def connect_reason(exc: BaseException) -> str:
     """The cause of a failed connection in a few words, for the summary and the records."""
-    if isinstance(exc, (aiohttp.ClientSSLError, ssl.SSLError)):
+    if isinstance(exc, ssl.SSLError) or _aiohttp_error(exc, "ClientSSLError"):
         return "TLS failure"
     cause = getattr(exc, "os_error", exc)
     if isinstance(cause, socket.gaierror):
@@ -73,28 +68,50 @@ def connect_reason(exc: BaseException) -> str:
         return str(cause)
     if isinstance(cause, ConnectionRefusedError):
         return "connection refused"
-    if isinstance(cause, TimeoutError) or isinstance(exc, aiohttp.ConnectionTimeoutError):
+    if isinstance(cause, TimeoutError) or _aiohttp_error(exc, "ConnectionTimeoutError"):
         return "timeout"
-    if isinstance(exc, (aiohttp.ServerDisconnectedError, ConnectionResetError)):
+    if isinstance(exc, ConnectionResetError) or _aiohttp_error(exc, "ServerDisconnectedError"):
         return "connection closed by the server"
     return "connection failed"
+
+
+def _aiohttp_error(exc: BaseException, name: str) -> bool:
+    """Whether *exc* is aiohttp's exception *name* (aiohttp loads only for https://)."""
+    aiohttp = sys.modules.get("aiohttp")
+    return aiohttp is not None and isinstance(exc, getattr(aiohttp, name))
 
 
 class RefusedAddress(OSError):
     """A name the resolver will not connect to (private addresses of a non-seed name)."""
 
 
-class GuardedResolver(aiohttp.abc.AbstractResolver):
+class SystemResolver:
+    """The system's resolver (getaddrinfo in the loop's thread pool), answering as aiohttp's
+    resolvers do: one dict per address, its "host" the address."""
+
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[Any]:
+        """The addresses of *host*; raise socket.gaierror when it has none."""
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, family=family, flags=socket.AI_ADDRCONFIG)
+        return [{"hostname": host, "host": address[0], "port": address[1], "family": fam,
+                 "proto": proto, "flags": socket.AI_NUMERICHOST | socket.AI_NUMERICSERV}
+                for fam, _, proto, _, address in infos]
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+class GuardedResolver:
     """Resolves names, then refuses private, loopback, link-local and multicast addresses unless
     the name is one of *trusted* (the seeds' hosts; None trusts every name). Checked on the
     address, not the name, so a public-looking name pointing at 10.0.0.1 or 169.254.169.254 is
-    refused too. Names under .invalid fail at once without a query (RFC 6761 §6.4)."""
+    refused too. Names under .invalid fail at once without a query (RFC 6761 §6.4). It serves
+    aiohttp's connector too (same interface as aiohttp's resolvers)."""
 
-    def __init__(self, trusted: frozenset[str] | None,
-                 inner: aiohttp.abc.AbstractResolver | None = None) -> None:
-        """Wrap *inner* (aiohttp's default resolver when None)."""
+    def __init__(self, trusted: frozenset[str] | None, inner: Any = None) -> None:
+        """Wrap *inner* (the system's resolver when None)."""
         self._trusted = trusted
-        self._inner = inner if inner is not None else aiohttp.DefaultResolver()
+        self._inner = inner if inner is not None else SystemResolver()
         self.last: dict[str, str] = {}  # name -> the first address it resolved to
 
     async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[Any]:
@@ -117,7 +134,7 @@ class GuardedResolver(aiohttp.abc.AbstractResolver):
 
 
 class Fetcher:
-    """An aiohttp session configured for crawling; use as `async with Fetcher(...) as f:`."""
+    """The crawler's HTTP client; use as `async with Fetcher(...) as f:`."""
 
     def __init__(self, *, user_agent: str, max_body: int = DEFAULT_MAX_BODY, timeout: float = 30.0,
                  connections: int = 100, per_host_connections: int = 2,
@@ -129,22 +146,14 @@ class Fetcher:
         self.max_body = max_body
         self.timeout = timeout
         self._limits = (connections, per_host_connections)
-        self._session: aiohttp.ClientSession | None = None
         self._http1: Http1Pool | None = None
+        self._tls: Any = None  # fetcher_tls.TlsSession, made at the first https:// URL
         # None: resolve freely (--allow-private); otherwise refuse private addresses of other names
         self._trusted = trusted_hosts
 
     async def __aenter__(self) -> Fetcher:
         self._resolver = GuardedResolver(self._trusted)
         self._http1 = Http1Pool(self.user_agent, self._resolve_any, max_idle=self._limits[0])
-        connector = aiohttp.TCPConnector(limit=self._limits[0], limit_per_host=self._limits[1],
-                                         resolver=self._resolver)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            headers={"User-Agent": self.user_agent, "Accept-Encoding": "gzip, deflate"},
-            auto_decompress=False,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout),
-        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -155,61 +164,22 @@ class Fetcher:
         if self._http1 is not None:
             self._http1.close()
             self._http1 = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._tls is not None:
+            await self._tls.close()
+            self._tls = None
 
     async def fetch(self, url: str, headers: dict[str, str] | None = None) -> FetchResult:
         """GET *url* without following redirects (with extra request *headers*, e.g. the
         conditional ones of a recrawl); raise a FetchError subclass on failure."""
-        if self._session is None:
+        if self._http1 is None:
             raise RuntimeError("use the Fetcher inside `async with`")
-        if url.startswith("http://") and self._http1 is not None:
+        if url.startswith("http://"):
             return await self._fetch_http1(url, headers)
-        started = time.monotonic()
-        sent_at = time.time()
-        try:
-            async with asyncio.timeout(self.timeout):
-                # the crawler's URLs are normalized and percent-encoded already: encoded=True
-                # spares aiohttp parsing and re-encoding each one
-                async with self._session.get(URL(url, encoded=True), allow_redirects=False,
-                                             headers=headers) as resp:
-                    answered_at = time.monotonic()
-                    raw: list[bytes] | None = None
-                    exchange = None
-                    if self.capture:
-                        raw = []
-                        exchange = _exchange_head(resp, sent_at, self._resolver.last)
-                    body, truncated = await self._read_capped(resp, raw)
-                    if exchange is not None and raw is not None:
-                        exchange.payload = body if raw == [] else b"".join(raw)
-                    headers = resp.headers
-                    return FetchResult(
-                        url=url,
-                        status=resp.status,
-                        content_type=headers.get("Content-Type", ""),
-                        location=headers.get("Location"),
-                        retry_after=headers.get("Retry-After"),
-                        body=body,
-                        truncated=truncated,
-                        seconds=time.monotonic() - started,
-                        answered_at=answered_at,
-                        headers=headers,
-                        exchange=exchange,
-                    )
-        except TimeoutError:
-            raise FetchTimeout(f"{url}: no complete answer within {self.timeout:g} s",
-                               "timeout") from None
-        except aiohttp.ClientPayloadError as exc:
-            raise BadResponse(f"{url}: broken body ({exc})", "broken body") from exc
-        except aiohttp.ClientResponseError as exc:
-            raise BadResponse(f"{url}: {exc.message}", "bad response") from exc
-        except (aiohttp.ClientConnectionError, OSError) as exc:
-            raise ConnectFailed(f"{url}: {exc}", connect_reason(exc)) from exc
-        except aiohttp.InvalidURL as exc:
-            raise FetchError(f"{url}: invalid URL ({exc})", "invalid URL") from exc
-        except aiohttp.ClientError as exc:
-            raise BadResponse(f"{url}: {exc}", "bad response") from exc
+        if self._tls is None:  # aiohttp loads with the first https:// URL (~0.2 s of start-up)
+            from crawler.fetcher_tls import TlsSession
+
+            self._tls = TlsSession(self, self._limits, self._resolver)
+        return await self._tls.fetch(url, headers)
 
     def _resolve_any(self, host: str, port: int) -> Any:
         return self._resolver.resolve(host, port, socket.AF_UNSPEC)
@@ -259,66 +229,6 @@ class Fetcher:
             location=received.get("Location"), retry_after=received.get("Retry-After"),
             body=body, truncated=truncated, seconds=time.monotonic() - started,
             answered_at=response.answered_at, headers=received, exchange=exchange)
-
-    async def _read_capped(self, resp: aiohttp.ClientResponse,
-                           raw_out: list[bytes] | None = None) -> tuple[bytes, bool]:
-        """The decoded body and whether it was cut off; *raw_out* gets the entity as received
-        when it differs from the decoded body (left empty when they are the same bytes)."""
-        encoding = resp.headers.get("Content-Encoding", "")
-        if not encoding and resp.content_length is not None and resp.content_length <= self.max_body:
-            # The common answer, read in one call: aiohttp's parser stops at Content-Length (a
-            # longer body is not read) and raises ClientPayloadError if it ends early.
-            return await resp.read(), False
-        decoder = _Decoder(encoding, resp.url)
-        keep_raw = raw_out is not None and decoder.zobj is not None
-        chunks, size = [], 0
-        async for raw in resp.content.iter_chunked(_CHUNK):
-            if keep_raw:
-                raw_out.append(raw)  # type: ignore[union-attr]
-            for chunk in decoder.feed(raw, self.max_body - size + 1):
-                room = self.max_body - size
-                if len(chunk) > room:
-                    chunks.append(chunk[:room])
-                    return b"".join(chunks), True
-                chunks.append(chunk)
-                size += len(chunk)
-        decoder.finish()
-        return b"".join(chunks), False
-
-
-def _exchange_head(resp: aiohttp.ClientResponse, sent_at: float,
-                   addresses: dict[str, str]) -> Exchange:
-    """The request and response heads of *resp*, and the peer's address (read before the body,
-    while the connection is still the response's)."""
-    info = resp.request_info
-    target = info.url.raw_path_qs or "/"
-    lines = [f"{info.method} {target} HTTP/1.1"]
-    lines.extend(f"{name}: {value}" for name, value in info.headers.items())
-    request_head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
-    version = resp.version
-    status_line = (f"HTTP/{version.major}.{version.minor} {resp.status} {resp.reason or ''}"
-                   .rstrip() + "\r\n")
-    response_head = status_line.encode("latin-1", "replace") + b"".join(
-        name + b": " + value + b"\r\n" for name, value in resp.raw_headers) + b"\r\n"
-    ip = None
-    conn = resp.connection  # None once aiohttp has released it (a body read with the head)
-    if conn is not None and conn.transport is not None:
-        peer = conn.transport.get_extra_info("peername")
-        ip = peer[0] if peer else None
-    if ip is None:
-        host = info.url.raw_host or ""
-        ip = host.strip("[]") if _is_ip(host.strip("[]")) else addresses.get(host.lower())
-    return Exchange(sent_at, ip, request_head, response_head, b"")
-
-
-@functools.lru_cache(maxsize=1024)  # one answer per host: ipaddress parsing is ~10 µs
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
 
 class _Decoder:
     """Content-Encoding gzip/deflate/identity, decoded in bounded pieces; a stream that is broken

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import socket
 import zlib
@@ -131,3 +132,20 @@ async def test_a_refused_connection_is_connect_failed() -> None:
         async with Fetcher(user_agent="t", timeout=60) as f:
             with pytest.raises(ConnectFailed):
                 await f.fetch(f"http://{HOST}:{port}/")
+
+
+async def test_https_goes_through_tls_and_a_failed_handshake_is_named(server: str) -> None:
+    # https:// takes the aiohttp path (loaded at its first URL); a server that answers in plain
+    # HTTP fails the handshake: one ConnectFailed naming the cause, and http:// still works
+    async def plain(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    listener = await asyncio.start_server(plain, HOST, 0)
+    async with listener, Fetcher(user_agent="t", timeout=60) as f:
+        port = listener.sockets[0].getsockname()[1]
+        with pytest.raises(ConnectFailed) as failed:
+            await f.fetch(f"https://{HOST}:{port}/ok")
+        assert failed.value.reason == "TLS failure"
+        assert (await f.fetch(server + "/ok")).body == b"hello"
