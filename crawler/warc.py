@@ -45,7 +45,7 @@ def archival_head(head: bytes, payload_length: int) -> bytes:
     archived is added: the block is then an exact HTTP message whose payload is the entity body,
     and every reader computes the same WARC-Payload-Digest from it (section 5.9). Heads without
     a Transfer-Encoding are archived byte for byte."""
-    if not _CHUNKED.search(head):
+    if b"transfer-encoding" not in head.lower() or not _CHUNKED.search(head):  # cheap test first
         return head
     renamed = _FRAMING.sub(lambda m: b"X-Crawler-" + m.group(0), head)
     end = renamed.rfind(b"\r\n\r\n")

@@ -9,8 +9,8 @@ tests and the bench, which check every digest of what is written here."""
 
 from __future__ import annotations
 
-import hashlib
 import os
+from hashlib import sha1 as _sha1
 
 try:
     # ISA-L's deflate: about a quarter of zlib's CPU per 1 KB record and a sixth per 10 KB, for
@@ -91,24 +91,21 @@ class GzipRecords:
         self._level = deflate_level(level)
         self._small_level = min(self._level, 1 if DEFLATE == "zlib" else 0)
 
-    def member(self, kind: str, record_id: str, date: str, fields: str, block: bytes,
-               payload_sha1: bytes | None = None) -> bytes:
-        """One record as a gzip member: WARC-Type, -Record-ID, -Date, then *fields* (lines
-        "Name: value\\r\\n", checked by the caller), WARC-Block-Digest, WARC-Payload-Digest from
-        *payload_sha1* if given, and Content-Length."""
+    def record(self, kind: str, record_id: str, date: str, fields: str, block: bytes,
+               payload_sha1: bytes | None = None) -> int:
+        """Write one record as a gzip member; return the bytes written. The head holds
+        WARC-Type, -Record-ID, -Date, then *fields* (lines "Name: value\\r\\n", checked by the
+        caller), WARC-Block-Digest, WARC-Payload-Digest from *payload_sha1* if given, and
+        Content-Length."""
         payload = f"WARC-Payload-Digest: sha1:{sha1_base32(payload_sha1)}\r\n" if payload_sha1 else ""
         head = (f"WARC/1.1\r\nWARC-Type: {kind}\r\nWARC-Record-ID: {record_id}\r\n"
                 f"WARC-Date: {date}\r\n{fields}"
-                f"WARC-Block-Digest: sha1:{sha1_base32(hashlib.sha1(block).digest())}\r\n"
+                f"WARC-Block-Digest: sha1:{sha1_base32(_sha1(block).digest())}\r\n"
                 f"{payload}Content-Length: {len(block)}\r\n\r\n")
+        size = len(block)
         # one call: deflate's fixed cost per call is a large share of a 1 KB record's
-        level = self._level if len(block) >= self.small_block else self._small_level
-        return _deflate.compress(b"".join((head.encode(), block, b"\r\n\r\n")), level,
+        data = _deflate.compress(b"".join((head.encode(), block, b"\r\n\r\n")),
+                                 self._level if size >= self.small_block else self._small_level,
                                  _GZIP_WBITS)
-
-    def record(self, kind: str, record_id: str, date: str, fields: str, block: bytes,
-               payload_sha1: bytes | None = None) -> int:
-        """Write one record (as member() makes it); return the bytes written."""
-        data = self.member(kind, record_id, date, fields, block, payload_sha1)
         self._file.write(data)
         return len(data)
