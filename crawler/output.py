@@ -53,7 +53,10 @@ _ENCODE = _compact_encoder()
 
 
 class JsonLines:
-    """Appends JSON lines to a file (or stdout for "-"); `flush()` before the state commits."""
+    """Appends JSON lines to a file (or stdout for "-"); `flush()` before the state commits.
+
+    Lines are kept as str until `flush()` writes them in one piece: one encode and one write per
+    group commit, not a TextIOWrapper.write per line (~5 µs each, a tenth of a small page's CPU)."""
 
     def __init__(self, path: str) -> None:
         """Open *path* for appending (a resumed crawl adds to the same file), a torn last line
@@ -61,20 +64,31 @@ class JsonLines:
         self._own = path != "-"
         if self._own:
             _cut_torn_tail(path)
-        self._file: IO[str] = open(path, "a", encoding="utf-8") if self._own else sys.stdout  # noqa: SIM115
+        self._file: IO[bytes] | None = open(path, "ab") if self._own else None  # noqa: SIM115
+        self._lines: list[str] = []
 
     def write_line(self, text: str) -> None:
         """Buffer one line of JSON text."""
-        self._file.write(text + "\n")
+        self._lines.append(text)
 
     def flush(self) -> None:
         """Hand buffered records to the OS (they survive a kill -9 of this process)."""
-        self._file.flush()
+        if self._lines:
+            text = "\n".join(self._lines) + "\n"
+            if self._file is None:
+                sys.stdout.write(text)
+            else:
+                self._file.write(text.encode("utf-8"))
+            self._lines.clear()  # after the write: a failed one (disk full) keeps them
+        if self._file is None:
+            sys.stdout.flush()
+        else:
+            self._file.flush()
 
     def close(self) -> None:
         """Flush and close (stdout is flushed, not closed)."""
-        self._file.flush()
-        if self._own:
+        self.flush()
+        if self._file is not None:
             self._file.close()
 
 
