@@ -1,0 +1,140 @@
+"""crawler.warc_records (the record encoder) and WarcWriter's batching: every digest verifies in
+FastWARC's reader too, with ISA-L's deflate and with zlib's; exchanges wait for flush() in order;
+a failed write forgets what it did not write."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+import crawler.warc_records as warc_records
+from crawler.warc import WarcWriter
+from crawler.warc_records import GzipRecords, deflate_level, sha1_base32
+from tests.crawler.test_warc_writer import INFO, T0, exchange, files, read_warc, request, response
+
+
+def write_mixed(directory: Path) -> list[bytes]:
+    """Small and large payloads, a chunked one, a revisit, a truncated one and a 304; return
+    the payloads of the response records in order."""
+    small, large = b"<p>small page</p>" * 20, os.urandom(1000) * 20  # under and over small_block
+    with WarcWriter(str(directory), info=INFO) as writer:
+        assert exchange(writer, "/small", small) == "response"
+        assert exchange(writer, "/large", large) == "response"
+        assert exchange(writer, "/chunked", b"x" * 9000, head=response(chunked=True)) == "response"
+        assert exchange(writer, "/again", small) == "revisit"
+        assert exchange(writer, "/cut", large[:5000], truncated=True) == "response"
+        writer.write_revisit_not_modified(
+            url="http://127.0.0.1:8080/small", fetched_at=T0 + 9, ip=None,
+            request_head=request("/small"), response_head=b"HTTP/1.1 304 Not Modified\r\n\r\n",
+            refers_to_date=None)
+    return [small, large, b"x" * 9000, large[:5000]]
+
+
+def check_with_fastwarc(path: Path) -> list[str]:
+    """Record types of *path* read with FastWARC; asserts every block digest and every response's
+    payload digest."""
+    kinds = []
+    for rec in ArchiveIterator(str(path), parse_http=False):
+        assert rec.verify_block_digest(), rec.headers["WARC-Record-ID"]
+        if rec.record_type == WarcRecordType.response:
+            rec.parse_http()
+            assert rec.verify_payload_digest(), rec.headers["WARC-Record-ID"]
+        kinds.append(rec.headers["WARC-Type"])
+    return kinds
+
+
+@pytest.mark.parametrize("deflate", ["isal", "zlib"])
+def test_records_verify_in_warcio_and_fastwarc(tmp_path: Path, monkeypatch, deflate) -> None:
+    if deflate == "zlib":
+        monkeypatch.setattr(warc_records, "_deflate", zlib)
+        monkeypatch.setattr(warc_records, "DEFLATE", "zlib")
+    elif warc_records.DEFLATE != "isal":
+        pytest.skip("python-isal is not installed")
+    payloads = write_mixed(tmp_path)
+    [path] = files(tmp_path)
+    records = read_warc(path)  # warcio, digests checked
+    assert [r.payload for r in records if r.type == "response"] == payloads
+    assert check_with_fastwarc(path) == ["warcinfo"] + ["response", "request"] * 3 + [
+        "revisit", "request", "response", "request", "revisit", "request"]
+    cli = subprocess.run([str(Path(sys.executable).with_name("warcio")), "check", str(path)],
+                         capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    with open(path, "rb") as f:  # one gzip member per record
+        assert sum(1 for _ in iter(lambda: _member(f), None)) == len(records)
+
+
+def _member(f) -> bytes | None:
+    """Read one whole gzip member of *f* (None at the end)."""
+    inflate = zlib.decompressobj(wbits=31)
+    start = f.tell()
+    data = f.read()
+    if not data:
+        return None
+    out = inflate.decompress(data)
+    assert inflate.eof
+    f.seek(start + len(data) - len(inflate.unused_data))
+    return out
+
+
+def test_sha1_base32_is_rfc_4648_base32() -> None:
+    for _ in range(2000):
+        digest = os.urandom(20)
+        assert sha1_base32(digest) == base64.b32encode(digest).decode()
+    assert sha1_base32(bytes(20)) == "A" * 32 and sha1_base32(b"\xff" * 20) == "7" * 32
+
+
+def test_gzip_levels_follow_zlibs_scale() -> None:
+    with pytest.raises(ValueError):
+        deflate_level(10)
+    with pytest.raises(ValueError):
+        GzipRecords(None, -1)
+    assert deflate_level(0) == 0
+    assert deflate_level(9) == (9 if warc_records.DEFLATE == "zlib" else 3)
+
+
+def test_exchanges_wait_for_flush_and_keep_their_order(tmp_path: Path) -> None:
+    writer = WarcWriter(str(tmp_path), info=INFO)
+    writer.flush()
+    path = Path(writer.path)
+    size = path.stat().st_size  # the warcinfo record alone
+    for i in range(5):
+        assert exchange(writer, f"/p{i}", b"page %d" % i) == "response"
+    assert exchange(writer, "/dup", b"page 3") == "revisit"  # decided when given
+    assert path.stat().st_size == size
+    writer.flush()
+    assert path.stat().st_size > size
+    records = read_warc(path)
+    assert [r.headers["WARC-Target-URI"].rsplit("/", 1)[1] for r in records[1::2]] == [
+        "p0", "p1", "p2", "p3", "p4", "dup"]
+    writer.close()
+
+
+def test_a_failed_write_forgets_the_responses_it_did_not_write(tmp_path: Path, monkeypatch) -> None:
+    writer = WarcWriter(str(tmp_path), info=INFO)
+    exchange(writer, "/ok", b"written")
+    writer.flush()
+    written = Path(writer.path).stat().st_size
+    exchange(writer, "/lost", b"never written")
+    exchange(writer, "/lost-too", b"never written either")
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(GzipRecords, "record", full_disk)
+    with pytest.raises(OSError):
+        writer.flush()
+    monkeypatch.undo()
+    assert Path(files(tmp_path)[0]).stat().st_size == written  # the partial exchange is cut
+    # no revisit may refer to a response that is not on disk
+    assert exchange(writer, "/again", b"never written") == "response"
+    assert exchange(writer, "/ok-again", b"written") == "revisit"
+    writer.close()
+    assert [r.type for r in read_warc(files(tmp_path)[-1])] == [
+        "warcinfo", "response", "request", "revisit", "request"]
