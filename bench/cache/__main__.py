@@ -194,13 +194,15 @@ def main() -> int:
 
     mp_lines = multiprocess_section(trace, quick, mean_value)
 
-    a = CONTENDERS["PersistentLRU process"](fresh_dir("profile"), mean_value)
-    prof = cProfile.Profile()
-    prof.runcall(run_trace, a, ops[: len(ops) // 4], value_for)
-    a.close()
-    buf = io.StringIO()
-    pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(8)
-    profile_lines = [ln for ln in buf.getvalue().splitlines() if ln.strip()][-9:]
+    profiles: dict[str, list[str]] = {}
+    for name in ("PersistentLRU process", "PersistentLRU process, 2nd open present"):
+        a = CONTENDERS[name](fresh_dir("profile"), mean_value)
+        prof = cProfile.Profile()
+        prof.runcall(run_trace, a, ops[: len(ops) // 4], value_for)
+        a.close()
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(8)
+        profiles[name] = [ln for ln in buf.getvalue().splitlines() if ln.strip()][-9:]
 
     med = {n: statistics.median(rates[n]) for n in names}
     mratio = {n: statistics.median(ratios[n]) for n in names}
@@ -208,6 +210,9 @@ def main() -> int:
         "## cache: PersistentLRU against diskcache's LRU",
         "",
         f"Machine: {machine_line()}",
+        "",
+        "The machine is shared: other sessions' tests and benchmarks may run at the same time, so absolute "
+        "figures move between runs; every ratio is taken within a round of one run.",
         "",
         f"Command: `make bench-cache`{' (FANMILL_BENCH_QUICK=1)' if quick else ''}. Workload: seeded, "
         f"{len(ops):,} operations over 100,000 keys, Zipf s=0.99 on a shuffled rank, 90% get / 10% set, "
@@ -224,6 +229,13 @@ def main() -> int:
         size = f"{sizes[n] / 2**20:.1f} MiB" if sizes[n] else "in memory"
         lines.append(f"| {n} | {med[n]:,.0f} | {mratio[n]:.1f}× | {hits[n] / n_gets:.2%} | {size} |")
     lines += [
+        "",
+        "\"PersistentLRU process\" is the default open (shared, durability \"process\"). Alone on its "
+        "file, as here, it is the file's sole open (cache/shared.py): it keeps the writer lock between "
+        "operations and runs as the single owner does, until another open asks to join (it lets go "
+        "within 5 ms, then every operation takes the lock). \"2nd open present\" is the same open with "
+        "an idle second open of the file: the per-operation protocol of the rows below. \"exclusive\" "
+        "is `exclusive=True`, the only mode before issue 17.",
         "",
         f"Exact-LRU hit ratio of this trace (simulated): {ceiling / n_gets:.2%}.",
         "",
@@ -244,16 +256,15 @@ def main() -> int:
         + "; ".join(f"{n} {statistics.median(v):,.0f} ops/s" for n, v in thread_rates.items()),
         "",
         *mp_lines,
-        "Profile of PersistentLRU \"process\" (cProfile, a quarter of the trace, top 8 by own time):",
-        "",
-        "```",
-        *profile_lines,
-        "```",
     ]
+    for name, profile_lines in profiles.items():
+        lines += [f"Profile of {name} (cProfile, a quarter of the trace, top 8 by own time):", "",
+                  "```", *profile_lines, "```", ""]
     target = mratio["PersistentLRU process"]
     lines += ["", f"Target: PersistentLRU \"process\" (shared, the default) ≥ 20× diskcache LRU — measured "
               f"{target:.1f}×: " + ("met." if target >= 20 else "**not met**.")
-              + f" The single owner (exclusive=True): {mratio['PersistentLRU process exclusive']:.1f}×."]
+              + f" The single owner (exclusive=True): {mratio['PersistentLRU process exclusive']:.1f}×; "
+              f"with a second open present: {mratio['PersistentLRU process, 2nd open present']:.1f}×."]
     write_section("cache", "\n".join(lines))
     print("\n".join(lines))
     return 0

@@ -39,6 +39,25 @@ def persistent(durability: str, exclusive: bool = False) -> Callable[[str, float
     return make
 
 
+def persistent_joined(workdir: str, mean_value: float) -> Adapter:
+    """The default open with a second open of the file present (idle): every operation locks.
+
+    Alone, the default open is the file's sole open (cache/shared.py) and runs as a single owner
+    does; this row measures the protocol a process pays once another one has the file open.
+    """
+    from cache import PersistentLRU
+
+    path = os.path.join(workdir, "persistent-joined.lru")
+    lru = PersistentLRU(path, capacity=CAPACITY, serializer="bytes")
+    other = PersistentLRU(path, capacity=CAPACITY, serializer="bytes")  # the sole open lets go
+
+    def close() -> None:
+        other.close()
+        lru.close()
+
+    return Adapter(lru.get, lru.__setitem__, close, lambda: _tree_size(path))
+
+
 def diskcache_lru(workdir: str, mean_value: float) -> Adapter:
     import diskcache
 
@@ -80,6 +99,7 @@ CONTENDERS: dict[str, Callable[[str, float], Adapter]] = {
     "diskcache LRU": diskcache_lru,
     "PersistentLRU process": persistent("process"),
     "PersistentLRU process exclusive": persistent("process", exclusive=True),
+    "PersistentLRU process, 2nd open present": persistent_joined,
     "PersistentLRU fast": persistent("fast"),
     "cachetools LRUCache (memory)": cachetools_lru,
     "OrderedDict LRU (memory ceiling)": ordereddict_lru,
