@@ -3,8 +3,10 @@
 The parent process does no crawling: it takes the crawl's lock (SQLite: workers of one machine
 only; no other crawl may use the file meanwhile), frees the leases a killed run left (every owner
 is dead, since the lock was free), starts the workers, passes Ctrl-C and SIGTERM on, waits, and
-prints the crawl's status. With PostgreSQL there is no lock: any number of machines run `crawl`
-with the same `--state`, and a dead worker's hosts go to another when their lease expires.
+prints the crawl's status. A worker that dies (kill -9, a crash) has its host leases ended at once,
+so the others take its hosts over without waiting for the expiry. With PostgreSQL there is no lock:
+any number of machines run `crawl` with the same `--state`, and a worker dead on another machine
+gives its hosts back when their lease expires.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from crawler.state import is_postgres_url, open_shared
 from crawler.state.shared import worker_id
 
 PROGRESS_EVERY = 1.0  # seconds between two progress lines of a --workers run
+WATCH_EVERY = 0.1  # seconds between two looks at the workers (a dead one's hosts are freed)
 
 
 def tagged(path: str | None, tag: str) -> str | None:
@@ -71,6 +74,15 @@ async def _prepare(state: str, workers: list[str]) -> None:
         await shared.close()
 
 
+async def _forget(state: str, worker: str) -> None:
+    """End the host leases of *worker*, seen dead."""
+    shared = await open_shared(state, worker_id())
+    try:
+        await shared.forget(worker, time.time())
+    finally:
+        await shared.close()
+
+
 def run_workers(argv: list[str], workers: int, state: str | None, quiet: bool) -> int:
     """Run *workers* processes of `crawl ARGV --worker-id ...`; return the crawl's exit status."""
     with contextlib.ExitStack() as stack:
@@ -93,11 +105,19 @@ def run_workers(argv: list[str], workers: int, state: str | None, quiet: bool) -
         old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             show = not quiet and sys.stderr.isatty()
+            forgotten: set[str] = set()
+            shown = 0.0
             while any(child.poll() is None for child in children):
-                running = next(child for child in children if child.poll() is None)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    running.wait(PROGRESS_EVERY)
-                if show:
+                time.sleep(WATCH_EVERY)
+                for wid, child in zip(ids, children, strict=True):
+                    if child.returncode and wid not in forgotten:
+                        # a worker killed or crashed: its hosts go to the others now, not when
+                        # their leases run out (the process is gone: it cannot write again)
+                        forgotten.add(wid)
+                        with contextlib.suppress(StateError, OSError, RuntimeError):
+                            asyncio.run(_forget(state, wid))
+                if show and time.monotonic() - shown >= PROGRESS_EVERY:
+                    shown = time.monotonic()
                     _progress(state)
             codes = [child.wait() for child in children]
             if show:

@@ -149,6 +149,10 @@ class SharedState(Protocol):
     async def leave(self, now: float) -> None:
         """Mark this worker gone (its hosts are released first by the caller)."""
 
+    async def forget(self, worker: str, now: float) -> None:
+        """*worker* died (its supervisor saw it exit): its host leases end now, so other workers
+        take its hosts over at their next claim instead of after the lease expiry."""
+
     async def status(self, now: float) -> dict[str, Any]:
         """Progress across workers: URLs per status, hosts leased, workers seen, errors."""
 

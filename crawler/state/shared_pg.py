@@ -342,6 +342,18 @@ class PgShared:
         await self._run(lambda c: c.execute(
             "UPDATE workers SET seen = $1, left_at = $1 WHERE id = $2", now, self.worker))
 
+    async def forget(self, worker: str, now: float) -> None:
+        """*worker* died: its leases end now (taken over at the next claim), and it is gone."""
+
+        async def work(conn: Any) -> None:
+            await conn.execute(
+                "UPDATE hosts SET lease_until = $2 WHERE owner = $1 AND lease_until >= $2",
+                worker, now)
+            await conn.execute(
+                "UPDATE workers SET left_at = $2 WHERE id = $1 AND left_at IS NULL", worker, now)
+
+        await self._run(work)
+
     async def status(self, now: float) -> dict[str, Any]:
         """Progress across workers."""
 

@@ -331,6 +331,15 @@ class SqliteShared:
             await self._conn.execute(
                 "UPDATE workers SET seen = ?, left_at = ? WHERE id = ?", (now, now, self.worker))
 
+    async def forget(self, worker: str, now: float) -> None:
+        """*worker* died: its leases end now (taken over at the next claim), and it is gone."""
+        async with self._write():
+            await self._conn.execute(
+                "UPDATE hosts SET lease_until = ? WHERE owner = ? AND lease_until >= ?",
+                (now, worker, now))
+            await self._conn.execute(
+                "UPDATE workers SET left_at = ? WHERE id = ? AND left_at IS NULL", (now, worker))
+
     async def status(self, now: float) -> dict[str, Any]:
         """Progress across workers."""
         try:

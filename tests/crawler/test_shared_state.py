@@ -53,6 +53,27 @@ async def test_a_host_is_owned_by_one_worker_until_its_lease_expires(target) -> 
         await b.close()
 
 
+async def test_a_worker_seen_dead_gives_its_hosts_back_before_the_expiry(target) -> None:
+    a, b = await _pair(target)
+    try:
+        await a.add_discovered([(f"{H1}/", 0, None), (f"{H1}/x", 1, None)])
+        [claim] = await a.claim_hosts(5, now=100.0, lease=LEASE, delay=DELAY)
+        await a.lease_urls([H1], 1, now=100.0)
+        assert await b.claim_hosts(5, now=101.0, lease=LEASE, delay=DELAY) == []
+        await b.forget("A", now=102.0)  # its supervisor saw A exit: no waiting for the expiry
+        [taken] = await b.claim_hosts(5, now=103.0, lease=LEASE, delay=DELAY)
+        assert taken.origin == H1 and taken.token > claim.token
+        assert taken.next_send >= 103.0 + DELAY  # the gap is kept as at any takeover
+        assert {x.url for x in await b.lease_urls([H1], 10, now=103.0)} == {f"{H1}/", f"{H1}/x"}
+        report = await b.status(103.0)
+        assert {w["id"]: bool(w["left_at"]) for w in report["workers"]} == {"A": True, "B": False}
+        await a.forget("B", now=104.0)
+        await a.forget("nobody", now=104.0)  # forgetting an unknown or already gone worker: no-op
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_a_stale_worker_cannot_record_over_the_new_owner(target) -> None:
     a, b = await _pair(target)
     try:

@@ -170,6 +170,67 @@ async def test_a_killed_worker_gives_its_hosts_to_another_after_the_lease(pg_url
     assert "  A: " in text and "  B: " in text and "2 workers seen" in text
 
 
+async def test_a_killed_worker_of_crawl_workers_gives_its_hosts_back_at_once(tmp_path) -> None:
+    # `crawl --workers 2` sees its worker die and ends its leases: with a lease of an hour, the
+    # crawl still finishes (a crawl that waited for the expiry would never reach BOUND)
+    delay = 0.05
+    db = str(tmp_path / "state.db")
+    async with serve(_chain_site(2, 12), hosts=2) as site:
+        held = asyncio.Event()
+
+        def hold() -> bool:  # the 6th page request to host 0: its worker is mid-crawl
+            hit = site.hits[-1]
+            if hit.host == site.hosts[0] and sum(
+                    h.host == hit.host and h.path != "/robots.txt" for h in site.hits) == 6:
+                held.set()
+                return True
+            return False
+
+        site.hold_when = hold
+        parent = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "crawler", site.url(0, "/"), site.url(1, "/"), "--workers", "2",
+            "--state", db, "--delay", str(delay), "--lease", "3600", "-q",
+            "--out", str(tmp_path / "out.jsonl"), stderr=asyncio.subprocess.PIPE)
+        await asyncio.wait_for(held.wait(), BOUND)
+        shared = await open_shared(db, "reader")
+        try:
+            owner = (await shared._conn.execute_fetchall(  # the test reads the row directly
+                "SELECT owner FROM hosts WHERE origin = ?", (site.url(0, "/")[:-1],)))[0][0]
+        finally:
+            await shared.close()
+        victim = _child_with_worker_id(parent.pid, owner)
+        os.kill(victim, signal.SIGKILL)
+        site.hold_when = None
+        site.released.set()
+        _, err = await asyncio.wait_for(parent.communicate(), BOUND)
+        hits = list(site.hits)
+    assert parent.returncode == 2, err  # a worker was killed: the run says so
+    urls = {normalize_url(f"http://{h.host}:{site.port}{h.path}") for h in hits}
+    expected = {site.url(h, p) for h in range(2) for p in ["/"] + [f"/p{i}" for i in range(12)]}
+    assert expected <= urls  # the dead worker's host was finished by the other
+    for host in site.hosts:  # the gap holds across the takeover, as the server saw it
+        times = sorted(h.t for h in hits if h.host == host)
+        assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= delay - 0.005
+        assert max(h.in_flight for h in hits if h.host == host) == 1
+
+
+def _child_with_worker_id(parent: int, worker: str) -> int:
+    """The pid of *parent*'s child started with `--worker-id WORKER` (read from /proc)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and worker.encode() in argv:
+            return int(entry)
+    raise AssertionError(f"no child of {parent} runs worker {worker}")
+
+
 async def _fetched_records(shared) -> list[dict]:
     report = await shared.status(0.0)
     assert "fetched" in report["urls"]
