@@ -26,6 +26,7 @@ from multidict import CIMultiDict, CIMultiDictProxy  # aiohttp's own header type
 
 KEEPALIVE = 15.0  # seconds an idle connection is kept (aiohttp's keepalive_timeout): a crawl
 # moves on from hosts, and each idle connection holds a file descriptor
+MAX_HEAD = 256 * 1024  # bytes of status line and headers (aiohttp: 8 KiB per line, 32k fields)
 SWEEP_EVERY = 1.0  # seconds between two looks for idle connections past KEEPALIVE
 
 
@@ -83,6 +84,7 @@ class _Connection(asyncio.Protocol):
         self.received = False  # a byte of the current response arrived
         self.expired = False  # its deadline passed
         self.keep_alive = False  # the server lets the connection serve another request
+        self.head_size = 0  # bytes of the current response's head so far
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -96,7 +98,9 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            if self.complete:
+            if isinstance(exc.__context__, ResponseError):  # raised by a callback of ours
+                self._fail(exc.__context__)
+            elif self.complete:
                 self._fail(ResponseError(f"bytes past the end of the body ({exc})", "bad response"))
             else:
                 self._fail(ResponseError(f"malformed: {exc}", "bad response"))
@@ -131,10 +135,18 @@ class _Connection(asyncio.Protocol):
     def on_status(self, status: bytes) -> None:
         if self.response is not None:
             self.response.reason += status
+            self._count_head(len(status))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.response is not None:
             self.response.raw_headers.append((name, value))
+            self._count_head(len(name) + len(value) + 4)
+
+    def _count_head(self, size: int) -> None:
+        # llhttp sets no bound on a head: a server sending headers without end is cut off here
+        self.head_size += size
+        if self.head_size > MAX_HEAD:
+            raise ResponseError(f"response head larger than {MAX_HEAD} bytes", "bad response")
 
     def on_headers_complete(self) -> None:
         response = self.response
@@ -171,6 +183,7 @@ class _Connection(asyncio.Protocol):
         at *cap* bytes."""
         self.response, self.cap = Response(), cap
         self.complete, self.messages, self.received, self.keep_alive = False, 0, False, False
+        self.head_size = 0
         self.waiter = self.loop.create_future()
         assert self.transport is not None
         self.transport.write(request)

@@ -166,3 +166,12 @@ async def test_an_idle_connection_past_keepalive_is_closed(monkeypatch) -> None:
             await f.fetch(b + "/")  # the next exchange sweeps a's idle connection away
             await asyncio.wait_for(first.hung_up.wait(), 30)
             assert not second.hung_up.is_set()
+
+
+async def test_a_head_without_end_is_cut_off() -> None:
+    endless = b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 100)
+                                                  for i in range(5000))
+    async with serving(lambda path: (endless, "keep")) as (base, _):
+        async with Fetcher(user_agent="t", timeout=60) as f:
+            with pytest.raises(BadResponse, match="head larger than"):
+                await f.fetch(base + "/")
