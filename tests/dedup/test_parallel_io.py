@@ -127,7 +127,15 @@ def test_open_descriptors_stay_bounded_on_10000_files_in_one_directory(tmp_path,
         peak = max(peak, len(os.listdir("/proc/self/fd")))
         return real(fd, size)
 
+    real_small = hashing.read_small
+
+    def counting_small(path, size):  # the later files of a pool job, opened there
+        nonlocal peak
+        peak = max(peak, len(os.listdir("/proc/self/fd")))
+        return real_small(path, size)
+
     monkeypatch.setattr(hashing, "read_fd_whole", counting)
+    monkeypatch.setattr(hashing, "read_small", counting_small)
     baseline = len(os.listdir("/proc/self/fd"))
     report = find_duplicates([str(root)], ScanOptions(threads=2, io_threads=8))
     assert len(report.groups) == 5000
@@ -156,7 +164,20 @@ def test_file_changed_between_listing_and_pool_read_is_an_error_entry(tmp_path, 
                 f.truncate(2) if change == "shrink" else f.write(b"dup!more")
         return real(fd, size)
 
+    real_small = hashing.read_small
+
+    def changing_small(path, size):
+        # A pool job opens every file of its batch after the first itself (no descriptor yet).
+        if path.endswith("/b"):
+            if change == "vanish":
+                os.unlink(path)
+            else:
+                with open(path, "r+b") as f:
+                    f.truncate(2) if change == "shrink" else f.write(b"dup!more")
+        return real_small(path, size)
+
     monkeypatch.setattr(hashing, "read_fd_whole", changing)
+    monkeypatch.setattr(hashing, "read_small", changing_small)
     report = find_duplicates([root], ScanOptions(threads=2, io_threads=4))
     assert [set(g.paths) for g in report.groups] == [{f"{root}/a", f"{root}/c"}]
     assert [p.path for p in report.problems] == [f"{root}/b"]
