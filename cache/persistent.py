@@ -13,7 +13,9 @@ Shared by processes (the default): every operation runs between the shared log's
 lock, then the records other processes appended, replayed into this index) and finish() (publish,
 unlock); see cache/sharedlog.py. Since every process replays every record in the log's order, each
 index is the one a single process doing all the operations would hold: exact recency, exact bounds.
-exclusive=True is the single owner of the file instead (no lock per operation).
+exclusive=True is the single owner of the file instead (no lock per operation). A shared open that
+finds nobody else present is the file's sole open: it runs as the single owner does until another
+open asks to join (cache/sole.py).
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ import os
 import pickle
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 from cache import records as fmt
+from cache import sole
 from cache.encoding import (
     BytesSerializer,
     PickleSerializer,
@@ -40,7 +42,6 @@ from cache.errors import CacheError, ForeignFileError, SerializationError
 from cache.index import MISSING, IndexReplay, encode_bounds
 from cache.log import Durability, RecordLog
 from cache.order import RecencyOrder
-from cache.shared import SOLE_POLL
 from cache.sharedlog import SharedRecordLog
 
 _LOCK_SPINS = 20
@@ -62,27 +63,6 @@ def _direct_loads(serializer: Serializer) -> Callable[[bytes], Any]:
 
 def _nothing() -> None:
     pass
-
-
-def _watch_sole(owner: Callable[[], PersistentLRU | None], log: SharedRecordLog, lock: threading.RLock,
-                stop: threading.Event) -> None:
-    """While *log* is its file's sole open: let go of the file when another open asks to join.
-
-    Polls (a joiner writes a word; the standard library has no cross-process wake-up): a joiner
-    waits about SOLE_POLL plus a GIL switch. The change of protocol happens under the owner's lock,
-    so no operation is halfway through it: a busy owner makes it at the start of its next operation
-    (this thread could wait long for a lock the owner takes back at once), an idle one here.
-    """
-    while not stop.wait(SOLE_POLL):
-        if log.join_requested():
-            lru = owner()
-            if lru is not None:
-                lru._begin = lru._begin_leaving_sole
-            del lru
-            with lock:
-                if not log.closed and log.sole:
-                    log.leave_sole()  # then log.on_shared(): every operation takes the lock
-            return
 
 
 def _nothing_with(_arg: Any) -> None:
@@ -172,20 +152,7 @@ class PersistentLRU(IndexReplay, MutableMapping[Any, Any]):
         self._finish: Callable[[], None] = _nothing
         self._stop_watch = threading.Event()
         if self._is_shared:
-            shared_log: SharedRecordLog = self._log  # type: ignore[assignment]
-            owner = weakref.ref(self)  # the watcher must not keep an unclosed cache alive
-
-            def use_lock_per_op() -> None:
-                lru = owner()
-                if lru is not None:
-                    lru._begin, lru._finish = shared_log.begin, shared_log.finish
-
-            shared_log.on_shared = use_lock_per_op
-            if shared_log.sole:
-                threading.Thread(target=_watch_sole, args=(owner, shared_log, self._lock, self._stop_watch),
-                                 name="fanmill-lru-sole", daemon=True).start()
-            else:
-                use_lock_per_op()
+            sole.attach(self, self._log, self._lock, self._stop_watch)  # type: ignore[arg-type]
         # How a hit is recorded: a touch record now ("process", "fsync"), a batched one ("fast"),
         # or not at all (a read-only view does not move entries).
         self._touch: Callable[[bytes], None] | None = (
@@ -458,12 +425,6 @@ class PersistentLRU(IndexReplay, MutableMapping[Any, Any]):
     def _read(self, offset: int, length: int, kbytes: bytes) -> bytes:
         self._check_open()
         return self._log.read(offset, length, kbytes)
-
-    def _begin_leaving_sole(self) -> bool:
-        log: SharedRecordLog = self._log  # type: ignore[assignment]
-        if log.sole:
-            log.leave_sole()  # sets _begin and _finish for the operations after this one
-        return log.begin()
 
     def _wait_for_lock(self) -> None:
         # Contended: give the GIL away a few times before sleeping on the lock. A thread asleep on

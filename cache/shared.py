@@ -37,7 +37,7 @@ The sole open. An open that finds nobody else present when it opens keeps the wr
 presence exclusively, between operations: it runs as a single owner does (no lock cycle, no header
 write per operation). A shared open that arrives meanwhile finds presence taken, sets `request` and
 waits for the writer lock (the wait `_register` already had for a first open's moment); the sole
-open's watcher thread (cache/persistent.py) sees `request` within SOLE_POLL seconds, publishes the
+open's watcher thread (cache/sole.py) sees `request` within SOLE_POLL seconds, publishes the
 header, shares its presence and releases the lock, and from then on takes the lock per operation.
 If the sole open dies, the kernel releases both locks and `sole` stays set: the next open recovers
 the log from its bytes, as a first open does, since the header was not kept up.

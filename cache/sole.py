@@ -1,0 +1,62 @@
+"""The sole open of a shared cache file, and how a PersistentLRU lets go of it (cache/shared.py).
+
+An open that finds nobody else present keeps the writer lock between operations and runs as a
+single owner does: its owner's per-operation protocol (`_begin`, `_finish`) is unset. A watcher
+thread polls the header's `request` word (the standard library has no cross-process wake-up); when
+another open asks to join, the owner publishes the header, shares the file and from then on takes
+the lock per operation.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from cache.shared import SOLE_POLL
+from cache.sharedlog import SharedRecordLog
+
+
+def attach(lru: Any, log: SharedRecordLog, lock: threading.RLock, stop: threading.Event) -> None:
+    """Give *lru* the per-operation protocol of *log*: now, or once another open asks to join."""
+    owner = weakref.ref(lru)  # the watcher must not keep an unclosed cache alive
+
+    def use_lock_per_op() -> None:
+        target = owner()
+        if target is not None:
+            target._begin, target._finish = log.begin, log.finish
+
+    log.on_shared = use_lock_per_op
+    if log.sole:
+        threading.Thread(target=_watch, args=(owner, log, lock, stop), name="fanmill-lru-sole",
+                         daemon=True).start()
+    else:
+        use_lock_per_op()
+
+
+def _watch(owner: Callable[[], Any], log: SharedRecordLog, lock: threading.RLock,
+           stop: threading.Event) -> None:
+    """While *log* is its file's sole open: let go of the file when another open asks to join.
+
+    A joiner waits about SOLE_POLL plus a GIL switch. The change of protocol happens under the
+    owner's lock, so no operation is halfway through it: a busy owner makes it at the start of its
+    next operation (this thread could wait long for a lock the owner takes back at once), an idle
+    one here.
+    """
+    while not stop.wait(SOLE_POLL):
+        if log.join_requested():
+            target = owner()
+            if target is not None:
+                target._begin = lambda: _begin_leaving(log)
+            del target
+            with lock:
+                if not log.closed and log.sole:
+                    log.leave_sole()  # then log.on_shared(): every operation takes the lock
+            return
+
+
+def _begin_leaving(log: SharedRecordLog) -> bool:
+    if log.sole:
+        log.leave_sole()  # sets the owner's _begin and _finish for the operations after this one
+    return log.begin()
