@@ -98,7 +98,7 @@ class WarcWriter:
             repair_and_index(path, self._index)
         self._serial = files[-1][0] if files else 0  # the next file's serial follows the last
         self._file = None
-        self._records: GzipRecords | None = None
+        self._records = self.records_class(gzip_level)
         self._size = 0  # bytes written to the current file (counted: tell() would be a syscall)
         self._pending: list[tuple] = []  # exchanges given but not yet encoded, in order
         self._pending_bytes = 0
@@ -112,22 +112,23 @@ class WarcWriter:
         self.path, self._serial, self._file = create_file(
             self.directory, self.prefix, time.time(), self._serial + 1)
         self._size = 0
-        self._records = self.records_class(self._file, self.gzip_level)
         fields = {"format": "WARC File Format 1.1",
                   "conformsTo": "https://iipc.github.io/warc-specifications/specifications/"
                                 "warc-format/warc-1.1/"}
         fields.update(self._info)
         block = "".join(f"{_check_field(str(k))}: {_check_field(str(v))}\r\n"
                         for k, v in fields.items()).encode("utf-8")
-        self._size += self._records.record(
+        [info] = self._records.members([(
             "warcinfo", new_record_id(), warc_date(time.time()),
             f"WARC-Filename: {os.path.basename(self.path)}\r\n"
-            "Content-Type: application/warc-fields\r\n", block)
+            "Content-Type: application/warc-fields\r\n", block, None)])
+        self._file.write(info)
+        self._size += len(info)
 
     def _abandon(self, start: int) -> None:
         """After a failed write: drop the exchange's partial bytes, and go on in a new file."""
         path, file = self.path, self._file
-        self._file = self._records = None
+        self._file = None
         try:
             file.close()
         except OSError:
@@ -185,16 +186,31 @@ class WarcWriter:
     def _write_pending(self) -> None:
         """Encode and write every waiting exchange, in order; rotate between exchanges."""
         pending, self._pending, self._pending_bytes = self._pending, [], 0
-        for i, exchange in enumerate(pending):
+        try:
+            records = []
+            for exchange in pending:
+                records += _exchange_records(exchange)
+            members = self._records.members(records)
+        except BaseException:
+            self._forget(pending)
+            raise
+        write = None
+        for i in range(len(pending)):
             if self._file is None or self._size >= self.max_size:
                 self._open_next()  # only between exchanges: an exchange's records share a file
+                write = None
+            if write is None:
+                write = self._file.write
             start = self._size
+            response, request = members[2 * i], members[2 * i + 1]
             try:
-                self._size += self._encode(exchange)
+                write(response)
+                write(request)
             except BaseException:
                 self._abandon(start)
                 self._forget(pending[i:])
                 raise
+            self._size += len(response) + len(request)
 
     def _forget(self, lost: list[tuple]) -> None:
         """Drop the index entries of responses that were never written."""
@@ -203,35 +219,6 @@ class WarcWriter:
                 _, response_id, date, _, _, _, _, sha, _, _ = exchange
                 if self._index.get(sha, "").startswith(f"{date} {response_id} "):
                     del self._index[sha]
-
-    def _encode(self, exchange: tuple) -> int:
-        """Write one exchange's records: the response (or revisit), then its request, whose
-        WARC-Concurrent-To names it (section 5.7; the order Heritrix and warcio write). Return
-        the bytes written."""
-        record = self._records.record
-        kind, record_id, date, common, request_head, response_head = exchange[:6]
-        if kind == "not-modified":
-            written = record("revisit", record_id, date, exchange[6], response_head)  # 6.7.3
-        else:
-            payload, sha, truncated, earlier = exchange[6:]
-            head = archival_head(response_head, len(payload))
-            if earlier is not None:
-                # WARC 1.1 section 6.7.2: the block holds only the HTTP head; the payload is
-                # the earlier record's, named by digest, URI, date and record id.
-                earlier_date, earlier_id, earlier_uri = earlier.split(" ", 2)
-                written = record(kind, record_id, date, (
-                    f"{common}{_RESPONSE_TYPE}WARC-Profile: {IDENTICAL_PAYLOAD}\r\n"
-                    f"WARC-Refers-To-Target-URI: {earlier_uri}\r\n"
-                    f"WARC-Refers-To-Date: {earlier_date}\r\nWARC-Refers-To: {earlier_id}\r\n"
-                    f"WARC-Payload-Digest: {sha1_label(sha)}\r\n"), head)
-            else:
-                fields = common + _RESPONSE_TYPE
-                if truncated:
-                    fields += "WARC-Truncated: length\r\n"  # section 5.13
-                written = record(kind, record_id, date, fields, head + payload, sha)
-        return written + record(
-            "request", new_record_id(), date,
-            f"{common}{_REQUEST_TYPE}WARC-Concurrent-To: {record_id}\r\n", request_head)
 
     def flush(self) -> None:
         """Write every exchange given so far and hand the bytes to the OS (they survive a kill
@@ -246,7 +233,7 @@ class WarcWriter:
         if self._file is not None:
             self._file.flush()
             self._file.close()
-            self._file = self._records = None
+            self._file = None
 
     def close(self) -> None:
         """Write what waits, flush and close; the writer takes no more records."""
@@ -266,3 +253,28 @@ class WarcWriter:
     def __exit__(self, *exc: object) -> None:
         """Close."""
         self.close()
+
+
+def _exchange_records(exchange: tuple) -> list[tuple]:
+    """The records of one waiting exchange: the response (or revisit), then its request, whose
+    WARC-Concurrent-To names it (section 5.7; the order Heritrix and warcio write)."""
+    kind, record_id, date, common, request_head, response_head = exchange[:6]
+    request = ("request", new_record_id(), date,
+               f"{common}{_REQUEST_TYPE}WARC-Concurrent-To: {record_id}\r\n", request_head, None)
+    if kind == "not-modified":
+        return [("revisit", record_id, date, exchange[6], response_head, None), request]  # 6.7.3
+    payload, sha, truncated, earlier = exchange[6:]
+    head = archival_head(response_head, len(payload))
+    if earlier is not None:
+        # WARC 1.1 section 6.7.2: the block holds only the HTTP head; the payload is the
+        # earlier record's, named by digest, URI, date and record id.
+        earlier_date, earlier_id, earlier_uri = earlier.split(" ", 2)
+        return [(kind, record_id, date, (
+            f"{common}{_RESPONSE_TYPE}WARC-Profile: {IDENTICAL_PAYLOAD}\r\n"
+            f"WARC-Refers-To-Target-URI: {earlier_uri}\r\n"
+            f"WARC-Refers-To-Date: {earlier_date}\r\nWARC-Refers-To: {earlier_id}\r\n"
+            f"WARC-Payload-Digest: {sha1_label(sha)}\r\n"), head, None), request]
+    fields = common + _RESPONSE_TYPE
+    if truncated:
+        fields += "WARC-Truncated: length\r\n"  # section 5.13
+    return [(kind, record_id, date, fields, head + payload, sha), request]

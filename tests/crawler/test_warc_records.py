@@ -16,7 +16,7 @@ from fastwarc.warc import ArchiveIterator, WarcRecordType
 
 import crawler.warc_records as warc_records
 from crawler.warc import WarcWriter
-from crawler.warc_records import GzipRecords, deflate_level, sha1_base32
+from crawler.warc_records import GzipRecords, deflate_level, sha1_base32, sha1_base32_many
 from tests.crawler.test_warc_writer import INFO, T0, exchange, files, read_warc, request, response
 
 
@@ -88,13 +88,15 @@ def test_sha1_base32_is_rfc_4648_base32() -> None:
         digest = os.urandom(20)
         assert sha1_base32(digest) == base64.b32encode(digest).decode()
     assert sha1_base32(bytes(20)) == "A" * 32 and sha1_base32(b"\xff" * 20) == "7" * 32
+    digests = [os.urandom(20) for _ in range(300)]
+    assert sha1_base32_many(digests) == [base64.b32encode(d).decode() for d in digests]
 
 
 def test_gzip_levels_follow_zlibs_scale() -> None:
     with pytest.raises(ValueError):
         deflate_level(10)
     with pytest.raises(ValueError):
-        GzipRecords(None, -1)
+        GzipRecords(-1)
     assert deflate_level(0) == 0
     assert deflate_level(9) == (9 if warc_records.DEFLATE == "zlib" else 3)
 
@@ -116,7 +118,7 @@ def test_exchanges_wait_for_flush_and_keep_their_order(tmp_path: Path) -> None:
     writer.close()
 
 
-def test_a_failed_write_forgets_the_responses_it_did_not_write(tmp_path: Path, monkeypatch) -> None:
+def test_a_failed_write_forgets_the_responses_it_did_not_write(tmp_path: Path) -> None:
     writer = WarcWriter(str(tmp_path), info=INFO)
     exchange(writer, "/ok", b"written")
     writer.flush()
@@ -124,13 +126,21 @@ def test_a_failed_write_forgets_the_responses_it_did_not_write(tmp_path: Path, m
     exchange(writer, "/lost", b"never written")
     exchange(writer, "/lost-too", b"never written either")
 
-    def full_disk(*args, **kwargs):
-        raise OSError(28, "No space left on device")
+    class FullDisk:
+        """The open file, whose writes fail as on a full disk."""
 
-    monkeypatch.setattr(GzipRecords, "record", full_disk)
+        def __init__(self, file) -> None:
+            self.file = file
+
+        def write(self, data: bytes) -> int:
+            raise OSError(28, "No space left on device")
+
+        def close(self) -> None:
+            self.file.close()
+
+    writer._file = FullDisk(writer._file)
     with pytest.raises(OSError):
         writer.flush()
-    monkeypatch.undo()
     assert Path(files(tmp_path)[0]).stat().st_size == written  # the partial exchange is cut
     # no revisit may refer to a response that is not on disk
     assert exchange(writer, "/again", b"never written") == "response"
