@@ -205,6 +205,8 @@ class _Run:
         make = tuple.__new__
         out: list[CandidateGroup] = []
         at = 0
+        if self.extras is not None:
+            last.clear()  # --dirs and --similar read the table after the scan: keep every name
         for group in groups:
             if type(group) is not array:
                 out.append(group)
@@ -214,7 +216,7 @@ class _Run:
             for i in group:
                 entries.append(make(FileEntry, table.record(i, size)))
                 d = file_dir[i]
-                if last[d] == at:
+                if last.get(d) == at:
                     table.names[d] = table.prefixes[d] = ""
                 at += 1
             out.append(entries)

@@ -355,8 +355,12 @@ def bench_similar(rounds: int) -> str:
 def bench_cdc(rounds: int) -> str:
     """Chunking MB/s on one core for the FastCDC packages (bench/dedup/cdc_speed.py)."""
     rows = cdc_speed.measure(rounds)
+    from dedup.similar import AVG_CHUNK, LEVEL, MAX_CHUNK
+
     lines = [f"**Chunking, one core** — {cdc_speed.DATA_MB} MiB of seeded random bytes in memory, "
-             f"avg_size 64 KiB, {rounds} rounds, median; {cdc_speed.versions()}.", "",
+             f"avg_size 64 KiB (dedup: avg = min = {AVG_CHUNK // 1024} KiB, max "
+             f"{MAX_CHUNK // 1024} KiB, normalization level {LEVEL}), {rounds} rounds, median; "
+             f"{cdc_speed.versions()}.", "",
              "| chunker | MB/s | chunks |", "|---|---:|---:|"]
     lines += [f"| {name} | {mbs:,.0f} | {n:,} |" for name, mbs, n in rows]
     return "\n".join(lines)

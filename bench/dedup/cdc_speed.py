@@ -76,8 +76,8 @@ def mmh3_only(data: bytes) -> int:
 
 
 CASES = [("pyfastcdc (boundaries)", pyfastcdc_bounds), ("pyfastcdc + mmh3", pyfastcdc_hashed),
-         ("pyfastcdc min = avg, level 3 (boundaries)", dedup_bounds),
-         ("pyfastcdc min = avg, level 3 + mmh3 (dedup --similar)", dedup_hashed),
+         ("pyfastcdc as dedup sets it (boundaries)", dedup_bounds),
+         ("pyfastcdc as dedup sets it + mmh3 (dedup --similar)", dedup_hashed),
          ("fastcdc (boundaries)", fastcdc_bounds), ("fastcdc + mmh3", fastcdc_hashed),
          ("mmh3 alone, fixed 64 KiB blocks", mmh3_only)]
 

@@ -164,3 +164,16 @@ def test_directories_come_from_the_scan_itself_listed_once(tmp_path):
     assert [sorted(os.path.relpath(p, root) for p in d.paths) for d in report.dirs] == [["a", "b"]]
     assert sorted(listed) == sorted(set(listed))  # no directory listed twice: no second walk
     assert len(listed) == report.stats.dirs == 8  # t, a, a/src, a/cache, b, b/src, b/cache, c
+
+
+def test_directories_sharing_some_files_are_not_duplicates(tmp_path, capsysbinary):
+    # Every directory here holds a duplicate: the merge reads each one's full listing after the
+    # scan, whatever the scan freed once its groups were built.
+    spec = {}
+    for d in range(30):
+        spec[f"d{d}/shared"] = BIG
+        spec[f"d{d}/own"] = b"own %d\n" % d
+    root = build_tree(tmp_path / "t", spec)
+    found, doc = dirs_of(capsysbinary, root)
+    assert found == []
+    assert len(doc["groups"]) == 1 and len(doc["groups"][0]["paths"]) == 30
