@@ -201,8 +201,9 @@ def bench_dirs(rounds: int, projects: int = 600) -> str:
     rm_json = os.path.join(work, "rm.json")
     runs = {"plain": DEDUP + ["-q", "--format", "json", root],
             "dirs": DEDUP + ["-q", "--dirs", "--format", "json", root],
+            # never "summary:/dev/null": rmlint replaces its output files, /dev/null included
             "rmlint": ["rmlint", "-D", "-j", "-T", "df,dd", "-o", f"json:{rm_json}", "-o",
-                       "summary:/dev/null", root]}
+                       f"summary:{os.path.join(work, 'rm.summary')}", root]}
     walls: dict[str, list[float]] = {name: [] for name in runs}
     ratios: list[float] = []
     try:
@@ -220,7 +221,7 @@ def bench_dirs(rounds: int, projects: int = 600) -> str:
         theirs = _rmlint_dirs(rm_json)
         loose_json = os.path.join(work, "rm-loose.json")
         _timed(["rmlint", "-D", "-T", "df,dd", "-o", f"json:{loose_json}", "-o",
-                "summary:/dev/null", root], work)
+                f"summary:{os.path.join(work, 'rm-loose.summary')}", root], work)
         loose = _rmlint_dirs(loose_json)
     finally:
         shutil.rmtree(work, ignore_errors=True)
