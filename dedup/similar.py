@@ -255,7 +255,7 @@ class Chunker:
         if pool is None or len(todo) < 2:
             jobs: Iterable[tuple[tuple, Chunks | str, int]] = map(self._read, todo)
         else:
-            from dedup.pipeline import bounded_map
+            from dedup.jobs import bounded_map
 
             jobs = bounded_map(pool, self._read, todo, 4)
         problems = []

@@ -1,0 +1,202 @@
+"""The small-file stage of a scan: files of at most `WHOLE_LIMIT` bytes read whole, once, and split
+by digest (or by their bytes with --verify), a mixin of the pipeline's run (dedup.pipeline).
+
+A file the page cache holds is read in the calling thread (one `preadv(RWF_NOWAIT)`); one it does
+not is handed to the I/O pool with the next files of its group, opened and read there.
+"""
+
+from __future__ import annotations
+
+import os
+from array import array
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from dedup import hashing
+from dedup.grouping import CandidateGroup
+from dedup.jobs import BATCH_FILES, IO_DEPTH, Inline
+from dedup.model import FileProblem
+from dedup.walk import describe_os_error
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
+    from dedup.hashing import Opener
+    from dedup.options import ScanOptions
+    from dedup.table import FileTable
+
+# --verify: bytes of small files held per size bucket to compare later members in memory. A
+# class whose first member's bytes are not held (budget spent) is compared by a lockstep reread.
+VERIFY_HOLD = 16 * 1024 * 1024
+
+
+class SmallFiles:
+    """`_split_small` for the pipeline's run; it provides the attributes declared here."""
+
+    options: ScanOptions
+    opener: Opener
+    io_pool: Executor | None
+    io_threads: int
+    table: FileTable
+    bytes_read: int
+    cold: bool | None
+    progress: Callable[[str, int, int], None]
+    problem: Callable[[FileProblem], None]
+    records: Callable[[CandidateGroup | array], CandidateGroup]
+    size_of: Callable[[CandidateGroup | array], int]
+    _verify: Callable[..., list[CandidateGroup]]
+
+    def _split_small(self, groups: list[CandidateGroup | array]) -> list[CandidateGroup | array]:
+        """Split groups of files read whole, once, by content digest.
+
+        A file the page cache holds is read in this thread; one it does not is handed (open) to
+        the I/O pool, and its group is finished once its reads are in, groups in order, with at
+        most io_threads * IO_DEPTH reads (open descriptors) in flight. With --verify the bytes
+        themselves decide: each later member is compared with the bytes of its class's first
+        member, held in memory (up to `VERIFY_HOLD` per group), not reread.
+        """
+        verify = self.options.verify
+        digest = hashing.ONE_SHOT[self.options.hash_name]
+        opener = self.opener
+        pool = self.io_pool
+        read: Callable[[str, int], bytes]
+        if opener is not hashing._DEFAULT_OPENER:
+            pool = None
+
+            def read(path: str, size: int) -> bytes:
+                return hashing.read_whole(path, size, opener)
+        else:
+            read = hashing.read_small  # one call less per file than read_whole
+        read_cached = hashing.read_small_cached
+        read_fd = hashing.read_fd_whole
+
+        read_small = hashing.read_small
+
+        def job(fd: int, paths: list[str], size: int) -> list:
+            # A file found not cached (its descriptor) and the next ones of its group, read here
+            # in an I/O thread: (digest, bytes or None) or a problem each.
+            out: list = []
+            for path in paths:
+                try:
+                    data = read_fd(fd, size) if fd >= 0 else read_small(path, size)
+                except OSError as exc:
+                    out.append(FileProblem(path, describe_os_error(exc)))
+                else:
+                    out.append((digest(data), data if verify else None))
+                fd = -1
+            return out
+
+        total = sum(len(g) for g in groups)
+        window = self.io_threads * IO_DEPTH
+        done = reported = 0
+        result: list[CandidateGroup] = []
+        # Groups read but not finished, and the pool's reads in submission order (group number,
+        # its slots, position): at most *window* in flight, so as many open descriptors.
+        pending: deque[tuple[int, CandidateGroup, list]] = deque()
+        flying: deque[tuple[int, list, int]] = deque()
+
+        def land(item: tuple[int, list, int]) -> None:
+            _, slots, pos = item
+            slots[pos] = slots[pos].result()  # a list: one result per file of the job
+
+        table_path = self.table.path
+        for number, group in enumerate(groups):
+            # A group of table indices stays one: only a path is built to read each file (a
+            # record per candidate cost 15 MB at the peak on a 113,000-file tree).
+            if type(group) is array:
+                size = self.table.size[group[0]]
+                paths = [table_path(i) for i in group]
+            else:
+                size = group[0][1]
+                paths = [record[0] for record in group]
+            slots: list = []
+            k = 0
+            while k < len(paths):
+                path = paths[k]
+                k += 1
+                try:
+                    if pool is None:
+                        data = read(path, size)
+                    else:
+                        got = read_cached(path, size)
+                        if self.cold is None:
+                            self.cold = False
+                        if type(got) is int:
+                            self.cold = True
+                            # Not in the page cache: it and the next files of the group go to
+                            # the pool as one job, opened there too (cold, a thread hand-off
+                            # and an open per file in this thread kept the readers waiting).
+                            batch, k = paths[k - 1 : k - 1 + BATCH_FILES], k - 1 + BATCH_FILES
+                            try:
+                                slots.append(pool.submit(job, got, batch, size))
+                            except BaseException:
+                                os.close(got)
+                                raise
+                            flying.append((number, slots, len(slots) - 1))
+                            if len(flying) >= window:
+                                land(flying.popleft())
+                            continue
+                        data = got  # type: ignore[assignment]
+                except OSError as exc:
+                    slots.append(FileProblem(path, describe_os_error(exc)))
+                    continue
+                slots.append((digest(data), data if verify else None))
+            pending.append((number, group, slots))
+            while pending and (not flying or flying[0][0] > pending[0][0]
+                               or len(pending) > window):
+                first, members, slots = pending.popleft()
+                while flying and flying[0][0] <= first:
+                    land(flying.popleft())
+                self._finish_small(members, size if first == number else None, slots, result)
+                done += len(members)
+                if done - reported >= 1024 or done == total:
+                    reported = done
+                    self.progress("partial", done, total)
+        while flying:
+            land(flying.popleft())
+        for _, members, slots in pending:
+            self._finish_small(members, None, slots, result)
+            done += len(members)
+        self.progress("partial", done, total)
+        return result
+
+    def _finish_small(self, members: CandidateGroup | array, size: int | None, slots: list,
+                      result: list) -> None:
+        """Split one group (table indices or records) whose reads are all in: (digest, bytes or
+        None) or a problem each. The classes keep the group's form."""
+        verify = self.options.verify
+        if size is None:
+            size = self.size_of(members)
+        classes: dict[bytes, list] = {}
+        held: dict[bytes, bytes] = {}
+        recheck: set[bytes] = set()
+        budget = VERIFY_HOLD
+        if any(type(slot) is list for slot in slots):  # a pool job's results: one per file
+            slots = [x for slot in slots for x in (slot if type(slot) is list else (slot,))]
+        for record, slot in zip(members, slots, strict=True):
+            if type(slot) is not tuple:
+                self.problem(slot)
+                continue
+            key, data = slot
+            self.bytes_read += size
+            same = classes.get(key)
+            if same is None:
+                classes[key] = [record]
+                if verify and budget >= size:
+                    held[key] = data
+                    budget -= size
+                continue
+            same.append(record)
+            if verify and held.get(key) != data:
+                recheck.add(key)  # bytes not held, or (never seen) a digest collision
+        indices = type(members) is array
+        for key, cls in classes.items():
+            if len(cls) < 2:
+                continue
+            if indices:
+                cls = array("I", cls)
+            if key in recheck:
+                result.extend(self._verify(Inline(), [self.records(cls)]))
+            else:
+                result.append(cls)
