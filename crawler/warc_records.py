@@ -13,8 +13,8 @@ import os
 from hashlib import sha1 as _sha1
 
 try:
-    # ISA-L's deflate: about a quarter of zlib's CPU per 1 KB record and a sixth per 10 KB, for
-    # files within 10% of zlib level 6's size (bench/crawler/warc_costs.py)
+    # ISA-L's deflate, measured against zlib level 6 here: ~1 KB records 14 µs vs 45 for 0.62 vs
+    # 0.61 of the bytes; python3-doc pages (~86 KB) 198 µs vs 1,574 for 0.168 vs 0.140
     from isal import isal_zlib as _deflate
 
     DEFLATE = "isal"
