@@ -12,8 +12,8 @@
 Contenders, each its own process, alternating order over rounds (median of 3; QUICK: 1 round
 on 4 x 100 pages): the plain aiohttp loop (bench/crawler/aiohttp_loop.py `regex`: regex hrefs +
 urljoin over the known URL list, the same per-host limit), `crawl` with every default on (SQLite
-state, JSONL, content hash, SimHash), `crawl --warc` with FastWARC (the crawler's writer) and with
-warcio's encoder swapped in (bench/crawler/crawl_warcio.py), and `crawl --handler --items` with a
+state, JSONL, content hash, SimHash), `crawl --warc` with the crawler's own encoder
+(crawler/warc_records.py, ISA-L deflate) and with warcio's encoder swapped in (bench/crawler/crawl_warcio.py), and `crawl --handler --items` with a
 title-collecting handler. Client CPU is the contender's own rusage (os.wait4, children
 included), nginx CPU is /proc/<pid>/schedstat of master + worker, requests counted by
 stub_status.
@@ -60,7 +60,7 @@ TIMEOUT = 1800
 
 LOOP = "aiohttp loop (regex hrefs + urljoin)"
 CRAWL = "crawl"
-WARC_FAST = "crawl --warc (FastWARC)"
+WARC_FAST = "crawl --warc (own encoder)"
 WARC_WARCIO = "crawl --warc (warcio encoder)"
 HANDLER = "crawl --handler --items"
 CONTENDERS = [LOOP, CRAWL, WARC_FAST, WARC_WARCIO, HANDLER]
@@ -448,7 +448,7 @@ def main(command_line: str = "python -m bench.crawler.cpu_per_page",
         c = med[CRAWL]
 
         extra = [f"{label} adds {med[name]['x_crawl'] - 1:+.0%}"
-                 for name, label in ((WARC_FAST, "`--warc` with FastWARC"),
+                 for name, label in ((WARC_FAST, "`--warc` with the crawler's own encoder"),
                                      (WARC_WARCIO, "`--warc` with warcio's encoder"),
                                      (HANDLER, "the title handler + `--items`")) if name in med]
         extra = [x + " CPU per page" for x in extra]
@@ -468,8 +468,10 @@ def main(command_line: str = "python -m bench.crawler.cpu_per_page",
         "**The machine has 2 cores and is shared** (other engineers run tests at the same time): "
         "compare the ratios within this run, not absolute figures across runs. "
         f"nginx {version} (private instance, 1 worker, access_log off, sendfile, one 127.0.1.x "
-        f"address per host), aiohttp {version_of('aiohttp')}, FastWARC {version_of('fastwarc')}, "
-        f"warcio {version_of('warcio')}. Every contender "
+        f"address per host), aiohttp {version_of('aiohttp')} (the loop; the crawler's http:// "
+        f"goes through its own client on httptools {version_of('httptools')}), isal "
+        f"{version_of('isal')} (the crawler's WARC deflate), FastWARC {version_of('fastwarc')} "
+        f"and warcio {version_of('warcio')} (read-back checks). Every contender "
         f"is its own process; {n_rounds} round(s), the order rotated each round; ratios are taken "
         "within a round, then the median. All with `--delay 0 --per-host 16 --concurrency 128` "
         "(the loop: 128 workers, 16 per host). `crawl` has every default on: SQLite `--state`, "
