@@ -107,7 +107,7 @@ def run_workers(argv: list[str], workers: int, state: str | None, quiet: bool) -
             show = not quiet and sys.stderr.isatty()
             forgotten: set[str] = set()
             shown = 0.0
-            while any(child.poll() is None for child in children):
+            while [child.poll() for child in children].count(None):  # every child polled
                 time.sleep(WATCH_EVERY)
                 for wid, child in zip(ids, children, strict=True):
                     if child.returncode and wid not in forgotten:
