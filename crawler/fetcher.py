@@ -200,7 +200,7 @@ class Fetcher:
         loop = asyncio.get_running_loop()
         try:
             response = await self._http1.get(host, int(port_text or 80), request, self.max_body,
-                                             loop.time() + self.timeout)
+                                             loop.time() + self.timeout, self.capture)
             received = response.headers()
             raw = b"".join(response.pieces)
             body, truncated = raw, response.truncated

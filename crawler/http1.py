@@ -43,7 +43,7 @@ class Response:
     """One response: status, reason, headers (as received, in order), the body's pieces."""
 
     __slots__ = ("status", "reason", "version", "raw_headers", "pieces", "size", "truncated",
-                 "answered_at", "peer")
+                 "answered_at", "peer", "head")
 
     def __init__(self) -> None:
         self.status = 0
@@ -55,6 +55,7 @@ class Response:
         self.truncated = False
         self.answered_at = 0.0
         self.peer: str | None = None
+        self.head: bytes | None = None  # the head's bytes as received, when kept (an archive)
 
     def headers(self) -> CIMultiDictProxy[str]:
         """The headers as a case-insensitive multidict (latin-1 text, as aiohttp gives them)."""
@@ -62,7 +63,10 @@ class Response:
             (name.decode("latin-1"), value.decode("latin-1")) for name, value in self.raw_headers]))
 
     def head_bytes(self) -> bytes:
-        """The status line and headers, with the blank line: the response head for an archive."""
+        """The status line and headers, with the blank line: the response head for an archive
+        (the bytes as received when kept, else rebuilt from what the parser gave)."""
+        if self.head is not None:
+            return self.head
         line = f"HTTP/{self.version} {self.status} ".encode() + self.reason
         return line.rstrip() + b"\r\n" + b"".join(
             name + b": " + value + b"\r\n" for name, value in self.raw_headers) + b"\r\n"
@@ -82,6 +86,7 @@ class _Connection(asyncio.Protocol):
         self.messages = 0  # responses begun on this connection
         self.closed = False
         self.received = False  # a byte of the current response arrived
+        self.keep_head = False  # keep the head's bytes as received (Response.head)
         self.expired = False  # its deadline passed
         self.keep_alive = False  # the server lets the connection serve another request
         self.head_size = 0  # bytes of the current response's head so far
@@ -94,6 +99,10 @@ class _Connection(asyncio.Protocol):
         if self.waiter is None or self.waiter.done():
             self._close()  # bytes nobody asked for (past a response's end): never reuse this
             return
+        if not self.received and self.keep_head and self.response is not None:
+            end = data.find(b"\r\n\r\n")  # the whole head in the first piece: nearly always
+            if end >= 0:
+                self.response.head = data[:end + 4]
         self.received = True
         try:
             self.parser.feed_data(data)
@@ -171,18 +180,20 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         response = self.response
         if response is not None and 100 <= response.status < 200 and response.status != 101:
-            # an interim answer (100 Continue, 103 Early Hints): the real one follows
+            # an interim answer (100 Continue, 103 Early Hints): the real one follows (its head
+            # is rebuilt, not kept: the bytes kept were the interim's)
             self.response, self.messages = Response(), 0
             return
         self.complete = True
         self.keep_alive = self.parser.should_keep_alive()  # llhttp forgets it once this returns
 
     # the exchange
-    async def exchange(self, request: bytes, cap: int) -> Response:
+    async def exchange(self, request: bytes, cap: int, keep_head: bool = False) -> Response:
         """Send *request*; the response, its body (as received: de-chunked, not decoded) cut
         at *cap* bytes."""
         self.response, self.cap = Response(), cap
         self.complete, self.messages, self.received, self.keep_alive = False, 0, False, False
+        self.keep_head = keep_head
         self.head_size = 0
         self.waiter = self.loop.create_future()
         assert self.transport is not None
@@ -254,7 +265,7 @@ class Http1Pool:
                 ).encode("latin-1", "replace")
 
     async def get(self, host: str, port: int, request: bytes, cap: int, deadline: float,
-                  ) -> Response:
+                  keep_head: bool = False) -> Response:
         """Send *request* to (host, port) on an idle connection or a new one; raise OSError
         (connect), TimeoutError (past *deadline*, loop time) or ResponseError."""
         loop = asyncio.get_running_loop()
@@ -266,7 +277,7 @@ class Http1Pool:
                 conn, reused = await self._connect(loop, host, port, deadline), False
             timer = loop.call_at(deadline, conn.expire)
             try:
-                response = await conn.exchange(request, cap)
+                response = await conn.exchange(request, cap, keep_head)
             except BaseException as exc:
                 conn.abort()
                 if conn.expired:

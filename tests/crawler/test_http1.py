@@ -124,7 +124,7 @@ async def test_a_reused_connection_that_never_answers_times_out() -> None:
 
 async def test_the_exchange_kept_for_an_archive_is_what_went_over_the_wire() -> None:
     raw = gzip.compress(b"a page")
-    answer = ok(raw, "Content-Encoding: gzip", "X-Odd:  spaced")
+    answer = ok(raw, "Content-Encoding: gzip", "X-Odd:  spaced", "x-lower: case")
     async with serving(lambda path: (answer, "keep")) as (base, server):
         async with Fetcher(user_agent="fanmill-test", capture=True) as f:
             result = await f.fetch(base + "/p?q=1", {"If-None-Match": '"e"'})
@@ -134,7 +134,7 @@ async def test_the_exchange_kept_for_an_archive_is_what_went_over_the_wire() -> 
     assert ex.request_head.startswith(f"GET /p?q=1 HTTP/1.1\r\nHost: {base[7:]}\r\n".encode())
     assert ex.payload == raw and ex.ip == HOST
     assert ex.response_head.startswith(b"HTTP/1.1 200 OK\r\n") and ex.response_head.endswith(b"\r\n\r\n")
-    assert b"Content-Encoding: gzip\r\n" in ex.response_head
+    assert ex.response_head == answer[:answer.index(b"\r\n\r\n") + 4]  # as received, spacing kept
 
 
 async def test_idle_connections_are_bounded_oldest_first() -> None:
@@ -175,3 +175,12 @@ async def test_a_head_without_end_is_cut_off() -> None:
         async with Fetcher(user_agent="t", timeout=60) as f:
             with pytest.raises(BadResponse, match="head larger than"):
                 await f.fetch(base + "/")
+
+
+async def test_an_interim_answer_is_not_archived_as_the_head() -> None:
+    page = b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n" + ok(b"final")
+    async with serving(lambda path: (page, "keep")) as (base, _):
+        async with Fetcher(user_agent="t", capture=True) as f:
+            result = await f.fetch(base + "/")
+    assert result.body == b"final" and result.exchange is not None
+    assert result.exchange.response_head.startswith(b"HTTP/1.1 200 OK\r\n")
