@@ -28,12 +28,23 @@ from crawler.state.shared import (
     per_host_share,
     tally,
 )
-from crawler.state.sqlite import MIGRATIONS, ORIGIN_SQL, REDIRECTS, Lease, record_text
+from crawler.state.sqlite import (
+    MIGRATIONS,
+    ORIGIN_SQL,
+    RECORD_ROWS,
+    REDIRECTS,
+    Lease,
+    record_text,
+    rows_json,
+)
 
-INSERT_URL = f"""INSERT INTO urls (url, depth, referrer, status, origin)
-    VALUES (?1, ?2, ?3, 'discovered', {ORIGIN_SQL.format(url="?1")})
+INSERT_URLS = f"""INSERT INTO urls (url, depth, referrer, status, origin)
+    SELECT u, d, r, 'discovered', {ORIGIN_SQL.format(url="u")} FROM (
+        SELECT value ->> 0 AS u, value ->> 1 AS d, value ->> 2 AS r FROM json_each(?)
+        ORDER BY key) WHERE true
     ON CONFLICT (url) DO UPDATE SET depth = excluded.depth, referrer = excluded.referrer
-    WHERE excluded.depth < urls.depth AND urls.status IN ('discovered', 'retryable')"""
+    WHERE excluded.depth < urls.depth AND urls.status IN ('discovered', 'retryable')
+    RETURNING origin"""
 # a host with a new URL is due now
 HOST_DUE = """INSERT INTO hosts (origin, due_at) VALUES (?, 0)
     ON CONFLICT (origin) DO UPDATE SET due_at = 0 WHERE hosts.due_at IS NULL OR hosts.due_at > 0"""
@@ -130,17 +141,14 @@ class SqliteShared:
     async def _add(self, found: list[tuple[str, int, str | None]]) -> None:
         """Insert URLs; only the hosts of URLs really added (or moved up) become due: a link to
         a known URL would make a drained host due again, for a claim that leases nothing."""
-        by_host: dict[str, list[tuple[str, int, str | None]]] = {}
-        for row in found:
-            by_host.setdefault(origin_key(row[0]), []).append(row)
-        due = []
-        for origin, rows in by_host.items():
-            before = self._conn.total_changes
-            await self._conn.executemany(INSERT_URL, rows)
-            if self._conn.total_changes != before:
-                due.append((origin,))
+        if not found:
+            return
+        # one statement over a JSON array (see sqlite._ADD_ROWS: executemany waits for the GIL
+        # at every row); RETURNING gives the rows inserted or moved up, so their hosts
+        async with self._conn.execute(INSERT_URLS, (rows_json(found),)) as cur:
+            due = {(origin,) for (origin,) in await cur.fetchall()}
         if due:
-            await self._conn.executemany(HOST_DUE, due)
+            await self._conn.executemany(HOST_DUE, sorted(due))
 
     async def add_discovered(self, found: list[tuple[str, int, str | None]]) -> None:
         """Add (url, depth, referrer) rows."""
@@ -213,8 +221,10 @@ class SqliteShared:
                     found += await cur.fetchall()
             found.sort(key=lambda row: (row[1], row[4]))
             rows = [row[:4] for row in found[:limit]]
-            await self._conn.executemany(
-                "UPDATE urls SET status = 'fetching' WHERE url = ?", [(row[0],) for row in rows])
+            if rows:
+                await self._conn.execute(
+                    "UPDATE urls SET status = 'fetching' WHERE url IN "
+                    "(SELECT value FROM json_each(?))", (rows_json(row[0] for row in rows),))
         return [Lease(url, depth, referrer, attempts) for url, depth, referrer, attempts in rows]
 
     async def record_results(self, results: list[Result], tokens: dict[str, int],
@@ -235,14 +245,19 @@ class SqliteShared:
             kept = [r for r in results if origin_key(r[0]) not in outcome.lost]
             outcome.refused = len(results) - len(kept)
             await self._add([link for r in kept for link in r[3]])
-            await self._conn.executemany(
-                """UPDATE urls SET status = ?, record = ?, next_try = ?, lease_until = NULL,
-                   attempts = attempts + 1 WHERE url = ?""",
-                [(status, record_text(rec), nt, url) for url, status, rec, _links, nt in kept])
-            kept_urls = {r[0] for r in kept}
-            await self._conn.executemany(
-                "INSERT INTO contents (url, content_hash, simhash) VALUES (?, ?, ?)",
-                [c for c in contents if c[0] in kept_urls])
+            outcomes: dict[str, list[Any]] = {}  # a URL twice: its last outcome, 2 attempts
+            for url, status, rec, _links, nt in kept:
+                seen = outcomes.get(url)
+                outcomes[url] = [url, status, record_text(rec), nt,
+                                 1 if seen is None else seen[4] + 1]
+            if outcomes:
+                await self._conn.execute(RECORD_ROWS, (rows_json(outcomes.values()),))
+            kept_contents = [c for c in contents if c[0] in outcomes]
+            if kept_contents:
+                await self._conn.execute(
+                    """INSERT INTO contents (url, content_hash, simhash)
+                       SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?)
+                       ORDER BY key""", (rows_json(kept_contents),))
             pages, errors = tally(kept)
             await self._conn.execute(
                 "UPDATE workers SET seen = ?, pages = pages + ?, errors = errors + ? WHERE id = ?",

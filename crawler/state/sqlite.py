@@ -89,14 +89,14 @@ _ADD_ROWS = f"""INSERT INTO urls (url, depth, referrer, status, origin, lease_un
                value ->> 4 AS l FROM json_each(?) ORDER BY key) WHERE true
     ON CONFLICT (url) DO UPDATE SET depth = excluded.depth, referrer = excluded.referrer
     WHERE excluded.depth < urls.depth AND urls.status IN ('discovered', 'retryable')"""
-_RECORD_ROWS = """UPDATE urls SET status = t.s, record = t.rec, next_try = t.nt, lease_until = NULL,
+RECORD_ROWS = """UPDATE urls SET status = t.s, record = t.rec, next_try = t.nt, lease_until = NULL,
         attempts = urls.attempts + t.n
     FROM (SELECT value ->> 0 AS u, value ->> 1 AS s, value ->> 2 AS rec, value ->> 3 AS nt,
                  value ->> 4 AS n FROM json_each(?)) AS t
     WHERE urls.url = t.u"""
 
 
-def _rows_json(rows: Iterable[Any]) -> str:
+def rows_json(rows: Iterable[Any]) -> str:
     """Rows as one JSON array for json_each (compact; non-ASCII escaped, as SQLite reads it)."""
     return json.dumps(list(rows), separators=(",", ":"))
 
@@ -156,7 +156,7 @@ class CrawlState:
             return
         keep = set(leased)
         if found:
-            await self._conn.execute(_ADD_ROWS, (_rows_json(
+            await self._conn.execute(_ADD_ROWS, (rows_json(
                 [url, depth, referrer, "fetching", lease_until] if url in keep
                 else [url, depth, referrer, "discovered", None] for url, depth, referrer in found),))
         if leased:
@@ -165,7 +165,7 @@ class CrawlState:
             await self._conn.execute(
                 "UPDATE urls SET status = 'fetching', lease_until = ?1 WHERE url IN "
                 "(SELECT value FROM json_each(?2)) AND status = 'discovered'",
-                (lease_until, _rows_json(leased)))
+                (lease_until, rows_json(leased)))
 
     async def lease_due(self, limit: int, now: float, lease_seconds: float) -> list[Lease]:
         """Lease up to *limit* due URLs (smallest depth first) until now + *lease_seconds*."""
@@ -219,7 +219,7 @@ class CrawlState:
         async with atransaction(self._conn):
             await self._add_leased([link for r in results for link in r[3]], leased, lease_until)
             if outcomes:
-                await self._conn.execute(_RECORD_ROWS, (_rows_json(outcomes.values()),))
+                await self._conn.execute(RECORD_ROWS, (rows_json(outcomes.values()),))
 
     async def add_sitemap_entries(self, found: Iterable[tuple[str, int, str | None]],
                                   lastmods: Iterable[tuple[str, str]]) -> None:
