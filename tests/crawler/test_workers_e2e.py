@@ -119,20 +119,34 @@ def _chain_site(hosts: int, pages: int) -> dict:
     return site
 
 
+def _hold_sixth_page_request(site) -> asyncio.Event:
+    """Hold the 6th page request to host 0 (its owner is then mid-crawl); the event says when."""
+    held = asyncio.Event()
+
+    def hold() -> bool:
+        hit = site.hits[-1]
+        if hit.host == site.hosts[0] and sum(
+                h.host == hit.host and h.path != "/robots.txt" for h in site.hits) == 6:
+            held.set()
+            return True
+        return False
+
+    site.hold_when = hold
+    return held
+
+
+def _assert_polite_across_the_takeover(site, hits, delay: float) -> None:
+    """The gap and one request in flight per host held, as the server saw it."""
+    for host in site.hosts:
+        times = sorted(h.t for h in hits if h.host == host)
+        assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= delay - 0.005
+        assert max(h.in_flight for h in hits if h.host == host) == 1
+
+
 async def test_a_killed_worker_gives_its_hosts_to_another_after_the_lease(pg_url, tmp_path) -> None:
     delay, lease = 0.1, 2.0
     async with serve(_chain_site(2, 12), hosts=2) as site:
-        held = asyncio.Event()
-
-        def hold() -> bool:  # the 6th page request to host 0: A is mid-crawl, by construction
-            hit = site.hits[-1]
-            if hit.host == site.hosts[0] and sum(
-                    h.host == hit.host and h.path != "/robots.txt" for h in site.hits) == 6:
-                held.set()
-                return True
-            return False
-
-        site.hold_when = hold
+        held = _hold_sixth_page_request(site)  # host 0's owner is mid-crawl, by construction
         common = [site.url(0, "/"), site.url(1, "/"), "--state", pg_url, "--delay", str(delay),
                   "--lease", str(lease), "-q"]
         a = await asyncio.create_subprocess_exec(
@@ -162,10 +176,7 @@ async def test_a_killed_worker_gives_its_hosts_to_another_after_the_lease(pg_url
         normalize_url(f"http://{h.host}:{site.port}{h.path}") for h in hits).items() if n > 1]
     assert all(u not in committed for u in again)  # refetched: only what A had not recorded
     assert "/p4" in before and len(again) <= 4  # A's in-flight and uncommitted pages at most
-    for host in site.hosts:  # the gap holds across the takeover, as the server saw it
-        times = sorted(h.t for h in hits if h.host == host)
-        assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= delay - 0.005
-        assert max(h.in_flight for h in hits if h.host == host) == 1
+    _assert_polite_across_the_takeover(site, hits, delay)
     code, text, _ = await _run("status", "--state", pg_url)
     assert code == 0 and "0 queued, 0 in flight" in text
     assert "  A: " in text and "  B: " in text and "2 workers seen" in text
@@ -177,17 +188,7 @@ async def test_a_killed_worker_of_crawl_workers_gives_its_hosts_back_at_once(tmp
     delay = 0.05
     db = str(tmp_path / "state.db")
     async with serve(_chain_site(2, 12), hosts=2) as site:
-        held = asyncio.Event()
-
-        def hold() -> bool:  # the 6th page request to host 0: its worker is mid-crawl
-            hit = site.hits[-1]
-            if hit.host == site.hosts[0] and sum(
-                    h.host == hit.host and h.path != "/robots.txt" for h in site.hits) == 6:
-                held.set()
-                return True
-            return False
-
-        site.hold_when = hold
+        held = _hold_sixth_page_request(site)
         parent = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "crawler", site.url(0, "/"), site.url(1, "/"), "--workers", "2",
             "--state", db, "--delay", str(delay), "--lease", "3600", "-q",
@@ -216,10 +217,7 @@ async def test_a_killed_worker_of_crawl_workers_gives_its_hosts_back_at_once(tmp
     urls = {normalize_url(f"http://{h.host}:{site.port}{h.path}") for h in hits}
     expected = {site.url(h, p) for h in range(2) for p in ["/"] + [f"/p{i}" for i in range(12)]}
     assert expected <= urls  # the dead worker's host was finished by the other
-    for host in site.hosts:  # the gap holds across the takeover, as the server saw it
-        times = sorted(h.t for h in hits if h.host == host)
-        assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= delay - 0.005
-        assert max(h.in_flight for h in hits if h.host == host) == 1
+    _assert_polite_across_the_takeover(site, hits, delay)
 
 
 def _child_with_worker_id(parent: int, worker: str) -> int:
