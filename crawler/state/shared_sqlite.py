@@ -34,7 +34,7 @@ from crawler.state.sqlite import (
     RECORD_ROWS,
     REDIRECTS,
     Lease,
-    record_text,
+    outcome_rows,
     rows_json,
 )
 
@@ -245,11 +245,7 @@ class SqliteShared:
             kept = [r for r in results if origin_key(r[0]) not in outcome.lost]
             outcome.refused = len(results) - len(kept)
             await self._add([link for r in kept for link in r[3]])
-            outcomes: dict[str, list[Any]] = {}  # a URL twice: its last outcome, 2 attempts
-            for url, status, rec, _links, nt in kept:
-                seen = outcomes.get(url)
-                outcomes[url] = [url, status, record_text(rec), nt,
-                                 1 if seen is None else seen[4] + 1]
+            outcomes = outcome_rows(kept)
             if outcomes:
                 await self._conn.execute(RECORD_ROWS, (rows_json(outcomes.values()),))
             kept_contents = [c for c in contents if c[0] in outcomes]

@@ -101,6 +101,17 @@ def rows_json(rows: Iterable[Any]) -> str:
     return json.dumps(list(rows), separators=(",", ":"))
 
 
+def outcome_rows(results: Iterable[tuple[Any, ...]]) -> dict[str, list[Any]]:
+    """url -> [url, status, record text, next_try, attempts] of (url, status, record, links,
+    next_try) results, for RECORD_ROWS: a URL twice in a batch keeps its last outcome and counts
+    both attempts (as one UPDATE per result did)."""
+    outcomes: dict[str, list[Any]] = {}
+    for url, status, rec, _links, nt in results:
+        seen = outcomes.get(url)
+        outcomes[url] = [url, status, record_text(rec), nt, 1 if seen is None else seen[4] + 1]
+    return outcomes
+
+
 def record_text(record: dict[str, Any] | str | None) -> str | None:
     """A record as the state stores it: compact JSON (a text already made passes through)."""
     return record if record is None or isinstance(record, str) else json.dumps(
@@ -140,13 +151,7 @@ class CrawlState:
             await self._add(found)
 
     async def _add(self, found: Iterable[tuple[str, int, str | None]]) -> None:
-        await self._conn.executemany(
-            f"""INSERT INTO urls (url, depth, referrer, status, origin)
-               VALUES (?1, ?2, ?3, 'discovered', {ORIGIN_SQL.format(url="?1")})
-               ON CONFLICT (url) DO UPDATE SET depth = excluded.depth, referrer = excluded.referrer
-               WHERE excluded.depth < urls.depth AND urls.status IN ('discovered', 'retryable')""",
-            list(found),
-        )
+        await self._add_leased(list(found), [], 0.0)
 
     async def _add_leased(self, found: list[tuple[str, int, str | None]], leased: list[str],
                           lease_until: float) -> None:
@@ -212,10 +217,7 @@ class CrawlState:
             # A cancellation (Ctrl-C) landed while BEGIN was running in aiosqlite's thread: the
             # transaction opened but its context manager never entered. Close it before retrying.
             await self._conn.execute("ROLLBACK")
-        outcomes: dict[str, list[Any]] = {}  # url -> [url, status, record, next_try, attempts]
-        for url, status, rec, _links, nt in results:  # a URL twice: the last outcome, 2 attempts
-            seen = outcomes.get(url)
-            outcomes[url] = [url, status, record_text(rec), nt, 1 if seen is None else seen[4] + 1]
+        outcomes = outcome_rows(results)
         async with atransaction(self._conn):
             await self._add_leased([link for r in results for link in r[3]], leased, lease_until)
             if outcomes:

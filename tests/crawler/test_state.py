@@ -70,3 +70,19 @@ async def test_batch_after_a_transaction_left_open_by_a_cancelled_begin(tmp_path
     assert await st.counts() == {"fetched": 1, "discovered": 1}
     assert (await st.known())["http://a/b"] == (1, "discovered")
     await st.close()
+
+
+async def test_a_batch_keeps_each_urls_last_outcome_and_leases_what_it_was_told(tmp_path: Path) -> None:
+    # one group commit: A retried then fetched (two attempts), B found and handed to memory at
+    # once (stored leased), C found and waiting; the rows keep the batch's order (rowid)
+    st = await CrawlState.open(tmp_path / "g.db")
+    await st.add_discovered([(A, 0, None)])
+    await st.lease_due(1, 0.0, 30)
+    await st.record_results([(A, "retryable", None, [], 5.0),
+                             (A, "fetched", {"url": A, "status": 200}, [(B, 1, A), (C, 1, A)], None)],
+                            leased=[B], lease_until=99.0)
+    rows = await st._conn.execute_fetchall(  # the test reads the rows directly
+        "SELECT url, status, attempts, lease_until, next_try FROM urls ORDER BY rowid")
+    assert [tuple(r) for r in rows] == [(A, "fetched", 2, None, None), (B, "fetching", 0, 99.0, None),
+                                        (C, "discovered", 0, None, None)]
+    await st.close()
