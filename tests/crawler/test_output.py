@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from crawler.output import JsonlWriter
 from crawler.records import CrawlRecord
 
@@ -34,3 +36,26 @@ def test_only_a_torn_line(tmp_path) -> None:
     path.write_text('{"half')
     JsonlWriter(str(path)).close()
     assert path.read_text() == ""
+
+
+def test_lines_whose_write_failed_are_written_by_the_next_flush(tmp_path) -> None:
+    # disk full at a flush: the lines stay buffered, the state is not committed (the caller's
+    # flush raised), and the next flush writes them once
+    from crawler.output import JsonLines
+
+    path = tmp_path / "o.jsonl"
+    lines = JsonLines(str(path))
+    lines.write_line('{"n":1}')
+    real, calls = lines._file.write, []
+
+    def full(data: bytes) -> int:
+        calls.append(data)
+        raise OSError(28, "No space left on device")
+
+    lines._file.write = full  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        lines.flush()
+    lines._file.write = real  # type: ignore[method-assign]
+    lines.write_line('{"n":2}')
+    lines.close()
+    assert calls and path.read_text() == '{"n":1}\n{"n":2}\n'
