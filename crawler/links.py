@@ -150,6 +150,9 @@ def resolve_links(hrefs: list[str], base: str) -> tuple[tuple[str, ...], int]:
     seen: dict[str, None] = {}
     invalid = 0
     for href in hrefs:
+        if "\t" in href or "\n" in href or "\r" in href:
+            # URL parsing drops them wherever they are ("/\t/" is "//", a host follows)
+            href = href.replace("\t", "").replace("\n", "").replace("\r", "")
         cut = href.find("#")
         if cut >= 0 and href[cut - 1:cut] not in _SPACE:
             # the fragment never reaches the URL: "#part" is this page, "x.html#a" and

@@ -218,12 +218,14 @@ def _normalize_general(url: str, base: str | None) -> str:
     if not isinstance(url, str):
         raise InvalidURL(f"a URL must be a string, not {type(url).__name__}")
     url = url.strip(" \t\r\n\f")
+    if any(c in url for c in "\t\r\n"):
+        # browsers drop these wherever they are (WHATWG URL), so do we, before resolving:
+        # "/\t/x" is "//x", a host, not a path
+        url = re.sub(r"[\t\r\n]", "", url)
     if base is not None:
         url = _resolve(base, url)
     if len(url) > MAX_URL_LENGTH:
         raise InvalidURL(f"URL of {len(url)} characters exceeds {MAX_URL_LENGTH}")
-    if any(c in url for c in "\t\r\n"):
-        url = re.sub(r"[\t\r\n]", "", url)  # browsers drop these (WHATWG URL), so do we
     parts, scheme, port = _split_http(url)
     if parts.username is not None or parts.password is not None:
         raise InvalidURL(f"URL with credentials refused: {url!r}")

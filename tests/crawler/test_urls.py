@@ -34,6 +34,16 @@ def test_normalization_table(url: str, expected: str) -> None:
         assert normalize_url(expected) == expected
 
 
+def test_tabs_and_newlines_inside_a_link_go_before_it_is_resolved() -> None:
+    # WHATWG URL drops them first: "/\t/x" is the scheme-relative "//x", not a path under base
+    base = "http://127.0.1.1:8000/dir/page.html"
+    assert normalize_url("/\t/x.example/a", base) == "http://x.example/a"
+    assert normalize_url("/\n/x.example/", base) == "http://x.example/"
+    assert normalize_url("a\r\nb.html", base) == "http://127.0.1.1:8000/dir/ab.html"
+    with pytest.raises(InvalidURL):
+        normalize_url("/\t/", base)  # "//": no host
+
+
 def test_relative_links_resolve_against_the_base() -> None:
     base = "http://127.0.1.1:8000/dir/page.html"
     assert normalize_url("../up.html", base) == "http://127.0.1.1:8000/up.html"
