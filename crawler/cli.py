@@ -13,7 +13,6 @@ import sys
 from typing import Any
 
 from crawler.config import DEFAULT_MAX_BODY, CrawlConfig
-from crawler.engine import crawl
 from crawler.errors import CrawlError, InvalidURL
 from crawler.urls import normalize_url
 
@@ -244,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         except CrawlError as exc:
             print(f"crawl: error: {exc}", file=sys.stderr)
             return 1
+    from crawler.engine import crawl  # here: a --workers parent (above) never needs it
+
     progress = _Progress() if not args.quiet and sys.stderr.isatty() else None
     lock = contextlib.nullcontext()
     if args.state and not shared:

@@ -107,8 +107,8 @@ def run_workers(argv: list[str], workers: int, state: str | None, quiet: bool) -
             show = not quiet and sys.stderr.isatty()
             forgotten: set[str] = set()
             shown = 0.0
-            while [child.poll() for child in children].count(None):  # every child polled
-                time.sleep(WATCH_EVERY)
+            while True:
+                alive = [child.poll() for child in children].count(None)  # every child polled
                 for wid, child in zip(ids, children, strict=True):
                     if child.returncode and wid not in forgotten:
                         # a worker killed or crashed: its hosts go to the others now, not when
@@ -116,9 +116,16 @@ def run_workers(argv: list[str], workers: int, state: str | None, quiet: bool) -
                         forgotten.add(wid)
                         with contextlib.suppress(StateError, OSError, RuntimeError):
                             asyncio.run(_forget(state, wid))
+                if not alive:
+                    break
                 if show and time.monotonic() - shown >= PROGRESS_EVERY:
                     shown = time.monotonic()
                     _progress(state)
+                if show:
+                    time.sleep(WATCH_EVERY)
+                else:  # wake as a child ends (reaped by the next poll), not up to 0.1 s later
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
             codes = [child.wait() for child in children]
             if show:
                 sys.stderr.write("\n")

@@ -119,6 +119,7 @@ class _Crawl(HostGate, StateSide):
         self._wake = asyncio.Event()
         self._flush_lock = asyncio.Lock()  # held by every state transaction during the crawl
         self._flush_pending = False  # a background commit is running or about to
+        self._refill_pending = False  # a background refill (commit, then lease) is running
         self._direct: list[str] = []  # new URLs queued in memory at once, leased at the next commit
         self._spilled = False  # new URLs left in the state for want of room in memory
         self._rand = random.Random()
@@ -260,12 +261,11 @@ class _Crawl(HostGate, StateSide):
             # half empty, but not on every turn: each refill is two transactions, and a hungry
             # frontier (< 4 per worker) is the only reason to hurry.
             now = loop.time()
-            if (not stopping and in_memory < cfg.window // 2 and (self._db_due or self._spilled)
+            if (not stopping and not self._refill_pending and in_memory < cfg.window // 2
+                    and (self._db_due or self._spilled)
                     and (self._hungry(in_memory) or now - self._last_refill > self.REFILL_EVERY)):
                 self._last_refill = now
-                await self._flush()
-                if self._db_due:
-                    await self._lease(cfg.window - in_memory)
+                self._start_refill(cfg.window - in_memory)
                 continue
             if (self._results or self._direct or self._sitemap_links) and not self._flush_pending:
                 # group commit: whatever finished while the last commit ran goes in the next,
@@ -322,7 +322,7 @@ class _Crawl(HostGate, StateSide):
         return (self._inflight == 0 and self._robots_tasks == 0 and not self._held
                 and self._handling == 0 and self._sitemap_tasks == 0 and not self._sitemap_links
                 and not self._results and not self._direct and not self._db_due
-                and not self._flush_pending)
+                and not self._flush_pending and not self._refill_pending)
 
     async def _fetch_page(self, ready: Ready) -> None:
         loop = asyncio.get_running_loop()

@@ -29,6 +29,22 @@ class StateSide:
         self._flush_pending = True
         self.tg.create_task(self._background_flush())
 
+    def _start_refill(self, room: int) -> None:
+        """Commit, then lease up to *room* URLs, in the background: the dispatcher keeps sending
+        what memory holds meanwhile (awaited in the loop, a worker's refill waiting for the
+        other workers' commits stopped its sends for up to a quarter second)."""
+        self._refill_pending = True
+        self.tg.create_task(self._background_refill(room))
+
+    async def _background_refill(self, room: int) -> None:
+        try:
+            await self._flush()
+            if self._db_due:
+                await self._lease(room)
+        finally:
+            self._refill_pending = False
+            self._wake.set()
+
     async def _lease(self, room: int) -> None:
         async with self._flush_lock:  # one transaction at a time on the state's connection
             leases = await self.state.lease_due(room, time.time(), LEASE_SECONDS)

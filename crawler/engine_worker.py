@@ -31,7 +31,7 @@ from typing import Any
 
 from crawler.engine import _Crawl
 from crawler.frontier import Ready
-from crawler.state import HostLease, HostUpdate, open_shared
+from crawler.state import HostLease, HostUpdate, Lease, open_shared
 from crawler.state.shared import origin_key
 from crawler.urls import Origin, origin_of
 
@@ -72,7 +72,11 @@ class _WorkerCrawl(_Crawl):
         self._released = False
         self._reading_sitemaps: set[Origin] = set()  # hosts whose sitemaps are being fetched
         self._idle_since: dict[str, float] = {}  # owned hosts with nothing to do, since when
-        self._draining: set[str] = set()  # owned hosts being given back (beyond the fair share)
+        # owned hosts being given back (beyond the fair share, or idle): nothing more of theirs
+        # is queued or sent, since the dispatcher runs on while a release is written
+        self._draining: set[str] = set()
+        self._sole: set[str] = set()  # owned hosts no other worker ever owned (see _take_fresh)
+        self._routed_at_once: set[str] = set()  # queued before the commit that leases them
         self._last_rebalance = 0.0
         self._contents_read = 0.0
 
@@ -150,20 +154,34 @@ class _WorkerCrawl(_Crawl):
     def _take_fresh(self) -> None:
         # Every new URL goes to the state with the result that found it. Those of hosts this
         # worker owns are also leased by that same commit, if they are still waiting then (a
-        # previous owner may have fetched them: this worker does not know every URL of a host),
-        # and queued at once; the rest wait for their host's owner, or a claim.
+        # previous owner may have fetched them: this worker does not know every URL of a host).
+        # Those of a host no other worker ever owned (claimed with token 1) are queued at once,
+        # as a single process does: every URL of it anyone leased went through this worker's
+        # memory (_route), so a URL new here is not fetched yet. The others are queued when the
+        # commit leases them; the rest wait for their host's owner, or a claim.
         fresh, self.admission.fresh = self.admission.fresh, []
-        for url, _depth, _referrer in fresh:
+        room = self.config.window - len(self.frontier) - self._held_count
+        for url, depth, referrer in fresh:
             key = origin_key(url)
             if key in self._owned and key not in self._draining:
                 self._direct.append(url)
+                if key in self._sole and room > 0:
+                    room -= 1
+                    self._routed_at_once.add(url)
+                    self._route(Lease(url, depth, referrer, 0))
             else:
                 self._spilled = True
 
+    def _route(self, lease: Lease) -> None:
+        # a URL leased here is known here: a later link to it is not new (see _take_fresh)
+        self.admission.known.setdefault(lease.url, lease.depth)
+        super()._route(lease)
+
     async def _fetch_page(self, ready: Ready) -> None:
-        host = self._owned.get(origin_key(ready.url))
-        if host is None or host.lease_until - SEND_MARGIN < time.time():
-            # not ours (lost), or the lease may run out before the answer: no request
+        key = origin_key(ready.url)
+        host = self._owned.get(key)
+        if host is None or host.lease_until - SEND_MARGIN < time.time() or key in self._draining:
+            # not ours (lost), being given back, or the lease may run out before the answer
             self.frontier.done(ready.origin)
             self._inflight -= 1
             self._dispatched -= 1
@@ -202,8 +220,11 @@ class _WorkerCrawl(_Crawl):
             self._contents[:0] = contents
             raise
         for lease in outcome.leased:
-            if origin_key(lease.url) in self._owned:
+            key = origin_key(lease.url)
+            if (lease.url not in self._routed_at_once and key in self._owned
+                    and key not in self._draining):
                 self._route(lease)
+        self._routed_at_once.difference_update(direct)
         if outcome.lost:
             log.warning("%s: lost %d host(s) to another worker; %d result(s) refused",
                         self.worker, len(outcome.lost), outcome.refused)
@@ -261,6 +282,8 @@ class _WorkerCrawl(_Crawl):
         """Take a claimed host's politeness state."""
         key = host.origin
         self._owned[key] = host
+        if host.token == 1:
+            self._sole.add(key)
         origin = self._origins[key] = origin_of(key + "/")
         loop = asyncio.get_running_loop()
         slots = self.frontier.slots
@@ -298,8 +321,11 @@ class _WorkerCrawl(_Crawl):
             # their last results (a robots.txt verdict, a page just answered) may still wait for
             # a commit: made after the release, it would be refused and the URLs done again
             await self._flush()
-            idle = [key for key in idle if key in self._owned and not self._busy(key)]
             async with self._flush_lock:
+                # checked again under the lock, and marked in the same step: a commit that ran
+                # meanwhile may have queued URLs of theirs, and from here none can be
+                idle = [key for key in idle if key in self._owned and not self._busy(key)]
+                self._draining.update(idle)
                 await self.state.release([self._update(key) for key in idle], time.time())
             for key in idle:
                 self._forget_host(key)
@@ -362,6 +388,7 @@ class _WorkerCrawl(_Crawl):
         self._owned.pop(key, None)
         self._idle_since.pop(key, None)
         self._draining.discard(key)
+        self._sole.discard(key)
         self._robots_cache.pop(key, None)
         self._robots_cache.dirty.discard(key)
 

@@ -3,20 +3,25 @@
 Every write is one `BEGIN IMMEDIATE` transaction: SQLite has one writer at a time, so a claim and
 the token checks of a record see no concurrent change (what FOR UPDATE SKIP LOCKED buys on
 PostgreSQL). WAL lets readers run beside the writer; a batch of results is one group commit.
+
+Each call runs whole, lock to commit, as one function on the connection's own thread: awaited
+statement by statement (aiosqlite), every statement waited for a turn of the worker's busy event
+loop, so a commit of ten results held the writer lock for 400 ms and the other worker waited that
+long (bench: crawler-workers).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
-from cache.storage import atransaction, open_store_async
+from cache.storage import open_store, transaction
 from crawler.errors import StateError
 from crawler.state.shared import (
     HostLease,
@@ -60,6 +65,8 @@ FAIR_SHARE = """SELECT (free + held + live - 1) / live - mine FROM
      WHERE owner IS NOT NULL AND lease_until >= :now),
     (SELECT max(1, count(*)) AS live FROM workers WHERE left_at IS NULL AND seen >= :since)"""
 
+T = TypeVar("T")
+
 COMPOUND_MAX = 200  # SELECTs joined by UNION ALL in one statement (SQLite allows 500)
 SHARE = """SELECT (free + held + live - 1) / live FROM
     (SELECT count(*) AS free FROM hosts WHERE due_at <= :now
@@ -71,138 +78,144 @@ SHARE = """SELECT (free + held + live - 1) / live FROM
 class SqliteShared:
     """Shared crawl state in one SQLite file; open with `await SqliteShared.open(path, worker)`."""
 
-    def __init__(self, conn: Any, worker: str, writer_fd: int) -> None:
+    def __init__(self, conn: sqlite3.Connection, worker: str, writer_fd: int) -> None:
         self._conn = conn
         self.worker = worker
         self._writer_fd = writer_fd
+        # one thread owns the connection: calls queue there in order, as on one connection
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="fanmill-state")
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str], worker: str) -> SqliteShared:
         """Open or create the state file (WAL, migrated), as worker *worker*."""
         path = os.fspath(path)
         # several workers write: wait for the lock as long as a big commit may take
-        conn = await open_store_async(path, migrations=MIGRATIONS, busy_timeout_ms=60_000)
+        conn = await asyncio.to_thread(open_store, path, migrations=MIGRATIONS,
+                                       busy_timeout_ms=60_000)
         try:
             fd = os.open(path + ".writer", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
-            await conn.close()
+            conn.close()
             raise StateError(f"cannot create {path}.writer: {exc.strerror}") from exc
         return cls(conn, worker, fd)
 
     async def close(self) -> None:
         """Close the file."""
         try:
-            await self._conn.close()
+            await self._call(lambda conn: conn.close())
         finally:
+            self._thread.shutdown()
             os.close(self._writer_fd)
 
-    @contextlib.asynccontextmanager
-    async def _write(self) -> AsyncIterator[Any]:
-        """One write transaction, workers taking turns on a kernel lock (flock on STATE.writer).
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run *fn(conn)* on the connection's thread. A cancelled caller (Ctrl-C) stops waiting,
+        but *fn* runs to its end there: a transaction commits or rolls back whole, never half."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, self._conn)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run *fn(conn)* as one write transaction, workers taking turns on a kernel lock (flock
+        on STATE.writer).
 
         SQLite's own wait for its write lock is a sleep loop (1, 2, 5, 10 ... 100 ms between
         tries), so a worker waiting for another's commit slept for tens of ms after it was free;
         a blocked flock wakes as the holder lets go, and the kernel frees it if the holder dies.
         """
-        loop = asyncio.get_running_loop()
-        taken = loop.run_in_executor(None, fcntl.flock, self._writer_fd, fcntl.LOCK_EX)
-        try:
-            await asyncio.shield(taken)
-        except asyncio.CancelledError:
-            # the lock may still be granted to the abandoned wait: let it go then
-            taken.add_done_callback(
-                lambda f: f.exception() is None and fcntl.flock(self._writer_fd, fcntl.LOCK_UN))
-            raise
-        try:
-            async with atransaction(self._conn):
-                yield self._conn
-        finally:
-            fcntl.flock(self._writer_fd, fcntl.LOCK_UN)
+        def locked(conn: sqlite3.Connection) -> T:
+            fcntl.flock(self._writer_fd, fcntl.LOCK_EX)
+            try:
+                with transaction(conn):
+                    return fn(conn)
+            finally:
+                fcntl.flock(self._writer_fd, fcntl.LOCK_UN)
+
+        return await self._call(locked)
 
     async def reset(self) -> None:
         """Free every host and URL lease (no worker is alive: the caller holds the crawl's lock),
-        and rebuild each host's due time from its URLs (a single-process run does not keep it)."""
-        async with self._write():
-            await self._conn.execute(
+        and rebuild each host's due time from its URLs (a single-process run does not keep it).
+        Every token moves on: a host claimed with token 1 is one no process ever crawled before
+        (its owner queues new URLs at once), and a single-process run crawls without claims."""
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "UPDATE urls SET status = 'discovered', lease_until = NULL WHERE status = 'fetching'")
-            await self._conn.execute(
-                "INSERT OR IGNORE INTO hosts (origin) SELECT DISTINCT origin FROM urls")
-            await self._conn.execute(
-                f"UPDATE hosts SET owner = NULL, lease_until = NULL, due_at = {DUE_OF}")
+            conn.execute("INSERT OR IGNORE INTO hosts (origin) SELECT DISTINCT origin FROM urls")
+            conn.execute(f"UPDATE hosts SET owner = NULL, lease_until = NULL, due_at = {DUE_OF}, "
+                         "token = token + 1")
+
+        await self._write(work)
 
     async def join(self, now: float) -> None:
         """Register this worker."""
-        async with self._write():
-            await self._conn.execute(
-                "INSERT INTO workers (id, started, seen) VALUES (?, ?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET seen = excluded.seen, left_at = NULL",
-                (self.worker, now, now))
+        await self._write(lambda conn: conn.execute(
+            "INSERT INTO workers (id, started, seen) VALUES (?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET seen = excluded.seen, left_at = NULL",
+            (self.worker, now, now)))
 
-    async def _add(self, found: list[tuple[str, int, str | None]]) -> None:
+    @staticmethod
+    def _add(conn: sqlite3.Connection, found: list[tuple[str, int, str | None]]) -> None:
         """Insert URLs; only the hosts of URLs really added (or moved up) become due: a link to
         a known URL would make a drained host due again, for a claim that leases nothing."""
         if not found:
             return
-        # one statement over a JSON array (see sqlite._ADD_ROWS: executemany waits for the GIL
-        # at every row); RETURNING gives the rows inserted or moved up, so their hosts
-        async with self._conn.execute(INSERT_URLS, (rows_json(found),)) as cur:
-            due = {(origin,) for (origin,) in await cur.fetchall()}
+        # one statement over a JSON array (see sqlite._ADD_ROWS); RETURNING gives the rows
+        # inserted or moved up, so their hosts
+        due = {(origin,) for (origin,) in conn.execute(INSERT_URLS, (rows_json(found),))}
         if due:
-            await self._conn.executemany(HOST_DUE, sorted(due))
+            conn.executemany(HOST_DUE, sorted(due))
 
     async def add_discovered(self, found: list[tuple[str, int, str | None]]) -> None:
         """Add (url, depth, referrer) rows."""
-        async with self._write():
-            await self._add(list(found))
+        found = list(found)
+        await self._write(lambda conn: self._add(conn, found))
 
     async def claim_hosts(self, k: int, now: float, lease: float, delay: float) -> list[HostLease]:
         """Lease up to *k* due hosts that are free or whose lease expired."""
         if k <= 0:
             return []
-        async with self._write():
-            async with self._conn.execute(
-                    FAIR_SHARE, {"now": now, "me": self.worker, "since": now - lease}) as cur:
-                share = (await cur.fetchone())[0]
-            async with self._conn.execute(
+
+        def work(conn: sqlite3.Connection) -> list[Any]:
+            share = conn.execute(
+                FAIR_SHARE, {"now": now, "me": self.worker, "since": now - lease}).fetchone()[0]
+            origins = [row[0] for row in conn.execute(
                 """SELECT origin FROM hosts WHERE due_at <= ? AND (owner IS NULL OR lease_until < ?)
-                   ORDER BY due_at LIMIT ?""", (now, now, max(0, min(k, share)))) as cur:
-                origins = [row[0] for row in await cur.fetchall()]
+                   ORDER BY due_at LIMIT ?""", (now, now, max(0, min(k, share))))]
             if not origins:
                 return []
             marks = ",".join("?" * len(origins))
             # a taken-over host counts as sent to just now: its dead owner's last send is unknown
-            await self._conn.execute(
+            conn.execute(
                 f"""UPDATE hosts SET next_send = max(next_send, ? + max(coalesce(crawl_delay, 0), ?))
                     WHERE origin IN ({marks}) AND owner IS NOT NULL""", (now, delay, *origins))
-            await self._conn.execute(
+            conn.execute(
                 f"""UPDATE hosts SET owner = ?, token = token + 1, lease_until = ?
                     WHERE origin IN ({marks})""", (self.worker, now + lease, *origins))
-            await self._conn.execute(
+            conn.execute(
                 f"""UPDATE urls SET status = 'discovered', lease_until = NULL
                     WHERE origin IN ({marks}) AND status = 'fetching'""", origins)
-            async with self._conn.execute(
+            return conn.execute(
                 f"""SELECT origin, token, lease_until, next_send, crawl_delay, robots_status,
                            robots_body, robots_at, robots_reason
-                    FROM hosts WHERE origin IN ({marks})""", origins) as cur:
-                rows = await cur.fetchall()
+                    FROM hosts WHERE origin IN ({marks})""", origins).fetchall()
+
+        rows = await self._write(work)
         return [HostLease(o, t, lu, ns, cd, None if at is None else (st, body, at, reason))
                 for o, t, lu, ns, cd, st, body, at, reason in rows]
 
     async def share(self, now: float, lease: float, owned: int) -> int:
         """This worker's fair share of the hosts with work: all of them over the live workers."""
-        async with self._conn.execute(SHARE, {"now": now, "since": now - lease}) as cur:
-            return (await cur.fetchone())[0]
+        return await self._call(lambda conn: conn.execute(
+            SHARE, {"now": now, "since": now - lease}).fetchone()[0])
 
     async def lease_urls(self, origins: list[str], limit: int, now: float) -> list[Lease]:
         """Lease up to *limit* due URLs (smallest depth first) of *origins* still owned."""
         if not origins or limit <= 0:
             return []
-        marks = ",".join("?" * len(origins))
-        async with self._write():
-            async with self._conn.execute(
+
+        def work(conn: sqlite3.Connection) -> list[Any]:
+            marks = ",".join("?" * len(origins))
+            owned = [row[0] for row in conn.execute(
                 f"SELECT origin FROM hosts WHERE origin IN ({marks}) AND owner = ? "
-                "AND lease_until >= ?", (*origins, self.worker, now)) as cur:
-                owned = [row[0] for row in await cur.fetchall()]
+                "AND lease_until >= ?", (*origins, self.worker, now))]
             if not owned:
                 return []
             # at most a share per host (so every owned host gets work), each read from the
@@ -215,65 +228,69 @@ class SqliteShared:
             found = []
             for at in range(0, len(owned), COMPOUND_MAX):  # SQLite's limit on UNION terms
                 part = owned[at:at + COMPOUND_MAX]
-                async with self._conn.execute(
+                found += conn.execute(
                     " UNION ALL ".join([one] * len(part)) + " ORDER BY depth, seq LIMIT ?",
-                    [*(x for origin in part for x in (origin, now, share)), limit]) as cur:
-                    found += await cur.fetchall()
+                    [*(x for origin in part for x in (origin, now, share)), limit]).fetchall()
             found.sort(key=lambda row: (row[1], row[4]))
             rows = [row[:4] for row in found[:limit]]
             if rows:
-                await self._conn.execute(
+                conn.execute(
                     "UPDATE urls SET status = 'fetching' WHERE url IN "
                     "(SELECT value FROM json_each(?))", (rows_json(row[0] for row in rows),))
-        return [Lease(url, depth, referrer, attempts) for url, depth, referrer, attempts in rows]
+            return rows
+
+        return [Lease(url, depth, referrer, attempts)
+                for url, depth, referrer, attempts in await self._write(work)]
 
     async def record_results(self, results: list[Result], tokens: dict[str, int],
                              contents: list[tuple[str, str | None, str | None]],
                              now: float, lease: list[str] = ()) -> Recorded:
         """Store the results of hosts whose token still matches, their links and digests."""
-        outcome = Recorded()
-        async with self._write():
-            origins = {origin_key(r[0]) for r in results}
+        origins = {origin_key(r[0]) for r in results}
+        lease = list(lease)
+
+        def work(conn: sqlite3.Connection) -> Recorded:
+            outcome = Recorded()
             if origins:
                 marks = ",".join("?" * len(origins))
-                async with self._conn.execute(
+                held = {o: (owner, token) for o, owner, token in conn.execute(
                     f"SELECT origin, owner, token FROM hosts WHERE origin IN ({marks})",
-                    list(origins)) as cur:
-                    held = {o: (owner, token) for o, owner, token in await cur.fetchall()}
+                    list(origins))}
                 outcome.lost = {o for o in origins
                                 if held.get(o) != (self.worker, tokens.get(o))}
             kept = [r for r in results if origin_key(r[0]) not in outcome.lost]
             outcome.refused = len(results) - len(kept)
-            await self._add([link for r in kept for link in r[3]])
+            self._add(conn, [link for r in kept for link in r[3]])
             outcomes = outcome_rows(kept)
             if outcomes:
-                await self._conn.execute(RECORD_ROWS, (rows_json(outcomes.values()),))
+                conn.execute(RECORD_ROWS, (rows_json(outcomes.values()),))
             kept_contents = [c for c in contents if c[0] in outcomes]
             if kept_contents:
-                await self._conn.execute(
+                conn.execute(
                     """INSERT INTO contents (url, content_hash, simhash)
                        SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?)
                        ORDER BY key""", (rows_json(kept_contents),))
             pages, errors = tally(kept)
-            await self._conn.execute(
+            conn.execute(
                 "UPDATE workers SET seen = ?, pages = pages + ?, errors = errors + ? WHERE id = ?",
                 (now, pages, errors, self.worker))
             if lease:
-                async with self._conn.execute(
+                outcome.leased = [Lease(*row) for row in conn.execute(
                     """UPDATE urls SET status = 'fetching'
                        WHERE url IN (SELECT value FROM json_each(?)) AND status = 'discovered'
                        AND origin IN (SELECT origin FROM hosts WHERE owner = ? AND lease_until >= ?)
                        RETURNING url, depth, referrer, attempts""",
-                    (json.dumps(list(lease)), self.worker, now)) as cur:
-                    outcome.leased = [Lease(*row) for row in await cur.fetchall()]
-        return outcome
+                    (json.dumps(lease), self.worker, now))]
+            return outcome
+
+        return await self._write(work)
 
     async def renew(self, updates: list[HostUpdate], now: float, lease: float) -> set[str]:
         """Extend leases and store politeness; return the hosts this worker no longer owns."""
-        lost = set()
-        async with self._write():
+        def work(conn: sqlite3.Connection) -> set[str]:
+            lost = set()
             for u in updates:
-                cur = await self._conn.execute(
+                cur = conn.execute(
                     """UPDATE hosts SET lease_until = ?, next_send = max(next_send, ?),
                        crawl_delay = coalesce(?, crawl_delay) WHERE origin = ? AND owner = ?
                        AND token = ?""",
@@ -281,23 +298,20 @@ class SqliteShared:
                 if cur.rowcount == 0:
                     lost.add(u.origin)
                 elif u.robots is not None:
-                    await self._store_robots(u)
-            await self._conn.execute("UPDATE workers SET seen = ? WHERE id = ?", (now, self.worker))
-        return lost
+                    _store_robots(conn, u)
+            conn.execute("UPDATE workers SET seen = ? WHERE id = ?", (now, self.worker))
+            return lost
 
-    async def _store_robots(self, u: HostUpdate) -> None:
-        status, body, at, reason = u.robots
-        await self._conn.execute(
-            """UPDATE hosts SET robots_status = ?, robots_body = ?, robots_at = ?, robots_reason = ?
-               WHERE origin = ?""", (status, body, at, reason, u.origin))
+        return await self._write(work)
 
     async def release(self, updates: list[HostUpdate], now: float) -> None:
         """Give hosts back, their in-flight URLs due again and their due time recomputed."""
         if not updates:
             return
-        async with self._write():
+
+        def work(conn: sqlite3.Connection) -> None:
             for u in updates:
-                owned = await self._conn.execute(
+                owned = conn.execute(
                     """UPDATE hosts SET next_send = max(next_send, ?),
                        crawl_delay = coalesce(?, crawl_delay) WHERE origin = ? AND owner = ?
                        AND token = ?""",
@@ -305,68 +319,73 @@ class SqliteShared:
                 if owned.rowcount == 0:
                     continue  # lost meanwhile: the new owner has it
                 if u.robots is not None:
-                    await self._store_robots(u)
-                await self._conn.execute(
+                    _store_robots(conn, u)
+                conn.execute(
                     "UPDATE urls SET status = 'discovered', lease_until = NULL "
                     "WHERE origin = ? AND status = 'fetching'", (u.origin,))
-                await self._conn.execute(
+                conn.execute(
                     f"UPDATE hosts SET owner = NULL, lease_until = NULL, due_at = {DUE_OF} "
                     "WHERE origin = ?", (u.origin,))
 
+        await self._write(work)
+
     async def contents_since(self, cursor: int) -> tuple[list[tuple[str, str | None, str | None]], int]:
         """Content digests added after *cursor* (rowid order), and the new cursor."""
-        async with self._conn.execute(
+        rows = await self._call(lambda conn: conn.execute(
             "SELECT seq, url, content_hash, simhash FROM contents WHERE seq > ? ORDER BY seq",
-            (cursor,)) as cur:
-            rows = await cur.fetchall()
+            (cursor,)).fetchall())
         return [(u, h, s) for _, u, h, s in rows], (rows[-1][0] if rows else cursor)
 
     async def redirects(self) -> list[tuple[str, str]]:
         """(url, target) of recorded redirects whose target was first found through them."""
-        async with self._conn.execute(REDIRECTS) as cur:
-            return [tuple(row) for row in await cur.fetchall()]
+        return await self._call(
+            lambda conn: [tuple(row) for row in conn.execute(REDIRECTS)])
 
     async def outstanding(self, now: float) -> Outstanding:
         """URLs due or in flight in the whole crawl, the earliest retry, free due hosts."""
-        async with self._conn.execute(
+        active, retry, free = await self._call(lambda conn: conn.execute(
             """SELECT EXISTS (SELECT 1 FROM urls WHERE status IN ('discovered', 'fetching')),
                       (SELECT min(next_try) FROM urls WHERE status = 'retryable'),
                       EXISTS (SELECT 1 FROM hosts WHERE due_at <= ?
-                              AND (owner IS NULL OR lease_until < ?))""", (now, now)) as cur:
-            active, retry, free = await cur.fetchone()
+                              AND (owner IS NULL OR lease_until < ?))""", (now, now)).fetchone())
         return Outstanding(active, retry, free)
 
     async def leave(self, now: float) -> None:
         """Mark this worker gone."""
-        async with self._write():
-            await self._conn.execute(
-                "UPDATE workers SET seen = ?, left_at = ? WHERE id = ?", (now, now, self.worker))
+        await self._write(lambda conn: conn.execute(
+            "UPDATE workers SET seen = ?, left_at = ? WHERE id = ?", (now, now, self.worker)))
 
     async def forget(self, worker: str, now: float) -> None:
         """*worker* died: its leases end now (taken over at the next claim), and it is gone."""
-        async with self._write():
-            await self._conn.execute(
-                "UPDATE hosts SET lease_until = ? WHERE owner = ? AND lease_until >= ?",
-                (now, worker, now))
-            await self._conn.execute(
-                "UPDATE workers SET left_at = ? WHERE id = ? AND left_at IS NULL", (now, worker))
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE hosts SET lease_until = ? WHERE owner = ? AND lease_until >= ?",
+                         (now, worker, now))
+            conn.execute("UPDATE workers SET left_at = ? WHERE id = ? AND left_at IS NULL",
+                         (now, worker))
+
+        await self._write(work)
 
     async def status(self, now: float) -> dict[str, Any]:
         """Progress across workers."""
         try:
-            return await _status(self._conn, now)
+            return await self._call(lambda conn: _status(conn, now))
         except sqlite3.Error as exc:
             raise RuntimeError(f"cannot read the crawl state: {exc}") from exc
 
 
-async def _status(conn: Any, now: float) -> dict[str, Any]:
-    async with conn.execute("SELECT status, count(*) FROM urls GROUP BY status") as cur:
-        counts = {status: n for status, n in await cur.fetchall()}
-    async with conn.execute(
-        "SELECT count(*), sum(owner IS NOT NULL AND lease_until >= ?) FROM hosts", (now,)) as cur:
-        hosts, leased = await cur.fetchone()
-    async with conn.execute(
-        "SELECT id, started, seen, pages, errors, left_at FROM workers ORDER BY started") as cur:
-        workers = [dict(zip(("id", "started", "seen", "pages", "errors", "left_at"), row, strict=True))
-                   for row in await cur.fetchall()]
+def _store_robots(conn: sqlite3.Connection, u: HostUpdate) -> None:
+    status, body, at, reason = u.robots
+    conn.execute(
+        """UPDATE hosts SET robots_status = ?, robots_body = ?, robots_at = ?, robots_reason = ?
+           WHERE origin = ?""", (status, body, at, reason, u.origin))
+
+
+def _status(conn: sqlite3.Connection, now: float) -> dict[str, Any]:
+    counts = {status: n for status, n in conn.execute(
+        "SELECT status, count(*) FROM urls GROUP BY status")}
+    hosts, leased = conn.execute(
+        "SELECT count(*), sum(owner IS NOT NULL AND lease_until >= ?) FROM hosts", (now,)).fetchone()
+    workers = [dict(zip(("id", "started", "seen", "pages", "errors", "left_at"), row, strict=True))
+               for row in conn.execute(
+                   "SELECT id, started, seen, pages, errors, left_at FROM workers ORDER BY started")]
     return {"urls": counts, "hosts": hosts, "hosts_leased": leased or 0, "workers": workers}

@@ -197,8 +197,9 @@ async def test_a_killed_worker_of_crawl_workers_gives_its_hosts_back_at_once(tmp
             await asyncio.wait_for(held.wait(), BOUND)
             shared = await open_shared(db, "reader")
             try:
-                owner = (await shared._conn.execute_fetchall(  # the test reads the row directly
-                    "SELECT owner FROM hosts WHERE origin = ?", (site.url(0, "/")[:-1],)))[0][0]
+                owner = (await shared._call(lambda conn: conn.execute(  # the test reads the row
+                    "SELECT owner FROM hosts WHERE origin = ?", (site.url(0, "/")[:-1],)).fetchall()
+                ))[0][0]
             finally:
                 await shared.close()
             os.kill(_child_with_worker_id(parent.pid, owner), signal.SIGKILL)
