@@ -286,7 +286,7 @@ def profiles(site: Site, cluster: postgres.Cluster) -> str:
             "by file (repository files), package (pkg:), stdlib module, or C type/module (C:), "
             "summed over the processes, per useful page. The groups shown are those that differ "
             "most between the columns. The clock is the process's CPU time, which also counts "
-            "threads: the SQLite shared state runs its statements in aiosqlite's thread, and that "
+            "threads: the SQLite states run their statements in a thread of their own, and that "
             "CPU (with uvloop's own C code) is charged to the Python frame the main thread is in, "
             "mostly the event loop's bottom frame `crawler/engine.py` `run`. Checks: " + "; ".join(checks) + ".\n\n"
             + "\n".join(profile_table(columns)))

@@ -2,7 +2,7 @@
 (crawler.cli.main) under cProfile with the process's CPU clock (time.process_time), not
 `python -m cProfile`'s wall clock: a worker waiting on its state or on the other core would
 otherwise charge that wait to whatever frame the event loop was under. The process clock also
-counts other threads (the SQLite shared state runs its statements in aiosqlite's thread): their CPU
+counts other threads (the SQLite states run their statements in a thread of their own): their CPU
 is charged to the frame the main thread is in, mostly the event loop's bottom frame."""
 
 from __future__ import annotations
