@@ -119,6 +119,29 @@ def _chain_site(hosts: int, pages: int) -> dict:
     return site
 
 
+async def test_workers_resuming_a_single_process_crawl_fetch_nothing_twice(tmp_path) -> None:
+    # every page links back to pages the first run fetched: a worker that took the hosts for
+    # never-crawled ones (and queued their new links at once) would fetch those again
+    site = {}
+    for h in range(2):
+        site[(h, "/")] = Page(body=links("/p0"))
+        for i in range(10):
+            site[(h, f"/p{i}")] = Page(body=links(*(["/", "/p0"] + ([f"/p{i + 1}"] if i < 9 else []))))
+    db = str(tmp_path / "state.db")
+    async with serve(site, hosts=2) as running:
+        seeds = [running.url(0, "/"), running.url(1, "/")]
+        code, _, err = await _run(*seeds, "--state", db, "--delay", "0", "--max-pages", "6", "-q")
+        assert code == 0, err
+        first = len(running.hits)
+        code, _, err = await _run(*seeds, "--workers", "2", "--state", db, "--delay", "0", "-q",
+                                  "--out", str(tmp_path / "out.jsonl"))
+        assert code == 0, err
+        hits = list(running.hits)
+    pages = collections.Counter((h.host, h.path) for h in hits if h.path != "/robots.txt")
+    assert len(pages) == 22 and max(pages.values()) == 1, pages  # all, each once, across runs
+    assert 0 < sum(h.path != "/robots.txt" for h in hits[:first]) < 22
+
+
 def _hold_sixth_page_request(site) -> asyncio.Event:
     """Hold the 6th page request to host 0 (its owner is then mid-crawl); the event says when."""
     held = asyncio.Event()
