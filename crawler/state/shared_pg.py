@@ -127,20 +127,27 @@ class PgShared:
                ON CONFLICT (id) DO UPDATE SET seen = excluded.seen, left_at = NULL""",
             self.worker, now))
 
-    @staticmethod
-    async def _add(conn: Any, found: list[tuple[str, int, str | None]], now: float) -> None:
+    async def _add(self, conn: Any, found: list[tuple[str, int, str | None]], now: float,
+                   lease: set[str] = frozenset()) -> list[Lease]:
+        """Insert URLs; those in *lease* of hosts this worker owns go in leased (written once
+        here and once with their result, not also by a lease UPDATE); return those leases."""
         if not found:
-            return
+            return []
         rows = _best_depths(found)
         urls = [r[0] for r in rows]
         depths = [r[1] for r in rows]
         origins = [origin_key(u) for u in urls]
         inserted = await conn.fetch(
             """INSERT INTO urls (url, origin, depth, referrer, status)
-               SELECT u, o, d, r, 'discovered'
-               FROM unnest($1::text[], $2::text[], $3::int[], $4::text[]) AS t(u, o, d, r)
+               SELECT u, o, d, r, CASE WHEN l AND o IN (
+                   SELECT origin FROM hosts WHERE owner = $6 AND lease_until >= $7)
+                   THEN 'fetching' ELSE 'discovered' END
+               FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::bool[])
+                    AS t(u, o, d, r, l)
                ON CONFLICT (url) DO NOTHING
-               RETURNING origin""", urls, origins, depths, [r[2] for r in rows])
+               RETURNING origin, url, depth, referrer, status""",
+            urls, origins, depths, [r[2] for r in rows], [u in lease for u in urls], self.worker,
+            now)
         # a waiting URL found at a smaller depth moves up (a plain UPDATE locks only what it changes)
         await conn.execute(
             """UPDATE urls SET depth = t.d, referrer = t.r
@@ -157,6 +164,7 @@ class PgShared:
             await conn.execute(
                 """UPDATE hosts SET due_at = 0 WHERE origin = ANY($1::text[])
                    AND (due_at IS NULL OR due_at > $2) AND owner IS NULL""", hosts, now)
+        return [Lease(r[1], r[2], r[3], 0) for r in inserted if r[4] == "fetching"]
 
     async def add_discovered(self, found: list[tuple[str, int, str | None]]) -> None:
         """Add (url, depth, referrer) rows."""
@@ -214,7 +222,14 @@ class PgShared:
                 outcome.lost = set(origins) - mine
             kept = [r for r in results if origin_key(r[0]) not in outcome.lost]
             outcome.refused = len(results) - len(kept)
-            await self._add(conn, [link for r in kept for link in r[3]], now)
+            # the URLs to lease are new links of these results, mostly: inserted leased
+            wanted = set(lease)
+            leased = await self._add(conn, [link for r in kept for link in r[3]], now, wanted)
+            inserted = {x.url for x in leased}
+            left = sorted(url for url in wanted if url not in inserted)
+            kept_urls = {r[0] for r in kept}
+            # one found and fetched within this batch is recorded just below: not a lease
+            outcome.leased = [x for x in leased if x.url not in kept_urls]
             if kept:
                 kept.sort(key=lambda r: r[0])
                 await conn.execute(
@@ -225,7 +240,6 @@ class PgShared:
                        WHERE urls.url = t.u""",
                     [r[0] for r in kept], [r[1] for r in kept],
                     [record_text(r[2]) for r in kept], [r[4] for r in kept])
-            kept_urls = {r[0] for r in kept}
             mine_contents = [c for c in contents if c[0] in kept_urls]
             if mine_contents:
                 await conn.execute(
@@ -236,15 +250,15 @@ class PgShared:
             await conn.execute(
                 "UPDATE workers SET seen = $1, pages = pages + $2, errors = errors + $3 "
                 "WHERE id = $4", now, pages, errors, self.worker)
-            if lease:
+            if left:  # known already (another worker found them first, or a sitemap did)
                 rows = await conn.fetch(
                     """UPDATE urls SET status = 'fetching'
                        WHERE url = ANY($1::text[]) AND status = 'discovered'
                        AND origin IN (SELECT origin FROM hosts WHERE origin = ANY($2::text[])
                                       AND owner = $3 AND lease_until >= $4)
                        RETURNING url, depth, referrer, attempts""",
-                    sorted(lease), sorted({origin_key(u) for u in lease}), self.worker, now)
-                outcome.leased = [Lease(r[0], r[1], r[2], r[3]) for r in rows]
+                    left, sorted({origin_key(u) for u in left}), self.worker, now)
+                outcome.leased += [Lease(r[0], r[1], r[2], r[3]) for r in rows]
             return outcome
 
         return await self._run(work)

@@ -50,6 +50,18 @@ INSERT_URLS = f"""INSERT INTO urls (url, depth, referrer, status, origin)
     ON CONFLICT (url) DO UPDATE SET depth = excluded.depth, referrer = excluded.referrer
     WHERE excluded.depth < urls.depth AND urls.status IN ('discovered', 'retryable')
     RETURNING origin"""
+# the same, but rows flagged (4th element 1) whose host this worker owns go in leased at once:
+# written once here and once with their result, not also a third time by a lease UPDATE
+INSERT_URLS_LEASED = f"""INSERT INTO urls (url, depth, referrer, status, origin)
+    SELECT u, d, r, CASE WHEN l AND o IN (SELECT origin FROM hosts WHERE owner = :me
+                                          AND lease_until >= :now)
+                    THEN 'fetching' ELSE 'discovered' END, o FROM (
+        SELECT value ->> 0 AS u, value ->> 1 AS d, value ->> 2 AS r, value ->> 3 AS l,
+               {ORIGIN_SQL.format(url="(value ->> 0)")} AS o FROM json_each(:rows) ORDER BY key)
+    WHERE true
+    ON CONFLICT (url) DO UPDATE SET depth = excluded.depth, referrer = excluded.referrer
+    WHERE excluded.depth < urls.depth AND urls.status IN ('discovered', 'retryable')
+    RETURNING origin, url, depth, referrer, status"""
 # a host with a new URL is due now
 HOST_DUE = """INSERT INTO hosts (origin, due_at) VALUES (?, 0)
     ON CONFLICT (origin) DO UPDATE SET due_at = 0 WHERE hosts.due_at IS NULL OR hosts.due_at > 0"""
@@ -163,6 +175,24 @@ class SqliteShared:
         if due:
             conn.executemany(HOST_DUE, sorted(due))
 
+    def _add_leasing(self, conn: sqlite3.Connection, found: list[tuple[str, int, str | None]],
+                     lease: set[str], now: float) -> list[Lease]:
+        """_add, with the URLs in *lease* of hosts this worker owns inserted leased; return
+        those leases."""
+        if not found:
+            return []
+        rows = rows_json((url, depth, referrer, 1 if url in lease else 0)
+                         for url, depth, referrer in found)
+        due, leased = set(), []
+        for origin, url, depth, referrer, status in conn.execute(
+                INSERT_URLS_LEASED, {"me": self.worker, "now": now, "rows": rows}):
+            due.add((origin,))
+            if status == "fetching":
+                leased.append(Lease(url, depth, referrer, 0))
+        if due:
+            conn.executemany(HOST_DUE, sorted(due))
+        return leased
+
     async def add_discovered(self, found: list[tuple[str, int, str | None]]) -> None:
         """Add (url, depth, referrer) rows."""
         found = list(found)
@@ -247,7 +277,7 @@ class SqliteShared:
                              now: float, lease: list[str] = ()) -> Recorded:
         """Store the results of hosts whose token still matches, their links and digests."""
         origins = {origin_key(r[0]) for r in results}
-        lease = list(lease)
+        wanted = set(lease)
 
         def work(conn: sqlite3.Connection) -> Recorded:
             outcome = Recorded()
@@ -260,8 +290,13 @@ class SqliteShared:
                                 if held.get(o) != (self.worker, tokens.get(o))}
             kept = [r for r in results if origin_key(r[0]) not in outcome.lost]
             outcome.refused = len(results) - len(kept)
-            self._add(conn, [link for r in kept for link in r[3]])
+            # the URLs to lease are new links of these results, mostly: inserted leased
+            leased = self._add_leasing(conn, [link for r in kept for link in r[3]], wanted, now)
+            inserted = {x.url for x in leased}
+            left = [url for url in wanted if url not in inserted]
             outcomes = outcome_rows(kept)
+            # one found and fetched within this batch is recorded just below: not a lease
+            outcome.leased = [x for x in leased if x.url not in outcomes]
             if outcomes:
                 conn.execute(RECORD_ROWS, (rows_json(outcomes.values()),))
             kept_contents = [c for c in contents if c[0] in outcomes]
@@ -274,13 +309,13 @@ class SqliteShared:
             conn.execute(
                 "UPDATE workers SET seen = ?, pages = pages + ?, errors = errors + ? WHERE id = ?",
                 (now, pages, errors, self.worker))
-            if lease:
-                outcome.leased = [Lease(*row) for row in conn.execute(
+            if left:  # known already (another worker found them first, or a sitemap did)
+                outcome.leased += [Lease(*row) for row in conn.execute(
                     """UPDATE urls SET status = 'fetching'
                        WHERE url IN (SELECT value FROM json_each(?)) AND status = 'discovered'
                        AND origin IN (SELECT origin FROM hosts WHERE owner = ? AND lease_until >= ?)
                        RETURNING url, depth, referrer, attempts""",
-                    (json.dumps(lease), self.worker, now))]
+                    (json.dumps(left), self.worker, now))]
             return outcome
 
         return await self._write(work)

@@ -225,6 +225,16 @@ async def test_links_of_owned_hosts_are_leased_by_the_commit_that_finds_them(tar
             {H1: h.token}, [], 2.0, lease=[new, old])
         assert [(x.url, x.depth, x.referrer) for x in done.leased] == [(new, 1, root)]
         assert await a.lease_urls([H1], 10, 3.0) == []  # already leased: not handed out twice
+        # one another worker added (waiting) is leased as stored; one found and fetched in the
+        # same batch is recorded, not leased
+        waiting, quick = f"{H1}/waiting", f"{H1}/quick"
+        await b.add_discovered([(waiting, 3, None)])
+        done = await a.record_results(
+            [(new, "fetched", _rec(new), [(waiting, 2, new), (quick, 2, new)], None),
+             (quick, "fetched", _rec(quick), [], None)],
+            {H1: h.token}, [], 3.0, lease=[waiting, quick])
+        assert [(x.url, x.depth) for x in done.leased] == [(waiting, 2)]  # moved up, then leased
+        assert await a.lease_urls([H1], 10, 4.0) == []
         # a worker that does not own the host leases nothing
         other = await b.record_results([], {}, [], 3.0, lease=[f"{H1}/x"])
         assert other.leased == []
