@@ -2,7 +2,7 @@
 
 `.venv/bin/python -m bench.dedup.beyond` (as root: it loop-mounts a btrfs image). Writes the
 "dedup-beyond" block inside the dedup section of bench/RESULTS.md (`make bench-dedup` keeps it).
-FANMILL_BENCH_ROUNDS=N sets rounds (default 3); the median is reported.
+--rounds N (or FANMILL_BENCH_ROUNDS=N) sets rounds (default 3); the median is reported.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from bench.dedup import cdc_speed
+from bench.dedup import cdc_speed, similar_bench
 from bench.dedup.peers import REPO
 from bench.results import RESULTS, machine_line
 
@@ -256,117 +256,6 @@ def _rmlint_dirs(path: str) -> set[frozenset[str]]:
     return {frozenset(g) for g in groups.values() if len(g) > 1}
 
 
-# ------------------------------------------------------------------ --similar vs a full-hash run
-
-
-def build_similar_tree(root: str, families: int = 8, size: int = 16 * MiB
-                       ) -> dict[tuple[str, str], int]:
-    """Families of same-size files (a base and three edits of it, heads and tails untouched, so
-    a plain run must read every byte); return the true shared bytes of each (base, edit) pair."""
-    rng = random.Random(1950)
-    truth = {}
-    os.makedirs(root)
-    for i in range(families):
-        base = rng.randbytes(size)
-        at, n = rng.randrange(MiB, size // 2), rng.randrange(10_000, 300_000)
-        a, b, c = sorted(rng.sample(range(MiB, size - MiB), 3))
-        edits = {
-            "overwritten": (base[:at] + rng.randbytes(n) + base[at + n:], size - n),
-            # n bytes inserted at one place and n deleted further on: the size is kept.
-            "shifted": (base[:at] + rng.randbytes(n) + base[at:size - MiB - n] + base[size - MiB:],
-                        size - n),
-            "moved": (base[:a] + base[b:c] + base[a:b] + base[c:], size),
-        }
-        with open(os.path.join(root, f"f{i}-base"), "wb") as f:
-            f.write(base)
-        for name, (data, shared) in edits.items():
-            with open(os.path.join(root, f"f{i}-{name}"), "wb") as f:
-                f.write(data)
-            truth[(f"f{i}-base", f"f{i}-{name}")] = shared
-    old = time.time() - 60  # older than the cache's racy window: chunk lists are stored
-    for name in os.listdir(root):
-        os.utime(os.path.join(root, name), (old, old))
-    return truth
-
-
-def bench_similar(rounds: int) -> str:
-    """dedup --similar against a plain run that full-hashes the same bytes (--cache), warm."""
-    from dedup.similar import MEAN_CHUNK
-
-    work = tempfile.mkdtemp(prefix="fanmill-bench-similar-")
-    root = os.path.join(work, "t")
-    try:
-        truth = build_similar_tree(root)
-        total = sum(os.path.getsize(os.path.join(root, n)) for n in os.listdir(root))
-        for name in os.listdir(root):  # warm the page cache
-            with open(os.path.join(root, name), "rb") as f:
-                while f.read(MiB):
-                    pass
-        walls: dict[str, list[float]] = {}
-        read: dict[str, int] = {}
-        ratios: dict[str, list[float]] = {"--similar": [], "--similar --cache": []}
-        doc: dict = {}
-        for r in range(rounds):
-            caches = {k: os.path.join(work, f"{k}{r}.lru") for k in ("plain", "sim")}
-            runs = {
-                "plain, --cache (full digests)": ["--cache", caches["plain"]],
-                "--similar": ["--similar"],
-                "--similar --cache": ["--similar", "--cache", caches["sim"]],
-            }
-            order = list(runs) if r % 2 == 0 else list(reversed(runs))
-            took = {}
-            for name in order:
-                took[name], out = _timed(DEDUP + ["-q", "--format", "json", *runs[name], root],
-                                         work)
-                doc = json.loads(out) if name == "--similar" else doc
-                read[name] = json.loads(out)["stats"]["bytes_read"]
-            took["--similar --cache, rerun"], out = _timed(
-                DEDUP + ["-q", "--format", "json", "--similar", "--cache", caches["sim"], root], work)
-            read["--similar --cache, rerun"] = json.loads(out)["stats"]["bytes_read"]
-            for name, wall in took.items():
-                walls.setdefault(name, []).append(wall)
-            for name in ratios:
-                ratios[name].append(took[name] / took["plain, --cache (full digests)"])
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    got = {tuple(os.path.basename(p) for p in pair["paths"]): pair["shared_bytes"]
-           for pair in doc["similar"]}
-    off = [abs(got.get(pair, 0) - shared) for pair, shared in truth.items()]
-    lines = [f"**--similar vs a full-hash run of the same bytes** — {len(truth) // 3 * 4} files, "
-             f"{total / MiB:,.0f} MiB: 8 families of a 16 MiB base and three same-size edits "
-             "(bytes overwritten; bytes inserted and as many deleted further on; a block moved), "
-             "heads and tails untouched, so the plain run (`--cache`: full digests) reads every "
-             f"byte; warm page cache; {rounds} interleaved rounds, a fresh cache file each round, "
-             "median.", "",
-             "| run | median wall s | × plain (median of per-round ratios) | bytes read |",
-             "|---|---:|---:|---:|"]
-    for name, wall in walls.items():
-        ratio = f"{statistics.median(ratios[name]):.2f}x" if name in ratios else "–"
-        lines.append(f"| {name} | {statistics.median(wall):.2f} | {ratio} | {read[name]:,} |")
-    lines += ["", f"(base, edit) pairs found: {sum(1 for p in truth if p in got)} of {len(truth)}; "
-              f"shared bytes off the truth by at most {max(off):,} bytes (one mean chunk: "
-              f"{MEAN_CHUNK:,}). The rerun reads {read['--similar --cache, rerun']:,} bytes: chunk "
-              "lists and the bytes each pair's edit ends gave back are in the cache file."]
-    return "\n".join(lines)
-
-
-# ------------------------------------------------------------------ chunking MB/s
-
-
-def bench_cdc(rounds: int) -> str:
-    """Chunking MB/s on one core for the FastCDC packages (bench/dedup/cdc_speed.py)."""
-    rows = cdc_speed.measure(rounds)
-    from dedup.similar import AVG_CHUNK, LEVEL, MAX_CHUNK
-
-    lines = [f"**Chunking, one core** — {cdc_speed.DATA_MB} MiB of seeded random bytes in memory, "
-             f"avg_size 64 KiB (dedup: avg = min = {AVG_CHUNK // 1024} KiB, max "
-             f"{MAX_CHUNK // 1024} KiB, normalization level {LEVEL}), {rounds} rounds, median; "
-             f"{cdc_speed.versions()}.", "",
-             "| chunker | MB/s | chunks |", "|---|---:|---:|"]
-    lines += [f"| {name} | {mbs:,.0f} | {n:,} |" for name, mbs, n in rows]
-    return "\n".join(lines)
-
-
 def write_subsection(markdown: str) -> None:
     """Put *markdown* in the dedup-beyond block, inside the dedup section (added before its end)."""
     begin, end = "<!-- BEGIN dedup-beyond -->", "<!-- END dedup-beyond -->"
@@ -382,9 +271,18 @@ def write_subsection(markdown: str) -> None:
     os.replace(tmp, RESULTS)
 
 
-def main() -> int:
-    """Run the three comparisons and write the subsection."""
-    rounds = int(os.environ.get("FANMILL_BENCH_ROUNDS", "3"))
+def main(argv: list[str] | None = None) -> int:
+    """Run the comparisons and the chunking speeds; write the subsection."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.dedup.beyond", description=(
+        "Issue 19: --dedupe vs duperemove on a loop-mounted btrfs image (root), --dirs vs rmlint "
+        "-D, --similar vs a full-hash run, FastCDC MB/s per core; installs the peers with apt when "
+        "missing and writes the dedup-beyond block of bench/RESULTS.md."))
+    parser.add_argument("--rounds", type=int, default=int(os.environ.get(
+        "FANMILL_BENCH_ROUNDS", "3")), help="rounds per comparison, medians reported (default 3, "
+        "or FANMILL_BENCH_ROUNDS; --similar runs at least 9)")
+    rounds = parser.parse_args(argv).rounds
     ensure_tools()
     version = sh(["duperemove", "--version"]).stdout.decode().strip()
     rm_version = re.search(rb"\d+\.\d+\.\d+", sh(["rmlint", "--version"]).stderr + sh(
@@ -394,8 +292,8 @@ def main() -> int:
              f"Command: `.venv/bin/python -m bench.dedup.beyond`. Versions: {version}; rmlint "
              f"{rm_version.group(0).decode() if rm_version else '?'}. The machine has 2 cores and "
              "was shared with other work during the run.", ""]
-    for name, fn in (("dedupe", bench_dedupe), ("dirs", bench_dirs), ("similar", bench_similar),
-                     ("cdc", bench_cdc)):
+    for name, fn in (("dedupe", bench_dedupe), ("dirs", bench_dirs), ("similar", similar_bench.bench_similar),
+                     ("cdc", cdc_speed.markdown)):
         print(f"running {name} ...", file=sys.stderr, flush=True)
         # --similar's runs are short and its ratio moves with the machine's load: more rounds.
         parts += [fn(max(rounds, 9) if name == "similar" else rounds), ""]

@@ -103,6 +103,18 @@ def versions() -> str:
     return f"pyfastcdc {version('pyfastcdc')}; fastcdc {version('fastcdc')}; mmh3 {version('mmh3')}"
 
 
+def markdown(rounds: int) -> str:
+    """Return the results subsection: MB/s per case on one core."""
+    from dedup.similar import AVG_CHUNK, LEVEL, MAX_CHUNK
+
+    lines = [f"**Chunking, one core** — {DATA_MB} MiB of seeded random bytes in memory, avg_size "
+             f"64 KiB (dedup: avg = min = {AVG_CHUNK // 1024} KiB, max {MAX_CHUNK // 1024} KiB, "
+             f"normalization level {LEVEL}), {rounds} rounds, median; {versions()}.", "",
+             "| chunker | MB/s | chunks |", "|---|---:|---:|"]
+    lines += [f"| {name} | {mbs:,.0f} | {n:,} |" for name, mbs, n in measure(rounds)]
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     print(versions())
     for name, mbs, n in measure(int(os.environ.get("FANMILL_BENCH_ROUNDS", "5"))):

@@ -12,6 +12,10 @@ from dedup.cli import main
 from dedup.options import ScanOptions
 from dedup.similar import (
     AVG_CHUNK,
+    LEVEL,
+    MAX_CHUNK,
+    MIN_CHUNK,
+    chunk_file,
     find_similar,
     pack_chunks,
     shared_bytes,
@@ -20,7 +24,8 @@ from dedup.similar import (
 )
 
 MiB = 1024 * 1024
-# pyfastcdc's chunks average avg_size + min_size (its docs): that is "one average chunk".
+# "One average chunk": dedup's chunks average about 64 KiB on random bytes (bench/RESULTS.md,
+# 4,126 chunks in 256 MiB); pyfastcdc's bound avg + min is 96 KiB. The tests hold 60 KiB.
 MEAN_CHUNK = AVG_CHUNK + AVG_CHUNK // 4
 
 
@@ -142,10 +147,13 @@ def test_a_rerun_with_the_cache_reads_nothing(edited, tmp_path, capsysbinary, mo
     for name in os.listdir(root):  # older than the cache's racy window
         os.utime(os.path.join(root, name), ns=(10**18, 10**18))
     argv = ["--similar", "--cache", str(tmp_path / "c.lru"), "--format", "json", root]
+    monkeypatch.setattr("dedup.hashing.open_for_read", counting_opener)
     first = run_json(capsysbinary, argv)
     sizes = sum(os.path.getsize(os.path.join(root, n)) for n in os.listdir(root))
-    assert first["stats"]["bytes_read"] == sizes  # every file chunked once, nothing else read
-    monkeypatch.setattr("dedup.hashing.open_for_read", counting_opener)
+    # Every file chunked once, plus the edit ends `refine` compared: the stats count them all.
+    assert sizes < first["stats"]["bytes_read"] == counting_opener.bytes
+    assert max(counting_opener.opens.values()) > 1  # the refined files were opened again
+    counting_opener.bytes, counting_opener.opens = 0, {}
     again = run_json(capsysbinary, argv)
     assert counting_opener.bytes == 0 and counting_opener.opens == {}
     assert again["stats"]["bytes_read"] == 0
@@ -167,3 +175,23 @@ def test_same_size_files_differing_inside_are_similar_not_duplicates(tmp_path, c
             ([f"{root}/a", f"{root}/b"], 4 * MiB - 100_000)]
         plain = run_json(capsysbinary, ["--format", "json", *extra, str(root)])
         assert plain["groups"] == doc["groups"]
+
+
+@pytest.mark.parametrize("window", [MAX_CHUNK + 1, 300_001, MiB])
+def test_chunk_file_cuts_as_one_cut_buf_over_the_whole_file(tmp_path, monkeypatch, window):
+    # chunk_file reads a window at a time and cuts only the window's last chunk again: the chunk
+    # list must be the one pyfastcdc gives for the whole file at once, whatever the window.
+    import mmh3
+    from pyfastcdc import FastCDC
+
+    monkeypatch.setattr("dedup.similar.WINDOW", window)
+    cdc = FastCDC(AVG_CHUNK, min_size=MIN_CHUNK, max_size=MAX_CHUNK, normalized_chunking=LEVEL)
+    rng = random.Random(window)
+    cases = [b"", rng.randbytes(MIN_CHUNK - 1), rng.randbytes(window), rng.randbytes(window + 1),
+             rng.randbytes(3 * MiB + 7), bytes(2 * MiB + 5),  # zeros: every cut at MAX_CHUNK
+             rng.randbytes(70_000) * 40]  # a period longer than a chunk: repeated chunks
+    for i, data in enumerate(cases):
+        path = tmp_path / f"f{i}"
+        path.write_bytes(data)
+        want = [(c.length, mmh3.mmh3_x64_128_digest(c.data)) for c in cdc.cut_buf(data)]
+        assert chunk_file(str(path), len(data)) == want, (i, len(data))
