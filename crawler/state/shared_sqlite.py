@@ -101,14 +101,26 @@ class SqliteShared:
     async def open(cls, path: str | os.PathLike[str], worker: str) -> SqliteShared:
         """Open or create the state file (WAL, migrated), as worker *worker*."""
         path = os.fspath(path)
-        # several workers write: wait for the lock as long as a big commit may take
-        conn = await asyncio.to_thread(open_store, path, migrations=MIGRATIONS,
-                                       busy_timeout_ms=60_000)
         try:
             fd = os.open(path + ".writer", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
-            conn.close()
             raise StateError(f"cannot create {path}.writer: {exc.strerror}") from exc
+
+        def opened() -> sqlite3.Connection:
+            # under the writer lock: workers opening a new file at once raced to switch it to
+            # WAL, and SQLite answers that race "database is locked" at once, without waiting
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                # several workers write: wait for the lock as long as a big commit may take
+                return open_store(path, migrations=MIGRATIONS, busy_timeout_ms=60_000)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+        try:
+            conn = await asyncio.to_thread(opened)
+        except BaseException:
+            os.close(fd)
+            raise
         return cls(conn, worker, fd)
 
     async def close(self) -> None:
