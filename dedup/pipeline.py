@@ -24,6 +24,7 @@ from dedup.grouping import (
 )
 from dedup.hashcache import DigestCache, HashCache
 from dedup.hashing import Opener, full_digest, partial_digest
+from dedup.heads import Heads
 from dedup.jobs import BATCH_FILES, IO_DEPTH, Inline, batches, bounded_map
 from dedup.model import FileEntry, FileProblem, Report, Stats
 from dedup.options import PathSelection, ScanOptions
@@ -127,7 +128,7 @@ def _no_progress(phase: str, done: int, total: int) -> None:
     pass
 
 
-class _Run(SmallFiles):
+class _Run(SmallFiles, Heads):
     """State of one `find_duplicates` call: options, seams, counters, collected problems."""
 
     def __init__(self, options: ScanOptions, progress: ProgressFn, opener: Opener,
@@ -312,7 +313,7 @@ class _Run(SmallFiles):
             if self.cache is not None and not self.options.verify:
                 small = self._split_partial(small)
             else:
-                small = self._split_small(small)
+                small = self._split_small(self._split_heads(small))
         chunked: list[CandidateGroup] = []
         if large and self.extras is not None:  # --similar: chunk lists split the largest
             large, chunked, nbytes = self.extras.split_large(large, self.problem)
