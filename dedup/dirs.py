@@ -17,9 +17,9 @@ from array import array
 from collections.abc import Callable, Sequence
 from itertools import repeat
 
+from dedup.listing import Listing
 from dedup.model import DuplicateDir, DuplicateGroup
 from dedup.table import FileTable
-from dedup.walk import Listing
 
 
 class DirTree:

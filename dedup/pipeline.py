@@ -26,13 +26,14 @@ from dedup.hashcache import DigestCache, HashCache
 from dedup.hashing import Opener, full_digest, partial_digest
 from dedup.heads import Heads
 from dedup.jobs import BATCH_FILES, IO_DEPTH, Inline, batches, bounded_map
+from dedup.listing import walk_listings
 from dedup.model import FileEntry, FileProblem, Report, Stats
 from dedup.options import PathSelection, ScanOptions
 from dedup.report import quote_path
 from dedup.smallfiles import SmallFiles
 from dedup.table import FileTable
 from dedup.verify import Partition, partition_identical
-from dedup.walk import Scandir, WalkCounters, describe_os_error, walk_listings
+from dedup.walk import Scandir, WalkCounters, describe_os_error
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor

@@ -13,9 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from dedup import ScanOptions, find_duplicates, hashing
+from dedup.listing import walk_listings
 from dedup.report import to_json
 from dedup.table import FileTable
-from dedup.walk import walk_listings
 from fixtures.trees import HardLink, Symlink, build_tree
 
 
