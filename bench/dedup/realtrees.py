@@ -13,6 +13,7 @@ every file in a group (what any exact tool must read), from jdupes' groups.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import statistics
@@ -103,6 +104,8 @@ def bench_tree(root: str, warm_rounds: int, cold_rounds: int, pair: list) -> tup
     for label, runs, rounds in (("warm", warm, warm_rounds),
                                 ("cold" if dropped else "NOT cold (drop_caches refused)", cold,
                                  cold_rounds)):
+        if not rounds:
+            continue
         jd_wall = statistics.median(x.wall for x in runs["jdupes"])
         jd_rss = statistics.median(x.maxrss_kib for x in runs["jdupes"])
         for tool in pair:
@@ -132,11 +135,24 @@ def parallel_read_probe(root: str) -> str:
             "parallel reads.")
 
 
-def main() -> int:
-    trees = [t for t in os.environ.get("FANMILL_BENCH_TREES", ":".join(DEFAULT_TREES)).split(":")
-             if t and os.path.isdir(t)]
-    rounds = int(os.environ.get("FANMILL_BENCH_ROUNDS", "5"))
-    cold_rounds = int(os.environ.get("FANMILL_BENCH_COLD_ROUNDS", "3"))
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.dedup.realtrees",
+        description="dedup against jdupes on real trees, warm and cold page cache; writes the "
+        "dedup-real block of bench/RESULTS.md. Cold rounds drop the page cache (root).")
+    parser.add_argument("--trees", default=os.environ.get("FANMILL_BENCH_TREES",
+                                                          ":".join(DEFAULT_TREES)),
+                        help="colon-separated trees (default: %(default)s)")
+    parser.add_argument("--rounds", type=int,
+                        default=int(os.environ.get("FANMILL_BENCH_ROUNDS", "5")),
+                        help="warm rounds per tool (default: %(default)s)")
+    parser.add_argument("--cold-rounds", type=int,
+                        default=int(os.environ.get("FANMILL_BENCH_COLD_ROUNDS", "3")),
+                        help="cold rounds per tool, each after a page-cache drop (default: "
+                        "%(default)s; 0: none, and no parallel-read probe)")
+    args = parser.parse_args(argv)
+    trees = [t for t in args.trees.split(":") if t and os.path.isdir(t)]
+    rounds, cold_rounds = args.rounds, args.cold_rounds
     ensure_peers()
     pair = [t for t in tools(os.path.join(REPO, ".venv", "bin", "python"))
             if t.name in ("dedup", "jdupes")]
@@ -156,7 +172,7 @@ def main() -> int:
         print(f"running {root} ...", file=sys.stderr, flush=True)
         table, _dropped = bench_tree(root, rounds, cold_rounds, pair)
         parts += [table, ""]
-    if trees:
+    if trees and cold_rounds:
         parts.append(parallel_read_probe(trees[0]))
     block = "<!-- BEGIN dedup-real -->\n" + "\n".join(parts).rstrip() + "\n<!-- END dedup-real -->\n"
     text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
