@@ -25,10 +25,12 @@ from dedup.walk import describe_os_error
 if TYPE_CHECKING:
     from concurrent.futures import Executor
 
+    from dedup.options import ScanOptions
     from dedup.table import FileTable
 
 HEAD = 64  # bytes read first (one page of the disk either way; the rest is rarely needed)
 HEAD_FROM = 1024  # files of at most this size are read whole at once: a head saves too little
+KEEP_OPEN = 64  # files of one group open at once in the warm path (a bigger group: two passes)
 
 
 def read_head(path: str, nowait: bool = False) -> bytes:
@@ -68,6 +70,60 @@ def _heads_job(paths: list[str]) -> list[bytes | FileProblem]:
     return out
 
 
+class _NotCached(Exception):
+    """A read the page cache could not serve at once (RWF_NOWAIT)."""
+
+
+def _pread_cached(fd: int, size: int, offset: int) -> bytes:
+    """Read up to *size* bytes at *offset* if the page cache holds them, else raise `_NotCached`;
+    file systems refusing RWF_NOWAIT are read blocking."""
+    buf = bytearray(size)
+    if _refused[0] or not hashing._RWF_NOWAIT:
+        return os.pread(fd, size, offset)
+    try:
+        got = os.preadv(fd, (buf,), offset, hashing._RWF_NOWAIT)
+    except BlockingIOError:
+        raise _NotCached from None
+    except OSError as exc:
+        if exc.errno not in hashing._NOWAIT_REFUSED:
+            raise
+        _refused[0] = True
+        return os.pread(fd, size, offset)
+    del buf[got:]
+    return bytes(buf) if got <= HEAD else buf  # type: ignore[return-value]
+
+
+_refused = [False]  # this file system refuses RWF_NOWAIT (tmpfs): no more tries
+
+
+def _open(path: str) -> int:
+    try:
+        return os.open(path, hashing._OPEN_FLAGS)
+    except PermissionError:
+        return os.open(path, hashing._OPEN_FLAGS & ~hashing._NOATIME)
+
+
+def _whole(fd: int, size: int) -> bytes:
+    """The whole content of an open small file (cached or not), one byte past the end read to
+    catch growth; raise `FileChangedError` when the size is not *size* any more."""
+    try:
+        data = _pread_cached(fd, size + 1, 0)
+        if len(data) == size and size % hashing._PAGE == 0:
+            data += os.pread(fd, 1, size)  # the byte past the end may be on an uncached page
+    except _NotCached:
+        data = b""
+    if len(data) < size:  # partly cached (or shrank): read it blocking, from the start
+        data = os.pread(fd, size + 1, 0)
+        while 0 < len(data) < size:
+            more = os.pread(fd, size + 1 - len(data), len(data))
+            if not more:
+                break
+            data += more
+    if len(data) != size:
+        raise hashing.FileChangedError(hashing._changed(size, len(data)))
+    return data
+
+
 class Heads:
     """`_split_heads` for the pipeline's run; it provides the attributes declared here."""
 
@@ -76,18 +132,22 @@ class Heads:
     io_threads: int
     table: FileTable
     bytes_read: int
+    cold: bool | None
+    options: ScanOptions
     problem: Callable[[FileProblem], None]
     size_of: Callable[[CandidateGroup | array], int]
+    _finish_small: Callable[..., None]
 
-    def _split_heads(self, groups: list[CandidateGroup | array]) -> list[CandidateGroup | array]:
-        """Split groups of files over `HEAD_FROM` bytes by their first `HEAD` bytes (groups of
-        smaller files pass as they are); keep the groups' order, forms and member order."""
+    def _split_heads(self, groups: list[CandidateGroup | array]
+                     ) -> tuple[list[CandidateGroup | array], list[CandidateGroup | array]]:
+        """Split groups of files over `HEAD_FROM` bytes by their first `HEAD` bytes; return
+        (classes already proven, groups still to read whole). Groups of smaller files pass as
+        they are. With a warm page cache, a group of at most `KEEP_OPEN` files is finished here:
+        each file opened once, its head read, and only the files whose head another shares read
+        whole from the same descriptor."""
         if self.opener is not hashing._DEFAULT_OPENER:
-            return groups  # a test's opener sees every read: the whole reads alone, as before
+            return [], groups  # a test's opener sees every read: the whole reads alone, as before
         size_of = self.size_of
-        wanted = [g for g in groups if size_of(g) > HEAD_FROM]
-        if not wanted:
-            return groups
         table_path = self.table.path
 
         def paths_of(group: CandidateGroup | array) -> list[str]:
@@ -95,27 +155,32 @@ class Heads:
                 return [table_path(i) for i in group]
             return [record[0] for record in group]
 
+        wanted: list[CandidateGroup | array] = []
+        rest: list[CandidateGroup | array] = []
+        for group in groups:
+            (wanted if size_of(group) > HEAD_FROM else rest).append(group)
+        if not wanted:
+            return [], groups
+        done: list[CandidateGroup | array] = []
+        later: list[CandidateGroup | array] = []
+        warm = self.cold is not True
+        for group in wanted:
+            if warm and len(group) <= KEEP_OPEN:
+                warm = self._finish_warm(group, paths_of(group), done)
+            else:
+                later.append(group)
+        if not later:
+            return done, rest
         heads: Iterable[bytes | FileProblem]
-        first = paths_of(wanted[0])[0]
-        try:
-            probe: bytes | FileProblem | None = read_head(first, nowait=True)
-        except BlockingIOError:
-            probe = None
-        except OSError as exc:
-            probe = FileProblem(first, describe_os_error(exc))
-        if probe is None and self.io_pool is not None:  # not cached: heads from the I/O pool
-            every = [p for g in wanted for p in paths_of(g)]
+        if self.io_pool is not None and not warm:  # not cached: heads from the I/O pool
+            every = [p for g in later for p in paths_of(g)]
             heads = (h for batch in bounded_map(self.io_pool, _heads_job,
                                                 batches(every, BATCH_FILES),
                                                 self.io_threads * IO_DEPTH) for h in batch)
         else:
-            heads = (h for g in wanted for h in _heads_job(paths_of(g)))
+            heads = (h for g in later for h in _heads_job(paths_of(g)))
         heads = iter(heads)
-        result: list[CandidateGroup | array] = []
-        for group in groups:
-            if size_of(group) <= HEAD_FROM:
-                result.append(group)
-                continue
+        for group in later:
             classes: dict[bytes, list] = {}
             for member in group:
                 head = next(heads)
@@ -130,5 +195,58 @@ class Heads:
                     same.append(member)
             for cls in classes.values():
                 if len(cls) > 1:
-                    result.append(array("I", cls) if type(group) is array else cls)
-        return result
+                    rest.append(array("I", cls) if type(group) is array else cls)
+        return done, rest
+
+    def _finish_warm(self, group: CandidateGroup | array, paths: list[str],
+                     done: list[CandidateGroup | array]) -> bool:
+        """Finish one group in this thread (heads, then whole reads of the files sharing one);
+        return False when a read was not served by the page cache (the rest go to the pool)."""
+        size = self.size_of(group)
+        digest = hashing.ONE_SHOT[self.options.hash_name]
+        verify = self.options.verify
+        fds = [-1] * len(paths)
+        slots: list = [None] * len(paths)
+        cached = True
+        try:
+            classes: dict[bytes, list[int]] = {}
+            for k, path in enumerate(paths):
+                try:
+                    fd = fds[k] = _open(path)
+                    try:
+                        head = _pread_cached(fd, HEAD, 0)
+                    except _NotCached:
+                        cached = False
+                        head = os.pread(fd, HEAD, 0)
+                    if len(head) != HEAD:
+                        raise hashing.FileChangedError(f"now {len(head)} bytes or fewer")
+                except OSError as exc:
+                    slots[k] = FileProblem(path, describe_os_error(exc))
+                    continue
+                self.bytes_read += HEAD
+                classes.setdefault(head, []).append(k)
+            keep: list[int] = []
+            for ks in classes.values():
+                if len(ks) > 1:
+                    keep.extend(ks)
+            keep.sort()
+            for k in keep:
+                try:
+                    data = _whole(fds[k], size)
+                except OSError as exc:
+                    slots[k] = FileProblem(paths[k], describe_os_error(exc))
+                    continue
+                slots[k] = (digest(data), data if verify else None)
+        finally:
+            for fd in fds:
+                if fd >= 0:
+                    os.close(fd)
+        members = [group[k] for k, slot in enumerate(slots) if slot is not None]
+        if type(group) is array:
+            members = array("I", members)  # type: ignore[assignment]
+        self._finish_small(members, size, [slot for slot in slots if slot is not None], done)
+        if not cached:
+            self.cold = True
+        elif self.cold is None:
+            self.cold = False
+        return cached

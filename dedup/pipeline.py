@@ -314,7 +314,8 @@ class _Run(SmallFiles, Heads):
             if self.cache is not None and not self.options.verify:
                 small = self._split_partial(small)
             else:
-                small = self._split_small(self._split_heads(small))
+                proven, small = self._split_heads(small)
+                small = proven + self._split_small(small)
         chunked: list[CandidateGroup] = []
         if large and self.extras is not None:  # --similar: chunk lists split the largest
             large, chunked, nbytes = self.extras.split_large(large, self.problem)
