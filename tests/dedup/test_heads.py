@@ -1,0 +1,88 @@
+"""The head stage (issue 18): same-size files over HEAD_FROM bytes are split by their first HEAD
+bytes; only files whose head another shares are read whole. Same report warm, cold and threaded."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from dedup import ScanOptions, find_duplicates, heads
+from dedup.report import to_json
+from fixtures.trees import build_tree
+
+SIZE = heads.HEAD_FROM + 500
+
+
+def _spec() -> dict:
+    same = b"s" * SIZE
+    late = b"s" * (SIZE - 1) + b"!"  # shares the head of `same`: read whole, not a duplicate
+    spec = {"a": same, "b": same, "c": late}
+    for i in range(5):  # heads of their own: ruled out by HEAD bytes each
+        spec[f"u{i}"] = bytes([65 + i]) * SIZE
+    spec["v1"] = spec["v2"] = b"v" * (SIZE + 7)  # a second group: cold, its heads come from the pool
+    spec["big/x"] = b"y" * (SIZE + 1)  # a size of its own: never read
+    spec["small1"] = b"tiny"
+    spec["small2"] = b"tiny"
+    return spec
+
+
+def _json(report) -> str:
+    return to_json(report).replace(f'"elapsed_s": {report.stats.elapsed_s}', '"elapsed_s": 0')
+
+
+def test_only_files_sharing_a_head_are_read_whole(tmp_path):
+    root = build_tree(str(tmp_path / "t"), _spec())
+    report = find_duplicates([root], ScanOptions(threads=1, io_threads=1))
+    assert sorted(sorted(os.path.basename(p) for p in g.paths) for g in report.groups) == [
+        ["a", "b"], ["small1", "small2"], ["v1", "v2"]]
+    assert report.stats.bytes_read == 10 * heads.HEAD + 3 * SIZE + 2 * (SIZE + 7) + 2 * 4
+
+
+def test_cold_heads_from_the_pool_give_the_same_report(tmp_path, monkeypatch):
+    root = build_tree(str(tmp_path / "t"), _spec())
+    warm = find_duplicates([root], ScanOptions(threads=1, io_threads=1))
+    many = find_duplicates([root], ScanOptions(threads=2, io_threads=4))
+
+    def not_cached(fd, size, offset):
+        raise heads._NotCached
+
+    monkeypatch.setattr(heads, "_pread_cached", not_cached)
+    cold = find_duplicates([root], ScanOptions(threads=2, io_threads=4))
+    assert _json(many) == _json(warm)
+    assert _json(cold) == _json(warm)
+
+
+@pytest.mark.parametrize("change", ["vanish", "shrink"])
+@pytest.mark.parametrize("cold", [False, True])
+def test_file_changed_before_its_head_is_read_is_an_error_entry(tmp_path, monkeypatch, change,
+                                                                cold):
+    root = build_tree(str(tmp_path / "t"), {"a": b"d" * SIZE, "b": b"d" * SIZE, "c": b"d" * SIZE})
+    real_open = heads._open
+    real_head = heads.read_head
+
+    def alter(path):
+        if path.endswith("/b"):
+            if change == "vanish":
+                os.unlink(path)
+            else:
+                os.truncate(path, 10)
+
+    def changing_open(path):
+        alter(path)
+        return real_open(path)
+
+    def changing_head(path, nowait=False):
+        alter(path)
+        return real_head(path, nowait)
+
+    monkeypatch.setattr(heads, "_open", changing_open)
+    monkeypatch.setattr(heads, "read_head", changing_head)
+    if cold:
+        def not_cached(fd, size, offset):
+            raise heads._NotCached
+
+        monkeypatch.setattr(heads, "_pread_cached", not_cached)
+    report = find_duplicates([root], ScanOptions(threads=2, io_threads=4))
+    assert [set(g.paths) for g in report.groups] == [{f"{root}/a", f"{root}/c"}]
+    assert [p.path for p in report.problems] == [f"{root}/b"]
