@@ -280,8 +280,9 @@ _RWF_NOWAIT = getattr(os, "RWF_NOWAIT", 0)
 _NOWAIT_REFUSED = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS}
 
 
-def read_small_cached(path: str, size: int) -> bytes | bytearray | int:
-    """Return the content of a small file if the page cache holds it, else its open descriptor.
+def read_small_cached(path: str, size: int) -> bytes | bytearray | int | tuple[int, bytearray]:
+    """Return the content of a small file if the page cache holds it, else its open descriptor
+    (with the bytes the page cache had, when it held a first part: not read twice).
 
     One `preadv(RWF_NOWAIT)` of *size* + 1 bytes: a cached file is read here (no thread
     hand-off when the tree is warm); a file not cached (or not wholly) gives back the descriptor,
@@ -320,13 +321,31 @@ def read_small_cached(path: str, size: int) -> bytes | bytearray | int:
             os.close(fd)
             raise
         got += len(more)
-    if got < size:  # partly cached, or shrank: the I/O thread reads it again from the start
-        return fd
+    if got < size:  # partly cached (or shrank): the I/O thread reads the rest, blocking
+        if got <= 0:
+            return fd
+        del buf[got:]
+        return fd, buf  # type: ignore[return-value]
     os.close(fd)
     if got != size:
         raise FileChangedError(_changed(size, got))
     del buf[size:]
     return buf
+
+
+def read_fd_rest(fd: int, size: int, have: bytearray) -> bytes | bytearray:
+    """Read the rest of a small file whose first bytes are *have* (blocking), then close it."""
+    try:
+        while len(have) <= size:
+            more = os.pread(fd, size + 1 - len(have), len(have))
+            if not more:
+                break
+            have += more
+    finally:
+        os.close(fd)
+    if len(have) != size:
+        raise FileChangedError(_changed(size, len(have)))
+    return have
 
 
 def read_fd_whole(fd: int, size: int) -> bytes:

@@ -112,13 +112,11 @@ def _whole(fd: int, size: int) -> bytes:
             data += os.pread(fd, 1, size)  # the byte past the end may be on an uncached page
     except _NotCached:
         data = b""
-    if len(data) < size:  # partly cached (or shrank): read it blocking, from the start
-        data = os.pread(fd, size + 1, 0)
-        while 0 < len(data) < size:
-            more = os.pread(fd, size + 1 - len(data), len(data))
-            if not more:
-                break
-            data += more
+    while len(data) < size:  # partly cached (or shrank): the rest, blocking (not read twice)
+        more = os.pread(fd, size + 1 - len(data), len(data))
+        if not more:
+            break
+        data += more
     if len(data) != size:
         raise hashing.FileChangedError(hashing._changed(size, len(data)))
     return data

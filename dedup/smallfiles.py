@@ -73,13 +73,19 @@ class SmallFiles:
 
         read_small = hashing.read_small
 
-        def job(fd: int, paths: list[str], size: int) -> list:
-            # A file found not cached (its descriptor) and the next ones of its group, read here
-            # in an I/O thread: (digest, bytes or None) or a problem each.
+        read_rest = hashing.read_fd_rest
+
+        def job(fd: int, paths: list[str], size: int, have: bytearray | None = None) -> list:
+            # A file found not cached (its descriptor, and the part the page cache had) and the
+            # next ones of its group, read here in an I/O thread: (digest, bytes or None) or a
+            # problem each.
             out: list = []
             for path in paths:
                 try:
-                    data = read_fd(fd, size) if fd >= 0 else read_small(path, size)
+                    if fd < 0:
+                        data = read_small(path, size)
+                    else:
+                        data = read_fd(fd, size) if have is None else read_rest(fd, size, have)
                 except OSError as exc:
                     out.append(FileProblem(path, describe_os_error(exc)))
                 else:
@@ -122,6 +128,9 @@ class SmallFiles:
                         got = read_cached(path, size)
                         if self.cold is None:
                             self.cold = False
+                        have = None
+                        if type(got) is tuple:  # partly cached: its first part is read
+                            got, have = got
                         if type(got) is int:
                             self.cold = True
                             # Not in the page cache: it and the next files of the group go to
@@ -129,7 +138,7 @@ class SmallFiles:
                             # and an open per file in this thread kept the readers waiting).
                             batch, k = paths[k - 1 : k - 1 + BATCH_FILES], k - 1 + BATCH_FILES
                             try:
-                                slots.append(pool.submit(job, got, batch, size))
+                                slots.append(pool.submit(job, got, batch, size, have))
                             except BaseException:
                                 os.close(got)
                                 raise

@@ -233,3 +233,24 @@ def test_tmpfs_tree_same_report_with_the_io_pool(tmp_path):
         many = find_duplicates([root], ScanOptions(threads=4, io_threads=8))
         assert one.groups and not one.problems
         assert _report_without_time(many) == _report_without_time(one)
+
+
+def test_a_partly_cached_small_file_is_finished_from_where_the_cache_stopped(tmp_path,
+                                                                             monkeypatch):
+    # RWF_NOWAIT returns the cached first part of a file: the I/O thread reads only the rest.
+    spec = {"a": b"x" * 9000, "b": b"x" * 9000, "c": b"x" * 8999 + b"!", "d": b"q" * 300,
+            "e": b"q" * 300}
+    root = build_tree(str(tmp_path / "t"), spec)
+    one = find_duplicates([root], ScanOptions(threads=1, io_threads=1))
+    real = os.preadv
+
+    def partly(fd, buffers, offset, flags=0):
+        if flags:  # a RWF_NOWAIT read: only the first 100 bytes are "cached"
+            view = memoryview(buffers[0])[:100]
+            return real(fd, (view,), offset)
+        return real(fd, buffers, offset, flags)
+
+    monkeypatch.setattr(os, "preadv", partly)
+    many = find_duplicates([root], ScanOptions(threads=2, io_threads=4))
+    assert [set(map(os.path.basename, g.paths)) for g in one.groups] == [{"a", "b"}, {"d", "e"}]
+    assert _report_without_time(many) == _report_without_time(one)
