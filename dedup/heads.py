@@ -4,9 +4,11 @@
 On the pyenv tree (97,140 small candidates) reading every small candidate whole read 257 MiB of
 files no other file matched; same-size files that differ mostly differ at once (.pyc headers, ELF
 headers, license texts of other lengths), so a 64-byte head rules out most of them for 1/100 of
-the bytes (bench/RESULTS.md, dedup-real). Heads read from the page cache are read in this thread;
-when the first one is not cached, every head is read by the I/O pool, in batches, one open
-descriptor per job. The outcome does not depend on threads or on the page cache.
+the bytes (bench/RESULTS.md, dedup-real). While the page cache serves the reads, each group is
+finished in this thread, every file opened once; from the first head it does not hold on, the
+heads of the other groups are read by the I/O pool, in batches, one open descriptor per job, and
+the files sharing a head go to the whole-read stage (dedup.smallfiles). The outcome, bytes_read
+included, does not depend on threads or on the page cache.
 """
 
 from __future__ import annotations
@@ -33,25 +35,18 @@ HEAD_FROM = 1024  # files of at most this size are read whole at once: a head sa
 KEEP_OPEN = 64  # files of one group open at once in the warm path (a bigger group: two passes)
 
 
-def read_head(path: str, nowait: bool = False) -> bytes:
-    """Return the first `HEAD` bytes of a file of more than `HEAD` bytes (raise OSError, or
-    `FileChangedError` if it has fewer now). With *nowait*, raise `BlockingIOError` if the page
-    cache does not hold them."""
+def _open(path: str) -> int:
     try:
-        fd = os.open(path, hashing._OPEN_FLAGS)
+        return os.open(path, hashing._OPEN_FLAGS)
     except PermissionError:
-        fd = os.open(path, hashing._OPEN_FLAGS & ~hashing._NOATIME)
+        return os.open(path, hashing._OPEN_FLAGS & ~hashing._NOATIME)
+
+
+def read_head(path: str) -> bytes:
+    """Return the first `HEAD` bytes of a file of more than `HEAD` bytes (blocking); raise
+    OSError, or `FileChangedError` if it has fewer now."""
+    fd = _open(path)
     try:
-        if nowait and hashing._RWF_NOWAIT:
-            buf = bytearray(HEAD)
-            try:
-                got = os.preadv(fd, (buf,), 0, hashing._RWF_NOWAIT)
-            except OSError as exc:
-                if exc.errno not in hashing._NOWAIT_REFUSED:
-                    raise
-                got = -1  # tmpfs and others refuse RWF_NOWAIT: read blocking, below
-            if got == HEAD:
-                return bytes(buf)
         data = os.pread(fd, HEAD, 0)
     finally:
         os.close(fd)
@@ -94,13 +89,6 @@ def _pread_cached(fd: int, size: int, offset: int) -> bytes:
 
 
 _refused = [False]  # this file system refuses RWF_NOWAIT (tmpfs): no more tries
-
-
-def _open(path: str) -> int:
-    try:
-        return os.open(path, hashing._OPEN_FLAGS)
-    except PermissionError:
-        return os.open(path, hashing._OPEN_FLAGS & ~hashing._NOATIME)
 
 
 def _whole(fd: int, size: int) -> bytes:

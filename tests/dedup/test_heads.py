@@ -72,9 +72,9 @@ def test_file_changed_before_its_head_is_read_is_an_error_entry(tmp_path, monkey
         alter(path)
         return real_open(path)
 
-    def changing_head(path, nowait=False):
+    def changing_head(path):
         alter(path)
-        return real_head(path, nowait)
+        return real_head(path)
 
     monkeypatch.setattr(heads, "_open", changing_open)
     monkeypatch.setattr(heads, "read_head", changing_head)
