@@ -16,11 +16,12 @@ from __future__ import annotations
 import os
 from array import array
 from collections.abc import Callable, Iterable
+from itertools import islice
 from typing import TYPE_CHECKING
 
 from dedup import hashing
 from dedup.grouping import CandidateGroup
-from dedup.jobs import BATCH_FILES, IO_DEPTH, batches, bounded_map
+from dedup.jobs import BATCH_FILES, IO_DEPTH, bounded_map
 from dedup.model import FileProblem
 from dedup.walk import describe_os_error
 
@@ -159,9 +160,10 @@ class Heads:
             return done, rest
         heads: Iterable[bytes | FileProblem]
         if self.io_pool is not None and not warm:  # not cached: heads from the I/O pool
-            every = [p for g in later for p in paths_of(g)]
-            heads = (h for batch in bounded_map(self.io_pool, _heads_job,
-                                                batches(every, BATCH_FILES),
+            # Paths are built batch by batch, as jobs are submitted, not all at once.
+            every = (p for g in later for p in paths_of(g))
+            jobs = iter(lambda: list(islice(every, BATCH_FILES)), [])
+            heads = (h for batch in bounded_map(self.io_pool, _heads_job, jobs,
                                                 self.io_threads * IO_DEPTH) for h in batch)
         else:
             heads = (h for g in later for h in _heads_job(paths_of(g)))
