@@ -8,12 +8,14 @@ a round, then the median over rounds is reported (the machine is shared and nois
 Then the multi-process rows (bench/cache/multiproc.py): 2, 4 and 8 processes on one file against
 diskcache's LRU Cache on one directory, also in interleaved rounds.
 
-Environment: FANMILL_BENCH_QUICK=1 for a short check of the harness; FANMILL_BENCH_ROUNDS=N;
-FANMILL_BENCH_MP_ROUNDS=N for the multi-process rounds.
+Options (`--help`): --quick for a short check of the harness, --rounds N, --mp-rounds N for the
+multi-process rounds; or the environment: FANMILL_BENCH_QUICK=1, FANMILL_BENCH_ROUNDS=N,
+FANMILL_BENCH_MP_ROUNDS=N.
 """
 
 from __future__ import annotations
 
+import argparse
 import cProfile
 import io
 import os
@@ -140,7 +142,28 @@ def multiprocess_section(trace, quick: bool, mean_value: float) -> list[str]:  #
     return lines
 
 
+def parse_args(argv: list[str] | None = None) -> None:
+    """Read the command line into the FANMILL_BENCH_* variables (they reach the re-executed run)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.cache",
+        description="PersistentLRU against diskcache's LRU (1 process, then 2/4/8 processes on one "
+                    "file); writes the cache section of bench/RESULTS.md.",
+    )
+    parser.add_argument("--quick", action="store_true", help="a short check of the harness")
+    parser.add_argument("--rounds", type=int, help="single-process rounds (default 5, quick 2)")
+    parser.add_argument("--mp-rounds", type=int, help="multi-process rounds (default 3, quick 1)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        os.environ["FANMILL_BENCH_QUICK"] = "1"
+    if args.rounds is not None:
+        os.environ["FANMILL_BENCH_ROUNDS"] = str(args.rounds)
+    if args.mp_rounds is not None:
+        os.environ["FANMILL_BENCH_MP_ROUNDS"] = str(args.mp_rounds)
+
+
 def main() -> int:
+    # Before the re-exec: `--help` must not start an 8-minute run that rewrites bench/RESULTS.md.
+    parse_args()
     ensure_peers()
     from bench.cache.adapters import CAPACITY, CONTENDERS, FSYNC
     from bench.cache.workload import exact_lru_hits, make_trace
