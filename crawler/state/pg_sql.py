@@ -80,3 +80,12 @@ FROM (SELECT c.url FROM hosts AS h CROSS JOIN LATERAL (
       ORDER BY c.depth LIMIT $4) AS due
 WHERE urls.url = due.url
 RETURNING urls.url, urls.depth, urls.referrer, urls.attempts"""
+
+# new URLs; those flagged ($5) of hosts the worker owns ($6) go in leased (shared_pg._add)
+ADD_URLS = """INSERT INTO urls (url, origin, depth, referrer, status)
+    SELECT u, o, d, r, CASE WHEN l AND o IN (
+        SELECT origin FROM hosts WHERE owner = $6 AND lease_until >= $7)
+        THEN 'fetching' ELSE 'discovered' END
+    FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::bool[]) AS t(u, o, d, r, l)
+    ON CONFLICT (url) DO NOTHING
+    RETURNING origin, url, depth, referrer, status"""

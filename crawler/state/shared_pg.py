@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from crawler.errors import StateError
-from crawler.state.pg_sql import CLAIM, DUE_OF, LEASE, SCHEMA, SCHEMA_VERSION, SHARE
+from crawler.state.pg_sql import ADD_URLS, CLAIM, DUE_OF, LEASE, SCHEMA, SCHEMA_VERSION, SHARE
 from crawler.state.shared import (
     HostLease,
     HostUpdate,
@@ -138,16 +138,8 @@ class PgShared:
         depths = [r[1] for r in rows]
         origins = [origin_key(u) for u in urls]
         inserted = await conn.fetch(
-            """INSERT INTO urls (url, origin, depth, referrer, status)
-               SELECT u, o, d, r, CASE WHEN l AND o IN (
-                   SELECT origin FROM hosts WHERE owner = $6 AND lease_until >= $7)
-                   THEN 'fetching' ELSE 'discovered' END
-               FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::bool[])
-                    AS t(u, o, d, r, l)
-               ON CONFLICT (url) DO NOTHING
-               RETURNING origin, url, depth, referrer, status""",
-            urls, origins, depths, [r[2] for r in rows], [u in lease for u in urls], self.worker,
-            now)
+            ADD_URLS, urls, origins, depths, [r[2] for r in rows], [u in lease for u in urls],
+            self.worker, now)
         # a waiting URL found at a smaller depth moves up (a plain UPDATE locks only what it changes)
         await conn.execute(
             """UPDATE urls SET depth = t.d, referrer = t.r
