@@ -75,7 +75,6 @@ class _WorkerCrawl(_Crawl):
         # owned hosts being given back (beyond the fair share, or idle): nothing more of theirs
         # is queued or sent, since the dispatcher runs on while a release is written
         self._draining: set[str] = set()
-        self._sole: set[str] = set()  # owned hosts no other worker ever owned (see _take_fresh)
         self._routed_at_once: set[str] = set()  # queued before the commit that leases them
         self._last_rebalance = 0.0
         self._contents_read = 0.0
@@ -165,7 +164,7 @@ class _WorkerCrawl(_Crawl):
             key = origin_key(url)
             if key in self._owned and key not in self._draining:
                 self._direct.append(url)
-                if key in self._sole and room > 0:
+                if self._owned[key].token == 1 and room > 0:
                     room -= 1
                     self._routed_at_once.add(url)
                     self._route(Lease(url, depth, referrer, 0))
@@ -282,8 +281,6 @@ class _WorkerCrawl(_Crawl):
         """Take a claimed host's politeness state."""
         key = host.origin
         self._owned[key] = host
-        if host.token == 1:
-            self._sole.add(key)
         origin = self._origins[key] = origin_of(key + "/")
         loop = asyncio.get_running_loop()
         slots = self.frontier.slots
@@ -388,7 +385,6 @@ class _WorkerCrawl(_Crawl):
         self._owned.pop(key, None)
         self._idle_since.pop(key, None)
         self._draining.discard(key)
-        self._sole.discard(key)
         self._robots_cache.pop(key, None)
         self._robots_cache.dirty.discard(key)
 

@@ -46,7 +46,6 @@ from crawler.state.sqlite_sql import (
     FAIR_SHARE,
     HOST_DUE,
     INSERT_URLS,
-    INSERT_URLS_LEASED,
     SHARE,
     status_report,
     store_robots,
@@ -145,29 +144,21 @@ class SqliteShared:
             "ON CONFLICT (id) DO UPDATE SET seen = excluded.seen, left_at = NULL",
             (self.worker, now, now)))
 
-    @staticmethod
-    def _add(conn: sqlite3.Connection, found: list[tuple[str, int, str | None]]) -> None:
-        """Insert URLs; only the hosts of URLs really added (or moved up) become due: a link to
-        a known URL would make a drained host due again, for a claim that leases nothing."""
-        if not found:
-            return
-        # one statement over a JSON array (see sqlite._ADD_ROWS); RETURNING gives the rows
-        # inserted or moved up, so their hosts
-        due = {(origin,) for (origin,) in conn.execute(INSERT_URLS, (rows_json(found),))}
-        if due:
-            conn.executemany(HOST_DUE, sorted(due))
-
-    def _add_leasing(self, conn: sqlite3.Connection, found: list[tuple[str, int, str | None]],
-                     lease: set[str], now: float) -> list[Lease]:
-        """_add, with the URLs in *lease* of hosts this worker owns inserted leased; return
-        those leases."""
+    def _add(self, conn: sqlite3.Connection, found: list[tuple[str, int, str | None]],
+             lease: set[str] = frozenset(), now: float = 0.0) -> list[Lease]:
+        """Insert URLs, those in *lease* of hosts this worker owns leased at once (written once
+        here and once with their result, not also by a lease UPDATE); return those leases.
+        Only the hosts of URLs really added (or moved up) become due: a link to a known URL
+        would make a drained host due again, for a claim that leases nothing."""
         if not found:
             return []
+        # one statement over a JSON array (see sqlite._ADD_ROWS); RETURNING gives the rows
+        # inserted or moved up, so their hosts
         rows = rows_json((url, depth, referrer, 1 if url in lease else 0)
                          for url, depth, referrer in found)
         due, leased = set(), []
         for origin, url, depth, referrer, status in conn.execute(
-                INSERT_URLS_LEASED, {"me": self.worker, "now": now, "rows": rows}):
+                INSERT_URLS, {"me": self.worker, "now": now, "rows": rows}):
             due.add((origin,))
             if status == "fetching":
                 leased.append(Lease(url, depth, referrer, 0))
@@ -273,7 +264,7 @@ class SqliteShared:
             kept = [r for r in results if origin_key(r[0]) not in outcome.lost]
             outcome.refused = len(results) - len(kept)
             # the URLs to lease are new links of these results, mostly: inserted leased
-            leased = self._add_leasing(conn, [link for r in kept for link in r[3]], wanted, now)
+            leased = self._add(conn, [link for r in kept for link in r[3]], wanted, now)
             inserted = {x.url for x in leased}
             left = [url for url in wanted if url not in inserted]
             outcomes = outcome_rows(kept)

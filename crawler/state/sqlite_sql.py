@@ -9,16 +9,9 @@ from typing import Any
 from crawler.state.shared import HostUpdate
 from crawler.state.sqlite import ORIGIN_SQL
 
+# new URLs (or a smaller depth for a waiting one); rows flagged (4th element 1) of hosts the
+# worker :me owns go in leased at once
 INSERT_URLS = f"""INSERT INTO urls (url, depth, referrer, status, origin)
-    SELECT u, d, r, 'discovered', {ORIGIN_SQL.format(url="u")} FROM (
-        SELECT value ->> 0 AS u, value ->> 1 AS d, value ->> 2 AS r FROM json_each(?)
-        ORDER BY key) WHERE true
-    ON CONFLICT (url) DO UPDATE SET depth = excluded.depth, referrer = excluded.referrer
-    WHERE excluded.depth < urls.depth AND urls.status IN ('discovered', 'retryable')
-    RETURNING origin"""
-# the same, but rows flagged (4th element 1) whose host this worker owns go in leased at once:
-# written once here and once with their result, not also a third time by a lease UPDATE
-INSERT_URLS_LEASED = f"""INSERT INTO urls (url, depth, referrer, status, origin)
     SELECT u, d, r, CASE WHEN l AND o IN (SELECT origin FROM hosts WHERE owner = :me
                                           AND lease_until >= :now)
                     THEN 'fetching' ELSE 'discovered' END, o FROM (
