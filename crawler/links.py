@@ -150,7 +150,7 @@ def resolve_links(hrefs: list[str], base: str) -> tuple[tuple[str, ...], int]:
     seen: dict[str, None] = {}
     invalid = 0
     for href in hrefs:
-        if "\t" in href or "\n" in href or "\r" in href:
+        if not href.isprintable():  # one scan; tabs and line breaks are not printable
             # URL parsing drops them wherever they are ("/\t/" is "//", a host follows)
             href = href.replace("\t", "").replace("\n", "").replace("\r", "")
         cut = href.find("#")

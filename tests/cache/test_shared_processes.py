@@ -193,15 +193,7 @@ def test_kill_9_of_one_writer_while_others_run(tmp_path: Path, seed: int) -> Non
         for line in other.stdout:
             if line == "paused\n":
                 break
-    last = -1
-    for line in victim.stdout:
-        if line.startswith("ack "):
-            last = int(line.split()[1])
-            if last == kill_at:
-                victim.send_signal(signal.SIGKILL)
-    victim.wait(HANG_GUARD)
-    victim.stdout.close()
-    victim.stdin.close()  # type: ignore[union-attr]
+    last = _kill_at_ack(victim, kill_at)
     assert victim.returncode == -signal.SIGKILL and kill_at <= last <= stop
     for other in others:  # go on after the kill, with the open they had
         out, _ = other.communicate("go\n", timeout=HANG_GUARD)
@@ -279,6 +271,19 @@ def test_kill_9_of_a_sole_open_loses_nothing(tmp_path: Path, seed: int) -> None:
     kill_at = random.Random(seed).randrange(50, n - 100)
     victim = spawn("run", str(path), str(seed), str(n), "solo", "-1", str(kill_at))
     assert victim.stdout is not None and victim.stdout.readline() == "ready\n"
+    last = _kill_at_ack(victim, kill_at)
+    assert victim.returncode == -signal.SIGKILL and last == kill_at
+    with open(f"{path}.lock", "rb") as f:
+        assert int.from_bytes(f.read(96)[88:96], "little") == 1  # it died a sole open
+    with PersistentLRU(path, capacity=CAPACITY, serializer="bytes") as lru:
+        state = read_state(lru)
+    assert projection(state, "solo") == expected(seed, n, "solo", last + 1)
+
+
+def _kill_at_ack(victim: subprocess.Popen, kill_at: int) -> int:
+    """SIGKILL *victim* as it acknowledges op *kill_at* (by construction, not by a timer); read
+    its acknowledgements to the end; return the last one."""
+    assert victim.stdout is not None
     last = -1
     for line in victim.stdout:
         if line.startswith("ack "):
@@ -288,9 +293,4 @@ def test_kill_9_of_a_sole_open_loses_nothing(tmp_path: Path, seed: int) -> None:
     victim.wait(HANG_GUARD)
     victim.stdout.close()
     victim.stdin.close()  # type: ignore[union-attr]
-    assert victim.returncode == -signal.SIGKILL and last == kill_at
-    with open(f"{path}.lock", "rb") as f:
-        assert int.from_bytes(f.read(96)[88:96], "little") == 1  # it died a sole open
-    with PersistentLRU(path, capacity=CAPACITY, serializer="bytes") as lru:
-        state = read_state(lru)
-    assert projection(state, "solo") == expected(seed, n, "solo", last + 1)
+    return last

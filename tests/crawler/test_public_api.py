@@ -12,6 +12,7 @@ def test_all_lists_every_public_name_sorted() -> None:
     public = {n for n in dir(crawler)
               if not n.startswith("_") and not isinstance(getattr(crawler, n), types.ModuleType)}
     assert set(crawler.__all__) == public
+    assert set(crawler._WHERE) == public  # nothing loadable on first use that __all__ leaves out
     assert crawler.__all__ == sorted(crawler.__all__, key=str.lower)
     for name in crawler.__all__:
         assert getattr(crawler, name).__doc__, name
