@@ -241,3 +241,25 @@ async def test_links_of_owned_hosts_are_leased_by_the_commit_that_finds_them(tar
     finally:
         await a.close()
         await b.close()
+
+
+async def test_sqlite_workers_open_a_new_file_one_at_a_time(tmp_path) -> None:
+    # three workers opening a new file at once raced to switch it to WAL ("database is locked"
+    # at once): opening waits for the writer lock, so while another holds it nothing is created
+    import asyncio
+    import fcntl
+    import os
+
+    path = tmp_path / "new.db"
+    fd = os.open(f"{path}.writer", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        opening = [asyncio.create_task(open_shared(str(path), f"w{i}")) for i in range(3)]
+        await asyncio.sleep(0.2)  # an open that did not wait would have created the file by now
+        assert not any(task.done() for task in opening) and not path.exists()
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        for state in await asyncio.gather(*opening):  # then all three open, none refused
+            await state.join(0.0)
+            await state.close()
+    finally:
+        os.close(fd)
