@@ -32,7 +32,8 @@ class StateSide:
     def _start_refill(self, room: int) -> None:
         """Commit, then lease up to *room* URLs, in the background: the dispatcher keeps sending
         what memory holds meanwhile (awaited in the loop, a worker's refill waiting for the
-        other workers' commits stopped its sends for up to a quarter second)."""
+        other workers' commits stopped its sends for up to a quarter second, in a scratch run's
+        timeline)."""
         self._refill_pending = True
         self.tg.create_task(self._background_refill(room))
 

@@ -7,7 +7,8 @@ PostgreSQL). WAL lets readers run beside the writer; a batch of results is one g
 Each call runs whole, lock to commit, as one function on the connection's own thread: awaited
 statement by statement (aiosqlite), every statement waited for a turn of the worker's busy event
 loop, so a commit of ten results held the writer lock for 400 ms and the other worker waited that
-long (bench: crawler-workers).
+long (timers around the lock in a scratch run; bench: crawler-workers has the pages/s before and
+after).
 """
 
 from __future__ import annotations
