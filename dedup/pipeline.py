@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from array import array
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from dedup import hashing
@@ -20,20 +20,19 @@ from dedup.grouping import (
     Record,
     collapse_bucket,
     expand_groups,
-    split_by,
 )
 from dedup.hashcache import DigestCache, HashCache
-from dedup.hashing import Opener, full_digest, partial_digest
+from dedup.hashing import Opener
 from dedup.heads import Heads
-from dedup.jobs import BATCH_FILES, IO_DEPTH, Inline, batches, bounded_map
+from dedup.jobs import IO_DEPTH, Inline
+from dedup.largefiles import LargeFiles
 from dedup.listing import walk_listings
 from dedup.model import FileEntry, FileProblem, Report, Stats
 from dedup.options import PathSelection, ScanOptions
 from dedup.report import quote_path
 from dedup.smallfiles import SmallFiles
 from dedup.table import FileTable
-from dedup.verify import Partition, partition_identical
-from dedup.walk import Scandir, WalkCounters, describe_os_error
+from dedup.walk import Scandir, WalkCounters
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
@@ -129,7 +128,7 @@ def _no_progress(phase: str, done: int, total: int) -> None:
     pass
 
 
-class _Run(SmallFiles, Heads):
+class _Run(SmallFiles, Heads, LargeFiles):
     """State of one `find_duplicates` call: options, seams, counters, collected problems."""
 
     def __init__(self, options: ScanOptions, progress: ProgressFn, opener: Opener,
@@ -347,94 +346,3 @@ class _Run(SmallFiles, Heads):
                 # digest reads it all: 1.39x -> about 1.1x the minimum bytes on bench large.
                 return small + chunked + self._verify(pool, large)
             return small + chunked + self._split_by_digest(pool, large, "full")
-
-    def _split_by_digest(self, pool: Executor, groups: list[CandidateGroup], stage: str) -> list[CandidateGroup]:
-        files = [e for g in groups for e in g]
-        total = len(files) if stage == "partial" else sum(e[1] for e in files)
-        keys: dict[int, bytes] = {}  # by id(entry): each representative is one object
-        done = 0
-        digest = self._partial_job if stage == "partial" else self._full_job
-        for batch_results in bounded_map(pool, lambda batch: [digest(e) for e in batch],
-                                         batches(files, BATCH_FILES), 2 * self.options.threads):
-            for entry, outcome, nbytes in batch_results:
-                self.bytes_read += nbytes
-                if isinstance(outcome, FileProblem):
-                    self.problem(outcome)
-                else:
-                    keys[id(entry)] = outcome
-                done += 1 if stage == "partial" else entry[1]
-            self.progress(stage, done, total)
-        return split_by(groups, lambda e: keys.get(id(e)))
-
-    def _split_partial(self, groups: list[CandidateGroup | array],
-                       pool: Executor | None = None) -> list[CandidateGroup]:
-        # Group by group: only one group's keys are alive at a time (-15 MB peak on the
-        # 100,000-file bench corpus compared with keying every file first). With a *pool* (large
-        # files: two seeks each, slow on a cold disk) whole groups are keyed by its threads.
-        total = sum(len(g) for g in groups)
-        done = reported = 0
-        result: list[CandidateGroup] = []
-        job = self._partial_job
-
-        def key_group(group: CandidateGroup | array) -> tuple[CandidateGroup, list]:
-            records = self.records(group)
-            return records, [job(entry) for entry in records]
-
-        if pool is None:
-            outcomes: Iterable[tuple[CandidateGroup, list]] = map(key_group, groups)
-        else:
-            outcomes = bounded_map(pool, key_group, groups, self.io_threads * IO_DEPTH)
-        for records, keyed in outcomes:
-            keys: dict[int, bytes] = {}
-            for entry, outcome, nbytes in keyed:
-                self.bytes_read += nbytes
-                if isinstance(outcome, FileProblem):
-                    self.problem(outcome)
-                else:
-                    keys[id(entry)] = outcome
-            result.extend(split_by([records], lambda e, keys=keys: keys.get(id(e))))
-            done += len(records)
-            if done - reported >= 1024 or done == total:
-                reported = done
-                self.progress("partial", done, total)
-        return result
-
-    def _partial_job(self, entry: Record) -> tuple[Record, bytes | FileProblem, int]:
-        span = "whole" if entry[1] <= hashing.WHOLE_LIMIT else f"edges:{hashing.EDGE}"
-        return self._digest_job(entry, span, partial_digest)
-
-    def _full_job(self, entry: Record) -> tuple[Record, bytes | FileProblem, int]:
-        return self._digest_job(entry, "full", full_digest)
-
-    def _digest_job(self, entry: Record, span: str, fn: Callable[..., tuple[bytes, int]]
-                    ) -> tuple[Record, bytes | FileProblem, int]:
-        name = self.options.hash_name
-        if self.cache is not None:
-            as_entry = tuple.__new__(FileEntry, entry)  # the DigestCache protocol takes FileEntry
-            cached = self.cache.get(as_entry, name, span)
-            if cached is not None:
-                return entry, cached, 0
-        try:
-            value, nbytes = fn(entry[0], entry[1], name, self.opener)
-        except OSError as exc:
-            return entry, FileProblem(entry[0], describe_os_error(exc)), 0
-        if self.cache is not None:
-            self.cache.put(as_entry, name, span, value, self.now_ns)
-        return entry, value, nbytes
-
-    def _verify(self, pool: Executor, groups: list[CandidateGroup]) -> list[CandidateGroup]:
-        total = sum(len(g) * g[0][1] for g in groups)
-        done = 0
-        result: list[CandidateGroup] = []
-        opener = self.opener
-        jobs = bounded_map(pool, lambda g: partition_identical(g, opener=opener), groups,
-                           2 * self.options.threads)
-        for group, part in zip(groups, jobs, strict=True):
-            assert isinstance(part, Partition)
-            self.bytes_read += part.bytes_read
-            for item in part.problems:
-                self.problem(item)
-            result.extend(cls for cls in part.classes if len(cls) > 1)
-            done += len(group) * group[0][1]
-            self.progress("verify", done, total)
-        return result
