@@ -38,6 +38,10 @@ from crawler.urls import Origin, origin_of
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.25  # how often an idle worker (or one short of work) looks at the state
+# An idle worker's first looks come sooner (doubling up to POLL_SECONDS): at a crawl's end the
+# first worker done waits for the others' last commits, and a fixed quarter second added ~0.12 s
+# on average to a 4-s crawl's wall; a long idle spell still costs four looks a second.
+FIRST_IDLE_POLL = 0.02
 RELEASE_AFTER = 1.0  # seconds an owned host may have nothing to do before it is given back
 CONTENTS_EVERY = 0.5  # seconds between two reads of the digests other workers committed
 REBALANCE_EVERY = 1.0  # seconds between two checks of the owned hosts against the fair share
@@ -69,6 +73,8 @@ class _WorkerCrawl(_Crawl):
         self._contents: list[tuple[str, str | None, str | None]] = []
         self._content_cursor = 0
         self._last_poll = 0.0
+        self._idle_poll = FIRST_IDLE_POLL  # the next idle wait's length (see FIRST_IDLE_POLL)
+        self._idle_until = 0.0  # when the last idle wait ended (monotonic)
         self._released = False
         self._reading_sitemaps: set[Origin] = set()  # hosts whose sitemaps are being fetched
         self._idle_since: dict[str, float] = {}  # owned hosts with nothing to do, since when
@@ -137,10 +143,14 @@ class _WorkerCrawl(_Crawl):
         if left.active == 0 and left.next_retry is None:
             return None
         self._db_due = True
-        self._last_poll = time.monotonic()
+        now = self._last_poll = time.monotonic()
         if left.active == 0:  # only retries remain, somewhere
             return min(POLL_SECONDS * 4, max(0.0, left.next_retry - time.time()))
-        return POLL_SECONDS
+        if now - self._idle_until > POLL_SECONDS:  # work came in between: a new idle spell
+            self._idle_poll = FIRST_IDLE_POLL
+        wait, self._idle_poll = self._idle_poll, min(POLL_SECONDS, 2 * self._idle_poll)
+        self._idle_until = now + wait
+        return wait
 
     # every refill is a commit and a lease on a state other workers share: at once only when
     # the connections are about to run dry, else four times a second (bigger group commits:

@@ -340,11 +340,11 @@ def _kill_when_ready(proc: subprocess.Popen, url: str, cluster: postgres.Cluster
         kill.status_calls += 1
         alive = workers_of(proc.pid)
         ready = sorted((w for w in report["workers"]
-                        if w["pages"] >= KILL_AFTER and w["id"] in alive), key=lambda w: _index(w["id"]))
+                        if w["pages"] >= KILL_AFTER and _index(w["id"]) in alive), key=lambda w: _index(w["id"]))
         if ready:
             kill.pages_by_worker = {w["id"]: w["pages"] for w in report["workers"]}
             kill.victim, kill.pages = ready[0]["id"], ready[0]["pages"]
-            kill.pid = alive[kill.victim]
+            kill.pid = alive[_index(kill.victim)]
             os.kill(kill.pid, signal.SIGKILL)
             kill.at = time.time()
             kill.after = kill.at - started_wall

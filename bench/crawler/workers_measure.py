@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.crawler.nginx import _children, write_plain_site
+from crawler.cli_workers import worker_pids
 from fixtures.site import RequestRecord, Truth
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -90,18 +91,9 @@ def postgres_cpu(data_dir: Path) -> float:
     return ticks / TICK
 
 
-def workers_of(parent: int) -> dict[str, int]:
-    """Worker id -> pid of the `crawl --worker-id ID` children of *parent*."""
-    found = {}
-    for pid in _children(parent):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                args = f.read().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if "--worker-id" in args and args.index("--worker-id") + 1 < len(args):
-            found[args[args.index("--worker-id") + 1]] = pid
-    return found
+def workers_of(parent: int) -> dict[int, int]:
+    """Worker index (the last part of its id) -> pid of the workers of `crawl --workers` *parent*."""
+    return worker_pids(parent)
 
 
 # -- outputs --------------------------------------------------------------------------------------

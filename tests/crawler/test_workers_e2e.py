@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from crawler import CrawlConfig, crawl, normalize_url
+from crawler.cli_workers import worker_pids
 from crawler.state import open_shared
 from fixtures.site import build_site, serve_site
 from tests.crawler.loopback_site import Page, links, serve
@@ -245,20 +246,11 @@ async def test_a_killed_worker_of_crawl_workers_gives_its_hosts_back_at_once(tmp
 
 
 def _child_with_worker_id(parent: int, worker: str) -> int:
-    """The pid of *parent*'s child started with `--worker-id WORKER` (read from /proc)."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == parent and any(arg.endswith(worker.encode()) for arg in argv):
-            return int(entry)
-    raise AssertionError(f"no child of {parent} runs worker {worker}")
+    """The pid of *parent*'s worker whose id ends with *worker* (its index: ID = HOST-PID-INDEX)."""
+    index = int(worker.rsplit("-", 1)[1])
+    pids = worker_pids(parent)
+    assert index in pids, f"no child of {parent} runs worker {worker}: {pids}"
+    return pids[index]
 
 
 async def _fetched_records(shared) -> list[dict]:
