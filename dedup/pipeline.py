@@ -29,8 +29,9 @@ from dedup.largefiles import LargeFiles
 from dedup.listing import walk_listings
 from dedup.model import FileEntry, FileProblem, Report, Stats
 from dedup.options import PathSelection, ScanOptions
+from dedup.processes import usable_cpus
 from dedup.report import quote_path
-from dedup.smallfiles import SmallFiles
+from dedup.smallfiles import MAX_PROCS, SmallFiles
 from dedup.table import FileTable
 from dedup.walk import Scandir, WalkCounters
 
@@ -148,24 +149,33 @@ class _Run(SmallFiles, Heads, LargeFiles):
         self.bytes_scanned = 0
         self.table = FileTable()
         self.io_threads = 1
+        self.procs = 1
         self.io_pool: Executor | None = None
         self.extras: Extras | None = None
         self.cold: bool | None = None  # did a small file miss the page cache (None: not known)
         self.prove: Prover | None = None
 
     def start_io(self, paths: Sequence[str]) -> None:
-        """Start the I/O pool (walk listings, small files not in the page cache) if more than one
-        I/O thread is wanted: `ScanOptions.io_threads`, or one per device kind (dedup.device)."""
+        """Decide the I/O threads (`ScanOptions.io_threads`, or by device kind: dedup.device)
+        and the processes (one per usable CPU, at most `MAX_PROCS`, never more than the I/O
+        threads); start the I/O pool now only if an explicit --threads lists ahead in it."""
         threads = self.options.io_threads
         if threads is None:
             from dedup.device import io_threads_for
 
             threads = io_threads_for(paths)
         self.io_threads = threads
-        if threads > 1:
+        self.procs = min(usable_cpus(), threads, MAX_PROCS)
+        if self.options.io_threads is not None:
+            self.start_pool()
+
+    def start_pool(self) -> None:
+        """Start the I/O pool (walk listings, reads not in the page cache) if more than one
+        I/O thread is wanted and it is not running."""
+        if self.io_threads > 1 and self.io_pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
-            self.io_pool = ThreadPoolExecutor(threads, thread_name_prefix="dedup-io")
+            self.io_pool = ThreadPoolExecutor(self.io_threads, thread_name_prefix="dedup-io")
 
     def stop_io(self) -> None:
         if self.io_pool is not None:
@@ -313,8 +323,7 @@ class _Run(SmallFiles, Heads, LargeFiles):
             if self.cache is not None and not self.options.verify:
                 small = self._split_partial(small)
             else:
-                proven, small = self._split_heads(small)
-                small = proven + self._split_small(small)
+                small = self._compare_small(small)
         chunked: list[CandidateGroup] = []
         if large and self.extras is not None:  # --similar: chunk lists split the largest
             large, chunked, nbytes = self.extras.split_large(large, self.problem)
@@ -325,6 +334,8 @@ class _Run(SmallFiles, Heads, LargeFiles):
         # two threads handing the GIL over at every syscall ran it 1.5x slower (bench small corpus).
         # With a warm page cache (the small files all were), no pool: its threads cost time and
         # 3 MB of peak RSS on the 113,000-file tree, for reads served from memory.
+        if self.cold is not False:
+            self.start_pool()
         large = self._split_partial(large, None if self.cold is False else self.io_pool)
         threads = self.options.threads
         if threads > 1 and self.cold is not False:

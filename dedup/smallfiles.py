@@ -17,6 +17,7 @@ from dedup import hashing
 from dedup.grouping import CandidateGroup
 from dedup.jobs import BATCH_FILES, IO_DEPTH, Inline
 from dedup.model import FileProblem
+from dedup.processes import MAX_TASKS
 from dedup.walk import describe_os_error
 
 if TYPE_CHECKING:
@@ -25,6 +26,11 @@ if TYPE_CHECKING:
     from dedup.hashing import Opener
     from dedup.options import ScanOptions
     from dedup.table import FileTable
+
+# Processes comparing small files at most (each adds its copy-on-write pages and its I/O pool).
+MAX_PROCS = 4
+# Files per task of the forked stage at least: a task costs a pipe read and a marshalled result.
+TASK_FILES = 256
 
 # --verify: bytes of small files held per size bucket to compare later members in memory. A
 # class whose first member's bytes are not held (budget spent) is compared by a lockstep reread.
@@ -46,6 +52,77 @@ class SmallFiles:
     records: Callable[[CandidateGroup | array], CandidateGroup]
     size_of: Callable[[CandidateGroup | array], int]
     _verify: Callable[..., list[CandidateGroup]]
+    _split_heads: Callable[..., tuple[list, list]]
+    procs: int
+    problems: list[FileProblem]
+    start_pool: Callable[[], None]
+    stop_io: Callable[[], None]
+
+    def _compare_small(self, groups: list[CandidateGroup | array]) -> list[CandidateGroup | array]:
+        """Split groups of small files by content (heads, then whole reads: `_split_heads`,
+        `_split_small`). With more than one process (`procs`), consecutive groups are cut into
+        tasks that forked processes share (dedup.processes), each with its own I/O pool; the
+        classes come back in task order, so the outcome is the one of a single process."""
+        if self.procs <= 1 or self.opener is not hashing._DEFAULT_OPENER or len(groups) < 2:
+            self.start_pool()
+            proven, rest = self._split_heads(groups)
+            return proven + self._split_small(rest)
+        from dedup.processes import map_in_processes
+
+        files = sum(len(g) for g in groups)
+        per_task = max(TASK_FILES, files // (self.procs * 16), files // MAX_TASKS + 1)
+        tasks: list[list[CandidateGroup | array]] = [[]]
+        count = 0
+        for group in groups:
+            if count >= per_task:
+                tasks.append([])
+                count = 0
+            tasks[-1].append(group)
+            count += len(group)
+        del groups
+        threads = self.io_threads
+        progress = self.progress
+        parent = os.getpid()
+        self.stop_io()  # threads do not survive a fork: each process starts its own
+
+        def setup() -> None:
+            self.io_threads = -(-threads // self.procs)
+            self.start_pool()
+            if os.getpid() != parent:
+                self.progress = _quiet
+
+        def work(number: int) -> tuple[list, list, int, bool | None]:
+            problems, before = len(self.problems), self.bytes_read
+            proven, rest = self._split_heads(tasks[number])
+            tasks[number] = []  # this process's copy: freed as it goes
+            classes = proven + self._split_small(rest)
+            found = [(p.path, p.error) for p in self.problems[problems:]]
+            del self.problems[problems:]
+            nbytes, self.bytes_read = self.bytes_read - before, before
+            return ([c.tobytes() if type(c) is array else c for c in classes], found, nbytes,
+                    self.cold)
+
+        # Problems are collected, not logged, while tasks run (a child must not log: its
+        # handlers' locks may be the parent's); they are logged below, in task order.
+        self.problem = self.problems.append  # type: ignore[method-assign]
+        try:
+            results = map_in_processes(len(tasks), work, self.procs, setup)
+        finally:
+            del self.problem
+            self.stop_io()
+            self.io_threads, self.progress = threads, progress
+        out: list[CandidateGroup | array] = []
+        colds = set()
+        for classes, found, nbytes, cold in results:
+            for cls in classes:
+                out.append(array("I", cls) if type(cls) is bytes else cls)
+            for path, error in found:
+                self.problem(FileProblem(path, error))
+            self.bytes_read += nbytes
+            colds.add(cold)
+        self.cold = True if True in colds else False if False in colds else None
+        progress("partial", files, files)
+        return out
 
     def _split_small(self, groups: list[CandidateGroup | array]) -> list[CandidateGroup | array]:
         """Split groups of files read whole, once, by content digest.
@@ -209,3 +286,7 @@ class SmallFiles:
                 result.extend(self._verify(Inline(), [self.records(cls)]))
             else:
                 result.append(cls)
+
+
+def _quiet(phase: str, done: int, total: int) -> None:
+    pass

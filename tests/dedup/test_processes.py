@@ -1,0 +1,92 @@
+"""Forked worker processes (issue 18): same results as one process, in order, whatever process ran
+a task; a dead worker's tasks are run by the parent; a file changed before a forked read is an
+error entry. Small tasks (TASK_FILES = 1) and four processes make every test tree fork."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from dedup import ScanOptions, find_duplicates, heads, pipeline, processes, smallfiles
+from dedup.report import to_json
+from fixtures.trees import build_tree
+from tests.dedup.test_parallel_io import _cold, _hostile_spec
+
+pytestmark = pytest.mark.skipif(not processes.can_fork(), reason="no fork here (or threads)")
+
+
+@pytest.fixture
+def forking(monkeypatch):
+    """Four processes whatever the machine, one file per task: every tree is shared out."""
+    monkeypatch.setattr(pipeline, "usable_cpus", lambda: 4)
+    monkeypatch.setattr(smallfiles, "TASK_FILES", 1)
+
+
+def _json(report) -> str:
+    return to_json(report).replace(f'"elapsed_s": {report.stats.elapsed_s}', '"elapsed_s": 0')
+
+
+def _pid_task(number: int) -> tuple[int, int]:
+    time.sleep(0.001)  # long enough that the children get tasks too
+    return number * number, os.getpid()
+
+
+def test_results_come_back_in_task_order_from_several_processes():
+    results = processes.map_in_processes(200, _pid_task, 3)
+    assert [r[0] for r in results] == [n * n for n in range(200)]
+    assert len({r[1] for r in results}) > 1  # not all run here
+
+
+def test_tasks_of_a_worker_that_dies_are_run_by_the_parent():
+    parent = os.getpid()
+
+    def dying(number: int) -> int:
+        if os.getpid() != parent and number % 3 == 0:
+            os._exit(9)  # a crash in the child, mid-run
+        return number + 1
+
+    assert processes.map_in_processes(60, dying, 3) == list(range(1, 61))
+
+
+def test_one_process_or_one_task_runs_here_without_forking():
+    assert processes.map_in_processes(5, _pid_task, 1) == [(n * n, os.getpid()) for n in range(5)]
+    assert processes.map_in_processes(1, _pid_task, 4) == [(0, os.getpid())]
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("verify", [False, True])
+@pytest.mark.parametrize("cold", [False, True])
+def test_forked_reports_are_identical_to_one_process(tmp_path, monkeypatch, forking, seed,
+                                                     verify, cold):
+    root = build_tree(str(tmp_path / "t"), _hostile_spec(seed))
+    one = find_duplicates([root], ScanOptions(threads=1, io_threads=1, verify=verify))
+    if cold:
+        _cold(monkeypatch)
+    many = find_duplicates([root], ScanOptions(threads=2, io_threads=8, verify=verify))
+    assert one.groups
+    assert _json(many) == _json(one)
+
+
+@pytest.mark.parametrize("change", ["vanish", "shrink", "grow"])
+def test_file_changed_before_a_forked_read_is_an_error_entry(tmp_path, monkeypatch, forking,
+                                                             change):
+    spec = {f"{g}{i}": b"%d" % g * 3000 for g in range(1, 6) for i in range(3)}
+    root = build_tree(str(tmp_path / "t"), spec)
+    real = heads._open
+
+    def changing(path):  # the open of its head read, in whichever process has its task
+        if path.endswith("/31"):
+            if change == "vanish":
+                os.unlink(path)
+            else:
+                with open(path, "r+b") as f:
+                    f.truncate(2) if change == "shrink" else f.write(b"3" * 3001)
+        return real(path)
+
+    monkeypatch.setattr(heads, "_open", changing)
+    report = find_duplicates([root], ScanOptions(threads=2, io_threads=8))
+    groups = sorted(sorted(os.path.basename(p) for p in g.paths) for g in report.groups)
+    assert ["30", "32"] in groups and len(groups) == 5
+    assert [os.path.basename(p.path) for p in report.problems] == ["31"]
