@@ -3,7 +3,7 @@
 Eviction writes nothing (cache/persistent.py): applying a PUT evicts, in memory, exactly what the
 process that wrote it evicted, from the recorded bounds and the order. So every process that applies
 the same records in the same order holds the same index; cache/sharedlog.py feeds each process the
-records the others appended, through `_apply` and `_apply_touch` (no Record built: the hot path).
+records the others appended, through cache/follow.py, which moves touched keys itself and calls `_apply` for the rest.
 """
 
 from __future__ import annotations
@@ -84,19 +84,21 @@ class IndexReplay:
             keys[kbytes] = key
         return key
 
-    def _apply_touch(self, kbytes: bytes) -> None:
-        """Apply a TOUCH record (the most common record another process writes)."""
-        key = self._keys.get(kbytes)
-        if key is None:
-            key = self._key_of(kbytes, 0)
-        try:
-            self._order_touch(key)
-        except KeyError:
-            pass  # a touch of a key gone since: nothing to move
-
     def _apply(self, kind: int, kbytes: bytes, offset: int, length: int, value_len: int) -> None:
         """Apply one record of the log to the index, as the process that wrote it did."""
         order = self._order
+        if kind == fmt.PUT:  # the common case first: following other processes calls this per put
+            key = self._keys.get(kbytes)
+            if key is None:
+                key = self._key_of(kbytes, offset)
+            old = order.load(key, (offset, length, kbytes), len(kbytes) + value_len)
+            self._live += length - (old[1] if old is not None else 0)
+            capacity = order.capacity
+            if capacity is not None and len(order) > capacity or (
+                order.max_bytes is not None and order.total_weight > order.max_bytes
+            ):
+                self._order_victims_apply()  # the evictions this put made, as the process made them
+            return
         if kind == fmt.TOUCH:
             try:
                 order.touch(self._key_of(kbytes, offset))
@@ -111,16 +113,9 @@ class IndexReplay:
             order.set_bounds(*decode_bounds(kbytes, self.path, offset))
             self._order_victims_apply()
             return
-        key = self._key_of(kbytes, offset)
+        key = self._key_of(kbytes, offset)  # DELETE
         if key in order:
             self._live -= order.remove(key)[1]
-        if kind == fmt.PUT:
-            order.load(key, (offset, length, kbytes), len(kbytes) + value_len)
-            self._live += length
-            if order.capacity is not None and len(order) > order.capacity or (
-                order.max_bytes is not None and order.total_weight > order.max_bytes
-            ):
-                self._order_victims_apply()  # the evictions this put made, as the process made them
 
     def _order_victims_apply(self) -> list[Any]:
         """Remove the keys beyond the bounds (least recent first) in memory; return them."""

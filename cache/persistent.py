@@ -39,6 +39,7 @@ from cache.encoding import (
     load_value,
 )
 from cache.errors import CacheError, ForeignFileError, SerializationError
+from cache.follow import Index
 from cache.index import MISSING, IndexReplay, encode_bounds
 from cache.log import Durability, RecordLog
 from cache.order import RecencyOrder
@@ -135,8 +136,9 @@ class PersistentLRU(IndexReplay, MutableMapping[Any, Any]):
         self._is_shared = not readonly and not exclusive
         if self._is_shared:
             self._log: RecordLog = SharedRecordLog(
-                path, meta=self._meta, on_record=self._replay_record, on_apply=self._apply,
-                on_touch=self._apply_touch, on_reset=self._reset,
+                path, meta=self._meta, on_record=self._replay_record,
+                index=Index(self._keys, self._key_of, self._order.move_to_end, self._apply),
+                on_reset=self._reset,
                 durability=durability, salvage=salvage, reserve=_reserve,
             )
         else:
@@ -242,17 +244,9 @@ class PersistentLRU(IndexReplay, MutableMapping[Any, Any]):
         lock = self._lock
         if not lock.acquire(False):
             self._wait_for_lock()
-        begin = self._begin
         try:
-            if begin is not None:
-                if self._log.closed:
-                    raise CacheError(f"{self.path}: the cache is closed")
-                if begin():  # the writer lock, and the other processes' records replayed
-                    self._newest = MISSING
-        except BaseException:
-            lock.release()
-            raise
-        try:
+            if self._begin is not None:
+                return self._get_shared(key, default)
             try:
                 entry = self._lookup(key)
             except TypeError:
@@ -279,9 +273,57 @@ class PersistentLRU(IndexReplay, MutableMapping[Any, Any]):
             self._hits += 1
             return value
         finally:
-            if begin is not None:
-                self._finish()
             lock.release()
+
+    def _get_shared(self, key: Any, default: Any) -> Any:
+        """get() under the per-operation protocol of a shared file (the thread lock held).
+
+        The writer lock covers only what orders this read among every process's operations: the
+        lookup and the touch. A miss found in an index caught up with what is published needs no
+        writer lock at all (it writes nothing, and every write acknowledged before it began is in
+        the index); the value of a hit is read, verified and deserialized after the lock is
+        released (records never change once published, and this process's map of the file only
+        changes under its thread lock).
+        """
+        log = self._log
+        if log.closed:
+            raise CacheError(f"{self.path}: the cache is closed")
+        seen = log.end
+        current = log.follow_published()
+        if log.end != seen:
+            self._newest = MISSING
+        try:
+            entry = self._lookup(key)
+        except TypeError:
+            encode_key(key)  # raises the clear TypeError for an unsupported key type
+            raise
+        if entry is None and current:
+            self._misses += 1
+            return default
+        if self._begin():  # the writer lock, and the other processes' records replayed
+            self._newest = MISSING
+        try:
+            entry = self._lookup(key)
+            if entry is None:
+                self._misses += 1
+                return default
+            offset, length, kbytes = entry[0]
+            touch = self._touch
+            if touch is not None and key != self._newest:
+                touch(kbytes)  # acknowledged in the log before it counts in memory
+                self._move_to_end(key)
+                self._newest = key
+        finally:
+            self._finish()
+        view = self._log_read(offset, length, kbytes)
+        try:
+            value = self._loads(view)
+        except Exception as exc:
+            raise SerializationError(
+                f"{self.path}: cannot deserialize value with {self._serializer.name}: {exc!r}"
+            ) from exc
+        self._hits += 1
+        return value
 
     def peek(self, key: Any, default: Any = None) -> Any:
         """Return the value of *key* without counting a use or a hit, or *default*."""

@@ -34,13 +34,13 @@ from typing import Any
 from cache import records as fmt
 from cache import shared
 from cache.errors import CorruptStoreError, StoreWriteError, UnsupportedFilesystemError
+from cache.follow import Index, apply_published
 from cache.log import _MAX_STEP, GROW, Durability, RecordLog, _data_end
 from cache.shared import COMPACTING, DIRTY, END, REQUEST, SNAPSHOT, SOLE, SharedFile
 
 _WRITING = (1 << 64) - 1  # DIRTY while a writer holds the lock: it may store anywhere past end
 _FINISH = struct.Struct("<QQQQQQI").pack_into  # END, NEXT_SEQ, DIRTY, then the snapshot: one store
 _SNAP3 = struct.Struct("<QQQ").pack
-_HEAD = struct.Struct("<IIBQII").unpack_from
 _read_fields = struct.Struct("<QQQQQ").unpack_from
 _set_field = struct.Struct("<Q").pack_into
 _read_u64 = struct.Struct("<Q").unpack_from
@@ -79,8 +79,7 @@ class SharedRecordLog(RecordLog):
         *,
         meta: dict[str, Any],
         on_record: Callable[[fmt.Record], None],
-        on_apply: Callable[[int, bytes, int, int, int], None],
-        on_touch: Callable[[bytes], None],
+        index: Index,
         on_reset: Callable[[], None],
         durability: Durability = "process",
         salvage: bool = False,
@@ -88,16 +87,14 @@ class SharedRecordLog(RecordLog):
     ) -> None:
         """Open (or create) the shared log at *path*.
 
-        *on_apply(kind, key, offset, length, value_len)* is *on_record* without a Record, and
-        *on_touch(key)* its TOUCH case (the hot path of following other processes); *on_reset*
-        forgets the index before a full replay.
+        *index* is what following other processes applies their records to (cache/follow.py);
+        *on_reset* forgets the index before a full replay.
         """
         path = os.fspath(path)
         # Looked up through the module at each open: the seam tests use to fake a filesystem.
         shared.check_filesystem(path, shared.filesystem_type(os.path.dirname(os.path.abspath(path))))
         self._on_record = on_record
-        self._on_apply = on_apply
-        self._on_touch = on_touch
+        self._index = index
         self._on_reset = on_reset
         self._shared: SharedFile | None = None
         self.sole = False  # True while this open holds the file alone (see cache/shared.py)
@@ -270,18 +267,31 @@ class SharedRecordLog(RecordLog):
                 pass
         _flock(lfd, _LOCK_EX)
 
-    def _follow_unlocked(self, mm: mmap.mmap) -> None:
-        """Replay what is published, before taking the lock, so other processes need not wait for it.
+    def _follow_unlocked(self, mm: mmap.mmap) -> bool:
+        """Replay what is published, before taking the lock; True if this index is then current.
 
         Published records never change, and the snapshot (gen, end, next_seq) carries a CRC, so a
         read torn by a concurrent finish() is detected and skipped. Only on x86-64, whose stores are
         seen in the order they were made (a record's bytes before the snapshot that publishes them);
-        elsewhere the whole catch-up runs under the lock.
+        elsewhere the whole catch-up runs under the lock. "Current" means: holding every record the
+        snapshot, read during this call, publishes (so every write acknowledged before the call).
         """
         snap = mm[SNAPSHOT : SNAPSHOT + 28]
         gen, end, next_seq, crc = _SNAP.unpack(snap)
-        if gen == self.first_seq and end > self.end and crc == _crc32(snap[:24]):
+        if gen != self.first_seq or crc != _crc32(snap[:24]):
+            return False
+        if end > self.end:
             self._follow(end, next_seq, strict=False)
+        return end == self.end
+
+    def follow_published(self) -> bool:
+        """Without the writer lock: catch up with what is published; True if this index is current.
+
+        A read that finds its key absent in a current index is a miss every process agrees on: it
+        needs no lock (a miss writes nothing). False where the look-ahead is off (not x86-64), or
+        when only the lock can tell (a new generation, a torn read of the snapshot).
+        """
+        return self._look_ahead and self._follow_unlocked(self._smm)
 
     def _catch_up(self, gen: int, end: int, next_seq: int, dirty: int, compacting: int) -> bool:
         sh = self._shared
@@ -316,58 +326,23 @@ class SharedRecordLog(RecordLog):
         _flock(self._lfd, _LOCK_UN)
 
     def _follow(self, stop: int, next_seq: int, strict: bool = True) -> None:
-        """Apply the records between this process's end and *stop*: whole, published, checked.
+        """Apply the records between this process's end and *stop* (cache/follow.py).
 
-        Not *strict* (a lock-free look ahead of `begin`): stop quietly at the first record that does
-        not check out, after the last whole write; the locked catch-up goes on from there.
+        Not *strict* (a lock-free look ahead of `begin`): stop quietly where the records stop making
+        sense; the locked catch-up goes on from there.
         """
         start = self.end
         if stop > self._mapped:
             self._map(os.fstat(self._fd).st_size)
         if stop <= self._mapped:
-            data = self._mm[start:stop]  # type: ignore[index]
+            pos, seq = apply_published(self._mm, start, stop, 0, self.next_seq, self._index)
         else:
             data = os.pread(self._fd, stop - start, start)
-        apply, touch, pos, seq, size = self._on_apply, self._on_touch, 0, self.next_seq, len(data)
-        view = memoryview(data)  # values are checked in place, never copied
-        good_pos, good_seq = 0, seq
-        group: list[tuple[int, bytes, int, int, int]] = []
-        head_size, more_flag, touch_kind = fmt.RECORD_HEADER_SIZE, fmt.MORE, fmt.TOUCH
-        while pos < size:
-            if size - pos < head_size:
-                break
-            body_crc, head_crc, kind, rseq, klen, vlen = _HEAD(data, pos)
-            kstart = pos + head_size
-            vstart = kstart + klen
-            nxt = vstart + vlen
-            if rseq != seq or nxt > size or _crc32(view[pos + 8 : kstart]) != head_crc:
-                break
-            key = data[kstart:vstart]
-            crc = _crc32(key, head_crc)
-            if vlen:
-                crc = _crc32(view[vstart:nxt], crc)
-            if crc != body_crc:
-                break
-            seq += 1
-            if kind == touch_kind and not group:  # the common record: a hit in another process
-                touch(key)
-            elif kind & more_flag:
-                group.append((kind & ~more_flag, key, start + pos, nxt - pos, vlen))
-                pos = nxt
-                continue
-            else:
-                for member in group:
-                    apply(*member)
-                group.clear()
-                apply(kind, key, start + pos, nxt - pos, vlen)
-            pos = good_pos = nxt
-            good_seq = seq
-        view.release()
-        if strict and (good_pos != size or good_seq != next_seq):
-            raise CorruptStoreError(
-                self.path, f"published record damaged or cut short (seq {good_seq} expected)", start + good_pos
-            )
-        self.end, self.next_seq = start + good_pos, good_seq
+            pos, seq = apply_published(data, 0, len(data), start, self.next_seq, self._index)
+            pos += start
+        if strict and (pos != stop or seq != next_seq):
+            raise CorruptStoreError(self.path, f"published record damaged or cut short (seq {seq} expected)", pos)
+        self.end, self.next_seq = pos, seq
 
     def _zero_garbage(self, end: int) -> None:
         """Zero what a writer that died holding the lock stored past *end* (unacknowledged)."""
