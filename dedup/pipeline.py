@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from dedup import hashing
@@ -26,7 +26,7 @@ from dedup.hashing import Opener
 from dedup.heads import Heads
 from dedup.jobs import IO_DEPTH, Inline
 from dedup.largefiles import LargeFiles
-from dedup.listing import walk_listings
+from dedup.listing import Listing, walk_listings
 from dedup.model import FileEntry, FileProblem, Report, Stats
 from dedup.options import PathSelection, ScanOptions
 from dedup.processes import usable_cpus
@@ -166,8 +166,8 @@ class _Run(SmallFiles, Heads, LargeFiles):
             threads = io_threads_for(paths)
         self.io_threads = threads
         self.procs = min(usable_cpus(), threads, MAX_PROCS)
-        if self.options.io_threads is not None:
-            self.start_pool()
+        if self.options.io_threads is not None and self.procs <= 1:
+            self.start_pool()  # the walk lists ahead in it (with processes: dedup.subtrees)
 
     def start_pool(self) -> None:
         """Start the I/O pool (walk listings, reads not in the page cache) if more than one
@@ -243,22 +243,31 @@ class _Run(SmallFiles, Heads, LargeFiles):
         tree = self.extras.tree if self.extras is not None else None
         if tree is not None:
             tree.table = table
-        for prefix, root, dev, listing in walk_listings(
-            paths,
-            follow_symlinks=options.follow_symlinks,
-            one_file_system=options.one_file_system,
-            enters_dir=selection.enters_dir if options.exclude else None,
-            counters=self.walk_counts,
-            scandir=scandir,
-            lowest=lowest,
-            highest=highest,
-            select=selection.selects_file if globs else None,
-            # Listing ahead in threads paid nothing here (cold: 2.5 s with 1 or 16 threads; warm:
-            # 0.9 -> 1.5 s, the GIL handed over at every stat): only an explicit --threads does.
-            pool=self.io_pool if self.options.io_threads is not None else None,
-            window=self.io_threads * IO_DEPTH,
-            others=self.extras.others if self.extras is not None else None,
-        ):
+        enters_dir = selection.enters_dir if options.exclude else None
+        select = selection.selects_file if globs else None
+        listings: Iterable[tuple[str, int, int, Listing]]
+        if (self.procs > 1 and tree is None and scandir is os.scandir
+                and not options.follow_symlinks):
+            # Listing is Python work per entry: forked processes share the subtrees (pyenv tree,
+            # warm: scan 0.9 -> 0.5 s on 2 cores). Threads did not pay (cold: 2.5 s with 1 or 16
+            # threads; warm: 0.9 -> 1.5 s, the GIL handed over at every stat).
+            from dedup.subtrees import walk_forked
+
+            listings = walk_forked(
+                paths, procs=self.procs, one_file_system=options.one_file_system,
+                enters_dir=enters_dir, counters=self.walk_counts, lowest=lowest,
+                highest=highest, select=select)
+        else:
+            listings = walk_listings(
+                paths, follow_symlinks=options.follow_symlinks,
+                one_file_system=options.one_file_system, enters_dir=enters_dir,
+                counters=self.walk_counts, scandir=scandir, lowest=lowest, highest=highest,
+                select=select,
+                # Only an explicit --threads lists ahead in threads (see above).
+                pool=self.io_pool if self.options.io_threads is not None else None,
+                window=self.io_threads * IO_DEPTH,
+                others=self.extras.others if self.extras is not None else None)
+        for prefix, root, dev, listing in listings:
             for item in listing.problems:
                 problem(item)
             filtered += listing.filtered

@@ -4,7 +4,8 @@ code uses more than one core (threads hand one GIL around).
 `map_in_processes(count, work, procs)` returns `[work(0), ..., work(count - 1)]`, whatever process
 ran each task: tasks are handed out one at a time through a shared pipe (a process that finished
 its task takes the next), every process runs the same code on the same copy-on-write memory, and
-results come back through an anonymous memory file (memfd) per child, marshalled. So a task's
+results come back through an anonymous memory file (memfd) per process, marshalled, and are
+loaded one at a time as they are read (`Results`). So a task's
 result must be marshal-able (ints, bytes, str, tuples, lists, dicts) and depend only on the task
 number and the state at the fork. A child that dies leaves its tasks to this process, which runs
 every task it has no result for: a crash of a worker costs time, never a task.
@@ -19,12 +20,11 @@ import marshal
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
 
-_MISSING = object()
 _TASK = 4  # bytes per task number in the pipe (a read of 4 bytes takes exactly one)
 MAX_TASKS = 16_000  # the pipe's default 64 KiB holds every task number before any is taken
 
@@ -42,9 +42,45 @@ def can_fork() -> bool:
     return hasattr(os, "fork") and hasattr(os, "memfd_create") and threading.active_count() == 1
 
 
+class Results(Sequence[T]):
+    """The results of `map_in_processes`, by task number, each loaded when it is read.
+
+    Forked results stay marshalled in memory files (one per process) until read, so a process
+    holds one task's result at a time, not all of them (the walk's listings are about the size
+    of the file table). `close()` (or the `with` block) frees them.
+    """
+
+    def __init__(self, values: list | None = None) -> None:
+        self._values = values  # everything ran here, in memory
+        self._where: list[tuple[int, int, int]] = []  # (memfd, offset, length) per task
+        self._files: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self._values) if self._values is not None else len(self._where)
+
+    def __getitem__(self, number):  # type: ignore[no-untyped-def, override]
+        if self._values is not None:
+            return self._values[number]
+        fd, offset, length = self._where[number]
+        return marshal.loads(os.pread(fd, length, offset))
+
+    def close(self) -> None:
+        """Free the memory files."""
+        for fd in self._files:
+            os.close(fd)
+        self._files.clear()
+
+    def __enter__(self) -> Results[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def map_in_processes(count: int, work: Callable[[int], T], procs: int,
-                     setup: Callable[[], None] | None = None) -> list[T]:
-    """Return [work(i) for i in range(count)], run by *procs* processes (this one included).
+                     setup: Callable[[], None] | None = None) -> Results[T]:
+    """Return [work(i) for i in range(count)] as `Results`, run by *procs* processes (this one
+    included).
 
     *setup* runs in every process after the forks, before its first task (e.g. to start its
     own thread pool: threads do not survive a fork). With procs <= 1, one task, or forking
@@ -56,10 +92,11 @@ def map_in_processes(count: int, work: Callable[[int], T], procs: int,
     if procs <= 1 or not can_fork():
         if setup is not None:
             setup()
-        return [work(i) for i in range(count)]
+        return Results([work(i) for i in range(count)])
+    results: Results[T] = Results()
+    where: list = [None] * count
     read_end, write_end = os.pipe()
-    children: list[tuple[int, int]] = []  # (pid, memfd)
-    results: list = [_MISSING] * count
+    children: list[int] = []
     try:
         # Every task number is in the pipe before the first fork, and its write end is closed
         # in every process: a reader finding it empty knows the tasks are all taken.
@@ -68,55 +105,63 @@ def map_in_processes(count: int, work: Callable[[int], T], procs: int,
         write_end = -1
         for _ in range(procs - 1):
             out = os.memfd_create("dedup-results", os.MFD_CLOEXEC)
+            results._files.append(out)
             pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the child; its outcome is checked
                 _child(read_end, out, work, setup)
-            children.append((pid, out))
+            children.append(pid)
+        own = os.memfd_create("dedup-results", os.MFD_CLOEXEC)
+        results._files.append(own)
         if setup is not None:
             setup()
-        while True:
-            task = os.read(read_end, _TASK)
-            if not task:
-                break
-            number = int.from_bytes(task, "little")
-            results[number] = work(number)
+        _run_tasks(read_end, own, work)
         while children:
-            pid, out = children[-1]
-            os.waitpid(pid, 0)
+            os.waitpid(children[-1], 0)
             children.pop()
-            _collect(out, results)
+        for fd in results._files:
+            _index(fd, where)
+        missing = [n for n, at in enumerate(where) if at is None]
+        if missing:  # a worker died: its tasks run here
+            before = os.fstat(own).st_size
+            for number in missing:
+                _write_all(own, _record(number, work(number)))
+            _index(own, where, before)
+    except BaseException:
+        results.close()
+        raise
     finally:
         if write_end >= 0:
             os.close(write_end)
         os.close(read_end)
-        for pid, out in children:  # interrupted: no child outlives the call
+        for pid in children:  # interrupted: no child outlives the call
             try:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
             except OSError:
                 pass
-            os.close(out)
-    for number, value in enumerate(results):
-        if value is _MISSING:  # its process died: run it here
-            results[number] = work(number)
+    results._where = where
     return results
+
+
+def _run_tasks(tasks: int, out: int, work: Callable[[int], object]) -> None:
+    """Run tasks from *tasks* until it is empty, each result appended to *out*."""
+    while True:
+        task = os.read(tasks, _TASK)
+        if not task:
+            break
+        number = int.from_bytes(task, "little")
+        _write_all(out, _record(number, work(number)))
 
 
 def _child(tasks: int, out: int, work: Callable[[int], object],
            setup: Callable[[], None] | None) -> None:
-    """Run tasks from *tasks* until it is empty, each result appended to *out*; never return."""
+    """Run tasks in a forked child; never return."""
     code = 1
     try:
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: the parent reports it, once
         if setup is not None:
             setup()
-        while True:
-            task = os.read(tasks, _TASK)
-            if not task:
-                break
-            number = int.from_bytes(task, "little")
-            data = marshal.dumps((number, work(number)))
-            _write_all(out, len(data).to_bytes(8, "little") + data)
+        _run_tasks(tasks, out, work)
         code = 0
     finally:
         # No cleanup of the parent's objects, no buffered output flushed twice, no atexit.
@@ -129,18 +174,19 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _collect(out: int, results: list) -> None:
-    """Read the results a child left in its memory file (a torn last one is ignored)."""
-    try:
-        size = os.fstat(out).st_size
-        data = os.pread(out, size, 0) if size else b""
-    finally:
-        os.close(out)
-    at = 0
-    while at + 8 <= len(data):
-        length = int.from_bytes(data[at : at + 8], "little")
-        if at + 8 + length > len(data):
+def _record(number: int, value: object) -> bytes:
+    """One result as written: its length (8 bytes), its task number (4), its marshal."""
+    data = marshal.dumps(value)
+    return len(data).to_bytes(8, "little") + number.to_bytes(_TASK, "little") + data
+
+
+def _index(fd: int, where: list, at: int = 0) -> None:
+    """Note where each complete result in memory file *fd* lies (a torn last one is ignored)."""
+    size = os.fstat(fd).st_size
+    while at + 8 + _TASK <= size:
+        head = os.pread(fd, 8 + _TASK, at)
+        length = int.from_bytes(head[:8], "little")
+        if at + 8 + _TASK + length > size:
             break
-        number, value = marshal.loads(data[at + 8 : at + 8 + length])
-        results[number] = value
-        at += 8 + length
+        where[int.from_bytes(head[8:], "little")] = (fd, at + 8 + _TASK, length)
+        at += 8 + _TASK + length

@@ -113,13 +113,14 @@ class SmallFiles:
             self.io_threads, self.progress = threads, progress
         out: list[CandidateGroup | array] = []
         colds = set()
-        for classes, found, nbytes, cold in results:
-            for cls in classes:
-                out.append(array("I", cls) if type(cls) is bytes else cls)
-            for path, error in found:
-                self.problem(FileProblem(path, error))
-            self.bytes_read += nbytes
-            colds.add(cold)
+        with results:
+            for classes, found, nbytes, cold in results:
+                for cls in classes:
+                    out.append(array("I", cls) if type(cls) is bytes else cls)
+                for path, error in found:
+                    self.problem(FileProblem(path, error))
+                self.bytes_read += nbytes
+                colds.add(cold)
         self.cold = True if True in colds else False if False in colds else None
         progress("partial", files, files)
         return out

@@ -9,8 +9,10 @@ import time
 
 import pytest
 
-from dedup import ScanOptions, find_duplicates, heads, pipeline, processes, smallfiles
+from dedup import ScanOptions, find_duplicates, heads, pipeline, processes, smallfiles, subtrees
+from dedup.listing import walk_listings
 from dedup.report import to_json
+from dedup.walk import WalkCounters
 from fixtures.trees import build_tree
 from tests.dedup.test_parallel_io import _cold, _hostile_spec
 
@@ -19,9 +21,12 @@ pytestmark = pytest.mark.skipif(not processes.can_fork(), reason="no fork here (
 
 @pytest.fixture
 def forking(monkeypatch):
-    """Four processes whatever the machine, one file per task: every tree is shared out."""
+    """Four processes whatever the machine, one file per task, a few entries per walk task:
+    every tree is shared out, and walked in several rounds."""
     monkeypatch.setattr(pipeline, "usable_cpus", lambda: 4)
     monkeypatch.setattr(smallfiles, "TASK_FILES", 1)
+    monkeypatch.setattr(subtrees, "TASKS_PER_PROC", 1)
+    monkeypatch.setattr(subtrees, "TASK_ENTRIES", 3)
 
 
 def _json(report) -> str:
@@ -34,7 +39,7 @@ def _pid_task(number: int) -> tuple[int, int]:
 
 
 def test_results_come_back_in_task_order_from_several_processes():
-    results = processes.map_in_processes(200, _pid_task, 3)
+    results = list(processes.map_in_processes(200, _pid_task, 3))
     assert [r[0] for r in results] == [n * n for n in range(200)]
     assert len({r[1] for r in results}) > 1  # not all run here
 
@@ -47,12 +52,13 @@ def test_tasks_of_a_worker_that_dies_are_run_by_the_parent():
             os._exit(9)  # a crash in the child, mid-run
         return number + 1
 
-    assert processes.map_in_processes(60, dying, 3) == list(range(1, 61))
+    assert list(processes.map_in_processes(60, dying, 3)) == list(range(1, 61))
 
 
 def test_one_process_or_one_task_runs_here_without_forking():
-    assert processes.map_in_processes(5, _pid_task, 1) == [(n * n, os.getpid()) for n in range(5)]
-    assert processes.map_in_processes(1, _pid_task, 4) == [(0, os.getpid())]
+    here = os.getpid()
+    assert list(processes.map_in_processes(5, _pid_task, 1)) == [(n * n, here) for n in range(5)]
+    assert list(processes.map_in_processes(1, _pid_task, 4)) == [(0, here)]
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -67,6 +73,40 @@ def test_forked_reports_are_identical_to_one_process(tmp_path, monkeypatch, fork
     many = find_duplicates([root], ScanOptions(threads=2, io_threads=8, verify=verify))
     assert one.groups
     assert _json(many) == _json(one)
+
+
+def _listed(walk, roots, **kwargs) -> tuple[list, tuple]:
+    counts = WalkCounters()
+    out = [(prefix, root, dev, list(lst.names), list(lst.sizes), list(lst.inos), lst.problems,
+            lst.skipped_symlinks, lst.filtered)
+           for prefix, root, dev, lst in walk(roots, counters=counts, lowest=1, **kwargs)]
+    return out, (counts.dirs, counts.skipped_symlinks, counts.skipped_special,
+                 counts.dirs_revisited)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_forked_walk_lists_what_the_sequential_walk_lists(tmp_path, forking, seed):
+    root = build_tree(str(tmp_path / "t"), _hostile_spec(seed))
+    forked, forked_counts = _listed(subtrees.walk_forked, [root], procs=3)
+    one, one_counts = _listed(walk_listings, [root])
+    assert sorted(forked) == sorted(one) and len(one) > 3
+    assert forked_counts == one_counts
+
+
+def test_a_directory_reached_twice_gives_the_sequential_walk(tmp_path, forking):
+    root = build_tree(str(tmp_path / "t"), _hostile_spec(2))
+    roots = [root, root + "/d1", root]  # a root inside a root, a root given twice
+    forked, forked_counts = _listed(subtrees.walk_forked, roots, procs=3)
+    one, one_counts = _listed(walk_listings, roots)
+    assert forked == one  # the same order: it is the sequential walk's
+    assert forked_counts == one_counts and one_counts[3] == 2
+
+
+def test_forked_run_with_nested_roots_reports_as_one_process(tmp_path, forking):
+    root = build_tree(str(tmp_path / "t"), _hostile_spec(4))
+    one = find_duplicates([root, root + "/d0"], ScanOptions(threads=1, io_threads=1))
+    many = find_duplicates([root, root + "/d0"], ScanOptions(threads=2, io_threads=8))
+    assert one.groups and _json(many) == _json(one)
 
 
 @pytest.mark.parametrize("change", ["vanish", "shrink", "grow"])
