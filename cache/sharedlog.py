@@ -168,6 +168,7 @@ class SharedRecordLog(RecordLog):
 
     def _load(self, scan: bool) -> None:
         """Open PATH (the current generation) and replay it: whole and checked (*scan*), or up to `end`."""
+        self.forget_recent()
         if self._fd >= 0:
             self._unmap()
             os.close(self._fd)
@@ -407,6 +408,7 @@ class SharedRecordLog(RecordLog):
         if self.closed:
             return
         self.closed = True
+        self.forget_recent()
         sh = self._shared
         try:
             if sh is not None and sh.fd >= 0 and self._fd >= 0 and sh.mm is not None:

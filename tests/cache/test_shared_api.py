@@ -242,3 +242,20 @@ def test_a_sole_open_lets_a_second_open_in_while_idle(tmp_path: Path) -> None:
     a.close()
     with PersistentLRU(tmp_path / "c.lru", capacity=10) as fresh:
         assert list(fresh) == ["x", "y"]
+
+
+def test_a_remembered_value_is_forgotten_when_another_open_compacts(tmp_path: Path) -> None:
+    # Values read are remembered by their offset (cache/log.py RECENT_BYTES); after another open's
+    # compaction the same offset holds another record, so what was remembered must not come back.
+    path = tmp_path / "recent.lru"
+    with PersistentLRU(path, capacity=10, serializer="bytes") as writer, \
+            PersistentLRU(path, capacity=10, serializer="bytes") as reader:
+        writer["k1"] = b"1" * 64
+        assert reader["k1"] == b"1" * 64  # read from the file, then remembered
+        offset = reader._order.peek("k1")[0]
+        del writer["k1"]
+        writer["k2"] = b"2" * 64  # the same length of key and value
+        writer.compact()  # the new file: header, bounds, then k2, where k1 was in the old one
+        assert writer._order.peek("k2")[0] == offset
+        assert reader["k2"] == b"2" * 64
+        assert reader.get("k1") is None
