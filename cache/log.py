@@ -17,26 +17,10 @@ checks the first two with kill -9; tests/cache/test_log_prealloc.py the file a c
                          touched) before the call returns, so an acknowledged write survives a power
                          loss. About 50x slower (bench/cache).
 
-The writer grows the file ahead of its appends in GROW-aligned steps: posix_fallocate reserves the
-blocks (so a full disk is a clear StoreWriteError when the file grows, never a SIGBUS on a store into
-a hole), the new span is zero-filled, and the map is extended. A clean close truncates the file to its
-last record. After a crash the file ends in zeros up to a GROW boundary: replay reads that zero tail as
-the clean end of the log, and counts as torn only the bytes of a record cut off before it (its
-checksums fail; an all-zero span is never an intact record, since a record's header checksum of zeros
-is not zero). Read-only opens never map the file (a writer may truncate it), they use pread. A
-helper thread prepares the next step ahead of the appends; compaction hands its writes to another.
-On a filesystem that refuses shared writable maps the writer falls back to one pwrite per append,
-with the same promises.
+The writer grows the file ahead of its appends (cache/growth.py); a clean close truncates the file
+to its last record. Opening replays and checks every record (cache/replay.py).
 
-Compaction always fsyncs the new file and its directory before and after the swap, whatever the
-setting, because a rename of an unsynced file can leave an empty file after a power loss.
-
-Opening replays every record and checks both checksums of each. A record cut off at the end of the
-file (a write interrupted by a crash) is a torn tail: it is cut off, counted, never applied. Damage
-followed by intact records is not a torn tail: it raises CorruptStoreError naming the file, offset and
-fault, unless the caller asked to salvage, in which case the damaged span is skipped, the number of
-records lost (from the gap in sequence numbers) is counted and logged as a warning, and the owner is
-expected to compact so the damage is gone from disk.
+Compaction writes the new file aside, synced, and renames it in (cache/compact.py).
 
 This class is the single owner's log (PersistentLRU(exclusive=True)): it registers as the only open
 of PATH (cache/shared.py), so any other open, shared or exclusive, gets StoreLockedError.
@@ -54,16 +38,20 @@ import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from cache import records as fmt
+from cache.compact import fsync_dir, write_compacted
 from cache.errors import (
     CacheError,
     CorruptStoreError,
     ForeignFileError,
     StoreWriteError,
 )
+from cache.growth import _MAX_STEP as _MAX_STEP
+from cache.growth import GROW as GROW
+from cache.growth import GrowingMap
+from cache.replay import ReplayReport, replay_records
 from cache.shared import SharedFile
 
 log = logging.getLogger(__name__)
@@ -71,9 +59,6 @@ log = logging.getLogger(__name__)
 Durability = Literal["fast", "process", "fsync"]
 DURABILITIES: tuple[str, ...] = ("fast", "process", "fsync")
 FAST_TOUCH_BATCH = 64
-GROW = 64 << 10  # the writer's file size is a multiple of this while it is open (see above)
-_MAX_STEP = 8 << 20  # the largest step a helper prepares ahead of the appends
-_CHUNK = 4 << 20
 # Values read back (and verified) are remembered, the latest RECENT_BYTES of them, by offset: a record
 # never changes, so reading it again would copy and check the same bytes. As SQLite's page cache
 # (2 MiB by default) does for diskcache. On bench/cache's trace 60% of hits find their value here;
@@ -81,7 +66,6 @@ _CHUNK = 4 << 20
 # it was read from the file and checked, never on a put. Forgotten when offsets change meaning
 # (compaction, another generation, close).
 RECENT_BYTES = 2 << 20
-_ZEROS = memoryview(bytes(1 << 20))
 _PAGE = mmap.ALLOCATIONGRANULARITY
 _FILE_MODE = 0o600
 _HEAD_SIZE = fmt.RECORD_HEADER_SIZE
@@ -93,84 +77,7 @@ _unpack_head = struct.Struct("<IIBQII").unpack_from
 _TOUCH = fmt.TOUCH
 
 
-@dataclass(slots=True)
-class ReplayReport:
-    """What opening a log found: records replayed, a torn tail cut off, damage salvaged."""
-
-    records: int = 0
-    torn_tail_bytes: int = 0
-    salvaged_records_lost: int = 0
-    salvaged_bytes_skipped: int = 0
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _data_end(fd: int, start: int, size: int) -> int:
-    """Return the end of the last non-zero byte at or after *start* (or *start*): a crash's zero tail."""
-    end = size
-    while end > start:
-        at = max(start, end - len(_ZEROS))
-        chunk = os.pread(fd, end - at, at).rstrip(b"\0")
-        if chunk:
-            return at + len(chunk)
-        end = at
-    return start
-
-
-def _write_fd_all(fd: int, data: bytes) -> None:
-    view, done = memoryview(data), 0
-    while done < len(data):
-        done += os.write(fd, view[done:])
-
-
-class _ChunkWriter:
-    """Writes chunks to *fd* in order from a helper thread, so encoding the next one overlaps it.
-
-    Compaction's writes go to fresh page-cache pages, which cost the kernel far more than the copy
-    here; outside the GIL that work runs on another CPU. At most one chunk is in flight.
-    """
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._thread: threading.Thread | None = None
-        self._error: OSError | None = None
-
-    def _run(self, data: bytes) -> None:
-        try:
-            _write_fd_all(self._fd, data)
-        except OSError as exc:
-            self._error = exc
-
-    def write(self, data: bytes) -> None:
-        """Wait for the chunk in flight (raising its OSError), then start writing *data*."""
-        self.wait()
-        self._thread = threading.Thread(target=self._run, args=(data,), name="fanmill-log-compact")
-        self._thread.start()
-
-    def wait(self) -> None:
-        """Wait until every chunk is written; raise the OSError of a failed one."""
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join()
-        error, self._error = self._error, None
-        if error is not None:
-            raise error
-
-    def stop(self) -> None:
-        """Wait for the chunk in flight and forget its outcome (the caller is failing anyway)."""
-        try:
-            self.wait()
-        except OSError:
-            pass
-
-
-class RecordLog:
+class RecordLog(GrowingMap):
     """An open record log: append records, read one back verified, replay, compact.
 
     Not thread-safe by itself: its owner serializes calls (PersistentLRU holds a lock).
@@ -274,75 +181,14 @@ class RecordLog:
         finally:
             os.close(fd)
         os.replace(tmp, self.path)
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
 
     def _replay(self, start: int, size: int, on_record: Callable[[fmt.Record], None], salvage: bool) -> None:
-        fd, report = self._fd, self.report
-        # A file of whole GROW steps may be a writer's, preallocated and cut off by a crash: its zero
-        # tail is the clean end of the log, not torn bytes. Other files end where their bytes end.
-        data_end = _data_end(fd, start, size) if size % GROW == 0 else size
-        buf = b""
-        base = start  # file offset of buf[0]
-        pos = 0
-        expected = self.first_seq
-        good_end = start  # end of the last complete write: everything after it is a torn tail
-        group: list[fmt.Record] = []
-        while True:
-            view = memoryview(buf)
-            try:
-                rec = fmt.decode_record(view, pos, base, expected)
-            except fmt.NeedMore as need:
-                file_pos = base + len(buf)
-                more = os.pread(fd, max(_CHUNK, need.needed), file_pos) if file_pos < size else b""
-                if not more:
-                    break  # a write cut off by the end of the file: a torn tail
-                buf = bytes(view[pos:]) + more
-                base += pos
-                pos = 0
-                continue
-            except fmt.FormatError as err:
-                if base + pos >= data_end:
-                    break  # nothing but zeros from here: the end of a preallocated log
-                rest = bytes(view[pos:]) + os.pread(fd, max(0, size - base - len(buf)), base + len(buf))
-                nxt = fmt.find_next_record(rest, 1, base + pos, expected - 1, stop=data_end - base - pos)
-                if nxt is None:  # nothing intact after it: a torn tail
-                    break
-                if not salvage:
-                    raise CorruptStoreError(
-                        self.path,
-                        f"{err.detail}; intact records follow, so this is not a torn tail "
-                        f"(open with salvage=True to keep the intact records)",
-                        err.offset,
-                    ) from None
-                # The damaged write's records already read are dropped with it.
-                lost = nxt.seq - expected + len(group)
-                skipped = nxt.offset - good_end
-                report.salvaged_records_lost += lost
-                report.salvaged_bytes_skipped += skipped
-                group.clear()
-                log.warning(
-                    "%s: damage at offset %d (%s): skipped %d bytes, lost %d records",
-                    self.path, err.offset, err.detail, skipped, lost,
-                )
-                buf, base, pos, expected = rest, base + pos, nxt.offset - (base + pos), nxt.seq
-                continue
-            pos += rec.length
-            expected += 1
-            if rec.more:  # part of a multi-record write: applied once the write's last record is in
-                group.append(rec)
-                continue
-            for member in group:
-                on_record(member)
-            on_record(rec)
-            report.records += len(group) + 1
-            group.clear()
-            good_end = rec.offset + rec.length
-        self.next_seq = expected
+        fd = self._fd
+        good_end, self.next_seq = replay_records(
+            fd, self.path, start, size, self.first_seq, on_record, salvage, self.report
+        )
         self.end = good_end
-        # Torn: the bytes of writes cut off (a record's last bytes may be zeros: clamp).
-        report.torn_tail_bytes = max(0, data_end - good_end)
-        if report.torn_tail_bytes:
-            log.info("%s: cut off a torn tail of %d bytes", self.path, report.torn_tail_bytes)
         if not self.readonly and size != good_end:
             os.ftruncate(fd, good_end)
             if self.durability == "fsync":
@@ -460,83 +306,6 @@ class RecordLog:
         self.end = start + len(data)
         return start
 
-    def _grow(self, need: int) -> None:
-        """Make the file (and the map) reach past *need*, then start preparing the next GROW step."""
-        if self._unmappable:
-            return
-        self._wait_prefill()
-        fd = self._fd
-        size = os.fstat(fd).st_size  # past the map when a prefill completed
-        if size <= need:
-            new = (need // GROW + 1) * GROW
-            try:
-                self._extend(fd, size, new)
-            except OSError as exc:
-                raise StoreWriteError(
-                    f"{self.path}: cannot grow the file to {new} bytes: {exc.strerror or exc}"
-                ) from exc
-            size = new
-        try:
-            if self.durability == "fsync":
-                os.fsync(fd)  # the new size and blocks, before a record in them is acknowledged
-            if self._mm is None:
-                try:
-                    self._mm = mmap.mmap(fd, size)
-                except OSError as exc:
-                    # A filesystem without shared writable maps: fall back to one pwrite per
-                    # append (the same promises, a syscall each) on a file kept to its records.
-                    log.warning("%s: cannot map the file (%s); appending with pwrite", self.path, exc)
-                    self._unmappable = True
-                    os.ftruncate(fd, self.end)
-                    return
-            else:
-                # resize() also ftruncates the file to *size*: exactly its size, no helper running.
-                self._mm.resize(size)
-        except (OSError, ValueError) as exc:
-            raise StoreWriteError(f"{self.path}: cannot map the file: {exc}") from exc
-        self._mapped = size
-        self._limit = size if self.durability != "fsync" and not self._broken else 0
-        # The next step is reserved and zero-filled by a helper thread while appends go on: the
-        # kernel's work for fresh page-cache pages (measured: up to 5 ms a MiB here) runs on another
-        # CPU, outside the GIL, instead of stalling an append every MiB.
-        self._prefill_thread = threading.Thread(
-            target=self._prefill, args=(fd, size), name="fanmill-log-prefill", daemon=True
-        )
-        self._prefill_thread.start()
-
-    def _extend(self, fd: int, old: int, new: int, helper: bool = False) -> None:
-        """Reserve and zero-fill [old, new) of the file; on failure give it back and raise OSError."""
-        try:
-            self._reserve(fd, old, new - old)
-            # Zeros written now put the pages in the page cache: a store into them later costs no
-            # page fault on a block the filesystem still has to convert (measured: 4x cheaper).
-            at = old
-            while at < new:
-                at += os.pwrite(fd, _ZEROS[: min(len(_ZEROS), new - at)], at)
-        except OSError:
-            try:
-                os.ftruncate(fd, old)  # give back what was reserved: the file stays as it was
-            except OSError as undo:
-                if not helper:  # beyond the map, a helper's leftover zeros harm nothing
-                    self._broken = f"could not take back a failed extension: {undo.strerror}"
-                    self._limit = 0
-            raise
-
-    def _prefill(self, fd: int, size: int) -> None:
-        # Runs in the helper thread; never beyond the map's end, so a store never meets a hole.
-        try:
-            # Steps grow with the file (an eighth of it, up to 8 MiB): a large log grows often, a
-            # small one should not carry megabytes of zeros while open.
-            step = max(GROW, min(_MAX_STEP, size // 8 // GROW * GROW))
-            self._extend(fd, size, size + step, helper=True)
-        except Exception:
-            pass  # the next _grow extends in the caller's thread and reports the error there
-
-    def _wait_prefill(self) -> None:
-        thread, self._prefill_thread = self._prefill_thread, None
-        if thread is not None:
-            thread.join()
-
     def read(self, offset: int, length: int, key: bytes) -> bytes:
         """Return the value of the record at *offset*: read back and verified (both checksums and
         the key), or, if it was read so recently that it is among the last RECENT_BYTES of values
@@ -609,45 +378,9 @@ class RecordLog:
             raise StoreWriteError(f"{self.path} is open read-only")
         tmp = self.path + ".compact"
         first_seq = self.next_seq
-        header = fmt.encode_header(first_seq, self.meta)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, _FILE_MODE)
-        locs: list[tuple[int, int]] = []
-        writer = _ChunkWriter(fd)
-        try:
-            pending, pending_size, at, seq = [header], len(header), len(header), first_seq
-            for kind, key, value in items:
-                # fmt.encode_record, inlined, the value kept apart: the join below copies it once.
-                klen, vlen = len(key), len(value)
-                if klen > fmt.MAX_KEY_SIZE or vlen > fmt.MAX_VALUE_SIZE:
-                    fmt.encode_record(kind, seq, key, value)  # raises the clear ValueError
-                fields = _pack_fields(kind, seq, klen, vlen)
-                head_crc = _crc32(fields)
-                pending.append(_pack_crcs(_crc32(value, _crc32(key, head_crc)), head_crc) + fields + key)
-                pending.append(value)
-                length = _HEAD_SIZE + klen + vlen
-                locs.append((at, length))
-                pending_size += length
-                at += length
-                seq += 1
-                if pending_size >= _CHUNK:
-                    writer.write(b"".join(pending))
-                    pending, pending_size = [], 0
-            writer.write(b"".join(pending))
-            writer.wait()
-            os.fsync(fd)
-        except OSError as exc:
-            writer.stop()
-            os.close(fd)
-            os.unlink(tmp)
-            raise StoreWriteError(f"{self.path}: compaction failed: {exc.strerror or exc}") from exc
-        except BaseException:
-            writer.stop()
-            os.close(fd)
-            os.unlink(tmp)
-            raise
-        os.close(fd)
+        locs, seq, at = write_compacted(tmp, first_seq, self.meta, items, self.path)
         os.replace(tmp, self.path)
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
         new_fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
         self._wait_prefill()
         self._unmap()
@@ -663,12 +396,6 @@ class RecordLog:
             # grow the file (and reports the error then, if it persists).
             log.warning("%s: %s", self.path, exc)
         return locs
-
-    def _unmap(self) -> None:
-        self._limit = self._mapped = 0
-        if self._mm is not None:
-            mm, self._mm = self._mm, None
-            mm.close()
 
     # -- closing -------------------------------------------------------------------------------
 

@@ -11,8 +11,9 @@ durability setting guarantees.
 
 Shared by processes (the default): every operation runs between the shared log's begin() (the writer
 lock, then the records other processes appended, replayed into this index) and finish() (publish,
-unlock); see cache/sharedlog.py. Since every process replays every record in the log's order, each
-index is the one a single process doing all the operations would hold: exact recency, exact bounds.
+unlock); see cache/sharedlog.py, and cache/operations.py for what needs no writer lock. Since
+every process replays every record in the log's order, each index is the one a single process doing all the operations would hold: exact recency, exact
+bounds.
 exclusive=True is the single owner of the file instead (no lock per operation). A shared open that
 finds nobody else present is the file's sole open: it runs as the single owner does until another
 open asks to join (cache/sole.py).
@@ -20,11 +21,9 @@ open asks to join (cache/sole.py).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
 import threading
-import time
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
@@ -42,10 +41,10 @@ from cache.errors import CacheError, ForeignFileError, SerializationError
 from cache.follow import Index
 from cache.index import MISSING, IndexReplay, encode_bounds
 from cache.log import Durability, RecordLog
+from cache.operations import Operations
 from cache.order import RecencyOrder
 from cache.sharedlog import SharedRecordLog
 
-_LOCK_SPINS = 20
 _APP = "PersistentLRU"
 
 
@@ -74,7 +73,7 @@ class ValueTooLargeError(CacheError, ValueError):
     """One entry is larger than the cache's max_bytes; it was refused, nothing was evicted."""
 
 
-class PersistentLRU(IndexReplay, MutableMapping[Any, Any]):
+class PersistentLRU(Operations, IndexReplay, MutableMapping[Any, Any]):
     """A persistent least-recently-used mapping, bounded by entries and/or bytes, safe under kill -9.
 
     Usage::
@@ -204,21 +203,6 @@ class PersistentLRU(IndexReplay, MutableMapping[Any, Any]):
                 f"opened with {self._serializer.name!r}"
             )
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Hold the thread lock and, when shared, the writer lock with the index caught up."""
-        with self._lock:
-            if self._begin is None:
-                yield
-                return
-            self._check_open()
-            if self._begin():
-                self._newest = MISSING
-            try:
-                yield
-            finally:
-                self._finish()
-
     def _set_bounds(self, capacity: int | None, max_bytes: int | None) -> list[Any]:
         """Record new bounds in the log, then evict in memory exactly as replay will."""
         self._order.set_bounds(capacity, max_bytes)  # validates before anything is written
@@ -274,56 +258,6 @@ class PersistentLRU(IndexReplay, MutableMapping[Any, Any]):
             return value
         finally:
             lock.release()
-
-    def _get_shared(self, key: Any, default: Any) -> Any:
-        """get() under the per-operation protocol of a shared file (the thread lock held).
-
-        The writer lock covers only what orders this read among every process's operations: the
-        lookup and the touch. A miss found in an index caught up with what is published needs no
-        writer lock at all (it writes nothing, and every write acknowledged before it began is in
-        the index); the value of a hit is read, verified and deserialized after the lock is
-        released (records never change once published, and this process's map of the file only
-        changes under its thread lock).
-        """
-        log = self._log
-        if log.closed:
-            raise CacheError(f"{self.path}: the cache is closed")
-        seen = log.end
-        current = log.follow_published()
-        if log.end != seen:
-            self._newest = MISSING
-        try:
-            entry = self._lookup(key)
-        except TypeError:
-            encode_key(key)  # raises the clear TypeError for an unsupported key type
-            raise
-        if entry is None and current:
-            self._misses += 1
-            return default
-        if self._begin():  # the writer lock, and the other processes' records replayed
-            self._newest = MISSING
-        try:
-            entry = self._lookup(key)
-            if entry is None:
-                self._misses += 1
-                return default
-            offset, length, kbytes = entry[0]
-            touch = self._touch
-            if touch is not None and key != self._newest:
-                touch(kbytes)  # acknowledged in the log before it counts in memory
-                self._move_to_end(key)
-                self._newest = key
-        finally:
-            self._finish()
-        view = self._log_read(offset, length, kbytes)
-        try:
-            value = self._loads(view)
-        except Exception as exc:
-            raise SerializationError(
-                f"{self.path}: cannot deserialize value with {self._serializer.name}: {exc!r}"
-            ) from exc
-        self._hits += 1
-        return value
 
     def peek(self, key: Any, default: Any = None) -> Any:
         """Return the value of *key* without counting a use or a hit, or *default*."""
@@ -428,25 +362,6 @@ class PersistentLRU(IndexReplay, MutableMapping[Any, Any]):
             self._live = self._header_size()
             self._compact_held()
 
-    @contextlib.contextmanager
-    def key_lock(self, key: Any) -> Iterator[None]:
-        """Hold a lock named by *key* across every process sharing the file (not across threads).
-
-        Released by the kernel if this process dies. memoize uses it so that one process computes
-        a missing value while the others wait. A single owner (exclusive=True) needs no lock.
-        """
-        kbytes = encode_key(key)
-        log = self._log
-        if not isinstance(log, SharedRecordLog):
-            yield
-            return
-        self._check_open()
-        log.lock_key(kbytes)
-        try:
-            yield
-        finally:
-            log.unlock_key(kbytes)
-
     # -- bounds, compaction, statistics --------------------------------------------------------
 
     def resize(self, capacity: int | None = None, max_bytes: int | None = None) -> list[Any]:
@@ -467,22 +382,6 @@ class PersistentLRU(IndexReplay, MutableMapping[Any, Any]):
     def _read(self, offset: int, length: int, kbytes: bytes) -> bytes:
         self._check_open()
         return self._log.read(offset, length, kbytes)
-
-    def _wait_for_lock(self) -> None:
-        # Contended: give the GIL away a few times before sleeping on the lock. A thread asleep on
-        # the lock turns every release into a wake-up of another CPU; the holder (usually between
-        # two bytecodes of a short critical section) lets go within a GIL switch. bench/cache's
-        # 4-thread run measured about 15% more throughput this way.
-        lock = self._lock
-        for _ in range(_LOCK_SPINS):
-            time.sleep(0)
-            if lock.acquire(False):
-                return
-        lock.acquire()
-
-    def _check_open(self) -> None:
-        if self._log.closed:
-            raise CacheError(f"{self.path}: the cache is closed")
 
     # -- lifetime ------------------------------------------------------------------------------
 

@@ -33,9 +33,10 @@ from typing import Any
 
 from cache import records as fmt
 from cache import shared
-from cache.errors import CorruptStoreError, StoreWriteError, UnsupportedFilesystemError
+from cache.errors import CorruptStoreError, StoreWriteError
 from cache.follow import Index, apply_published
-from cache.log import _MAX_STEP, GROW, Durability, RecordLog, _data_end
+from cache.growth import SharedGrowingMap
+from cache.log import Durability, RecordLog
 from cache.shared import COMPACTING, DIRTY, END, REQUEST, SNAPSHOT, SOLE, SharedFile
 
 _WRITING = (1 << 64) - 1  # DIRTY while a writer holds the lock: it may store anywhere past end
@@ -51,7 +52,6 @@ _LOCK_EX, _LOCK_UN, _LOCK_EX_NB = fcntl.LOCK_EX, fcntl.LOCK_UN, fcntl.LOCK_EX | 
 _LOCK_TRIES = 512  # see _lock_following
 _yield = os.sched_yield
 _crc32 = __import__("zlib").crc32
-_ZEROS = bytes(1 << 20)
 _OPEN: weakref.WeakSet[SharedRecordLog] = weakref.WeakSet()
 
 
@@ -70,7 +70,7 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-class SharedRecordLog(RecordLog):
+class SharedRecordLog(SharedGrowingMap, RecordLog):
     """A RecordLog that many processes (and many opens in one) share; see the module docstring."""
 
     def __init__(
@@ -344,48 +344,6 @@ class SharedRecordLog(RecordLog):
         if strict and (pos != stop or seq != next_seq):
             raise CorruptStoreError(self.path, f"published record damaged or cut short (seq {seq} expected)", pos)
         self.end, self.next_seq = pos, seq
-
-    def _zero_garbage(self, end: int) -> None:
-        """Zero what a writer that died holding the lock stored past *end* (unacknowledged)."""
-        size = os.fstat(self._fd).st_size
-        stop = _data_end(self._fd, end, size)
-        at = end
-        while at < stop:
-            at += os.pwrite(self._fd, _ZEROS[: min(len(_ZEROS), stop - at)], at)
-
-    # -- growing and mapping -------------------------------------------------------------------
-
-    def _grow(self, need: int) -> None:
-        """Make the file reach past *need* (under the writer lock, never shrinking it) and map it."""
-        fd = self._fd
-        size = os.fstat(fd).st_size
-        if size <= need:
-            step = max(GROW, min(_MAX_STEP, size // 8 // GROW * GROW))
-            new = (max(need, size + step - 1) // GROW + 1) * GROW
-            try:
-                self._extend(fd, size, new)
-            except OSError as exc:
-                raise StoreWriteError(
-                    f"{self.path}: cannot grow the file to {new} bytes: {exc.strerror or exc}"
-                ) from exc
-            size = new
-            if self.durability == "fsync":
-                os.fsync(fd)
-        self._map(size)
-
-    def _map(self, size: int) -> None:
-        if self._mm is not None and self._mapped == size:
-            return
-        try:
-            mm = mmap.mmap(self._fd, size)
-        except OSError as exc:
-            raise UnsupportedFilesystemError(f"{self.path}: cannot map the file for sharing: {exc}") from exc
-        self._unmap()
-        self._mm, self._mapped = mm, size
-        self._limit = size if self.durability != "fsync" and not self._broken else 0
-
-    def _wait_prefill(self) -> None:
-        pass  # no helper thread in a shared log
 
     # -- compaction and closing ----------------------------------------------------------------
 
