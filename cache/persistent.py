@@ -12,8 +12,8 @@ durability setting guarantees.
 Shared by processes (the default): every operation runs between the shared log's begin() (the writer
 lock, then the records other processes appended, replayed into this index) and finish() (publish,
 unlock); see cache/sharedlog.py, and cache/operations.py for what needs no writer lock. Since
-every process replays every record in the log's order, each index is the one a single process doing all the operations would hold: exact recency, exact
-bounds.
+every process replays every record in the log's order, each index is the one a single process doing
+all the operations would hold: exact recency, exact bounds.
 exclusive=True is the single owner of the file instead (no lock per operation). A shared open that
 finds nobody else present is the file's sole open: it runs as the single owner does until another
 open asks to join (cache/sole.py).
