@@ -9,6 +9,7 @@ tests and the bench, which check every digest of what is written here."""
 
 from __future__ import annotations
 
+import functools
 import os
 from hashlib import sha1 as _sha1
 
@@ -76,10 +77,39 @@ def new_record_id() -> str:
 
 
 def sha1_base32_many(digests: list[bytes]) -> list[str]:
-    """sha1_base32 of each 20-byte digest."""
-    # Not numpy: vectorized it is ~1 µs a digest cheaper, but importing it costs ~60 ms of CPU
-    # at start, more than a small crawl's digests (the crawl does not import it otherwise).
-    return [sha1_base32(digest) for digest in digests]
+    """sha1_base32 of each 20-byte digest, all at once: ~3x cheaper per digest for a flush's
+    hundreds (one big integer's bit operations instead of sixteen Python steps per digest)."""
+    # Base32 writes each 5 bits as one digit. The digests, joined, make one integer whose 5-bit
+    # fields are spread to one per byte in log2(fields) steps: at step k every field whose index
+    # (counted from the low end) has bit k set moves up by 3 * 2**k bits, so field i ends at bit
+    # 8i; then one translate maps the bytes 0-31 to the alphabet. (NumPy does it no faster here,
+    # and costs ~60 ms to import on a crawl of small pages, which never loads it otherwise.)
+    if not digests:
+        return []
+    fields = 32 * len(digests)
+    spread = int.from_bytes(b"".join(digests), "big")
+    for mask, shift in _spread_masks(fields):
+        moving = spread & mask
+        spread = (spread ^ moving) | (moving << shift)
+    text = spread.to_bytes(fields, "big").translate(_B32_BYTES).decode("ascii")
+    return [text[i:i + 32] for i in range(0, fields, 32)]
+
+
+_B32_BYTES = bytes.maketrans(bytes(range(32)), _B32.encode())
+
+
+@functools.lru_cache(maxsize=32)  # a flush's size repeats: group commits are alike
+def _spread_masks(fields: int) -> list[tuple[int, int]]:
+    """(mask, shift) of each step of sha1_base32_many for *fields* 5-bit fields."""
+    steps = []
+    for k in reversed(range((fields - 1).bit_length())):
+        # before step k, fields sit in runs of 2**(k+1) every 16 * 2**k bits; the upper half
+        # of each run (bits 5 * 2**k to 10 * 2**k of the period) has bit k of its index set
+        period = 16 << k
+        pattern = ((1 << (10 << k)) - (1 << (5 << k))).to_bytes(period // 8, "little")
+        mask = int.from_bytes(pattern * -(-8 * fields // period), "little")
+        steps.append((mask, 3 << k))
+    return steps
 
 
 class GzipRecords:

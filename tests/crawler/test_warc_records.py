@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from fastwarc.warc import ArchiveIterator, WarcRecordType
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import crawler.warc_records as warc_records
 from crawler.warc import WarcWriter
@@ -89,6 +91,13 @@ def test_sha1_base32_is_rfc_4648_base32() -> None:
         assert sha1_base32(digest) == base64.b32encode(digest).decode()
     assert sha1_base32(bytes(20)) == "A" * 32 and sha1_base32(b"\xff" * 20) == "7" * 32
     digests = [os.urandom(20) for _ in range(300)]
+    assert sha1_base32_many(digests) == [base64.b32encode(d).decode() for d in digests]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(min_size=20, max_size=20), max_size=70))
+def test_sha1_base32_many_is_base32_of_each(digests: list[bytes]) -> None:
+    # every batch size, so every step count of the spread (1 digest: 5 steps, 70: 12)
     assert sha1_base32_many(digests) == [base64.b32encode(d).decode() for d in digests]
 
 
