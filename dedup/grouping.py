@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Hashable, Iterable, Sequence
 
-from dedup.model import DuplicateGroup, FileEntry
+from dedup.model import DuplicateGroup
 
 Record = tuple  # (path, size, dev, ino, mtime_ns, root): FileEntry's layout
 CandidateGroup = list[Record]
@@ -111,7 +111,6 @@ def expand_groups(
     Groups are ordered by size (largest first), then by their first path, for stable output.
     With *consume*, each input group is emptied once converted (its records freed as it goes).
     """
-    make = tuple.__new__
     out = []
     for group in groups:
         if len(group) < 2:
@@ -121,9 +120,13 @@ def expand_groups(
         else:
             records = list(group)
         sort_records(records)
-        entries = tuple([r if type(r) is FileEntry else make(FileEntry, r) for r in records])
-        out.append(DuplicateGroup(size=group[0][SIZE], entries=entries))
+        out.append(DuplicateGroup(group[0][SIZE], records))  # type: ignore[arg-type]
         if consume:
             group.clear()
-    out.sort(key=lambda g: (-g.size, g.entries[0].root, os.fsencode(g.entries[0].path)))
+    out.sort(key=_group_order)
     return out
+
+
+def _group_order(group: DuplicateGroup) -> tuple[int, int, bytes]:
+    root, path = group.first
+    return -group.size, root, os.fsencode(path)

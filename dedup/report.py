@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 
@@ -115,9 +116,10 @@ def iter_null_separated(report: Report) -> Iterator[bytes]:
     encode = os.fsencode
     parts: list[bytes] = []
     pending = 0
-    path_sets = [list(d.paths) for d in report.dirs or ()]
-    path_sets += [[e.path for e in g.entries] for g in shown_groups(report)]
-    path_sets += [list(p.paths) for p in report.similar or ()]
+    # A group's paths are unpacked as it is written (model.DuplicateGroup), not all at once.
+    path_sets = itertools.chain((d.paths for d in report.dirs or ()),
+                                (g.paths for g in shown_groups(report)),
+                                (p.paths for p in report.similar or ()))
     for paths in path_sets:
         part = b"\0".join([encode(p) for p in paths]) + b"\0\0"
         parts.append(part)

@@ -7,6 +7,7 @@ import tempfile
 from collections import defaultdict
 from unittest import mock
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -157,3 +158,24 @@ def _target(nodes, index):
     while nodes[index][0] == "link":
         index = nodes[index][1]
     return f"d{index % 3}/f{index}"
+
+
+def test_duplicate_group_keeps_its_entries_packed_and_gives_them_back_exactly():
+    import dataclasses
+    import pickle
+
+    from dedup.model import DuplicateGroup, FileEntry
+
+    entries = (FileEntry("/r/a", 5, 2**63 + 7, 2**64 - 1, -1, 0),
+               FileEntry("/r/\udcff\nb", 5, 3, 9, 1_700_000_000_123_456_789, 2),
+               FileEntry("/r/c", 5, 3, 9, 0, 2))
+    group = DuplicateGroup(5, entries)
+    assert group.entries == entries and all(type(e) is FileEntry for e in group.entries)
+    assert group.paths == ["/r/a", "/r/\udcff\nb", "/r/c"]
+    assert group.file_count == 2 and group.wasted_bytes == 5 and group.first == (0, "/r/a")
+    assert group == DuplicateGroup(5, list(entries)) and hash(group) == hash(DuplicateGroup(5, entries))
+    assert group != DuplicateGroup(6, entries)
+    assert pickle.loads(pickle.dumps(group)) == group
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        group.size = 7  # type: ignore[misc]
+    assert DuplicateGroup(1, ()).entries == () and DuplicateGroup(1, ()).paths == []
