@@ -9,6 +9,7 @@ import heapq
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -18,6 +19,19 @@ from pathlib import Path
 from bench.crawler.nginx import _children, write_plain_site
 from crawler.cli_workers import worker_pids
 from fixtures.site import RequestRecord, Truth
+
+ROOT = Path(__file__).resolve().parents[2]
+WORK = ROOT / "bench" / ".work" / "crawler-workers"
+QUICK = os.environ.get("FANMILL_BENCH_QUICK") == "1"  # a smoke run: everything smaller
+PY = sys.executable
+TIMEOUT = 1800  # seconds any one crawl may take
+CONCURRENCY = 128  # --concurrency of every crawl here
+
+
+def clear(prefix: Path) -> None:
+    """Remove PREFIX.* (a run's state, JSONL and lock files)."""
+    for path in prefix.parent.glob(prefix.name + ".*"):
+        path.unlink()
 
 TICK = os.sysconf("SC_CLK_TCK")
 
