@@ -160,7 +160,7 @@ class IndexReplay:
         """compact(), for a caller that holds the locks (and has caught up)."""
         self._flush_touches()
         entries = self._order.payloads()
-        read = self._log_read  # every value is verified as it is copied
+        read = self._log.read_verified  # every value is verified as it is copied
 
         def live_records() -> Iterator[tuple[int, bytes, bytes]]:
             for _key, (offset, length, kbytes) in entries:

@@ -232,8 +232,15 @@ class RecordLog(GrowingMap):
         """Append a TOUCH record for *key*: the read hot path's store, with encode_record inlined."""
         seq, klen = self.next_seq, len(key)
         head_crc = _crc32(_pack_fields(_TOUCH, seq, klen, 0))
-        self._put(_pack_head(_crc32(key, head_crc), head_crc, _TOUCH, seq, klen, 0) + key)
-        self.next_seq += 1
+        data = _pack_head(_crc32(key, head_crc), head_crc, _TOUCH, seq, klen, 0) + key
+        start = self.end  # _put, inlined
+        stop = start + _HEAD_SIZE + klen
+        if stop > self._limit:
+            self._store(data)
+        else:
+            self._mm[start:stop] = data  # type: ignore[index]
+            self.end = stop
+        self.next_seq = seq + 1
 
     def append_many(self, items: Iterable[tuple[int, bytes, bytes]]) -> list[tuple[int, int]]:
         """Append several records in one all-or-nothing store; return each one's (offset, length)."""
@@ -310,11 +317,21 @@ class RecordLog(GrowingMap):
         """Return the value of the record at *offset*: read back and verified (both checksums and
         the key), or, if it was read so recently that it is among the last RECENT_BYTES of values
         read, that value again."""
-        # fmt.check_record, inlined and split: the value is copied out of the map once, as the
-        # bytes returned; this is the read hot path.
         value = self._recent_get(offset)
         if value is not None:
             return value  # type: ignore[no-any-return]
+        value = self.read_verified(offset, length, key)
+        self._recent[offset] = value
+        self._recent_size += len(value)
+        if self._recent_size > RECENT_BYTES:
+            self._forget_recent()
+        return value
+
+    def read_verified(self, offset: int, length: int, key: bytes) -> bytes:
+        """Read the record at *offset* back, verify both checksums and the key, return its value
+        (compaction's read: nothing is remembered)."""
+        # fmt.check_record, inlined and split: the value is copied out of the map once, as the
+        # bytes returned; this is the read hot path.
         stop = offset + length
         kend = _HEAD_SIZE + len(key)
         if stop <= self._mapped:
@@ -335,11 +352,6 @@ class RecordLog(GrowingMap):
                 and head[_HEAD_SIZE:] == key
                 and _crc32(value, _crc32(key, head_crc)) == body_crc
             ):
-                recent = self._recent
-                recent[offset] = value
-                self._recent_size += vlen
-                if self._recent_size > RECENT_BYTES:
-                    self._forget_recent()
                 return value
         try:
             fmt.check_record(head + value, key)
@@ -348,9 +360,10 @@ class RecordLog(GrowingMap):
         raise CorruptStoreError(self.path, "record length differs from the index", offset)
 
     def _forget_recent(self) -> None:
-        """Drop the values read longest ago until the rest fit in RECENT_BYTES."""
-        popitem, size = self._recent.popitem, self._recent_size
-        while size > RECENT_BYTES:
+        """Drop the values read longest ago until the rest fit in 7/8 of RECENT_BYTES (so that this
+        runs once every few dozen reads, not at each)."""
+        popitem, size, keep = self._recent.popitem, self._recent_size, RECENT_BYTES - RECENT_BYTES // 8
+        while size > keep:
             size -= len(popitem(last=False)[1])
         self._recent_size = size
 
