@@ -101,7 +101,7 @@ def split_by(
 
 
 def expand_groups(
-    groups: Iterable[CandidateGroup],
+    groups: Iterable[CandidateGroup | DuplicateGroup],
     links: dict[tuple[int, int], list[Record]],
     *,
     consume: bool = False,
@@ -113,6 +113,9 @@ def expand_groups(
     """
     out = []
     for group in groups:
+        if type(group) is DuplicateGroup:  # expanded already (by a forked process)
+            out.append(group)
+            continue
         if len(group) < 2:
             continue
         if links:

@@ -69,6 +69,19 @@ class DuplicateGroup:
         object.__setattr__(self, "_numbers", b"".join(
             [pack(e[1], e[2], e[3], e[4], e[5]) for e in entries]))
 
+    @classmethod
+    def packed(cls, size: int, paths: str, numbers: bytes) -> DuplicateGroup:
+        """Return the group whose packed form (`pack`) is *paths* and *numbers*."""
+        group = object.__new__(cls)
+        object.__setattr__(group, "size", size)
+        object.__setattr__(group, "_paths", paths)
+        object.__setattr__(group, "_numbers", numbers)
+        return group
+
+    def pack(self) -> tuple[int, str, bytes]:
+        """Return (size, paths joined by NUL, numbers): what `packed` takes back (marshal-able)."""
+        return self.size, self._paths, self._numbers
+
     @property
     def entries(self) -> tuple[FileEntry, ...]:
         """Return every scanned path of the group's files as `FileEntry`s, in order."""

@@ -181,6 +181,11 @@ class _Run(SmallFiles, Heads, LargeFiles):
             self.io_pool.shutdown(wait=True, cancel_futures=True)
             self.io_pool = None
 
+    def release_table(self) -> None:
+        """Free the scan's columns, unless --dirs or --similar read them after the scan."""
+        if self.extras is None:
+            self.table = FileTable()
+
     def size_of(self, group: CandidateGroup | array) -> int:
         return self.table.size[group[0]] if type(group) is array else group[0][1]
 

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dedup import hashing
-from dedup.grouping import CandidateGroup
+from dedup.grouping import CandidateGroup, expand_groups
 from dedup.jobs import BATCH_FILES, IO_DEPTH, Inline
-from dedup.model import FileProblem
+from dedup.model import DuplicateGroup, FileProblem
 from dedup.processes import MAX_TASKS
 from dedup.walk import describe_os_error
 
@@ -55,14 +55,17 @@ class SmallFiles:
     _split_heads: Callable[..., tuple[list, list]]
     procs: int
     problems: list[FileProblem]
+    links: dict[tuple[int, int], list]
     start_pool: Callable[[], None]
+    release_table: Callable[[], None]
     stop_io: Callable[[], None]
 
     def _compare_small(self, groups: list[CandidateGroup | array]) -> list[CandidateGroup | array]:
         """Split groups of small files by content (heads, then whole reads: `_split_heads`,
         `_split_small`). With more than one process (`procs`), consecutive groups are cut into
         tasks that forked processes share (dedup.processes), each with its own I/O pool; the
-        classes come back in task order, so the outcome is the one of a single process."""
+        classes come back as the report's groups (`DuplicateGroup`, built there), in task
+        order, so the outcome is the one of a single process."""
         if self.procs <= 1 or self.opener is not hashing._DEFAULT_OPENER or len(groups) < 2:
             self.start_pool()
             proven, rest = self._split_heads(groups)
@@ -95,12 +98,14 @@ class SmallFiles:
             problems, before = len(self.problems), self.bytes_read
             proven, rest = self._split_heads(tasks[number])
             tasks[number] = []  # this process's copy: freed as it goes
-            classes = proven + self._split_small(rest)
+            # Each class leaves as the report's group, packed: its records built, its hard
+            # links added and sorted here, in parallel, not in the parent afterwards.
+            classes = [expand_groups([self.records(c)], self.links)[0].pack()
+                       for c in proven + self._split_small(rest)]
             found = [(p.path, p.error) for p in self.problems[problems:]]
             del self.problems[problems:]
             nbytes, self.bytes_read = self.bytes_read - before, before
-            return ([c.tobytes() if type(c) is array else c for c in classes], found, nbytes,
-                    self.cold)
+            return classes, found, nbytes, self.cold
 
         # Problems are collected, not logged, while tasks run (a child must not log: its
         # handlers' locks may be the parent's); they are logged below, in task order.
@@ -111,12 +116,16 @@ class SmallFiles:
             del self.problem
             self.stop_io()
             self.io_threads, self.progress = threads, progress
-        out: list[CandidateGroup | array] = []
+        # The small groups are the report's already: the columns of the scan are not needed by
+        # what is left (large groups are records), so they go before the groups come in.
+        self.release_table()
+        out: list = []
         colds = set()
+        packed = DuplicateGroup.packed
         with results:
             for classes, found, nbytes, cold in results:
-                for cls in classes:
-                    out.append(array("I", cls) if type(cls) is bytes else cls)
+                for size, paths, numbers in classes:
+                    out.append(packed(size, paths, numbers))
                 for path, error in found:
                     self.problem(FileProblem(path, error))
                 self.bytes_read += nbytes
