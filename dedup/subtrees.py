@@ -129,7 +129,7 @@ def walk_forked(
             # Each round shares out what is waiting, one directory per task (in chunks when
             # there are more than MAX_TASKS): a deep subtree comes back as its waiting
             # directories and is spread over the processes in the next round.
-            per_task = -(-len(level) // MAX_TASKS)
+            per_task = max(-(-len(level) // MAX_TASKS), len(level) // (procs * TASKS_PER_PROC))
             tasks = [level[i : i + per_task] for i in range(0, len(level), per_task)]
             level = []
             results = map_in_processes(len(tasks), work, procs)
