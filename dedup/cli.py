@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive, default=None, metavar="N",
                    help="I/O threads (default: by device — 4 per CPU on solid-state and virtual "
                         "disks, up to 16, one on a rotating disk — for the walk and small files, "
-                        "and min(4, CPUs) for large files)")
+                        "and min(4, CPUs) for large files); the walk and small files are also "
+                        "shared among min(N, CPUs, 4) processes (1: one process, one thread)")
     p.add_argument("--cache", metavar="PATH", default=None,
                    help="keep digests in a persistent cache file so a rerun over an unchanged tree "
                         "reads almost nothing (keyed by device, inode, size, mtime)")
