@@ -28,10 +28,13 @@ The shared header (little endian, at offset 0 of PATH.lock)::
 
 Its fields (but `request`, a hint) are written only under the writer lock and read under it, so such
 a read never sees a half-written header and no memory-ordering subtlety arises (the lock's system calls are full
-barriers). In an exact LRU every hit writes a touch record, so every operation takes the writer lock
-(a miss too: it must see every write acknowledged before it began). What SQLite's readers do without
-the lock, replaying what others published, is done here ahead of taking it, from the CRC-checked
-snapshot: the work of following others leaves the critical section.
+barriers). In an exact LRU every hit writes a touch record, so every operation that writes takes the
+writer lock, a hit included. What SQLite's readers do without the lock, replaying what others
+published, is done here ahead of taking it, from the CRC-checked snapshot (on x86-64, whose stores
+are seen in order): the work of following others leaves the critical section, and so does a get
+that misses in an index caught up with the snapshot it read (it writes nothing, and every write
+acknowledged before it began was published before that read), and the read of a hit's value, after
+the lock (cache/operations.py).
 
 The sole open. An open that finds nobody else present when it opens keeps the writer lock, and its
 presence exclusively, between operations: it runs as a single owner does (no lock cycle, no header

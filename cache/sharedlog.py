@@ -10,7 +10,9 @@ Every operation of the owner (PersistentLRU) runs between `begin()` and `finish(
 
 So each process's in-memory index is always the one a single process doing every process's operations
 in the same order would have: the LRU order and the evictions (a pure function of the order and the
-recorded bounds) are exact across processes.
+recorded bounds) are exact across processes. `follow_published()` is the lock-free half: catch up
+with the published snapshot, and say whether the index is then current (a get's miss needs no more).
+Records are applied by cache/follow.py.
 
 Appends, reads and the format are RecordLog's. What differs: the first open (nobody else present)
 recovers the file from its bytes and writes the header; later opens trust the header and replay up to

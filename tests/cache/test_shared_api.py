@@ -11,11 +11,12 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
-from cache import PersistentLRU, StoreLockedError, UnsupportedFilesystemError, shared
+from cache import PersistentLRU, StoreLockedError, UnsupportedFilesystemError, shared, sharedlog
 from cache import records as fmt
 from cache.encoding import encode_key
 from cache.log import RecordLog
@@ -259,3 +260,27 @@ def test_a_remembered_value_is_forgotten_when_another_open_compacts(tmp_path: Pa
         assert writer._order.peek("k2")[0] == offset
         assert reader["k2"] == b"2" * 64
         assert reader.get("k1") is None
+
+
+@pytest.mark.skipif(not sharedlog._LOOK_AHEAD, reason="lock-free reads need x86-64's store order")
+def test_a_miss_takes_no_writer_lock_and_still_sees_every_acknowledged_put(tmp_path: Path) -> None:
+    # While another open holds the writer lock (as mid-operation), a get that misses returns at
+    # once; a put acknowledged before the get began is seen all the same, without the lock.
+    path = tmp_path / "miss.lru"
+    with PersistentLRU(path, capacity=10, serializer="json") as writer, \
+            PersistentLRU(path, capacity=10, serializer="json") as reader:
+        writer["old"] = 1
+        assert reader["old"] == 1
+        writer["new"] = 2  # acknowledged: published before it returned
+        writer._log._shared.lock()  # another open's writer lock, held from here on
+        try:
+            done: list[object] = []
+            miss = threading.Thread(target=lambda: done.append(reader.get("absent")))
+            miss.start()
+            miss.join(60)  # a guard only: the get returns at once unless it waits for the lock
+            assert not miss.is_alive() and done == [None], "a miss waited for the writer lock"
+            assert reader._log.end == writer._log.end  # it caught up with the put of "new" on the way
+            assert reader._order.peek("new")[0] == writer._order.peek("new")[0]
+        finally:
+            writer._log._shared.unlock()
+        assert reader["new"] == 2  # a hit: takes the lock (now free) to write its touch
