@@ -9,7 +9,16 @@ import time
 
 import pytest
 
-from dedup import ScanOptions, find_duplicates, heads, pipeline, processes, smallfiles, subtrees
+from dedup import (
+    ScanOptions,
+    find_duplicates,
+    hashing,
+    heads,
+    pipeline,
+    processes,
+    smallfiles,
+    subtrees,
+)
 from dedup.listing import walk_listings
 from dedup.report import to_json
 from dedup.walk import WalkCounters
@@ -130,3 +139,43 @@ def test_file_changed_before_a_forked_read_is_an_error_entry(tmp_path, monkeypat
     groups = sorted(sorted(os.path.basename(p) for p in g.paths) for g in report.groups)
     assert ["30", "32"] in groups and len(groups) == 5
     assert [os.path.basename(p.path) for p in report.problems] == ["31"]
+
+
+def test_open_descriptors_stay_bounded_in_every_forked_process(tmp_path, monkeypatch, forking):
+    root = tmp_path / "wide"
+    root.mkdir()
+    for i in range(10_000):  # two sizes, so two groups: both shared out to the processes
+        (root / f"f{i:05d}").write_bytes(b"%05d" % (i % 2500) + b"x" * (i % 2))
+    _cold(monkeypatch)
+    peaks = tmp_path / "peaks"
+    peaks.mkdir()
+
+    def note() -> None:  # a line per read in a file per process (children included)
+        count = len(os.listdir("/proc/self/fd"))
+        fd = os.open(peaks / str(os.getpid()), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            os.write(fd, b"%d\n" % count)  # one write: lines of threads do not mix
+        finally:
+            os.close(fd)
+
+    real_fd, real_small = hashing.read_fd_whole, hashing.read_small
+
+    def counting_fd(fd, size):
+        note()
+        return real_fd(fd, size)
+
+    def counting_small(path, size):
+        note()
+        return real_small(path, size)
+
+    monkeypatch.setattr(hashing, "read_fd_whole", counting_fd)
+    monkeypatch.setattr(hashing, "read_small", counting_small)
+    baseline = len(os.listdir("/proc/self/fd"))
+    report = find_duplicates([str(root)], ScanOptions(threads=2, io_threads=8))
+    assert len(report.groups) == 2500  # 1,250 contents of each size, four copies each
+    found = {int(p.name): max(map(int, p.read_text().split())) for p in peaks.iterdir()}
+    assert len(found) > 1  # read in more than one process
+    # Each process: its share of the I/O threads (8 / 4 processes) * IO_DEPTH reads in flight,
+    # plus what note() holds while it lists /proc/self/fd or appends (two per thread), plus
+    # the memory file of its results and the task pipe. Unbounded reads would reach thousands.
+    assert max(found.values()) - baseline <= 2 * 4 + 2 * 2 + 4
