@@ -151,12 +151,14 @@ class SqliteShared:
         here and once with their result, not also by a lease UPDATE); return those leases.
         Only the hosts of URLs really added (or moved up) become due: a link to a known URL
         would make a drained host due again, for a claim that leases nothing."""
-        if not found:
+        return self._insert(conn, _links_json(found, lease), now)
+
+    def _insert(self, conn: sqlite3.Connection, rows: str | None, now: float) -> list[Lease]:
+        """_add of rows already encoded (_links_json)."""
+        if rows is None:
             return []
         # one statement over a JSON array (see sqlite._ADD_ROWS); RETURNING gives the rows
         # inserted or moved up, so their hosts
-        rows = rows_json((url, depth, referrer, 1 if url in lease else 0)
-                         for url, depth, referrer in found)
         due, leased = set(), []
         for origin, url, depth, referrer, status in conn.execute(
                 INSERT_URLS, {"me": self.worker, "now": now, "rows": rows}):
@@ -252,9 +254,13 @@ class SqliteShared:
         """Store the results of hosts whose token still matches, their links and digests."""
         origins = {origin_key(r[0]) for r in results}
         wanted = set(lease)
+        # Encoded before the writer lock is taken, as if every host were still held (nearly
+        # always so): the records' JSON was ~a tenth of the time the other worker waited.
+        batch = _Batch(results, contents, wanted)
 
         def work(conn: sqlite3.Connection) -> Recorded:
             outcome = Recorded()
+            encoded = batch
             if origins:
                 marks = ",".join("?" * len(origins))
                 held = {o: (owner, token) for o, owner, token in conn.execute(
@@ -262,24 +268,25 @@ class SqliteShared:
                     list(origins))}
                 outcome.lost = {o for o in origins
                                 if held.get(o) != (self.worker, tokens.get(o))}
-            kept = [r for r in results if origin_key(r[0]) not in outcome.lost]
-            outcome.refused = len(results) - len(kept)
+            if outcome.lost:  # encoded again without the hosts lost
+                encoded = _Batch([r for r in results if origin_key(r[0]) not in outcome.lost],
+                                 contents, wanted)
+            outcome.refused = len(results) - len(encoded.results)
             # the URLs to lease are new links of these results, mostly: inserted leased
-            leased = self._add(conn, [link for r in kept for link in r[3]], wanted, now)
+            leased = self._insert(conn, encoded.links, now)
             inserted = {x.url for x in leased}
             left = [url for url in wanted if url not in inserted]
-            outcomes = outcome_rows(kept)
+            outcomes = encoded.outcomes
             # one found and fetched within this batch is recorded just below: not a lease
             outcome.leased = [x for x in leased if x.url not in outcomes]
             if outcomes:
-                conn.execute(RECORD_ROWS, (rows_json(outcomes.values()),))
-            kept_contents = [c for c in contents if c[0] in outcomes]
-            if kept_contents:
+                conn.execute(RECORD_ROWS, (encoded.outcomes_json,))
+            if encoded.contents_json is not None:
                 conn.execute(
                     """INSERT INTO contents (url, content_hash, simhash)
                        SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?)
-                       ORDER BY key""", (rows_json(kept_contents),))
-            pages, errors = tally(kept)
+                       ORDER BY key""", (encoded.contents_json,))
+            pages, errors = tally(encoded.results)
             conn.execute(
                 "UPDATE workers SET seen = ?, pages = pages + ?, errors = errors + ? WHERE id = ?",
                 (now, pages, errors, self.worker))
@@ -380,3 +387,25 @@ class SqliteShared:
             return await self._call(lambda conn: status_report(conn, now))
         except sqlite3.Error as exc:
             raise RuntimeError(f"cannot read the crawl state: {exc}") from exc
+
+
+def _links_json(found: list[tuple[str, int, str | None]], lease: set[str]) -> str | None:
+    """INSERT_URLS's rows: (url, depth, referrer, 1 to lease at once), or None for none."""
+    if not found:
+        return None
+    return rows_json((url, depth, referrer, 1 if url in lease else 0)
+                     for url, depth, referrer in found)
+
+
+class _Batch:
+    """A group commit's rows, encoded for SQLite's json_each: the links, the outcomes (records
+    as JSON text inside the JSON array) and the digests of the URLs recorded."""
+
+    def __init__(self, results: list[Result], contents: list[tuple[str, str | None, str | None]],
+                 lease: set[str]) -> None:
+        self.results = results
+        self.links = _links_json([link for r in results for link in r[3]], lease)
+        self.outcomes = outcome_rows(results)
+        self.outcomes_json = rows_json(self.outcomes.values()) if self.outcomes else None
+        kept = [c for c in contents if c[0] in self.outcomes]
+        self.contents_json = rows_json(kept) if kept else None
