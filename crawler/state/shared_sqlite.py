@@ -39,7 +39,6 @@ from crawler.state.sqlite import (
     RECORD_ROWS,
     REDIRECTS,
     Lease,
-    outcome_rows,
     rows_json,
 )
 from crawler.state.sqlite_sql import (
@@ -48,6 +47,8 @@ from crawler.state.sqlite_sql import (
     HOST_DUE,
     INSERT_URLS,
     SHARE,
+    Batch,
+    links_json,
     status_report,
     store_robots,
 )
@@ -151,7 +152,7 @@ class SqliteShared:
         here and once with their result, not also by a lease UPDATE); return those leases.
         Only the hosts of URLs really added (or moved up) become due: a link to a known URL
         would make a drained host due again, for a claim that leases nothing."""
-        return self._insert(conn, _links_json(found, lease), now)
+        return self._insert(conn, links_json(found, lease), now)
 
     def _insert(self, conn: sqlite3.Connection, rows: str | None, now: float) -> list[Lease]:
         """_add of rows already encoded (_links_json)."""
@@ -256,7 +257,7 @@ class SqliteShared:
         wanted = set(lease)
         # Encoded before the writer lock is taken, as if every host were still held (nearly
         # always so): the records' JSON was ~a tenth of the time the other worker waited.
-        batch = _Batch(results, contents, wanted)
+        batch = Batch(results, contents, wanted)
 
         def work(conn: sqlite3.Connection) -> Recorded:
             outcome = Recorded()
@@ -269,7 +270,7 @@ class SqliteShared:
                 outcome.lost = {o for o in origins
                                 if held.get(o) != (self.worker, tokens.get(o))}
             if outcome.lost:  # encoded again without the hosts lost
-                encoded = _Batch([r for r in results if origin_key(r[0]) not in outcome.lost],
+                encoded = Batch([r for r in results if origin_key(r[0]) not in outcome.lost],
                                  contents, wanted)
             outcome.refused = len(results) - len(encoded.results)
             # the URLs to lease are new links of these results, mostly: inserted leased
@@ -388,24 +389,3 @@ class SqliteShared:
         except sqlite3.Error as exc:
             raise RuntimeError(f"cannot read the crawl state: {exc}") from exc
 
-
-def _links_json(found: list[tuple[str, int, str | None]], lease: set[str]) -> str | None:
-    """INSERT_URLS's rows: (url, depth, referrer, 1 to lease at once), or None for none."""
-    if not found:
-        return None
-    return rows_json((url, depth, referrer, 1 if url in lease else 0)
-                     for url, depth, referrer in found)
-
-
-class _Batch:
-    """A group commit's rows, encoded for SQLite's json_each: the links, the outcomes (records
-    as JSON text inside the JSON array) and the digests of the URLs recorded."""
-
-    def __init__(self, results: list[Result], contents: list[tuple[str, str | None, str | None]],
-                 lease: set[str]) -> None:
-        self.results = results
-        self.links = _links_json([link for r in results for link in r[3]], lease)
-        self.outcomes = outcome_rows(results)
-        self.outcomes_json = rows_json(self.outcomes.values()) if self.outcomes else None
-        kept = [c for c in contents if c[0] in self.outcomes]
-        self.contents_json = rows_json(kept) if kept else None

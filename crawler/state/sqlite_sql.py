@@ -1,13 +1,14 @@
 """The statements of the shared protocol on SQLite (shared_sqlite.py), as pg_sql.py holds
-PostgreSQL's, and the two calls made of plain statements (a host's robots.txt, `crawl status`)."""
+PostgreSQL's, the encoding of a group commit's rows for them (done before the writer lock is
+taken), and the two calls made of plain statements (a host's robots.txt, `crawl status`)."""
 
 from __future__ import annotations
 
 import sqlite3
 from typing import Any
 
-from crawler.state.shared import HostUpdate
-from crawler.state.sqlite import ORIGIN_SQL
+from crawler.state.shared import HostUpdate, Result
+from crawler.state.sqlite import ORIGIN_SQL, outcome_rows, rows_json
 
 # new URLs (or a smaller depth for a waiting one); rows flagged (4th element 1) of hosts the
 # worker :me owns go in leased at once
@@ -61,3 +62,25 @@ def status_report(conn: sqlite3.Connection, now: float) -> dict[str, Any]:
                for row in conn.execute(
                    "SELECT id, started, seen, pages, errors, left_at FROM workers ORDER BY started")]
     return {"urls": counts, "hosts": hosts, "hosts_leased": leased or 0, "workers": workers}
+
+
+def links_json(found: list[tuple[str, int, str | None]], lease: set[str]) -> str | None:
+    """INSERT_URLS's rows: (url, depth, referrer, 1 to lease at once), or None for none."""
+    if not found:
+        return None
+    return rows_json((url, depth, referrer, 1 if url in lease else 0)
+                     for url, depth, referrer in found)
+
+
+class Batch:
+    """A group commit's rows, encoded for SQLite's json_each: the links, the outcomes (records
+    as JSON text inside the JSON array) and the digests of the URLs recorded."""
+
+    def __init__(self, results: list[Result], contents: list[tuple[str, str | None, str | None]],
+                 lease: set[str]) -> None:
+        self.results = results
+        self.links = links_json([link for r in results for link in r[3]], lease)
+        self.outcomes = outcome_rows(results)
+        self.outcomes_json = rows_json(self.outcomes.values()) if self.outcomes else None
+        kept = [c for c in contents if c[0] in self.outcomes]
+        self.contents_json = rows_json(kept) if kept else None
