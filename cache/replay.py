@@ -50,6 +50,8 @@ def replay_records(
 ) -> tuple[int, int]:
     """Feed every intact write of the file *fd* from *start* to *on_record*, in order, checked.
 
+    Nothing at or past *size* is read: a shared log's opener passes its published end.
+
     Return (end of the last whole write, next sequence number); count in *report* what was
     replayed, salvaged, and the torn tail after that end (which the caller cuts off).
     """
@@ -68,7 +70,7 @@ def replay_records(
             rec = fmt.decode_record(view, pos, base, expected)
         except fmt.NeedMore as need:
             file_pos = base + len(buf)
-            more = os.pread(fd, max(_CHUNK, need.needed), file_pos) if file_pos < size else b""
+            more = os.pread(fd, min(max(_CHUNK, need.needed), size - file_pos), file_pos) if file_pos < size else b""
             if not more:
                 break  # a write cut off by the end of the file: a torn tail
             buf = bytes(view[pos:]) + more

@@ -39,6 +39,7 @@ from cache.errors import CorruptStoreError, StoreWriteError
 from cache.follow import Index, apply_published
 from cache.growth import SharedGrowingMap
 from cache.log import Durability, RecordLog
+from cache.replay import ReplayReport, replay_records
 from cache.shared import COMPACTING, DIRTY, END, REQUEST, SNAPSHOT, SOLE, SharedFile
 
 _WRITING = (1 << 64) - 1  # DIRTY while a writer holds the lock: it may store anywhere past end
@@ -199,9 +200,17 @@ class SharedRecordLog(SharedGrowingMap, RecordLog):
             raise CorruptStoreError(
                 self.path, f"the log's generation {header.first_seq} is not the shared header's {gen}"
             )
-        self.end, self.next_seq = header.size, header.first_seq
+        # A whole file read at once (an open, another generation) is checked record by record, as
+        # a first open checks it; only what other processes append later is followed unchecked.
+        good_end, seq = replay_records(
+            self._fd, self.path, header.size, end, gen, self._on_record, False, ReplayReport()
+        )
+        if good_end != end or seq != next_seq:
+            raise CorruptStoreError(
+                self.path, f"published record damaged or cut short (seq {seq} expected)", good_end
+            )
+        self.end, self.next_seq = end, next_seq
         self._map(os.fstat(self._fd).st_size)
-        self._follow(end, next_seq)
 
     def _repair_compaction(self, new_gen: int) -> None:
         """Finish (or undo) the compaction of a process that died between its rename and publication."""

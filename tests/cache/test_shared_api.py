@@ -16,7 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from cache import PersistentLRU, StoreLockedError, UnsupportedFilesystemError, shared, sharedlog
+from cache import (
+    CorruptStoreError,
+    PersistentLRU,
+    StoreLockedError,
+    UnsupportedFilesystemError,
+    shared,
+    sharedlog,
+)
 from cache import records as fmt
 from cache.encoding import encode_key
 from cache.log import RecordLog
@@ -284,3 +291,19 @@ def test_a_miss_takes_no_writer_lock_and_still_sees_every_acknowledged_put(tmp_p
         finally:
             writer._log._shared.unlock()
         assert reader["new"] == 2  # a hit: takes the lock (now free) to write its touch
+
+
+def test_an_open_that_joins_checks_every_record_it_replays(tmp_path: Path) -> None:
+    # Records other processes append later are followed without their CRCs (cache/follow.py); a
+    # whole file read at once, as a joining open reads it, is checked as a first open checks it.
+    path = tmp_path / "join.lru"
+    with PersistentLRU(path, capacity=10, serializer="bytes") as first, \
+            PersistentLRU(path, capacity=10, serializer="bytes"):
+        first["a"] = b"A" * 100
+        first["b"] = b"B" * 100
+        where = path.read_bytes().index(b"A" * 100) + 50
+        fd = os.open(path, os.O_WRONLY)
+        os.pwrite(fd, b"Z", where)
+        os.close(fd)
+        with pytest.raises(CorruptStoreError, match="checksum"):
+            PersistentLRU(path, capacity=10, serializer="bytes")
