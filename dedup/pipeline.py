@@ -1,7 +1,10 @@
 """Orchestration: scan → group by size → partial keys → full digests or lockstep verify → Report.
 
-Files are plain tuples in `FileEntry` field order until they are reported (see dedup.grouping);
-size buckets hold them, and a bucket's hard links are collapsed when the bucket is compared.
+Scanned files are rows of a columnar table (dedup.table) and size buckets hold their indices;
+records — plain tuples in `FileEntry` field order (see dedup.grouping) — are built only for the
+files compared or reported, and a bucket's hard links are collapsed when the bucket is compared.
+With more than one CPU the walk (dedup.subtrees) and the small-file stage (`_compare_small`) are
+shared among forked processes (dedup.processes); the report does not depend on their number.
 """
 
 from __future__ import annotations

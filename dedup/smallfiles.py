@@ -2,7 +2,8 @@
 by digest (or by their bytes with --verify), a mixin of the pipeline's run (dedup.pipeline).
 
 A file the page cache holds is read in the calling thread (one `preadv(RWF_NOWAIT)`); one it does
-not is handed to the I/O pool with the next files of its group, opened and read there.
+not is handed to the I/O pool with the next files of its group, opened and read there. With more
+than one process, `_compare_small` shares whole groups out to forked processes (dedup.processes).
 """
 
 from __future__ import annotations
