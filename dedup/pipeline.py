@@ -27,7 +27,7 @@ from dedup.grouping import (
 from dedup.hashcache import DigestCache, HashCache
 from dedup.hashing import Opener
 from dedup.heads import Heads
-from dedup.jobs import IO_DEPTH, Inline
+from dedup.jobs import IO_DEPTH, Inline, LazyPool
 from dedup.largefiles import LargeFiles
 from dedup.listing import Listing, walk_listings
 from dedup.model import FileProblem, Report, Stats
@@ -175,9 +175,7 @@ class _Run(SmallFiles, Heads, LargeFiles):
         """Start the I/O pool (walk listings, reads not in the page cache) if more than one
         I/O thread is wanted and it is not running."""
         if self.io_threads > 1 and self.io_pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self.io_pool = ThreadPoolExecutor(self.io_threads, thread_name_prefix="dedup-io")
+            self.io_pool = LazyPool(self.io_threads, "dedup-io")  # type: ignore[assignment]
 
     def stop_io(self) -> None:
         if self.io_pool is not None:
