@@ -35,7 +35,7 @@ from dedup.options import PathSelection, ScanOptions
 from dedup.processes import usable_cpus
 from dedup.report import quote_path
 from dedup.smallfiles import MAX_PROCS, SmallFiles
-from dedup.table import FileTable
+from dedup.table import FileTable, PackedDirs
 from dedup.walk import Scandir, WalkCounters
 
 if TYPE_CHECKING:
@@ -249,7 +249,7 @@ class _Run(SmallFiles, Heads, LargeFiles):
             tree.table = table
         enters_dir = selection.enters_dir if options.exclude else None
         select = selection.selects_file if globs else None
-        listings: Iterable[tuple[str, int, int, Listing]]
+        listings: Iterable[PackedDirs | tuple[str, int, int, Listing]]
         if (self.procs > 1 and tree is None and scandir is os.scandir
                 and not options.follow_symlinks):
             # Listing is Python work per entry: forked processes share the subtrees (pyenv tree,
@@ -271,9 +271,28 @@ class _Run(SmallFiles, Heads, LargeFiles):
                 pool=self.io_pool if self.options.io_threads is not None else None,
                 window=self.io_threads * IO_DEPTH,
                 others=self.extras.others if self.extras is not None else None)
-        for prefix, root, dev, listing in listings:
-            for item in listing.problems:
-                problem(item)
+        for item in listings:
+            if type(item) is PackedDirs:  # a forked walk's task: the table's own columns
+                dirs: PackedDirs = item  # type: ignore[assignment]
+                for path, error in dirs.problems:
+                    problem(FileProblem(path, error))
+                filtered += dirs.filtered
+                first = table.add_packed(dirs)
+                count += len(dirs)
+                get = by_size.get
+                for index, size in enumerate(table.size[first:], first):
+                    bucket = get(size)
+                    if bucket is None:
+                        by_size[size] = index
+                    elif type(bucket) is int:
+                        by_size[size] = array("I", (bucket, index))
+                    else:
+                        bucket.append(index)
+                progress("scan", count, 0)
+                continue
+            prefix, root, dev, listing = item  # type: ignore[misc]
+            for found in listing.problems:
+                problem(found)
             filtered += listing.filtered
             sizes = listing.sizes
             if not sizes:

@@ -2,8 +2,9 @@
 
 This process lists the top of each root breadth first until enough directories are waiting; each
 of them (its whole subtree, depth first) is then a task for any process. A task sends back its
-listings packed (names joined, numbers as machine arrays: about the table's own bytes), and they
-are yielded in task order. Which directories are listed does not depend on the processes, as long
+listings as the file table's own columns (`PackedDirs`: names joined, numbers as machine arrays),
+which the table appends without a loop per name (a tuple per directory cost 0.17 s of the 0.48 s
+scan of /usr/lib, 11,239 directories), and they are yielded in task order. Which directories are listed does not depend on the processes, as long
 as no directory is reached twice (a root inside another root, a bind mount): the first path of
 such a directory depends on the order of the walk, so then the sequential walk runs instead, and
 its listings are the ones yielded.
@@ -20,14 +21,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dedup.listing import FileFilter, Listing, list_dir, walk_listings
 from dedup.model import FileProblem
 from dedup.processes import MAX_TASKS, Results, map_in_processes
+from dedup.table import PackedDirs
 from dedup.walk import WalkCounters, describe_os_error
 
 TASKS_PER_PROC = 16  # directories waiting per process before the subtrees are shared out
 TASK_ENTRIES = 4096  # entries one task lists at most before it hands back what is waiting
 
 Pending = tuple[str, int, int, int]  # (path, root index, root's device, device)
-Packed = tuple  # (prefix, root, dev, names joined, sizes, inos, mtimes, other devs, problems,
-#                 symlinks, special, filtered): one listing as marshal sends it
 
 
 def walk_forked(
@@ -40,11 +40,11 @@ def walk_forked(
     lowest: int = 0,
     highest: float = float("inf"),
     select: FileFilter | None = None,
-) -> Iterator[tuple[str, int, int, Listing]]:
-    """Yield (directory prefix, root index, device, `Listing`) for every directory under *roots*
-    (symlinks not followed), as `walk_listings` does, listed by *procs* processes. The order is
-    this module's (top levels breadth first, then subtree by subtree), the same for any *procs*;
-    a listing's `subdirs` is left empty."""
+) -> Iterator[PackedDirs | tuple[str, int, int, Listing]]:
+    """Yield every directory under *roots* (symlinks not followed), listed by *procs* processes,
+    as `PackedDirs` (the top levels, then one per task) in this module's order (top levels
+    breadth first, then subtree by subtree), the same for any *procs*; or, when a directory is
+    reached twice, what `walk_listings` yields. The counters are kept as `walk_listings` does."""
     counts = counters if counters is not None else WalkCounters()
     special_before = counts.skipped_special
     one_fs = one_file_system
@@ -103,7 +103,7 @@ def walk_forked(
     def work(number: int) -> tuple[bytes, bytes, bool, list[Pending]]:
         # One task: subtrees depth first, as the sequential walk, until about TASK_ENTRIES
         # entries are listed; the directories still waiting are handed back for the next round.
-        out: list[Packed] = []
+        out = _Columns()
         seen: set[tuple[int, int]] = set()
         ok = True
         budget = TASK_ENTRIES
@@ -117,11 +117,11 @@ def walk_forked(
                                os.scandir)
             budget -= 1 + len(listing.names) + len(listing.subdirs)
             ok = enter(path, root, root_dev, listing, stack, seen)
-            out.append(_pack(path, root, dev, listing))
+            out.add(path if path.endswith("/") else path + "/", root, dev, listing)
         left = starts + stack  # popped from the end: in the order the walk would take them
         # The listings marshalled apart: the check below loads them as one bytes object.
-        return (marshal.dumps(out), array("Q", [x for key in seen for x in key]).tobytes(), ok,
-                left)
+        return (marshal.dumps(out.build().pack()),
+                array("Q", [x for key in seen for x in key]).tobytes(), ok, left)
 
     rounds: list[Results] = []
     try:
@@ -148,16 +148,18 @@ def walk_forked(
                     break
         if not repeated:
             del visited
+            columns = _Columns()
             for item in top:
-                _count(counts, item[0], item[3])
-                yield item
+                columns.add(*item)
             del top
+            dirs = columns.build()
+            _count(counts, dirs)
+            yield dirs
             for results in rounds:
-                for packed_listings, _, _, _ in results:
-                    for packed in marshal.loads(packed_listings):
-                        prefix, root, dev, listing = _unpack(packed)
-                        _count(counts, prefix, listing)
-                        yield prefix, root, dev, listing
+                for packed, _, _, _ in results:
+                    dirs = PackedDirs.unpack(marshal.loads(packed))
+                    _count(counts, dirs)
+                    yield dirs
                 results.close()
             return
     finally:
@@ -173,31 +175,57 @@ def _listing(names: list[str], problems: list[FileProblem], filtered: int = 0) -
     return Listing(names, [], [], [], [], [], problems, filtered=filtered)
 
 
-def _count(counts: WalkCounters, prefix: str, listing: Listing) -> None:
-    counts.skipped_symlinks += listing.skipped_symlinks
-    counts.skipped_special += listing.skipped_special
-    if prefix:  # a directory's listing (a root that is a file, or failed, has none)
-        counts.dirs += 1
+class _Columns:
+    """Listings gathered into the columns of one `PackedDirs` (in a worker, or here)."""
+
+    def __init__(self) -> None:
+        self.out = PackedDirs()
+        self.prefixes: list[str] = self.out.prefixes
+        self.names: list[str] = self.out.names
+        self.roots, self.devs = array("I"), array("Q")
+        self.file_dir, self.name_off, self.name_len = array("I"), array("I"), array("H")
+        self.sizes, self.inos, self.mtimes = array("q"), array("Q"), array("q")
+
+    def add(self, prefix: str, root: int, dev: int, listing: Listing) -> None:
+        out = self.out
+        out.symlinks += listing.skipped_symlinks
+        out.special += listing.skipped_special
+        out.filtered += listing.filtered
+        if prefix:  # a directory's listing (a root that is a file, or failed, has none)
+            out.dirs += 1
+        out.problems.extend((p.path, p.error) for p in listing.problems)
+        names = listing.names
+        if not names:
+            return
+        first = len(self.sizes)
+        out.other_devs.extend((first + pos, other) for pos, other in listing.other_devs)
+        self.file_dir.extend([len(self.prefixes)] * len(names))
+        self.prefixes.append(prefix)
+        self.names.append("\0".join(names))
+        self.roots.append(root)
+        self.devs.append(dev)
+        at = 0
+        offs = self.name_off
+        lens = self.name_len
+        for name in names:
+            offs.append(at)
+            lens.append(len(name))
+            at += len(name) + 1
+        self.sizes.extend(listing.sizes)
+        self.inos.extend(listing.inos)
+        self.mtimes.extend(listing.mtimes)
+
+    def build(self) -> PackedDirs:
+        out = self.out
+        out.roots, out.devs = self.roots.tobytes(), self.devs.tobytes()
+        out.file_dir, out.name_off = self.file_dir.tobytes(), self.name_off.tobytes()
+        out.name_len = self.name_len.tobytes()
+        out.sizes, out.inos = self.sizes.tobytes(), self.inos.tobytes()
+        out.mtimes = self.mtimes.tobytes()
+        return out
 
 
-def _pack(path: str, root: int, dev: int, listing: Listing) -> Packed:
-    return (path if path.endswith("/") else path + "/", root, dev, "\0".join(listing.names),
-            array("q", listing.sizes).tobytes(), array("Q", listing.inos).tobytes(),
-            array("q", listing.mtimes).tobytes(), listing.other_devs,
-            [(p.path, p.error) for p in listing.problems], listing.skipped_symlinks,
-            listing.skipped_special, listing.filtered)
-
-
-def _unpack(packed: Packed) -> tuple[str, int, int, Listing]:
-    (prefix, root, dev, names, sizes, inos, mtimes, other_devs, problems, symlinks, special,
-     filtered) = packed
-    sizes_a, inos_a, mtimes_a = array("q"), array("Q"), array("q")
-    sizes_a.frombytes(sizes)
-    inos_a.frombytes(inos)
-    mtimes_a.frombytes(mtimes)
-    listing = Listing(names.split("\0") if names else [],
-                      sizes_a, inos_a, mtimes_a,  # type: ignore[arg-type]
-                      [tuple(x) for x in other_devs], [],
-                      [FileProblem(path, error) for path, error in problems], symlinks, special,
-                      filtered)
-    return prefix, root, dev, listing
+def _count(counts: WalkCounters, dirs: PackedDirs) -> None:
+    counts.skipped_symlinks += dirs.symlinks
+    counts.skipped_special += dirs.special
+    counts.dirs += dirs.dirs

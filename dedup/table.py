@@ -15,6 +15,42 @@ from collections.abc import Iterable
 Record = tuple  # (path, size, dev, ino, mtime_ns, root): FileEntry's layout
 
 
+class PackedDirs:
+    """Directories listed by one walk task, in the table's own columns (machine arrays as bytes,
+    names joined per directory), with their problems and counts: what a forked process sends
+    back (dedup.subtrees), and `FileTable.add_packed` appends."""
+
+    __slots__ = ("prefixes", "roots", "devs", "names", "file_dir", "name_off", "name_len",
+                 "sizes", "inos", "mtimes", "other_devs", "problems", "symlinks", "special",
+                 "filtered", "dirs")
+
+    def __init__(self) -> None:
+        self.prefixes: list[str] = []  # per directory with files, as FileTable's
+        self.names: list[str] = []
+        self.roots = self.devs = b""
+        self.file_dir = self.name_off = self.name_len = b""  # per file; file_dir from 0
+        self.sizes = self.inos = self.mtimes = b""
+        self.other_devs: list[tuple[int, int]] = []  # (file position from 0, device)
+        self.problems: list[tuple[str, str]] = []  # (path, error)
+        self.symlinks = self.special = self.filtered = self.dirs = 0
+
+    def __len__(self) -> int:
+        """Return the number of files."""
+        return len(self.sizes) // 8
+
+    def pack(self) -> tuple:
+        """Return the fields as a marshal-able tuple (`unpack` takes it back)."""
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    @classmethod
+    def unpack(cls, fields: tuple) -> PackedDirs:
+        """Return the `PackedDirs` whose `pack` gave *fields*."""
+        out = cls()
+        for name, value in zip(cls.__slots__, fields, strict=True):
+            setattr(out, name, value)
+        return out
+
+
 class FileTable:
     """Every selected file of a scan, by index (0, 1, ...), in the order the walk listed them."""
 
@@ -64,6 +100,27 @@ class FileTable:
         self.mtime.extend(mtimes)
         for pos, other in other_devs:
             self.dev_of[first + pos] = other
+        return first
+
+    def add_packed(self, dirs: PackedDirs) -> int:
+        """Append the directories of a `PackedDirs` (columns built by a walk task: machine
+        arrays copied as they are, no loop per name); return the index of the first file."""
+        first = len(self.size)
+        base = len(self.prefixes)
+        self.prefixes.extend(dirs.prefixes)
+        self.names.extend(dirs.names)
+        self.dir_root.frombytes(dirs.roots)
+        self.dir_dev.frombytes(dirs.devs)
+        rel = array("I")
+        rel.frombytes(dirs.file_dir)
+        self.file_dir.extend(array("I", map(base.__add__, rel)))
+        self.name_off.frombytes(dirs.name_off)
+        self.name_len.frombytes(dirs.name_len)
+        self.size.frombytes(dirs.sizes)
+        self.ino.frombytes(dirs.inos)
+        self.mtime.frombytes(dirs.mtimes)
+        for pos, dev in dirs.other_devs:
+            self.dev_of[first + pos] = dev
         return first
 
     def path(self, i: int) -> str:

@@ -20,7 +20,9 @@ from dedup import (
     subtrees,
 )
 from dedup.listing import walk_listings
+from dedup.model import FileProblem
 from dedup.report import to_json
+from dedup.table import FileTable, PackedDirs
 from dedup.walk import WalkCounters
 from fixtures.trees import build_tree
 from tests.dedup.test_parallel_io import _cold, _hostile_spec
@@ -84,31 +86,41 @@ def test_forked_reports_are_identical_to_one_process(tmp_path, monkeypatch, fork
     assert _json(many) == _json(one)
 
 
-def _listed(walk, roots, **kwargs) -> tuple[list, tuple]:
+def _listed(walk, roots, **kwargs) -> tuple[list, list, tuple]:
+    """Run a walk into a file table; return its records sorted, the problems, the counters."""
     counts = WalkCounters()
-    out = [(prefix, root, dev, list(lst.names), list(lst.sizes), list(lst.inos), lst.problems,
-            lst.skipped_symlinks, lst.filtered)
-           for prefix, root, dev, lst in walk(roots, counters=counts, lowest=1, **kwargs)]
-    return out, (counts.dirs, counts.skipped_symlinks, counts.skipped_special,
-                 counts.dirs_revisited)
+    table = FileTable()
+    problems = []
+    for item in walk(roots, counters=counts, lowest=1, **kwargs):
+        if isinstance(item, PackedDirs):
+            table.add_packed(item)
+            problems += [FileProblem(path, error) for path, error in item.problems]
+        else:
+            prefix, root, dev, lst = item
+            problems += lst.problems
+            if lst.names:
+                table.add_dir(prefix, root, dev, lst.names, lst.sizes, lst.inos, lst.mtimes,
+                              lst.other_devs)
+    records = sorted(table.records(range(len(table))))
+    return records, sorted(problems, key=lambda p: p.path), (
+        counts.dirs, counts.skipped_symlinks, counts.skipped_special, counts.dirs_revisited)
 
 
 @pytest.mark.parametrize("seed", range(6))
 def test_forked_walk_lists_what_the_sequential_walk_lists(tmp_path, forking, seed):
     root = build_tree(str(tmp_path / "t"), _hostile_spec(seed))
-    forked, forked_counts = _listed(subtrees.walk_forked, [root], procs=3)
-    one, one_counts = _listed(walk_listings, [root])
-    assert sorted(forked) == sorted(one) and len(one) > 3
-    assert forked_counts == one_counts
+    forked = _listed(subtrees.walk_forked, [root], procs=3)
+    one = _listed(walk_listings, [root])
+    assert forked == one and len(one[0]) > 3
 
 
 def test_a_directory_reached_twice_gives_the_sequential_walk(tmp_path, forking):
     root = build_tree(str(tmp_path / "t"), _hostile_spec(2))
     roots = [root, root + "/d1", root]  # a root inside a root, a root given twice
-    forked, forked_counts = _listed(subtrees.walk_forked, roots, procs=3)
-    one, one_counts = _listed(walk_listings, roots)
-    assert forked == one  # the same order: it is the sequential walk's
-    assert forked_counts == one_counts and one_counts[3] == 2
+    forked = list(subtrees.walk_forked(roots, procs=3, lowest=1))
+    assert all(type(item) is tuple for item in forked)  # the sequential walk's listings
+    assert _listed(subtrees.walk_forked, roots, procs=3) == _listed(walk_listings, roots)
+    assert _listed(walk_listings, roots)[2][3] == 2  # two directories reached twice
 
 
 def test_forked_run_with_nested_roots_reports_as_one_process(tmp_path, forking):
