@@ -3,6 +3,16 @@
 Compaction always fsyncs the new file and its directory before and after the swap, whatever the
 durability setting, because a rename of an unsynced file can leave an empty file after a power loss.
 The writes go to a helper thread (_ChunkWriter) so encoding the next chunk overlaps them.
+
+PersistentLRU's compaction copies its live records (copy_compacted): each record's key and value
+bytes go from the old file's map to the new file unchanged, behind a new header (the sequence numbers
+start again at the new file's first_seq, so the header and both CRCs change). The new body CRC is
+carried over from the old one, not computed from the bytes: CRC32 is linear, so for the same bytes
+under two seeds, crc32(D, a) ^ crc32(D, b) depends only on a ^ b and len(D) (_crc_shift). A value
+damaged on disk therefore stays detectably damaged in the new file (its CRC still fails, at the next
+read or open), and the copy needs no verification pass over the values: measured on the bench's
+first compaction (20,000 live records, 42 MiB), verify + re-encode cost 35 ms of CRCs, the carry 22.
+The header and the key are checked against the index before the copy, as a read checks them.
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from cache import records as fmt
-from cache.errors import StoreWriteError
+from cache.errors import CorruptStoreError, StoreWriteError
 
 _CHUNK = 4 << 20
 _FILE_MODE = 0o600
@@ -23,6 +33,25 @@ _HEAD_SIZE = fmt.RECORD_HEADER_SIZE
 _crc32 = zlib.crc32
 _pack_fields = struct.Struct("<BQII").pack  # the fields of a record header that head_crc covers
 _pack_crcs = struct.Struct("<II").pack
+_unpack_head = struct.Struct("<IIBQII").unpack_from
+_PUT, _MORE = fmt.PUT, fmt.MORE
+_MASK = 0xFFFFFFFF
+_ZEROS = memoryview(bytes(64 << 10))
+_ZEROS_LEN = len(_ZEROS)
+
+
+def _crc_shift(delta: int, n: int) -> int:
+    """Return crc32(D, a) ^ crc32(D, b) for any *n* bytes D, where *delta* is a ^ b.
+
+    zlib's crc32(D, s) is ~f(D, ~s), f affine in its register: the two differ by delta times x^(8n)
+    modulo the CRC polynomial, which is ~crc32(n zeros, ~delta). Checked against direct CRCs by
+    tests/cache/test_compact_copy.py.
+    """
+    crc = ~delta & _MASK
+    while n > _ZEROS_LEN:
+        crc = _crc32(_ZEROS, crc)
+        n -= _ZEROS_LEN
+    return ~_crc32(_ZEROS[:n], crc) & _MASK
 
 
 def fsync_dir(path: str) -> None:
@@ -34,7 +63,7 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def _write_fd_all(fd: int, data: bytes) -> None:
+def _write_fd_all(fd: int, data: bytes | bytearray) -> None:
     view, done = memoryview(data), 0
     while done < len(data):
         done += os.write(fd, view[done:])
@@ -52,13 +81,13 @@ class _ChunkWriter:
         self._thread: threading.Thread | None = None
         self._error: OSError | None = None
 
-    def _run(self, data: bytes) -> None:
+    def _run(self, data: bytes | bytearray) -> None:
         try:
             _write_fd_all(self._fd, data)
         except OSError as exc:
             self._error = exc
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         """Wait for the chunk in flight (raising its OSError), then start writing *data*."""
         self.wait()
         self._thread = threading.Thread(target=self._run, args=(data,), name="fanmill-log-compact")
@@ -126,3 +155,90 @@ def write_compacted(
         raise
     os.close(fd)
     return locs, seq, at
+
+
+def copy_compacted(
+    tmp: str,
+    first_seq: int,
+    meta: dict[str, Any],
+    bounds_key: bytes,
+    src: Any,
+    src_fd: int,
+    locations: list[tuple[int, int, bytes]],
+    path: str,
+) -> tuple[list[tuple[int, int, bytes]], int, int]:
+    """Write to *tmp*, fsynced, a log holding a BOUNDS record (*bounds_key*), then a copy of each PUT
+    record at *locations* ((offset, length, key) in the old file, in that order).
+
+    The records are read from *src* (the old file's map; None, or a location past its end, reads
+    from *src_fd*). Return the new location of each copied record, the next sequence number and
+    the file's size. A header or key that does not match its location raises CorruptStoreError
+    naming *path*; on any failure *tmp* is removed.
+    """
+    header = fmt.encode_header(first_seq, meta)
+    bounds = fmt.encode_record(fmt.BOUNDS, first_seq, bounds_key)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, _FILE_MODE)
+    writer = _ChunkWriter(fd)
+    view = memoryview(src) if src is not None else None
+    mapped = len(view) if view is not None else 0
+    moved: list[tuple[int, int, bytes]] = []
+    append = moved.append
+    try:
+        chunk = bytearray(header)
+        chunk += bounds
+        at, seq = len(chunk), first_seq + 1
+        for offset, length, kbytes in locations:
+            if offset + length <= mapped:
+                buf: Any = view
+                pos = offset
+            else:
+                buf, pos = os.pread(src_fd, length, offset), 0
+                if len(buf) < _HEAD_SIZE:
+                    raise CorruptStoreError(path, "record cut short", offset)
+            body_crc, head_crc, kind, _seq, klen, vlen = _unpack_head(buf, pos)
+            kstart = pos + _HEAD_SIZE
+            stop = pos + length
+            if (
+                klen + vlen + _HEAD_SIZE != length
+                or _crc32(buf[pos + 8 : kstart]) != head_crc
+                or kind & ~_MORE != _PUT
+                or buf[kstart : kstart + klen] != kbytes
+            ):
+                raise CorruptStoreError(
+                    path, "record header damaged, or its length or key differs from the index", offset
+                )
+            fields = _pack_fields(_PUT, seq, klen, vlen)
+            new_head = _crc32(fields)
+            # The body CRC carried over to the new seed (see the module docstring; _crc_shift inlined).
+            size = klen + vlen
+            if size <= _ZEROS_LEN:
+                body_crc ^= ~_crc32(_ZEROS[:size], ~(head_crc ^ new_head) & _MASK) & _MASK
+            else:
+                body_crc ^= _crc_shift(head_crc ^ new_head, size)
+            chunk += _pack_crcs(body_crc, new_head)
+            chunk += fields
+            chunk += buf[kstart:stop]
+            append((at, length, kbytes))
+            at += length
+            seq += 1
+            if len(chunk) >= _CHUNK:
+                writer.write(chunk)
+                chunk = bytearray()
+        writer.write(chunk)
+        writer.wait()
+        os.fsync(fd)
+    except OSError as exc:
+        writer.stop()
+        os.close(fd)
+        os.unlink(tmp)
+        raise StoreWriteError(f"{path}: compaction failed: {exc.strerror or exc}") from exc
+    except BaseException:
+        writer.stop()
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    finally:
+        if view is not None:
+            view.release()  # the old map is closed after the swap: no export may outlive this
+    os.close(fd)
+    return moved, seq, at

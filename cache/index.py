@@ -8,9 +8,7 @@ records the others appended, through cache/follow.py, which moves touched keys i
 
 from __future__ import annotations
 
-import itertools
 import json
-from collections.abc import Iterator
 from typing import Any
 
 from cache import records as fmt
@@ -159,19 +157,13 @@ class IndexReplay:
     def _compact_held(self) -> None:
         """compact(), for a caller that holds the locks (and has caught up)."""
         self._flush_touches()
-        entries = self._order.payloads()
-        read = self._log.read_verified  # every value is verified as it is copied
-
-        def live_records() -> Iterator[tuple[int, bytes, bytes]]:
-            for _key, (offset, length, kbytes) in entries:
-                yield fmt.PUT, kbytes, read(offset, length, kbytes)
-
-        bounds = (fmt.BOUNDS, encode_bounds(self._order.capacity, self._order.max_bytes), b"")
-        locs = self._log.rewrite(itertools.chain([bounds], live_records()))[1:]
-        self._order.replace_payloads(
-            (key, (offset, length, kbytes))
-            for (key, (_o, _l, kbytes)), (offset, length) in zip(entries, locs, strict=True)
-        )
+        order = self._order
+        # The live records are copied as they lie in the file, behind new headers (cache/compact.py),
+        # instead of read out verified and encoded again: the bench trace's compaction (20,000
+        # records, 42 MiB live of 127 MiB), alone, 235 -> 182 ms (medians of 3 alternated runs);
+        # inside the bench run 228 -> 191 ms (4 alternated runs).
+        moved = self._log.copy_live(encode_bounds(order.capacity, order.max_bytes), order.payload_list())
+        order.replace_all_payloads(moved)
         self._live = self._log.end
         self._compactions += 1
 

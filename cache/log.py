@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 from cache import records as fmt
-from cache.compact import fsync_dir, write_compacted
+from cache.compact import copy_compacted, fsync_dir, write_compacted
 from cache.errors import (
     CacheError,
     CorruptStoreError,
@@ -389,9 +389,36 @@ class RecordLog(GrowingMap):
         """
         if self.readonly:
             raise StoreWriteError(f"{self.path} is open read-only")
-        tmp = self.path + ".compact"
         first_seq = self.next_seq
-        locs, seq, at = write_compacted(tmp, first_seq, self.meta, items, self.path)
+        locs, seq, at = write_compacted(self.path + ".compact", first_seq, self.meta, items, self.path)
+        self._swap_in(first_seq, seq, at)
+        return locs
+
+    def copy_live(
+        self, bounds_key: bytes, locations: list[tuple[int, int, bytes]]
+    ) -> list[tuple[int, int, bytes]]:
+        """Replace the file, atomically as `rewrite` does, by one holding a BOUNDS record with
+        *bounds_key*, then a copy of each PUT record at *locations* ((offset, length, key), in that
+        order); return their new locations.
+
+        The key and value bytes are copied from the map as they are, behind new headers; their
+        CRCs are carried over, not recomputed (cache/compact.py), so the values need no checking
+        here: damage stays detectable in the new file.
+        """
+        if self.readonly:
+            raise StoreWriteError(f"{self.path} is open read-only")
+        first_seq = self.next_seq
+        moved, seq, at = copy_compacted(
+            self.path + ".compact", first_seq, self.meta, bounds_key, self._mm if self._mapped else None,
+            self._fd, locations, self.path,
+        )
+        self._swap_in(first_seq, seq, at)
+        return moved
+
+    def _swap_in(self, first_seq: int, seq: int, at: int) -> None:
+        """Rename the written PATH.compact over PATH and continue on it (sequence numbers from
+        *first_seq* to *seq*, *at* bytes)."""
+        tmp = self.path + ".compact"
         os.replace(tmp, self.path)
         fsync_dir(self.path)
         new_fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
@@ -408,7 +435,6 @@ class RecordLog(GrowingMap):
             # The swap is done and the new locations hold: reads use pread until an append can
             # grow the file (and reports the error then, if it persists).
             log.warning("%s: %s", self.path, exc)
-        return locs
 
     # -- closing -------------------------------------------------------------------------------
 

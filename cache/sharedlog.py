@@ -24,13 +24,14 @@ the new generation after it, so a compactor killed in between is finished by the
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import mmap
 import os
 import platform
 import struct
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from cache import records as fmt
@@ -360,17 +361,29 @@ class SharedRecordLog(SharedGrowingMap, RecordLog):
 
     def rewrite(self, items: Iterable[tuple[int, bytes, bytes]]) -> list[tuple[int, int]]:
         """Compact under the writer lock (held by the caller) and publish the new generation."""
+        with self._new_generation():
+            return super().rewrite(items)
+
+    def copy_live(
+        self, bounds_key: bytes, locations: list[tuple[int, int, bytes]]
+    ) -> list[tuple[int, int, bytes]]:
+        """Compact under the writer lock (held by the caller) and publish the new generation."""
+        with self._new_generation():
+            return super().copy_live(bounds_key, locations)
+
+    @contextlib.contextmanager
+    def _new_generation(self) -> Iterator[None]:
+        """Mark the shared header before a compaction's rename, publish the new file after it."""
         sh = self._shared
         assert sh is not None
         sh.set(COMPACTING, self.next_seq)  # the new file's first_seq: its generation
         try:
-            locs = super().rewrite(items)
+            yield
         except BaseException:
             if not os.path.exists(self.path + ".compact"):
                 sh.set(COMPACTING, 0)  # nothing was renamed: the old generation stands
             raise
         sh.write(self.first_seq, self.end, self.next_seq, _WRITING)
-        return locs
 
     def close(self) -> None:
         """Close; the last process to close cuts the preallocated tail and retires the header."""

@@ -1,0 +1,93 @@
+"""Compaction copies live records' bytes behind new headers, carrying their CRCs (cache/compact.py)."""
+
+from __future__ import annotations
+
+import os
+import random
+import zlib
+from pathlib import Path
+
+import pytest
+
+from cache import CorruptStoreError, PersistentLRU
+from cache import records as fmt
+from cache.compact import _crc_shift
+
+
+@pytest.mark.parametrize("n", [0, 1, 17, 4096, 65535, 65536, 65537, 200_001])
+def test_crc_shift_turns_a_crc_under_one_seed_into_the_crc_under_another(n: int) -> None:
+    rnd = random.Random(n)
+    data = rnd.randbytes(n)
+    for _ in range(3):
+        a, b = rnd.getrandbits(32), rnd.getrandbits(32)
+        assert zlib.crc32(data, a) ^ _crc_shift(a ^ b, n) == zlib.crc32(data, b)
+
+
+def fill(lru: PersistentLRU, n: int) -> dict[int, bytes]:
+    rnd = random.Random(7)
+    want = {}
+    for i in range(n):
+        value = rnd.randbytes(rnd.randrange(0, 3000)) + b"end"
+        lru[i] = value
+        want[i] = value
+    lru[3] = want[3] = b"overwritten"  # a dead record, and one key moved to the end
+    lru.get(0)
+    return want
+
+
+def test_compacted_file_keeps_values_order_and_checks_clean(tmp_path: Path) -> None:
+    path = tmp_path / "c.lru"
+    with PersistentLRU(path, capacity=50, serializer="bytes", compact_min_bytes=1 << 30) as lru:
+        want = fill(lru, 40)
+        order = list(lru)
+        lru.compact()
+        assert list(lru) == order
+        assert {k: lru.peek(k) for k in order} == want
+        lru[100] = b"after"  # appends continue the new file's sequence
+    with PersistentLRU(path, serializer="bytes") as again:  # a first open checks every record
+        assert list(again) == order + [100]
+        assert again.stats().torn_tail_bytes == 0
+
+
+def record_offset(lru: PersistentLRU, key: int) -> int:
+    offset, _length, _kbytes = lru._order.peek(key)
+    return offset  # type: ignore[no-any-return]
+
+
+def test_a_value_damaged_before_compaction_stays_detected_after_it(tmp_path: Path) -> None:
+    # The copy does not check values (their CRCs are carried, not recomputed): damage must not
+    # become a record whose CRC holds.
+    path = tmp_path / "c.lru"
+    with PersistentLRU(path, capacity=50, serializer="bytes", compact_min_bytes=1 << 30) as lru:
+        want = fill(lru, 20)
+        offset = record_offset(lru, 5)
+        fd = os.open(path, os.O_RDWR)
+        try:  # a byte of the value flips on disk while the cache is open
+            at = offset + fmt.RECORD_HEADER_SIZE + len(b"i5") + 1
+            os.pwrite(fd, bytes([os.pread(fd, 1, at)[0] ^ 0x40]), at)
+        finally:
+            os.close(fd)
+        lru.compact()
+        with pytest.raises(CorruptStoreError, match="checksum"):
+            lru.get(5)
+        assert lru.get(6) == want[6]
+    with pytest.raises(CorruptStoreError, match="checksum"):
+        PersistentLRU(path, serializer="bytes")
+
+
+def test_a_damaged_header_fails_the_compaction_and_keeps_the_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.lru"
+    with PersistentLRU(path, capacity=50, serializer="bytes", compact_min_bytes=1 << 30) as lru:
+        fill(lru, 20)
+        before = path.read_bytes()
+        offset = record_offset(lru, 5)
+        fd = os.open(path, os.O_RDWR)
+        try:  # the key length, covered by the header CRC
+            os.pwrite(fd, b"\x09", offset + 17)
+        finally:
+            os.close(fd)
+        with pytest.raises(CorruptStoreError, match="header damaged") as info:
+            lru.compact()
+        assert str(offset) in str(info.value)
+        assert not Path(str(path) + ".compact").exists()
+        assert path.read_bytes()[: offset + 17] == before[: offset + 17]
