@@ -155,7 +155,7 @@ class SqliteShared:
         return self._insert(conn, links_json(found, lease), now)
 
     def _insert(self, conn: sqlite3.Connection, rows: str | None, now: float) -> list[Lease]:
-        """_add of rows already encoded (_links_json)."""
+        """_add of rows already encoded (sqlite_sql.links_json)."""
         if rows is None:
             return []
         # one statement over a JSON array (see sqlite._ADD_ROWS); RETURNING gives the rows
@@ -388,4 +388,3 @@ class SqliteShared:
             return await self._call(lambda conn: status_report(conn, now))
         except sqlite3.Error as exc:
             raise RuntimeError(f"cannot read the crawl state: {exc}") from exc
-

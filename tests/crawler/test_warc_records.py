@@ -95,9 +95,11 @@ def test_sha1_base32_is_rfc_4648_base32() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.binary(min_size=20, max_size=20), max_size=70))
-def test_sha1_base32_many_is_base32_of_each(digests: list[bytes]) -> None:
-    # every batch size, so every step count of the spread (1 digest: 5 steps, 70: 12)
+@given(st.lists(st.binary(min_size=20, max_size=20), max_size=70), st.sampled_from([0, 1, 250]))
+def test_sha1_base32_many_is_base32_of_each(digests: list[bytes], before: int) -> None:
+    # every size of the last run of digests, also past a first full run (see _SPREAD_RUN)
+    digests = [bytes([i % 256]) * 20 for i in range(before)] + digests
+    assert warc_records._SPREAD_RUN == 256
     assert sha1_base32_many(digests) == [base64.b32encode(d).decode() for d in digests]
 
 
