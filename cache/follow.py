@@ -23,6 +23,7 @@ A write of several records (MORE flags) is applied only once its last record is 
 from __future__ import annotations
 
 import struct
+import zlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -32,6 +33,7 @@ _HEAD = struct.Struct("<IIBQII").unpack_from
 _HEAD_SIZE = fmt.RECORD_HEADER_SIZE
 _TOUCH, _MORE = fmt.TOUCH, fmt.MORE
 _KINDS = frozenset(fmt.KIND_NAMES)
+_crc32 = zlib.crc32
 
 
 
@@ -88,3 +90,59 @@ def apply_published(buf: Any, pos: int, end: int, base: int, seq: int, index: In
         pos = good_pos = nxt
         good_seq = seq
     return good_pos, good_seq
+
+
+def apply_checked(buf: Any, pos: int, end: int, seq: int, index: Index) -> tuple[int, int, str | None]:
+    """apply_published for a whole file read at once (an open that joins, another generation):
+    the same walk over buf[pos:end] (file offsets), with both CRC32s of every record checked, as a
+    first open checks them, but read in place from the map: no record objects, no value copied.
+
+    Return the position after the last whole write, the sequence number after it, and what was
+    wrong where the walk stopped short of *end* (None when it reached it).
+    """
+    keys_get, key_of, move_to_end, apply = index.keys.get, index.key_of, index.move_to_end, index.apply
+    view = memoryview(buf)
+    try:
+        group: list[tuple[int, bytes, int, int, int]] | None = None
+        good_pos, good_seq = pos, seq
+        last = end - _HEAD_SIZE
+        while pos <= last:
+            body_crc, head_crc, kind, rseq, klen, vlen = _HEAD(buf, pos)
+            kstart = pos + _HEAD_SIZE
+            vstart = kstart + klen
+            nxt = vstart + vlen
+            if _crc32(view[pos + 8 : kstart]) != head_crc:
+                return good_pos, good_seq, "record header checksum mismatch"
+            if nxt > end or kind & ~_MORE not in _KINDS or klen > fmt.MAX_KEY_SIZE:
+                return good_pos, good_seq, "record header invalid or past the published end"
+            kbytes = buf[kstart:vstart]
+            if _crc32(view[vstart:nxt], _crc32(kbytes, head_crc)) != body_crc:
+                return good_pos, good_seq, f"record body checksum mismatch (seq {rseq})"
+            if rseq != seq:
+                return good_pos, good_seq, f"record out of sequence: seq {rseq}, expected {seq}"
+            seq += 1
+            if kind == _TOUCH and group is None:
+                key = keys_get(kbytes)
+                if key is None:
+                    key = key_of(kbytes, pos)
+                try:
+                    move_to_end(key)
+                except KeyError:
+                    pass
+            elif kind & _MORE:
+                if group is None:
+                    group = []
+                group.append((kind & ~_MORE, kbytes, pos, nxt - pos, vlen))
+                pos = nxt
+                continue
+            else:
+                if group is not None:
+                    for member in group:
+                        apply(*member)
+                    group = None
+                apply(kind, kbytes, pos, nxt - pos, vlen)
+            pos = good_pos = nxt
+            good_seq = seq
+        return good_pos, good_seq, None if good_pos == end else "a write cut short"
+    finally:
+        view.release()

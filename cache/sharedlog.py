@@ -37,7 +37,7 @@ from typing import Any
 from cache import records as fmt
 from cache import shared
 from cache.errors import CorruptStoreError, StoreWriteError
-from cache.follow import Index, apply_published
+from cache.follow import Index, apply_checked, apply_published
 from cache.growth import SharedGrowingMap
 from cache.log import Durability, RecordLog
 from cache.replay import ReplayReport, replay_records
@@ -203,15 +203,22 @@ class SharedRecordLog(SharedGrowingMap, RecordLog):
             )
         # A whole file read at once (an open, another generation) is checked record by record, as
         # a first open checks it; only what other processes append later is followed unchecked.
-        good_end, seq = replay_records(
-            self._fd, self.path, header.size, end, gen, self._on_record, False, ReplayReport()
-        )
-        if good_end != end or seq != next_seq:
+        # Read in place from the map (apply_checked): following the bench trace's compacted
+        # generation (20,000 records, 42 MiB) 273 -> 165 ms, a joining open of the 127 MiB file before
+        # it 1.72 -> 0.92 s (medians of 3 alternated runs).
+        self._map(os.fstat(self._fd).st_size)
+        if end <= self._mapped:
+            good_end, seq, wrong = apply_checked(self._mm, header.size, end, gen, self._index)
+        else:
+            good_end, seq = replay_records(
+                self._fd, self.path, header.size, end, gen, self._on_record, False, ReplayReport()
+            )
+            wrong = None
+        if wrong is not None or good_end != end or seq != next_seq:
             raise CorruptStoreError(
-                self.path, f"published record damaged or cut short (seq {seq} expected)", good_end
+                self.path, f"published record damaged or cut short: {wrong or f'seq {seq} expected'}", good_end
             )
         self.end, self.next_seq = end, next_seq
-        self._map(os.fstat(self._fd).st_size)
 
     def _repair_compaction(self, new_gen: int) -> None:
         """Finish (or undo) the compaction of a process that died between its rename and publication."""
