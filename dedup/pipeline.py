@@ -279,15 +279,7 @@ class _Run(SmallFiles, Heads, LargeFiles):
                 filtered += dirs.filtered
                 first = table.add_packed(dirs)
                 count += len(dirs)
-                get = by_size.get
-                for index, size in enumerate(table.size[first:], first):
-                    bucket = get(size)
-                    if bucket is None:
-                        by_size[size] = index
-                    elif type(bucket) is int:
-                        by_size[size] = array("I", (bucket, index))
-                    else:
-                        bucket.append(index)
+                _bucket_by_size(by_size, table.size[first:], first)
                 progress("scan", count, 0)
                 continue
             prefix, root, dev, listing = item  # type: ignore[misc]
@@ -304,15 +296,7 @@ class _Run(SmallFiles, Heads, LargeFiles):
             if tree is not None:
                 tree.add(prefix, root, listing, first, len(table.prefixes) - 1)
             count += len(sizes)
-            get = by_size.get
-            for index, size in enumerate(sizes, first):
-                bucket = get(size)
-                if bucket is None:
-                    by_size[size] = index
-                elif type(bucket) is int:
-                    by_size[size] = array("I", (bucket, index))
-                else:
-                    bucket.append(index)
+            _bucket_by_size(by_size, sizes, first)
             progress("scan", count, 0)
         progress("scan", count, count)
         self.files, self.filtered = count, filtered
@@ -389,3 +373,17 @@ class _Run(SmallFiles, Heads, LargeFiles):
                 # digest reads it all: 1.39x -> about 1.1x the minimum bytes on bench large.
                 return small + chunked + self._verify(pool, large)
             return small + chunked + self._split_by_digest(pool, large, "full")
+
+
+def _bucket_by_size(by_size: dict[int, int | array], sizes: Iterable[int], first: int) -> None:
+    """File rows first, first + 1, ... of *sizes* into *by_size*: one row stays an int, two or
+    more become an array (most sizes are unique: an int costs no array)."""
+    get = by_size.get
+    for index, size in enumerate(sizes, first):
+        bucket = get(size)
+        if bucket is None:
+            by_size[size] = index
+        elif type(bucket) is int:
+            by_size[size] = array("I", (bucket, index))
+        else:
+            bucket.append(index)
