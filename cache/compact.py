@@ -17,12 +17,13 @@ The header and the key are checked against the index before the copy, as a read 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import struct
 import threading
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from cache import records as fmt
@@ -135,6 +136,29 @@ class _ChunkWriter:
 
 
 
+@contextlib.contextmanager
+def _new_file(tmp: str, path: str) -> Iterator[_ChunkWriter]:
+    """A writer of the new file *tmp*, waited for and fsynced when the block ends; on any failure
+    it is stopped and *tmp* removed (an OSError raised as StoreWriteError naming *path*)."""
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, _FILE_MODE)
+    writer = _ChunkWriter(fd)
+    try:
+        yield writer
+        writer.wait()
+        os.fsync(fd)
+    except OSError as exc:
+        writer.stop()
+        os.close(fd)
+        os.unlink(tmp)
+        raise StoreWriteError(f"{path}: compaction failed: {exc.strerror or exc}") from exc
+    except BaseException:
+        writer.stop()
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+
+
 def write_compacted(
     tmp: str, first_seq: int, meta: dict[str, Any], items: Iterable[tuple[int, bytes, bytes]], path: str
 ) -> tuple[list[tuple[int, int]], int, int]:
@@ -142,10 +166,8 @@ def write_compacted(
     the next sequence number and the file's size. On failure *tmp* is removed (StoreWriteError
     naming *path* for an OSError)."""
     header = fmt.encode_header(first_seq, meta)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, _FILE_MODE)
     locs: list[tuple[int, int]] = []
-    writer = _ChunkWriter(fd)
-    try:
+    with _new_file(tmp, path) as writer:
         pending, pending_size, at, seq = [header], len(header), len(header), first_seq
         for kind, key, value in items:
             # fmt.encode_record, inlined, the value kept apart: the join below copies it once.
@@ -165,19 +187,6 @@ def write_compacted(
                 writer.write(b"".join(pending))
                 pending, pending_size = [], 0
         writer.write(b"".join(pending))
-        writer.wait()
-        os.fsync(fd)
-    except OSError as exc:
-        writer.stop()
-        os.close(fd)
-        os.unlink(tmp)
-        raise StoreWriteError(f"{path}: compaction failed: {exc.strerror or exc}") from exc
-    except BaseException:
-        writer.stop()
-        os.close(fd)
-        os.unlink(tmp)
-        raise
-    os.close(fd)
     return locs, seq, at
 
 
@@ -201,13 +210,13 @@ def copy_compacted(
     """
     header = fmt.encode_header(first_seq, meta)
     bounds = fmt.encode_record(fmt.BOUNDS, first_seq, bounds_key)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, _FILE_MODE)
-    writer = _ChunkWriter(fd)
     view = memoryview(src) if src is not None else None
     mapped = len(view) if view is not None else 0
     moved: list[tuple[int, int, bytes]] = []
     append = moved.append
-    try:
+    # the view is released on the way out: the old map is closed after the swap, and no export
+    # of it may outlive this
+    with _new_file(tmp, path) as writer, view if view is not None else contextlib.nullcontext():
         chunk = bytearray(header)
         chunk += bounds
         at, seq = len(chunk), first_seq + 1
@@ -249,20 +258,4 @@ def copy_compacted(
                 writer.write(chunk)
                 chunk = bytearray()
         writer.write(chunk)
-        writer.wait()
-        os.fsync(fd)
-    except OSError as exc:
-        writer.stop()
-        os.close(fd)
-        os.unlink(tmp)
-        raise StoreWriteError(f"{path}: compaction failed: {exc.strerror or exc}") from exc
-    except BaseException:
-        writer.stop()
-        os.close(fd)
-        os.unlink(tmp)
-        raise
-    finally:
-        if view is not None:
-            view.release()  # the old map is closed after the swap: no export may outlive this
-    os.close(fd)
     return moved, seq, at

@@ -65,12 +65,7 @@ class GrowingMap:
         size = os.fstat(fd).st_size  # past the map when a prefill completed
         if size <= need:
             new = (need // GROW + 1) * GROW
-            try:
-                self._extend(fd, size, new)
-            except OSError as exc:
-                raise StoreWriteError(
-                    f"{self.path}: cannot grow the file to {new} bytes: {exc.strerror or exc}"
-                ) from exc
+            self._extend_or_fail(fd, size, new)
             size = new
         try:
             if self.durability == "fsync":
@@ -118,6 +113,15 @@ class GrowingMap:
                     self._limit = 0
             raise
 
+    def _extend_or_fail(self, fd: int, old: int, new: int) -> None:
+        """_extend under the writer lock: a failure is the operation's StoreWriteError."""
+        try:
+            self._extend(fd, old, new)
+        except OSError as exc:
+            raise StoreWriteError(
+                f"{self.path}: cannot grow the file to {new} bytes: {exc.strerror or exc}"
+            ) from exc
+
     def _prefill(self, fd: int, size: int) -> None:
         # Runs in the helper thread; never beyond the map's end, so a store never meets a hole.
         try:
@@ -162,12 +166,7 @@ class SharedGrowingMap(GrowingMap):
         if size <= need:
             step = max(GROW, min(_MAX_STEP, size // 8 // GROW * GROW))
             new = (max(need, size + step - 1) // GROW + 1) * GROW
-            try:
-                self._extend(fd, size, new)
-            except OSError as exc:
-                raise StoreWriteError(
-                    f"{self.path}: cannot grow the file to {new} bytes: {exc.strerror or exc}"
-                ) from exc
+            self._extend_or_fail(fd, size, new)
             size = new
             if self.durability == "fsync":
                 os.fsync(fd)

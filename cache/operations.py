@@ -40,6 +40,15 @@ class Operations:
     _hits: int
     _misses: int
 
+    def _value(self, view: Any) -> Any:
+        """A read value's bytes deserialized (the serializer's failure as SerializationError)."""
+        try:
+            return self._loads(view)
+        except Exception as exc:
+            raise SerializationError(
+                f"{self.path}: cannot deserialize value with {self._serializer.name}: {exc!r}"
+            ) from exc
+
     def _check_open(self) -> None:
         if self._log.closed:
             raise CacheError(f"{self.path}: the cache is closed")
@@ -100,12 +109,7 @@ class Operations:
         finally:
             self._finish()
         view = self._log_read(offset, length, kbytes)
-        try:
-            value = self._loads(view)
-        except Exception as exc:
-            raise SerializationError(
-                f"{self.path}: cannot deserialize value with {self._serializer.name}: {exc!r}"
-            ) from exc
+        value = self._value(view)
         self._hits += 1
         return value
 

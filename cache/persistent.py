@@ -243,12 +243,7 @@ class PersistentLRU(Operations, IndexReplay, MutableMapping[Any, Any]):
                 return default
             offset, length, kbytes = entry[0]
             view = self._log_read(offset, length, kbytes)  # raises CacheError once closed
-            try:
-                value = self._loads(view)
-            except Exception as exc:
-                raise SerializationError(
-                    f"{self.path}: cannot deserialize value with {self._serializer.name}: {exc!r}"
-                ) from exc
+            value = self._value(view)
             touch = self._touch
             if touch is not None and key != self._newest:
                 touch(kbytes)  # acknowledged in the log before it counts in memory

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cache import CorruptStoreError, PersistentLRU
+from cache import CorruptStoreError, PersistentLRU, StoreWriteError
 from cache import records as fmt
-from cache.compact import _crc_shift
+from cache.compact import _crc_shift, write_compacted
 
 
 @pytest.mark.parametrize("n", [0, 1, 17, 4096, 65535, 65536, 65537, 200_001])
@@ -105,3 +105,21 @@ def test_writeback_head_start_is_harmless_on_any_file(tmp_path: Path) -> None:
     finally:
         os.close(fd)
     assert path.read_bytes() == b"x" * 10000
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), ValueError("bad item")])
+def test_a_failed_compaction_write_removes_its_file(tmp_path: Path, error: Exception) -> None:
+    # disk full mid-write is the store's StoreWriteError naming the cache; any other failure
+    # passes through; either way the half-written file is gone and nothing else is touched
+    tmp, path = str(tmp_path / "c.lru.compact"), str(tmp_path / "c.lru")
+
+    def items():
+        yield fmt.PUT, b"k1", b"v" * 100_000
+        raise error
+
+    expected = StoreWriteError if isinstance(error, OSError) else type(error)
+    with pytest.raises(expected) as caught:
+        write_compacted(tmp, 1, {}, items(), path)
+    if expected is StoreWriteError:
+        assert "c.lru: compaction failed: No space left on device" in str(caught.value)
+    assert os.listdir(tmp_path) == []
