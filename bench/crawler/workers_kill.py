@@ -74,6 +74,12 @@ def _index(worker: str) -> int:
     return int(worker.rsplit("-", 1)[1])
 
 
+def _per_worker(values: dict[str, object], form: str) -> str:
+    """"1: v, 2: v, ..." of a dict by worker id, in worker order ("-" for none)."""
+    return ", ".join(f"{_index(w)}: {form.format(v)}"
+                     for w, v in sorted(values.items(), key=lambda kv: _index(kv[0]))) or "-"
+
+
 def _kill_when_ready(proc: subprocess.Popen, url: str, cluster: postgres.Cluster, db: str,
                      started_wall: float, log_path: Path) -> Kill:
     """Once nginx has logged a request (so the polls do not slow the workers' start-up), poll
@@ -255,13 +261,9 @@ def politeness(cluster: postgres.Cluster) -> tuple[str, list[tuple[str, str, boo
         f"bench's status polls, other jobs) {others:.2f} cores busy meanwhile (waited "
         f"{waited:.0f} s for a quiet machine first); stderr: {stderr[-300:] if stderr else 'empty'}",
         "- at the kill: pages recorded per worker (crawl status) "
-        + (", ".join(f"{_index(w)}: {n}" for w, n in sorted(kill.pages_by_worker.items(),
-                                                             key=lambda kv: _index(kv[0])))
-           or "-")
+        + _per_worker(kill.pages_by_worker, "{}")
         + "; hosts leased per worker (state) "
-        + (", ".join(f"{_index(w)}: {n}" for w, n in sorted(kill.hosts_by_owner.items(),
-                                                             key=lambda kv: _index(kv[0])))
-           or "-"),
+        + _per_worker(kill.hosts_by_owner, "{}"),
         f"- killed: worker {kill.victim or '(none: no worker reached the threshold)'} "
         f"{kill.after:.2f} s after the spawn, when `crawl status --json` showed it had recorded "
         f"{kill.pages} pages (threshold {KILL_AFTER}; {kill.status_calls} status calls); it owned "
@@ -273,13 +275,9 @@ def politeness(cluster: postgres.Cluster) -> tuple[str, list[tuple[str, str, boo
         f"{resumed:.2f} s later (lease {LEASE:g} s, heartbeat every {LEASE / 3:.2f} s); the "
         f"first state poll (psql, every 0.25 s; {takeover.polls} polls) where the victim owned "
         f"nothing came {takeover.after:.2f} s after the kill, hosts per owner then: "
-        + (", ".join(f"{_index(w)}: {n}" for w, n in sorted(takeover.owners.items(),
-                                                             key=lambda kv: _index(kv[0])))
-           or "-")
+        + _per_worker(takeover.owners, "{}")
         + "; the live workers' `seen` (workers table) at the poll before was "
-        + (", ".join(f"{_index(w)}: {a:.1f} s" for w, a in sorted(takeover.seen_age.items(),
-                                                                  key=lambda kv: _index(kv[0])))
-           or "-") + " old (the claim's fair share counts workers seen within the lease)",
+        + _per_worker(takeover.seen_age, "{:.1f} s") + " old (the claim's fair share counts workers seen within the lease)",
         f"- refetched page URLs {s.duplicates}: {written_then_lost} of them were in the killed "
         f"worker's JSONL (fetched and written out, not yet committed to the state), "
         f"{s.duplicates - written_then_lost} were not (in flight, or fetched and not yet written)",
