@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from hashlib import sha1 as _sha1
 
 try:
@@ -27,7 +28,6 @@ except ImportError:  # pragma: no cover - exercised when python-isal is absent
 _GZIP_WBITS = 31  # 16 + 15: gzip framing (RFC 1952) around a deflate stream with a 32 KB window
 _B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 _B32_PAIRS = [a + b for a in _B32 for b in _B32]  # 10 bits -> two base32 digits
-_UUID_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}  # RFC 4122 variant
 
 
 def deflate_level(level: int) -> int:
@@ -57,23 +57,64 @@ def sha1_label(digest: bytes) -> str:
     return "sha1:" + sha1_base32(digest)
 
 
-def _format_uuid4(h: str) -> str:
-    """<urn:uuid:...> from 32 random hex digits, version and variant bits set (RFC 4122 4.4)."""
-    return f"<urn:uuid:{h[:8]}-{h[8:12]}-4{h[13:16]}-{_UUID_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}>"
+_ID_RUN = 256  # ids drawn at a time: os.urandom is a syscall (uuid.uuid4 makes one per id)
 
 
-_ids: list[str] = []  # drawn 256 at a time: os.urandom is a syscall, and uuid.uuid4 one per id
-os.register_at_fork(after_in_child=_ids.clear)  # a forked child must not reuse the parent's
+@functools.cache
+def _uuid4_masks() -> tuple[int, int]:
+    """(keep, set) masks that make _ID_RUN random 16-byte strings, joined, version 4 UUIDs:
+    the version nibble 0100 and the variant bits 10 (RFC 4122 section 4.4)."""
+    keep = int.from_bytes(b"\xff" * 6 + b"\x0f\xff\x3f" + b"\xff" * 7, "big")
+    version = int.from_bytes(b"\x00" * 6 + b"\x40\x00\x80" + b"\x00" * 7, "big")
+    return (int.from_bytes(keep.to_bytes(16, "big") * _ID_RUN, "big"),
+            int.from_bytes(version.to_bytes(16, "big") * _ID_RUN, "big"))
+
+
+_ID_TEMPLATE = b"<urn:uuid:xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx>\n"
+_ID_DIGITS = [at for at, c in enumerate(_ID_TEMPLATE) if c == ord("x")]  # 32 hex digits
+
+
+def _draw_ids() -> list[str]:
+    """_ID_RUN new ids, formatted all at once: digit k of every id is copied in one strided
+    slice (32 of them, not 5 slices and a format per id: ~0.1 µs an id instead of ~0.8)."""
+    keep, version = _uuid4_masks()
+    raw = int.from_bytes(os.urandom(16 * _ID_RUN), "big") & keep | version
+    digits = raw.to_bytes(16 * _ID_RUN, "big").hex().encode("ascii")
+    out = bytearray(_ID_TEMPLATE * _ID_RUN)
+    step = len(_ID_TEMPLATE)
+    for k, at in enumerate(_ID_DIGITS):
+        out[at::step] = digits[k::32]
+    return out.decode("ascii").split("\n")[:-1]
+
+
+_ids: list[str] = []
+_ids_lock = threading.Lock()  # two writers in two threads never get the same id
+
+
+def _forget_ids_in_child() -> None:
+    """After fork: never reuse the parent's ids, nor a lock another thread held at the fork."""
+    global _ids_lock
+    _ids.clear()
+    _ids_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_ids_in_child)
+
+
+def new_record_ids(count: int) -> list[str]:
+    """*count* WARC-Record-IDs: <urn:uuid:...>, random (version 4) UUIDs (WARC 1.1 section
+    5.2)."""
+    with _ids_lock:
+        while len(_ids) < count:
+            _ids.extend(_draw_ids())
+        taken = _ids[len(_ids) - count:]
+        del _ids[len(_ids) - count:]
+    return taken
 
 
 def new_record_id() -> str:
     """A WARC-Record-ID: <urn:uuid:...>, a random (version 4) UUID (WARC 1.1 section 5.2)."""
-    try:
-        return _ids.pop()  # atomic under the GIL: two threads never get the same id
-    except IndexError:
-        h = os.urandom(16 * 256).hex()
-        _ids.extend([_format_uuid4(h[i:i + 32]) for i in range(0, len(h), 32)])
-        return _ids.pop()
+    return new_record_ids(1)[0]
 
 
 def sha1_base32_many(digests: list[bytes]) -> list[str]:

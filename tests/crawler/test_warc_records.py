@@ -19,7 +19,16 @@ from hypothesis import strategies as st
 import crawler.warc_records as warc_records
 from crawler.warc import WarcWriter
 from crawler.warc_records import GzipRecords, deflate_level, sha1_base32, sha1_base32_many
-from tests.crawler.test_warc_writer import INFO, T0, exchange, files, read_warc, request, response
+from tests.crawler.test_warc_writer import (
+    INFO,
+    T0,
+    exchange,
+    files,
+    queue,
+    read_warc,
+    request,
+    response,
+)
 
 
 def write_mixed(directory: Path) -> list[bytes]:
@@ -118,14 +127,15 @@ def test_exchanges_wait_for_flush_and_keep_their_order(tmp_path: Path) -> None:
     path = Path(writer.path)
     size = path.stat().st_size  # the warcinfo record alone
     for i in range(5):
-        assert exchange(writer, f"/p{i}", b"page %d" % i) == "response"
-    assert exchange(writer, "/dup", b"page 3") == "revisit"  # decided when given
+        queue(writer, f"/p{i}", b"page %d" % i)
+    queue(writer, "/dup", b"page 3")
     assert path.stat().st_size == size
     writer.flush()
     assert path.stat().st_size > size
     records = read_warc(path)
     assert [r.headers["WARC-Target-URI"].rsplit("/", 1)[1] for r in records[1::2]] == [
         "p0", "p1", "p2", "p3", "p4", "dup"]
+    assert [r.type for r in records[1::2]] == ["response"] * 5 + ["revisit"]
     writer.close()
 
 
@@ -134,8 +144,8 @@ def test_a_failed_write_forgets_the_responses_it_did_not_write(tmp_path: Path) -
     exchange(writer, "/ok", b"written")
     writer.flush()
     written = Path(writer.path).stat().st_size
-    exchange(writer, "/lost", b"never written")
-    exchange(writer, "/lost-too", b"never written either")
+    queue(writer, "/lost", b"never written")
+    queue(writer, "/lost-too", b"never written either")
 
     class FullDisk:
         """The open file, whose writes fail as on a full disk."""

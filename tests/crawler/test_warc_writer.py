@@ -94,13 +94,24 @@ def response(length: int | None = None, *, chunked: bool = False, extra: str = "
     return f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n{extra}{framing}\r\n".encode()
 
 
-def exchange(writer: WarcWriter, path: str, payload: bytes, *, at: float = T0,
-             truncated: bool = False, ip: str | None = "127.0.0.1", head: bytes | None = None) -> str:
-    """write_exchange of a GET of *path*; returns what it returns."""
-    return writer.write_exchange(
+def queue(writer: WarcWriter, path: str, payload: bytes, *, at: float = T0,
+          truncated: bool = False, ip: str | None = "127.0.0.1", head: bytes | None = None) -> None:
+    """write_exchange of a GET of *path* (it waits for the next flush)."""
+    writer.write_exchange(
         url=f"http://127.0.0.1:8080{path}", fetched_at=at, ip=ip, request_head=request(path),
         response_head=head if head is not None else response(len(payload)), payload=payload,
         truncated=truncated)
+
+
+def exchange(writer: WarcWriter, path: str, payload: bytes, *, at: float = T0,
+             truncated: bool = False, ip: str | None = "127.0.0.1", head: bytes | None = None) -> str:
+    """queue() then flush(); returns the WARC-Type the exchange's response record got
+    ("response" or "revisit")."""
+    queue(writer, path, payload, at=at, truncated=truncated, ip=ip, head=head)
+    writer.flush()
+    with open(writer.path, "rb") as f:
+        kinds = [rec.rec_type for rec in ArchiveIterator(f) if rec.rec_type != "request"]
+    return kinds[-1]
 
 
 def test_exchange_reads_back_as_given(tmp_path: Path) -> None:
@@ -198,6 +209,26 @@ def test_identical_payload_is_a_revisit_of_the_first(tmp_path: Path) -> None:
     assert [r.type for r in records[5:]] == ["response", "request", "response", "request"]
 
 
+def test_revisits_are_decided_in_order_within_one_flush(tmp_path: Path) -> None:
+    # exchanges wait unencoded until flush(): the ones after the first identical payload of the
+    # same batch are its revisits, a truncated one never is, and an exchange that only waits
+    # decides nothing yet (the index is not changed before the flush writes)
+    body, other = b"<p>queued twice</p>" * 30, b"<p>once</p>" * 30
+    with WarcWriter(str(tmp_path), info=INFO) as writer:
+        for n, (payload, truncated) in enumerate(((body, False), (other, False), (body, True),
+                                                  (body, False), (other, False))):
+            writer.write_exchange(url=f"http://127.0.0.1:8080/{n}", fetched_at=T0 + n,
+                                  ip="127.0.0.1", request_head=request(f"/{n}"),
+                                  response_head=response(len(payload)), payload=payload,
+                                  truncated=truncated)
+        assert not writer._index
+    records = [r for r in read_warc(files(tmp_path)[0])[1:] if r.type != "request"]
+    assert [r.type for r in records] == ["response", "response", "response", "revisit", "revisit"]
+    assert [r.headers["WARC-Refers-To-Target-URI"] for r in records[3:]] == [
+        "http://127.0.0.1:8080/0", "http://127.0.0.1:8080/1"]
+    assert records[2].headers["WARC-Truncated"] == "length"
+
+
 def test_resumed_writer_revisits_what_earlier_files_hold(tmp_path: Path) -> None:
     body = b"archived before the restart " * 40
     with WarcWriter(str(tmp_path), info=INFO) as writer:
@@ -230,8 +261,8 @@ def test_rotation_starts_each_file_with_warcinfo_and_keeps_exchanges_whole(tmp_p
     rng = random.Random(3)
     bodies = [rng.randbytes(rng.randrange(100, 4000)) for _ in range(12)]
     with WarcWriter(str(tmp_path), info=INFO, max_size=5000) as writer:
-        for i, body in enumerate(bodies):
-            exchange(writer, f"/r{i}", body)
+        for i, body in enumerate(bodies):  # one batch: its writes rotate files between exchanges
+            queue(writer, f"/r{i}", body)
     paths = files(tmp_path)
     assert len(paths) > 3
     assert [int(NAME.match(p.name).group(2)) for p in paths] == list(range(1, len(paths) + 1))
@@ -243,6 +274,9 @@ def test_rotation_starts_each_file_with_warcinfo_and_keeps_exchanges_whole(tmp_p
         got += [r.payload for r in records[1::2]]
     for path in paths[:-1]:  # a file passes max_size by at most the exchange that took it there
         assert path.stat().st_size >= 5000
+        with open(path, "rb") as f:
+            starts = [m[0] for m in iter_members(f) if isinstance(m, tuple)]
+        assert starts[-2] < 5000  # where the last exchange (response, request) starts
     assert got == bodies
 
 
@@ -402,10 +436,11 @@ def test_record_ids_are_distinct_version_4_uuids() -> None:
     import uuid
 
     from crawler.warc import new_record_id
+    from crawler.warc_records import new_record_ids
 
-    ids = [new_record_id() for _ in range(2000)]
+    ids = [new_record_id() for _ in range(300)] + new_record_ids(1700)
     assert len(set(ids)) == len(ids)
-    for record_id in ids[:50]:
+    for record_id in ids:
         assert record_id.startswith("<urn:uuid:") and record_id.endswith(">")
         parsed = uuid.UUID(record_id[10:-1])
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
