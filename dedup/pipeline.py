@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Executor
 
     from dedup.extras import Extras
+    from dedup.prefetch import Plan
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,8 @@ def find_duplicates(
         run.table = FileTable()
     finally:
         run.stop_io()
+        if run.read_ahead is not None:
+            run.read_ahead.stop()
         if gc_was_enabled:
             gc.enable()
         if owned_cache is not None:
@@ -156,6 +159,7 @@ class _Run(SmallFiles, Heads, LargeFiles):
         self.extras: Extras | None = None
         self.cold: bool | None = None  # did a small file miss the page cache (None: not known)
         self.prove: Prover | None = None
+        self.read_ahead: Plan | None = None
 
     def start_io(self, paths: Sequence[str]) -> None:
         """Decide the I/O threads (`ScanOptions.io_threads`, or by device kind: dedup.device)
@@ -335,6 +339,15 @@ class _Run(SmallFiles, Heads, LargeFiles):
         small = [g for g in groups if size_of(g) <= limit]
         large = [self.records(g) for g in groups if size_of(g) > limit]
         del groups
+        if self.io_threads > 1 and self.opener is hashing._DEFAULT_OPENER and (small or large):
+            # A cold page cache: a helper reads ahead in inode order (dedup.prefetch), and the
+            # small groups are compared in the order it completes them.
+            from dedup import prefetch
+
+            self.read_ahead = prefetch.start(self.table, small, large, hashing.EDGE)
+            if self.read_ahead is not None:
+                small = self.read_ahead.small
+                self.read_ahead.small = []
         if small:
             if self.cache is not None and not self.options.verify:
                 small = self._split_partial(small)

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from dedup import ScanOptions, find_duplicates, hashing
+from dedup import ScanOptions, find_duplicates, hashing, prefetch
 from dedup.listing import walk_listings
 from dedup.report import to_json
 from dedup.table import FileTable
@@ -20,7 +20,9 @@ from fixtures.trees import HardLink, Symlink, build_tree
 
 
 def _cold(monkeypatch):
-    """Every small file is "not in the page cache": its read goes to the I/O pool."""
+    """Every small file is "not in the page cache": its read goes to the I/O pool, and the
+    candidates are read ahead by a helper process (dedup.prefetch) in inode order."""
+    monkeypatch.setattr(prefetch, "is_cold", lambda paths: True)
     real = hashing.read_small_cached
 
     def uncached(path, size):
