@@ -31,7 +31,7 @@ from cache import records as fmt
 
 _HEAD = struct.Struct("<IIBQII").unpack_from
 _HEAD_SIZE = fmt.RECORD_HEADER_SIZE
-_TOUCH, _MORE = fmt.TOUCH, fmt.MORE
+_TOUCH, _PUT, _MORE = fmt.TOUCH, fmt.PUT, fmt.MORE
 _KINDS = frozenset(fmt.KIND_NAMES)
 _crc32 = zlib.crc32
 
@@ -44,6 +44,7 @@ class Index(NamedTuple):
     key_of: Callable[[bytes, int], Any]  # decode (key bytes, file offset), raising CorruptStoreError
     move_to_end: Callable[[Any], None]  # a TOUCH; KeyError if the key is not in the order
     apply: Callable[[int, bytes, int, int, int], None]  # any record: (kind, key, offset, length, vlen)
+    put: Callable[[bytes, int, int, int], None]  # a PUT outside a group: (key, offset, length, vlen)
 
 
 def apply_published(buf: Any, pos: int, end: int, base: int, seq: int, index: Index) -> tuple[int, int]:
@@ -52,7 +53,7 @@ def apply_published(buf: Any, pos: int, end: int, base: int, seq: int, index: In
     Return the position after the last whole write and the sequence number after it: short of
     *end* only if the bytes stop making sense there.
     """
-    keys_get, key_of, move_to_end, apply = index.keys.get, index.key_of, index.move_to_end, index.apply
+    keys_get, key_of, move_to_end, apply, put = index.keys.get, index.key_of, index.move_to_end, index.apply, index.put
     group: list[tuple[int, bytes, int, int, int]] | None = None
     good_pos, good_seq = pos, seq
     last = end - _HEAD_SIZE
@@ -73,6 +74,8 @@ def apply_published(buf: Any, pos: int, end: int, base: int, seq: int, index: In
                 move_to_end(key)
             except KeyError:
                 pass  # a touch of a key gone since: nothing to move
+        elif kind == _PUT and group is None:  # the next most common: a miss filled, or a set
+            put(kbytes, base + pos, nxt - pos, vlen)
         elif kind & ~_MORE not in _KINDS:
             break
         elif kind & _MORE:
@@ -100,7 +103,7 @@ def apply_checked(buf: Any, pos: int, end: int, seq: int, index: Index) -> tuple
     Return the position after the last whole write, the sequence number after it, and what was
     wrong where the walk stopped short of *end* (None when it reached it).
     """
-    keys_get, key_of, move_to_end, apply = index.keys.get, index.key_of, index.move_to_end, index.apply
+    keys_get, key_of, move_to_end, apply, put = index.keys.get, index.key_of, index.move_to_end, index.apply, index.put
     view = memoryview(buf)
     try:
         group: list[tuple[int, bytes, int, int, int]] | None = None
@@ -129,6 +132,8 @@ def apply_checked(buf: Any, pos: int, end: int, seq: int, index: Index) -> tuple
                     move_to_end(key)
                 except KeyError:
                     pass
+            elif kind == _PUT and group is None:
+                put(kbytes, pos, nxt - pos, vlen)
             elif kind & _MORE:
                 if group is None:
                     group = []

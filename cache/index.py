@@ -85,17 +85,8 @@ class IndexReplay:
     def _apply(self, kind: int, kbytes: bytes, offset: int, length: int, value_len: int) -> None:
         """Apply one record of the log to the index, as the process that wrote it did."""
         order = self._order
-        if kind == fmt.PUT:  # the common case first: following other processes calls this per put
-            key = self._keys.get(kbytes)
-            if key is None:
-                key = self._key_of(kbytes, offset)
-            old = order.load(key, (offset, length, kbytes), len(kbytes) + value_len)
-            self._live += length - (old[1] if old is not None else 0)
-            capacity = order.capacity
-            if capacity is not None and len(order) > capacity or (
-                order.max_bytes is not None and order.total_weight > order.max_bytes
-            ):
-                self._order_victims_apply()  # the evictions this put made, as the process made them
+        if kind == fmt.PUT:
+            self._apply_put(kbytes, offset, length, value_len)
             return
         if kind == fmt.TOUCH:
             try:
@@ -114,6 +105,19 @@ class IndexReplay:
         key = self._key_of(kbytes, offset)  # DELETE
         if key in order:
             self._live -= order.remove(key)[1]
+
+    def _apply_put(self, kbytes: bytes, offset: int, length: int, value_len: int) -> None:
+        """Apply a PUT record (the record following other processes applies most after touches)."""
+        key = self._keys.get(kbytes)
+        if key is None:
+            key = self._key_of(kbytes, offset)
+        old, gone = self._order.load_evicting(key, (offset, length, kbytes), len(kbytes) + value_len)
+        live = self._live + length
+        if old is not None:
+            live -= old[1]
+        for payload in gone:  # the evictions this put made, as the process that wrote it made them
+            live -= payload[1]
+        self._live = live
 
     def _order_victims_apply(self) -> list[Any]:
         """Remove the keys beyond the bounds (least recent first) in memory; return them."""

@@ -81,18 +81,21 @@ class Operations:
         log = self._log
         if log.closed:
             raise CacheError(f"{self.path}: the cache is closed")
-        seen = log.end
-        current = log.follow_published()
-        if log.end != seen:
-            self._newest = MISSING
         try:
             entry = self._lookup(key)
         except TypeError:
             encode_key(key)  # raises the clear TypeError for an unsupported key type
             raise
-        if entry is None and current:
-            self._misses += 1
-            return default
+        if entry is None:
+            # Only a miss needs the published snapshot first (a hit is decided under the lock,
+            # after begin() caught up): saves the snapshot's read and CRC on most gets.
+            seen = log.end
+            current = log.follow_published()
+            if log.end != seen:
+                self._newest = MISSING
+            if current and self._lookup(key) is None:
+                self._misses += 1
+                return default
         if self._begin():  # the writer lock, and the other processes' records replayed
             self._newest = MISSING
         try:

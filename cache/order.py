@@ -69,6 +69,32 @@ class RecencyOrder:
         self.total_weight += weight - old[1]
         return old[0]
 
+    def load_evicting(self, key: Hashable, payload: Any, weight: int) -> tuple[Any, list[Any]]:
+        """`load`, then remove the least recent keys beyond the bounds (never *key*, the newest).
+
+        Return (the payload *key* had before or None, the removed keys' payloads, least recent
+        first): a followed put in one call (cache/follow.py), not load, len, bounds and remove.
+        """
+        items = self._items
+        old = items.pop(key, None)
+        items[key] = (payload, weight)
+        if old is None:
+            self.total_weight += weight
+        else:
+            self.total_weight += weight - old[1]
+            old = old[0]
+        if self.max_bytes is None:
+            capacity = self.capacity
+            if capacity is None or len(items) <= capacity:
+                return old, []
+            if len(items) == capacity + 1:  # the common case: one new key in a full order
+                _k, (gone, w) = items.popitem(last=False)
+                self.total_weight -= w
+                return old, [gone]
+        elif self.total_weight <= self.max_bytes and (self.capacity is None or len(items) <= self.capacity):
+            return old, []
+        return old, [self.remove(k) for k in self.over_bounds()]
+
     def touch(self, key: Hashable) -> None:
         """Mark *key* most recently used; raise KeyError if absent."""
         self._items.move_to_end(key)

@@ -136,7 +136,8 @@ class PersistentLRU(Operations, IndexReplay, MutableMapping[Any, Any]):
         if self._is_shared:
             self._log: RecordLog = SharedRecordLog(
                 path, meta=self._meta, on_record=self._replay_record,
-                index=Index(self._keys, self._key_of, self._order.move_to_end, self._apply),
+                index=Index(self._keys, self._key_of, self._order.move_to_end, self._apply,
+                            self._apply_put),
                 on_reset=self._reset,
                 durability=durability, salvage=salvage, reserve=_reserve,
             )
