@@ -123,11 +123,11 @@ def rows_in_inode_order(rows: array, inos: array) -> array:
 
 
 class Plan:
-    """A started read-ahead: the helper's pid (0: none) and the small groups in the order to
-    compare them."""
+    """A started read-ahead: the helper's pid (0: none), the small groups in the order to compare
+    them, and whether the large candidates are read ahead whole (within `LARGE_BUDGET`)."""
 
-    def __init__(self, pid: int, small: list) -> None:
-        self.pid, self.small = pid, small
+    def __init__(self, pid: int, small: list, whole_large: bool) -> None:
+        self.pid, self.small, self.whole_large = pid, small, whole_large
 
     def stop(self) -> None:
         """End the helper if it still runs, and reap it."""
@@ -168,7 +168,8 @@ def start(table: FileTable, small: list, large: list, edge: int) -> Plan | None:
             code = 0
         finally:
             os._exit(code)  # no cleanup of the parent's objects, no atexit
-    return Plan(pid, [small[g] for g in order])
+    whole_large = sum(r[1] for g in large for r in g) <= LARGE_BUDGET
+    return Plan(pid, [small[g] for g in order], whole_large)
 
 
 def _asks(table: FileTable, small: list, large: list) -> Iterator[Ask]:

@@ -82,9 +82,14 @@ def test_start_forks_a_helper_and_reorders_the_small_groups(tmp_path, monkeypatc
     plan = prefetch.start(table, small, large, 4096)
     assert plan is not None and plan.pid > 0
     assert sorted(map(list, plan.small)) == sorted(map(list, small))  # a permutation
+    assert plan.whole_large  # 140,000 bytes of large files: within the budget
     plan.stop()
     assert plan.pid == 0
     plan.stop()  # a second stop is harmless
+    monkeypatch.setattr(prefetch, "LARGE_BUDGET", 100_000)
+    plan = prefetch.start(table, small, large, 4096)
+    assert plan is not None and not plan.whole_large  # their edges only: readers stay
+    plan.stop()
 
 
 def test_start_reads_nothing_ahead_while_another_thread_runs(tmp_path, monkeypatch):
@@ -102,7 +107,9 @@ def test_start_reads_nothing_ahead_while_another_thread_runs(tmp_path, monkeypat
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_a_cold_run_reads_ahead_and_reports_what_a_warm_one_does(tmp_path, monkeypatch, seed):
+@pytest.mark.parametrize("budget", [prefetch.LARGE_BUDGET, 0])
+def test_a_cold_run_reads_ahead_and_reports_what_a_warm_one_does(tmp_path, monkeypatch, seed,
+                                                                  budget):
     rng = random.Random(seed)
     spec = {}
     for i in range(300):
@@ -120,6 +127,7 @@ def test_a_cold_run_reads_ahead_and_reports_what_a_warm_one_does(tmp_path, monke
 
     monkeypatch.setattr(prefetch, "is_cold", lambda paths: True)
     monkeypatch.setattr(prefetch, "start", recording)
+    monkeypatch.setattr(prefetch, "LARGE_BUDGET", budget)
     cold = find_duplicates([root], ScanOptions(threads=2, io_threads=8))
     assert started and started[0] is not None and started[0].pid == 0  # forked, then reaped
     assert one.groups
