@@ -9,10 +9,11 @@ from cache.errors import (
     StoreLockedError,
     StoreWriteError,
     UnsupportedFilesystemError,
+    ValueTooLargeError,
 )
 from cache.log import Durability
 from cache.memoize import memoize
-from cache.persistent import PersistentLRU, ValueTooLargeError
+from cache.persistent import PersistentLRU
 from cache.stats import CacheInfo, LRUStats
 
 __all__ = [

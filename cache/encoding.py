@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import pickle
 import struct
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from cache.errors import SerializationError
@@ -144,3 +145,16 @@ def load_value(serializer: Serializer, data: bytes | memoryview, where: str) -> 
         return serializer.loads(data)
     except Exception as exc:
         raise SerializationError(f"{where}: cannot deserialize value with {serializer.name}: {exc!r}") from exc
+
+
+def direct_loads(serializer: Serializer) -> Callable[[bytes], Any]:
+    """Return the C function behind a built-in serializer's loads (a read gets bytes), else its loads.
+
+    Saves a Python call per hit; a subclass that overrides loads keeps its own.
+    """
+    loads = type(serializer).loads
+    if loads is PickleSerializer.loads:
+        return pickle.loads
+    if loads is BytesSerializer.loads:
+        return bytes  # bytes(b) is b itself for the bytes a read returns
+    return serializer.loads

@@ -7,6 +7,7 @@
     ├── SchemaVersionError         a SQLite store is newer than the code that opens it
     ├── SerializationError         a value cannot be encoded, or an intact record cannot be decoded
     ├── StoreWriteError            the OS refused a write (disk full, I/O error); nothing was acknowledged
+    ├── ValueTooLargeError         one entry is larger than max_bytes (also a ValueError); refused
     └── UnsupportedFilesystemError a shared store on NFS, SMB, FUSE, ...: refused, naming the filesystem
 
 Foreign exceptions (OSError, sqlite3.DatabaseError, pickle.UnpicklingError, ...) are mapped to these at
@@ -55,3 +56,7 @@ class StoreWriteError(CacheError):
 
 class UnsupportedFilesystemError(CacheError):
     """The file lies on a filesystem (NFS, SMB, FUSE, ...) where shared maps and locks are unreliable."""
+
+
+class ValueTooLargeError(CacheError, ValueError):
+    """One entry is larger than the cache's max_bytes; it was refused, nothing was evicted."""

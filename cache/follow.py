@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 from cache import records as fmt
 
 _HEAD = struct.Struct("<IIBQII").unpack_from
+_FIELDS = struct.Struct("<8xBQII").unpack_from  # kind, seq, klen, vlen: following skips the CRCs
 _HEAD_SIZE = fmt.RECORD_HEADER_SIZE
 _TOUCH, _PUT, _MORE = fmt.TOUCH, fmt.PUT, fmt.MORE
 _KINDS = frozenset(fmt.KIND_NAMES)
@@ -58,7 +59,7 @@ def apply_published(buf: Any, pos: int, end: int, base: int, seq: int, index: In
     good_pos, good_seq = pos, seq
     last = end - _HEAD_SIZE
     while pos <= last:
-        _body_crc, _head_crc, kind, rseq, klen, vlen = _HEAD(buf, pos)
+        kind, rseq, klen, vlen = _FIELDS(buf, pos)
         kstart = pos + _HEAD_SIZE
         vstart = kstart + klen
         nxt = vstart + vlen

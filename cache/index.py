@@ -9,6 +9,8 @@ records the others appended, through cache/follow.py, which moves touched keys i
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from cache import records as fmt
@@ -37,7 +39,7 @@ def decode_bounds(data: bytes, path: str, offset: int) -> tuple[int | None, int 
 
 
 class IndexReplay:
-    """The index half of PersistentLRU: replay, touches, compaction (a mixin: the attributes are PersistentLRU's)."""
+    """The index half of PersistentLRU: replay, touches, bounds, compaction (a mixin: the attributes are PersistentLRU's)."""
 
     _order: RecencyOrder
     _keys: dict[bytes, Any]
@@ -53,6 +55,9 @@ class IndexReplay:
     _misses: int
     _evictions: int
     _compactions: int
+    _on_evict: Callable[[Any], None] | None
+    _locked: Callable[[], AbstractContextManager[None]]
+    _check_open: Callable[[], None]
     path: str
 
     def _header_size(self) -> int:
@@ -149,6 +154,50 @@ class IndexReplay:
                         pass  # deleted or evicted since (by this process or another)
                 self._newest = MISSING
             pending.clear()
+
+    # -- bounds ----------------------------------------------------------------------------
+
+    def _open_bounds(self, capacity: int | None, max_bytes: int | None, readonly: bool) -> None:
+        wanted = (capacity, max_bytes)
+        if wanted == (None, None):
+            wanted = self._order.capacity, self._order.max_bytes  # keep the file's bounds
+            if wanted == (None, None) and not readonly:
+                raise ValueError("give capacity (entries) and/or max_bytes, or the cache never evicts")
+        if readonly:
+            self._order.set_bounds(*wanted)
+            self._order_victims_apply()
+        else:
+            if wanted != (self._order.capacity, self._order.max_bytes):
+                self._set_bounds(*wanted)
+            if self._log.report.salvaged_records_lost or self._log.report.salvaged_bytes_skipped:
+                self._compact_held()  # rewrite without the damage, so the next open is clean
+            else:
+                self._maybe_compact()
+
+    def _set_bounds(self, capacity: int | None, max_bytes: int | None) -> list[Any]:
+        """Record new bounds in the log, then evict in memory exactly as replay will."""
+        self._order.set_bounds(capacity, max_bytes)  # validates before anything is written
+        self._flush_touches()
+        self._log.append(fmt.BOUNDS, encode_bounds(capacity, max_bytes))
+        victims = self._order_victims_apply()
+        self._evictions += len(victims)
+        self._newest = MISSING
+        return victims
+
+    def resize(self, capacity: int | None = None, max_bytes: int | None = None) -> list[Any]:
+        """Change the bounds, evict what no longer fits (least recent first) and return those keys."""
+        if capacity is None and max_bytes is None:
+            raise ValueError("give capacity (entries) and/or max_bytes")
+        with self._locked():
+            self._check_open()
+            victims = self._set_bounds(capacity, max_bytes)
+        self._notify(victims)
+        return victims
+
+    def _notify(self, victims: list[Any]) -> None:
+        if self._on_evict is not None:
+            for victim in victims:
+                self._on_evict(victim)
 
     # -- compaction and statistics ---------------------------------------------------------
 

@@ -22,24 +22,16 @@ open asks to join (cache/sole.py).
 from __future__ import annotations
 
 import os
-import pickle
 import threading
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 from cache import records as fmt
 from cache import sole
-from cache.encoding import (
-    BytesSerializer,
-    PickleSerializer,
-    Serializer,
-    encode_key,
-    get_serializer,
-    load_value,
-)
-from cache.errors import CacheError, ForeignFileError, SerializationError
+from cache.encoding import Serializer, direct_loads, encode_key, get_serializer, load_value
+from cache.errors import CacheError, ForeignFileError, SerializationError, ValueTooLargeError
 from cache.follow import Index
-from cache.index import MISSING, IndexReplay, encode_bounds
+from cache.index import MISSING, IndexReplay
 from cache.log import Durability, RecordLog
 from cache.operations import Operations
 from cache.order import RecencyOrder
@@ -48,29 +40,12 @@ from cache.sharedlog import SharedRecordLog
 _APP = "PersistentLRU"
 
 
-def _direct_loads(serializer: Serializer) -> Callable[[bytes], Any]:
-    """Return the C function behind a built-in serializer's loads (a read gets bytes), else its loads.
-
-    Saves a Python call per hit; a subclass that overrides loads keeps its own.
-    """
-    loads = type(serializer).loads
-    if loads is PickleSerializer.loads:
-        return pickle.loads
-    if loads is BytesSerializer.loads:
-        return bytes  # bytes(b) is b itself for the bytes a read returns
-    return serializer.loads
-
-
 def _nothing() -> None:
     pass
 
 
 def _nothing_with(_arg: Any) -> None:
     pass
-
-
-class ValueTooLargeError(CacheError, ValueError):
-    """One entry is larger than the cache's max_bytes; it was refused, nothing was evicted."""
 
 
 class PersistentLRU(Operations, IndexReplay, MutableMapping[Any, Any]):
@@ -116,7 +91,7 @@ class PersistentLRU(Operations, IndexReplay, MutableMapping[Any, Any]):
         self._order = RecencyOrder(None, None)  # replay applies the bounds recorded in the file
         self._lookup = self._order.lookup
         self._serializer = get_serializer(serializer)
-        self._loads = _direct_loads(self._serializer)
+        self._loads = direct_loads(self._serializer)
         self._dumps = self._serializer.dumps
         self._move_to_end = self._order.move_to_end
         self._newest: Any = MISSING  # the most recently used key when known, else MISSING
@@ -175,23 +150,6 @@ class PersistentLRU(Operations, IndexReplay, MutableMapping[Any, Any]):
             self._log.close()
             raise
 
-    def _open_bounds(self, capacity: int | None, max_bytes: int | None, readonly: bool) -> None:
-        wanted = (capacity, max_bytes)
-        if wanted == (None, None):
-            wanted = self._order.capacity, self._order.max_bytes  # keep the file's bounds
-            if wanted == (None, None) and not readonly:
-                raise ValueError("give capacity (entries) and/or max_bytes, or the cache never evicts")
-        if readonly:
-            self._order.set_bounds(*wanted)
-            self._order_victims_apply()
-        else:
-            if wanted != (self._order.capacity, self._order.max_bytes):
-                self._set_bounds(*wanted)
-            if self._log.report.salvaged_records_lost or self._log.report.salvaged_bytes_skipped:
-                self._compact_held()  # rewrite without the damage, so the next open is clean
-            else:
-                self._maybe_compact()
-
     # -- opening -------------------------------------------------------------------------------
 
     def _check_meta(self) -> None:
@@ -203,16 +161,6 @@ class PersistentLRU(Operations, IndexReplay, MutableMapping[Any, Any]):
                 f"{self.path}: written with serializer {meta.get('serializer')!r}, "
                 f"opened with {self._serializer.name!r}"
             )
-
-    def _set_bounds(self, capacity: int | None, max_bytes: int | None) -> list[Any]:
-        """Record new bounds in the log, then evict in memory exactly as replay will."""
-        self._order.set_bounds(capacity, max_bytes)  # validates before anything is written
-        self._flush_touches()
-        self._log.append(fmt.BOUNDS, encode_bounds(capacity, max_bytes))
-        victims = self._order_victims_apply()
-        self._evictions += len(victims)
-        self._newest = MISSING
-        return victims
 
     # -- the mapping ---------------------------------------------------------------------------
 
@@ -359,21 +307,6 @@ class PersistentLRU(Operations, IndexReplay, MutableMapping[Any, Any]):
             self._compact_held()
 
     # -- bounds, compaction, statistics --------------------------------------------------------
-
-    def resize(self, capacity: int | None = None, max_bytes: int | None = None) -> list[Any]:
-        """Change the bounds, evict what no longer fits (least recent first) and return those keys."""
-        if capacity is None and max_bytes is None:
-            raise ValueError("give capacity (entries) and/or max_bytes")
-        with self._locked():
-            self._check_open()
-            victims = self._set_bounds(capacity, max_bytes)
-        self._notify(victims)
-        return victims
-
-    def _notify(self, victims: list[Any]) -> None:
-        if self._on_evict is not None:
-            for victim in victims:
-                self._on_evict(victim)
 
     def _read(self, offset: int, length: int, kbytes: bytes) -> bytes:
         self._check_open()
