@@ -116,12 +116,13 @@ def iter_null_separated(report: Report) -> Iterator[bytes]:
     encode = os.fsencode
     parts: list[bytes] = []
     pending = 0
-    # A group's paths are unpacked as it is written (model.DuplicateGroup), not all at once.
-    path_sets = itertools.chain((d.paths for d in report.dirs or ()),
-                                (g.paths for g in shown_groups(report)),
-                                (p.paths for p in report.similar or ()))
-    for paths in path_sets:
-        part = b"\0".join([encode(p) for p in paths]) + b"\0\0"
+    # A group's paths are packed joined by NUL already (model.DuplicateGroup): one encode per
+    # group, not a split and an encode per path (pyenv tree: 73,000 paths, ~0.05 s).
+    joined = itertools.chain(("\0".join(d.paths) for d in report.dirs or ()),
+                             (g.pack()[1] for g in shown_groups(report)),
+                             ("\0".join(p.paths) for p in report.similar or ()))
+    for paths in joined:
+        part = encode(paths) + b"\0\0"
         parts.append(part)
         pending += len(part)
         if pending >= 65536:

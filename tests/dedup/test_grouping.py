@@ -179,3 +179,17 @@ def test_duplicate_group_keeps_its_entries_packed_and_gives_them_back_exactly():
     with pytest.raises(dataclasses.FrozenInstanceError):
         group.size = 7  # type: ignore[misc]
     assert DuplicateGroup(1, ()).entries == () and DuplicateGroup(1, ()).paths == []
+
+
+_PATH = st.binary(min_size=1, max_size=12).map(lambda b: os.fsdecode(b.replace(b"\0", b"x")))
+
+
+@given(st.lists(st.lists(_PATH, min_size=2, max_size=4), max_size=5))
+def test_null_separated_output_is_each_paths_bytes_then_nul(groups):
+    from dedup.model import DuplicateGroup, Report, Stats
+    from dedup.report import to_null_separated
+
+    report = Report(tuple(DuplicateGroup(7, [FileEntry(p, 7, 1, i, 0) for i, p in enumerate(g)])
+                          for g in groups), (), Stats(), {})
+    want = b"".join(b"".join(os.fsencode(p) + b"\0" for p in g) + b"\0" for g in groups)
+    assert to_null_separated(report) == want
