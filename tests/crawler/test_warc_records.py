@@ -112,6 +112,42 @@ def test_sha1_base32_many_is_base32_of_each(digests: list[bytes], before: int) -
     assert sha1_base32_many(digests) == [base64.b32encode(d).decode() for d in digests]
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([0, 1, 2, 1000, 0xFFFE, 0xFFFF, 0x10000, 0x1FFFE, 0x1FFFF, 0x20000]),
+       st.integers(-2, 2), st.binary(max_size=50))
+def test_stored_members_are_gzip_members_of_their_bytes(size: int, shift: int, tail: bytes) -> None:
+    # sizes at and around the stored block's limit (65,535 bytes) and its multiples
+    data = os.urandom(max(size + shift, 0))
+    member = warc_records.stored_member(data)
+    assert zlib.decompress(member, 31) == data
+    inflate = zlib.decompressobj(31)  # one member ends where it says: the next one follows
+    assert inflate.decompress(member + warc_records.stored_member(tail)) == data
+    assert inflate.eof and zlib.decompress(inflate.unused_data, 31) == tail
+
+
+def test_request_records_are_stored_and_responses_deflated(tmp_path: Path) -> None:
+    with WarcWriter(str(tmp_path), info=INFO) as writer:
+        queue(writer, "/p", b"<p>compressible</p>" * 200)
+    with open(files(tmp_path)[0], "rb") as f:
+        members = iter_members_raw(f)
+    _, response, request = members  # warcinfo, response, request
+    assert request[10] == 0x01 and response[10] != 0x01  # BFINAL + stored, vs a Huffman block
+    assert len(request) > len(zlib.decompress(request, 31))  # stored: never smaller
+    assert len(response) * 4 < len(zlib.decompress(response, 31))
+
+
+def iter_members_raw(f) -> list[bytes]:
+    """The raw bytes of each gzip member of *f*, in order."""
+    data, out = f.read(), []
+    while data:
+        inflate = zlib.decompressobj(31)
+        inflate.decompress(data)
+        end = len(data) - len(inflate.unused_data)
+        out.append(data[:end])
+        data = data[end:]
+    return out
+
+
 def test_gzip_levels_follow_zlibs_scale() -> None:
     with pytest.raises(ValueError):
         deflate_level(10)
