@@ -35,7 +35,7 @@ from dedup.options import PathSelection, ScanOptions
 from dedup.processes import usable_cpus
 from dedup.report import quote_path
 from dedup.smallfiles import MAX_PROCS, SmallFiles
-from dedup.table import FileTable, PackedDirs
+from dedup.table import FileTable, PackedDirs, bucket_by_size
 from dedup.walk import Scandir, WalkCounters
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ class _Run(SmallFiles, Heads, LargeFiles):
         self.bytes_scanned = 0
         self.table = FileTable()
         self.io_threads = 1
-        self.procs = 1
+        self.procs = self.walk_procs = 1
         self.io_pool: Executor | None = None
         self.extras: Extras | None = None
         self.cold: bool | None = None  # did a small file miss the page cache (None: not known)
@@ -164,7 +164,8 @@ class _Run(SmallFiles, Heads, LargeFiles):
     def start_io(self, paths: Sequence[str]) -> None:
         """Decide the I/O threads (`ScanOptions.io_threads`, or by device kind: dedup.device)
         and the processes (one per usable CPU, at most `MAX_PROCS`, never more than the I/O
-        threads); start the I/O pool now only if an explicit --threads lists ahead in it."""
+        threads; twice as many for the walk); start the I/O pool now only if an explicit
+        --threads lists ahead in it."""
         threads = self.options.io_threads
         if threads is None:
             from dedup.device import io_threads_for
@@ -172,6 +173,10 @@ class _Run(SmallFiles, Heads, LargeFiles):
             threads = io_threads_for(paths)
         self.io_threads = threads
         self.procs = min(usable_cpus(), threads, MAX_PROCS)
+        # A cold walk waits on directory and inode reads: two walk processes per CPU keep the
+        # cores busy while others wait (pyenv tree cold: 3.72 -> 3.38 s, medians of 6 runs;
+        # warm 1.72 -> 1.66 s: no cost).
+        self.walk_procs = min(2 * self.procs, threads) if self.procs > 1 else 1
         if self.options.io_threads is not None and self.procs <= 1:
             self.start_pool()  # the walk lists ahead in it (with processes: dedup.subtrees)
 
@@ -262,7 +267,7 @@ class _Run(SmallFiles, Heads, LargeFiles):
             from dedup.subtrees import walk_forked
 
             listings = walk_forked(
-                paths, procs=self.procs, one_file_system=options.one_file_system,
+                paths, procs=self.walk_procs, one_file_system=options.one_file_system,
                 enters_dir=enters_dir, counters=self.walk_counts, lowest=lowest,
                 highest=highest, select=select)
         else:
@@ -283,7 +288,7 @@ class _Run(SmallFiles, Heads, LargeFiles):
                 filtered += dirs.filtered
                 first = table.add_packed(dirs)
                 count += len(dirs)
-                _bucket_by_size(by_size, table.size[first:], first)
+                bucket_by_size(by_size, table.size[first:], first)
                 progress("scan", count, 0)
                 continue
             prefix, root, dev, listing = item  # type: ignore[misc]
@@ -300,7 +305,7 @@ class _Run(SmallFiles, Heads, LargeFiles):
             if tree is not None:
                 tree.add(prefix, root, listing, first, len(table.prefixes) - 1)
             count += len(sizes)
-            _bucket_by_size(by_size, sizes, first)
+            bucket_by_size(by_size, sizes, first)
             progress("scan", count, 0)
         progress("scan", count, count)
         self.files, self.filtered = count, filtered
@@ -392,16 +397,3 @@ class _Run(SmallFiles, Heads, LargeFiles):
                 return small + chunked + self._verify(pool, large)
             return small + chunked + self._split_by_digest(pool, large, "full")
 
-
-def _bucket_by_size(by_size: dict[int, int | array], sizes: Iterable[int], first: int) -> None:
-    """File rows first, first + 1, ... of *sizes* into *by_size*: one row stays an int, two or
-    more become an array (most sizes are unique: an int costs no array)."""
-    get = by_size.get
-    for index, size in enumerate(sizes, first):
-        bucket = get(size)
-        if bucket is None:
-            by_size[size] = index
-        elif type(bucket) is int:
-            by_size[size] = array("I", (bucket, index))
-        else:
-            bucket.append(index)

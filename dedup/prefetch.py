@@ -119,7 +119,7 @@ def rows_in_inode_order(rows: array, inos: array) -> array:
         packed = sorted((ino << shift) | k for k, ino in enumerate(inos))
         mask = (1 << shift) - 1
         return array("I", (rows[key & mask] for key in packed))
-    return array("I", sorted(rows, key=dict(zip(rows, inos)).__getitem__))
+    return array("I", sorted(rows, key=dict(zip(rows, inos, strict=True)).__getitem__))
 
 
 class Plan:

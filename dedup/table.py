@@ -150,3 +150,17 @@ class FileTable:
 
     def file_id(self, i: int) -> tuple[int, int]:
         return (self.dev(i), self.ino[i])
+
+
+def bucket_by_size(by_size: dict[int, int | array], sizes: Iterable[int], first: int) -> None:
+    """File rows first, first + 1, ... of *sizes* into *by_size*: one row stays an int, two or
+    more become an array (most sizes are unique: an int costs no array)."""
+    get = by_size.get
+    for index, size in enumerate(sizes, first):
+        bucket = get(size)
+        if bucket is None:
+            by_size[size] = index
+        elif type(bucket) is int:
+            by_size[size] = array("I", (bucket, index))
+        else:
+            bucket.append(index)

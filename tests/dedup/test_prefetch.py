@@ -30,7 +30,7 @@ def test_spread_takes_the_ends_and_positions_between():
 def test_rows_in_inode_order_sorts_rows_by_their_inode(inos):
     rows = array("I", range(1000, 1000 + len(inos)))
     got = prefetch.rows_in_inode_order(rows, array("Q", inos))
-    assert list(got) == [r for _, r in sorted(zip(inos, rows))]
+    assert list(got) == [r for _, r in sorted(zip(inos, rows, strict=True))]
 
 
 def test_group_order_puts_a_group_where_its_last_member_is_read():
