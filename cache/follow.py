@@ -15,7 +15,10 @@ and does the least that is safe:
   never return a value). Following the bench trace's 99k records from a second open went from 5.1
   to 3.8 us a record (median of 3; with the index's put path reordered, cache/index.py).
 - A TOUCH (a hit in another process, the most common record) moves its key with no call into the
-  index; other records go through the index's `apply`.
+  index; a PUT outside a group is one call (the index's `put`); other records go through `apply`.
+
+A whole file read at once (a joining open, another generation) is checked first (`check_span`, both
+CRCs of every record, in place) and then applied by the same walk (`apply_checked`).
 
 A write of several records (MORE flags) is applied only once its last record is in.
 """
@@ -96,18 +99,15 @@ def apply_published(buf: Any, pos: int, end: int, base: int, seq: int, index: In
     return good_pos, good_seq
 
 
-def apply_checked(buf: Any, pos: int, end: int, seq: int, index: Index) -> tuple[int, int, str | None]:
-    """apply_published for a whole file read at once (an open that joins, another generation):
-    the same walk over buf[pos:end] (file offsets), with both CRC32s of every record checked, as a
-    first open checks them, but read in place from the map: no record objects, no value copied.
+def check_span(buf: Any, pos: int, end: int, seq: int) -> tuple[int, int, str | None]:
+    """Check every record of buf[pos:end] (file offsets) as a first open does: both CRC32s, the
+    framing, the kinds and the sequence numbers (the first *seq*), in place: nothing copied.
 
     Return the position after the last whole write, the sequence number after it, and what was
-    wrong where the walk stopped short of *end* (None when it reached it).
+    wrong where the check stopped short of *end* (None when it reached it).
     """
-    keys_get, key_of, move_to_end, apply, put = index.keys.get, index.key_of, index.move_to_end, index.apply, index.put
     view = memoryview(buf)
     try:
-        group: list[tuple[int, bytes, int, int, int]] | None = None
         good_pos, good_seq = pos, seq
         last = end - _HEAD_SIZE
         while pos <= last:
@@ -119,36 +119,27 @@ def apply_checked(buf: Any, pos: int, end: int, seq: int, index: Index) -> tuple
                 return good_pos, good_seq, "record header checksum mismatch"
             if nxt > end or kind & ~_MORE not in _KINDS or klen > fmt.MAX_KEY_SIZE:
                 return good_pos, good_seq, "record header invalid or past the published end"
-            kbytes = buf[kstart:vstart]
-            if _crc32(view[vstart:nxt], _crc32(kbytes, head_crc)) != body_crc:
+            if _crc32(view[vstart:nxt], _crc32(view[kstart:vstart], head_crc)) != body_crc:
                 return good_pos, good_seq, f"record body checksum mismatch (seq {rseq})"
             if rseq != seq:
                 return good_pos, good_seq, f"record out of sequence: seq {rseq}, expected {seq}"
             seq += 1
-            if kind == _TOUCH and group is None:
-                key = keys_get(kbytes)
-                if key is None:
-                    key = key_of(kbytes, pos)
-                try:
-                    move_to_end(key)
-                except KeyError:
-                    pass
-            elif kind == _PUT and group is None:
-                put(kbytes, pos, nxt - pos, vlen)
-            elif kind & _MORE:
-                if group is None:
-                    group = []
-                group.append((kind & ~_MORE, kbytes, pos, nxt - pos, vlen))
-                pos = nxt
-                continue
-            else:
-                if group is not None:
-                    for member in group:
-                        apply(*member)
-                    group = None
-                apply(kind, kbytes, pos, nxt - pos, vlen)
-            pos = good_pos = nxt
-            good_seq = seq
+            pos = nxt
+            if not kind & _MORE:
+                good_pos, good_seq = pos, seq
         return good_pos, good_seq, None if good_pos == end else "a write cut short"
     finally:
         view.release()
+
+
+def apply_checked(buf: Any, pos: int, end: int, seq: int, index: Index) -> tuple[int, int, str | None]:
+    """apply_published for a whole file read at once (an open that joins, another generation):
+    check_span first, then apply the whole writes it passed, in place from the map.
+
+    Return what check_span returns (the walk never applies a record it did not check).
+    """
+    good_end, good_seq, wrong = check_span(buf, pos, end, seq)
+    applied_end, applied_seq = apply_published(buf, pos, good_end, 0, seq, index)
+    if (applied_end, applied_seq) != (good_end, good_seq):  # checked bytes that do not apply
+        return applied_end, applied_seq, wrong or "a checked write could not be applied"
+    return good_end, good_seq, wrong
