@@ -42,7 +42,8 @@ import time
 from importlib.metadata import version as version_of
 from typing import Any
 
-from bench.crawler.pg_report import exec_ms, render
+from bench.crawler.pg_report import render
+from bench.crawler.pg_report_format import exec_ms
 from bench.crawler.pg_workload import (
     COMMIT_BATCH,
     DELAY,
