@@ -1,4 +1,4 @@
-"""The markdown of cpu_per_page: the per-site tables, the target verdicts and the RESULTS.md section."""
+"""The markdown of cpu_per_page: per-site tables, target verdicts, the RESULTS.md section."""
 
 from __future__ import annotations
 
@@ -91,7 +91,8 @@ def markdown(*, command_line: str, nginx_version: str, n_rounds: int, targets: l
         f"Command: `{command_line}`{' with FANMILL_BENCH_QUICK=1 (quick mode)' if QUICK else ''}. "
         "**The machine has 2 cores and is shared** (other engineers run tests at the same time): "
         "compare the ratios within this run, not absolute figures across runs. "
-        f"nginx {nginx_version} (private instance, 1 worker, access_log off, sendfile, one 127.0.1.x "
+        f"nginx {nginx_version} (private instance, 1 worker, access_log off, sendfile, "
+        "one 127.0.1.x "
         f"address per host), aiohttp {version_of('aiohttp')} (the loop; the crawler's http:// "
         f"goes through its own client on httptools {version_of('httptools')}), isal "
         f"{version_of('isal')} (the crawler's WARC deflate), FastWARC {version_of('fastwarc')} "

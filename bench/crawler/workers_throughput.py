@@ -1,4 +1,4 @@
-"""The throughput scenario of bench/crawler/workers.py: every contender crawls the plain site, measured.
+"""The throughput scenario of bench/crawler/workers.py: each contender crawls the plain site.
 
 `crawl` in one process, with `--workers 2`, on SQLite and PostgreSQL, and two independent halves
 (the ceiling); each run checked against the generator's truth and nginx's request count, then
