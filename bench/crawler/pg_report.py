@@ -9,6 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.crawler.pg_engine_settings import (
+    COMMIT_BATCH,
+    CONCURRENCY,
+    K_HOSTS,
+    LEASE_SECONDS,
+    PER_HOST,
+    REBALANCE_EVERY,
+    REFILL_EVERY,
+    WINDOW,
+    hungry_below,
+)
 from bench.crawler.pg_report_capacity import capacity_part, findings_part
 from bench.crawler.pg_report_figures import PREVIOUS, derive
 from bench.crawler.pg_report_format import n
@@ -21,17 +32,6 @@ from bench.crawler.pg_report_run import (
     statements_part,
 )
 from bench.crawler.pg_report_scaling import drivers_part, scaling_part
-from bench.crawler.pg_workload import (
-    COMMIT_BATCH,
-    CONCURRENCY,
-    K_HOSTS,
-    LEASE_SECONDS,
-    PER_HOST,
-    REBALANCE_EVERY,
-    REFILL_EVERY,
-    WINDOW,
-    hungry_below,
-)
 from crawler.engine_worker import CONTENTS_EVERY, POLL_SECONDS, RELEASE_AFTER
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.crawler.pg_engine_settings import COMMIT_BATCH, K_HOSTS, REFILL_EVERY
 from bench.crawler.pg_report_figures import (
     CRAWL_CPU_US,
     CRAWL_PAGES_S,
@@ -16,7 +17,6 @@ from bench.crawler.pg_report_figures import (
     share,
 )
 from bench.crawler.pg_report_format import exec_ms, mib, n, plan_by_label, table
-from bench.crawler.pg_workload import COMMIT_BATCH, K_HOSTS, REFILL_EVERY
 from crawler.engine_worker import CONTENTS_EVERY, POLL_SECONDS, RELEASE_AFTER
 
 FRONTIER_WIDE = ("outstanding", "redirects")  # statements whose cost grows with the frontier

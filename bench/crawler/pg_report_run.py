@@ -6,8 +6,8 @@ import re
 import statistics
 from typing import Any
 
+from bench.crawler.pg_engine_settings import COMMIT_BATCH, K_HOSTS
 from bench.crawler.pg_report_format import details, exec_ms, mib, n, plan_by_label, table
-from bench.crawler.pg_workload import COMMIT_BATCH, K_HOSTS
 
 
 def _rows_of(plan: str) -> str:

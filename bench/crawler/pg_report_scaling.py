@@ -5,9 +5,9 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from bench.crawler.pg_engine_settings import K_HOSTS
 from bench.crawler.pg_report_figures import MACHINES
 from bench.crawler.pg_report_format import details, n, table
-from bench.crawler.pg_workload import K_HOSTS
 
 
 def scaling_part(fig: dict[str, Any]) -> str:

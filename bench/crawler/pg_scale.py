@@ -42,19 +42,12 @@ import time
 from importlib.metadata import version as version_of
 from typing import Any
 
+from bench.crawler.pg_engine_settings import COMMIT_BATCH, DELAY, K_HOSTS, LEASE_SECONDS, WINDOW
 from bench.crawler.pg_report import render
 from bench.crawler.pg_report_format import exec_ms
-from bench.crawler.pg_workload import (
-    COMMIT_BATCH,
-    DELAY,
-    K_HOSTS,
-    LEASE_SECONDS,
-    WINDOW,
-    host_url,
-    postmaster_pid,
-    server_cpu,
-    worker_main,
-)
+from bench.crawler.pg_server_cpu import postmaster_pid, server_cpu
+from bench.crawler.pg_synthetic_pages import host_url
+from bench.crawler.pg_workload import worker_main
 from bench.results import machine_line, write_section
 from crawler.state.shared import HostUpdate
 from crawler.state.shared_pg import PgShared
@@ -411,7 +404,7 @@ async def explain_cycle(url: str, hosts: int, per_host: int) -> dict[str, list[t
     of K_HOSTS, a lease of LEASE_ROOM), a commit of COMMIT_BATCH results, a second lease (the
     claimed hosts' URLs partly in flight), the release, an idle wait's `outstanding`, and the
     start's `redirects`. Its changes are kept (one batch of pages recorded)."""
-    from bench.crawler.pg_workload import _Work
+    from bench.crawler.pg_synthetic_pages import SyntheticPages
 
     shared = await PgShared.open(url, "bench-explain")
     await shared.join(time.time())
@@ -421,7 +414,7 @@ async def explain_cycle(url: str, hosts: int, per_host: int) -> dict[str, list[t
     claimed = await shared.claim_hosts(K_HOSTS, now, LEASE_SECONDS, DELAY)
     origins = [h.origin for h in claimed]
     leases = await shared.lease_urls(origins, LEASE_ROOM, now)
-    results, contents, _links = _Work(99, SEED, hosts, per_host).results(
+    results, contents, _links = SyntheticPages(99, SEED, hosts, per_host).results(
         leases[:COMMIT_BATCH], time.time())
     tokens = {h.origin: h.token for h in claimed}
     await shared.record_results(results, tokens, contents, time.time())

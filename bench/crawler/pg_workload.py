@@ -1,5 +1,5 @@
 """Simulated crawl workers for bench/crawler/pg_scale.py: the calls crawler/engine_worker.py makes
-on the PostgreSQL state (PgShared), without HTTP, one worker per process; and CPU from /proc.
+on the PostgreSQL state (PgShared), without HTTP, one worker per process.
 
 A worker runs the engine's dispatcher loop (crawler/engine.py `_dispatch` with engine_worker.py's
 hooks) with fetches that answer at once, under the `crawl` options of bench/crawler/workers.py's
@@ -28,6 +28,9 @@ Results: 97% fetched with a ~450-byte JSON record like CrawlRecord.as_dict() and
 URLs already known, picked at random among the initial frontier, 1 new URL on a random host), 2%
 failed (no response, no links), 1% retryable (next try in 10 minutes, no record); digests for half
 the pages. The bench's own work (making results, the in-memory queue) is timed apart.
+
+The options and pacing are in pg_engine_settings.py, the synthetic pages in
+pg_synthetic_pages.py, the server's CPU from /proc in pg_server_cpu.py.
 """
 
 from __future__ import annotations
@@ -36,133 +39,22 @@ import asyncio
 import collections
 import inspect
 import os
-import random
 import time
-from types import SimpleNamespace
 from typing import Any
 
-from crawler import engine_worker
-from crawler.config import CrawlConfig
-from crawler.engine_worker import CONTENTS_EVERY, POLL_SECONDS, RELEASE_AFTER, _WorkerCrawl
+from bench.crawler.pg_engine_settings import (
+    COMMIT_BATCH,
+    DELAY,
+    K_HOSTS,
+    LEASE_SECONDS,
+    REBALANCE_EVERY,
+    REFILL_EVERY,
+    WINDOW,
+    hungry,
+)
+from bench.crawler.pg_synthetic_pages import SyntheticPages
+from crawler.engine_worker import CONTENTS_EVERY, POLL_SECONDS, RELEASE_AFTER
 from crawler.state.shared import HostLease, HostUpdate, origin_key
-
-CONCURRENCY, PER_HOST = 128, 16  # bench/crawler/workers.py's throughput options
-CONFIG = CrawlConfig(concurrency=CONCURRENCY, per_host=PER_HOST, delay=0.0)
-K_HOSTS = max(64, 4 * -(-CONCURRENCY // PER_HOST))  # engine_worker._lease's cap on owned hosts
-WINDOW = CONFIG.window
-LEASE_SECONDS = CONFIG.lease
-DELAY = CONFIG.delay  # --delay 0
-# the engine's own pacing, read from its code (it is being tuned): a refill at most every
-# REFILL_EVERY s unless the frontier is short of URLs (_hungry); the fair-share check every
-# REBALANCE_EVERY s (None: the engine has none)
-REFILL_EVERY = getattr(_WorkerCrawl, "REFILL_EVERY", 0.05)
-REBALANCE_EVERY = getattr(engine_worker, "REBALANCE_EVERY", None)
-COMMIT_BATCH = CONCURRENCY  # results per record_results
-
-
-def hungry(in_memory: int) -> bool:
-    """engine_worker's _hungry under CONFIG."""
-    return _WorkerCrawl._hungry(SimpleNamespace(config=CONFIG), in_memory)  # type: ignore[arg-type]
-
-
-def hungry_below() -> int:
-    """The in-memory count below which the engine refills at once."""
-    return next(k for k in range(WINDOW + 1) if not hungry(k))
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def host_url(host: int, page: int) -> str:
-    """The initial frontier's URLs: 100 per host, normalized (with a path)."""
-    return f"http://h{host}.example/p{page}"
-
-
-# -- CPU from /proc -------------------------------------------------------------------------
-
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            text = f.read()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2:].split()  # fields from 3 (state) on
-
-
-def server_cpu(postmaster: int) -> float:
-    """CPU seconds (user + system) of a PostgreSQL server: the postmaster, its reaped children
-    (backends that exited) and its live children (backends, autovacuum, checkpointer, walwriter)."""
-    total = 0
-    own = _stat_fields(postmaster)
-    if own is None:
-        return float("nan")
-    total += sum(int(v) for v in own[11:15])  # utime stime cutime cstime (fields 14-17)
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        fields = _stat_fields(int(name))
-        if fields is not None and int(fields[1]) == postmaster:  # ppid (field 4)
-            total += int(fields[11]) + int(fields[12])
-    return total / CLK_TCK
-
-
-def postmaster_pid(data_dir: Any) -> int:
-    """The postmaster's pid from its data directory."""
-    with open(os.path.join(data_dir, "postmaster.pid"), encoding="ascii") as f:
-        return int(f.readline())
-
-
-# -- one worker ------------------------------------------------------------------------------
-
-class _Work:
-    """The synthetic pages: records, links, digests."""
-
-    def __init__(self, index: int, seed: int, hosts: int, per_host: int) -> None:
-        self.rng = random.Random(seed * 1000 + index)
-        self.index = index
-        self.hosts = hosts
-        self.per_host = per_host
-        self.new = 0
-
-    def results(self, leases: list[Any], now: float) -> tuple[list[Any], list[Any], int]:
-        rng = self.rng
-        results, contents, links_total = [], [], 0
-        for lease in leases:
-            roll = rng.random()
-            if roll < 0.01:
-                results.append((lease.url, "retryable", None, [], now + 600.0))
-                continue
-            depth = lease.depth + 1
-            if roll < 0.03:
-                record = _record(lease, None, "ConnectError: connection refused", 0, now, rng)
-                results.append((lease.url, "failed", record, [], None))
-                continue
-            links = [(host_url(rng.randrange(self.hosts), rng.randrange(self.per_host)), depth,
-                      lease.url) for _ in range(9)]
-            self.new += 1
-            links.append((f"http://h{rng.randrange(self.hosts)}.example/n{self.index}x{self.new}",
-                          depth, lease.url))
-            links_total += len(links)
-            record = _record(lease, 200, None, len(links), now, rng)
-            if rng.random() < 0.5:
-                contents.append((lease.url, record["content_hash"], record["simhash"]))
-            results.append((lease.url, "fetched", record, links, None))
-        return results, contents, links_total
-
-
-def _record(lease: Any, status: int | None, error: str | None, links: int, now: float,
-            rng: random.Random) -> dict[str, Any]:
-    ok = status is not None
-    return {
-        "url": lease.url, "status": status, "depth": lease.depth, "referrer": lease.referrer,
-        "content_length": rng.randrange(2_000, 60_000) if ok else 0,
-        "content_hash": f"{rng.getrandbits(256):064x}" if ok else None,
-        "fetch_time": now, "error": error,
-        "content_type": "text/html; charset=utf-8" if ok else None,
-        "redirect_to": None, "duplicate_of": None, "links": links, "near_duplicate_of": None,
-        "simhash": f"{rng.getrandbits(64):016x}" if ok else None,
-        "etag": f'"{rng.getrandbits(32):08x}-{rng.getrandbits(24):06x}"' if ok else None,
-        "last_modified": "Sat, 28 Nov 2026 10:00:00 GMT" if ok else None,
-    }
-
 
 OPS = ("contents_since", "claim_hosts", "lease_urls", "share", "release", "record_results",
        "renew", "outstanding")
@@ -171,7 +63,7 @@ OPS = ("contents_since", "claim_hosts", "lease_urls", "share", "release", "recor
 class _Sim:
     """One worker's loop: the engine's dispatcher with instant fetches (module docstring)."""
 
-    def __init__(self, shared: Any, work: _Work, counter: Any, target: int) -> None:
+    def __init__(self, shared: Any, work: SyntheticPages, counter: Any, target: int) -> None:
         self.shared = shared
         self.work = work
         self.counter = counter
@@ -431,7 +323,7 @@ async def _worker(spec: dict[str, Any], counter: Any, go: Any, finish: Any,
     worker = f"bench-{os.getpid()}-{index}"
     shared, conn = await open_shared(spec["url"], worker, spec["driver"])
     await shared.join(time.time())
-    sim = _Sim(shared, _Work(index, spec["seed"], spec["hosts"], spec["per_host"]), counter,
+    sim = _Sim(shared, SyntheticPages(index, spec["seed"], spec["hosts"], spec["per_host"]), counter,
                spec["target"])
     ready.put(("ready", index))
     while not go.is_set():
