@@ -276,7 +276,6 @@ def startup(nginx: Nginx, n: int) -> str:
             "figures above (spawn to exit), which matters on the small python3-doc crawl.")
 
 
-
 def profile(contender: str, target: Target) -> str:
     """cProfile of one in-process crawl by *contender* (not the loop) of *target*."""
     import cProfile

@@ -36,6 +36,7 @@ from crawler.engine_worker import CONTENTS_EVERY, POLL_SECONDS, RELEASE_AFTER
 
 
 def render(fig: dict[str, Any]) -> str:
+    """The crawler-pg-scale section of RESULTS.md from pg_scale's figures *fig*."""
     part = fig["run"]
     d = derive(part)
     settings = fig["settings"]

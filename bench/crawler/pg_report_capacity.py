@@ -32,7 +32,6 @@ def _rank(d: dict[str, Any], prefix: str) -> str:
         f"the {i + 1}{'nd' if i == 1 else 'rd' if i == 2 else 'th'} dearest statement")
 
 
-
 def _stmt(d: dict[str, Any], prefix: str) -> dict[str, Any]:
     return next((s for s in d["stmts"] if s["label"].startswith(prefix)),
                 dict(calls=0, ms=0.0, rows=0, wal=0, read=0))
@@ -48,10 +47,8 @@ def _us_per_page(d: dict[str, Any], *prefixes: str) -> float:
     return sum(s["ms"] for s in d["stmts"] if s["label"].startswith(prefixes)) / d["pages"] * 1e3
 
 
-# -- the section ------------------------------------------------------------------------------
-
-
 def capacity_part(fig: dict[str, Any], d: dict[str, Any]) -> str:
+    """What one server carries: crawl machines per server at the measured CPU per page."""
     out: list[str] = []
     add = out.append
     front = share(d, *FRONTIER_WIDE)
@@ -153,6 +150,7 @@ def capacity_part(fig: dict[str, Any], d: dict[str, Any]) -> str:
 
 
 def findings_part(fig: dict[str, Any], d: dict[str, Any]) -> str:
+    """The findings: what limits the frontier in PostgreSQL, and what changed."""
     cs, ls, fs = fig["claim_scaling"], fig["lease_scaling"], fig.get("frontier_scaling", [])
     pages = d["pages"]
     p = PREVIOUS

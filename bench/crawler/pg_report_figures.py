@@ -88,7 +88,6 @@ def derive(part: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
-
 def _relabel(label: str) -> str:
     """Labels of statements pg_scale.stat_label did not know when the figures were taken."""
     if label.startswith("UPDATE urls SET status = $5 WHERE url = ANY"):

@@ -11,6 +11,7 @@ from bench.crawler.pg_report_format import details, n, table
 
 
 def scaling_part(fig: dict[str, Any]) -> str:
+    """How the claim, the lease and the frontier-wide statements grow."""
     out: list[str] = []
     add = out.append
     add("**How the claim, the lease and the frontier-wide statements grow.** Each alone on a "
@@ -84,6 +85,7 @@ def scaling_part(fig: dict[str, Any]) -> str:
 
 
 def drivers_part(fig: dict[str, Any]) -> str:
+    """asyncpg against psycopg."""
     runs = fig["drivers"]
     if not runs:
         return ""

@@ -17,7 +17,6 @@ def host_url(host: int, page: int) -> str:
     return f"http://h{host}.example/p{page}"
 
 
-
 class SyntheticPages:
     """The synthetic pages: records, links, digests."""
 
