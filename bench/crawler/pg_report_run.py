@@ -7,6 +7,7 @@ import statistics
 from typing import Any
 
 from bench.crawler.pg_engine_settings import COMMIT_BATCH, K_HOSTS
+from bench.crawler.pg_queries import stat_label
 from bench.crawler.pg_report_format import details, exec_ms, mib, n, plan_by_label, table
 
 
@@ -15,8 +16,8 @@ def _rows_of(plan: str) -> str:
     return n(int(m.group(1))) if m else "?"
 
 
-
 def load_part(part: dict[str, Any]) -> str:
+    """The table of loading the frontier."""
     load = part["load"]
     rows = [[n(load["urls"]), n(load["seconds"], 1), n(load["urls"] / load["seconds"]),
              n(load["server_cpu"] / load["urls"] * 1e6, 1),
@@ -27,6 +28,7 @@ def load_part(part: dict[str, Any]) -> str:
 
 
 def run_part(fig: dict[str, Any], d: dict[str, Any]) -> str:
+    """The main run's figures per page."""
     pages = d["pages"]
     busy = d["worker_wall"]
     rows = [
@@ -82,6 +84,7 @@ def run_part(fig: dict[str, Any], d: dict[str, Any]) -> str:
 
 
 def statements_part(d: dict[str, Any]) -> str:
+    """The statements of the main run, from pg_stat_statements."""
     rows = []
     for s in d["stmts"]:
         rows.append([s["label"], n(s["calls"] / d["pages"] * 1000, 1),
@@ -97,6 +100,7 @@ def statements_part(d: dict[str, Any]) -> str:
 
 
 def sizes_part(d: dict[str, Any]) -> str:
+    """Table and index sizes before and after the run."""
     rows = []
     for k in d["s1"]:
         a0, a1 = d["s0"].get(k), d["s1"][k]
@@ -108,6 +112,7 @@ def sizes_part(d: dict[str, Any]) -> str:
 
 
 def dead_part(part: dict[str, Any], d: dict[str, Any]) -> str:
+    """Dead tuples and autovacuum over the run."""
     out = ["**Live and dead tuples over the run** (pg_stat_user_tables, sampled every 3 s; "
            "autovacuum = runs since the start of the run):", ""]
     run = part["run"]
@@ -139,6 +144,7 @@ def dead_part(part: dict[str, Any], d: dict[str, Any]) -> str:
 
 
 def plans_part(fig: dict[str, Any], part: dict[str, Any]) -> str:
+    """The plans of one worker cycle before and after the run, and auto_explain's."""
     out: list[str] = []
     add = out.append
     add(f"**Plans on the {n(fig['hosts'] * fig['per_host'])}-URL table.** The statements of a "
@@ -207,8 +213,6 @@ def _keyed(plans: list[list[str]]) -> dict[tuple[str, int], str]:
 
 
 def _generic_counts(part: dict[str, Any]) -> str:
-    from bench.crawler.pg_scale import stat_label
-
     tot: dict[str, list[int]] = {}
     for r in part["run"]["results"]:
         for sql, generic, custom in r["plans"]:
