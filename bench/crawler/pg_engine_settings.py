@@ -12,7 +12,7 @@ from crawler import engine_worker
 from crawler.config import CrawlConfig
 from crawler.engine_worker import _WorkerCrawl
 
-CONCURRENCY, PER_HOST = 128, 16  # bench/crawler/workers.py's throughput options
+CONCURRENCY, PER_HOST = 128, 16  # bench/crawler/workers_throughput.py's options
 CONFIG = CrawlConfig(concurrency=CONCURRENCY, per_host=PER_HOST, delay=0.0)
 K_HOSTS = max(64, 4 * -(-CONCURRENCY // PER_HOST))  # engine_worker._lease's cap on owned hosts
 WINDOW = CONFIG.window

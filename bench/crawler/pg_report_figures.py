@@ -89,7 +89,7 @@ def derive(part: dict[str, Any]) -> dict[str, Any]:
 
 
 def _relabel(label: str) -> str:
-    """Labels of statements pg_scale.stat_label did not know when the figures were taken."""
+    """Labels of statements pg_queries.stat_label did not know when the figures were taken."""
     if label.startswith("UPDATE urls SET status = $5 WHERE url = ANY"):
         return "record: lease links of owned hosts"
     return label
