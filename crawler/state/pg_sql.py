@@ -1,5 +1,12 @@
 """The PostgreSQL statements of the shared crawl state (shared_pg.py): the schema, and the claim,
-share and lease statements whose plans bench/crawler/pg_scale.py measured."""
+share and lease statements whose plans bench/crawler/pg_scale.py measured, and the pure helpers
+that shape their arguments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crawler.state.shared import HostUpdate
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -89,3 +96,31 @@ ADD_URLS = """INSERT INTO urls (url, origin, depth, referrer, status)
     FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::bool[]) AS t(u, o, d, r, l)
     ON CONFLICT (url) DO NOTHING
     RETURNING origin, url, depth, referrer, status"""
+
+
+def best_depths(found: list[tuple[str, int, str | None]]) -> list[tuple[str, int, str | None]]:
+    """One row per URL (its smallest depth), sorted: an upsert may touch a row once, and sorted
+    batches take their locks in one order."""
+    best: dict[str, tuple[str, int, str | None]] = {}
+    for row in found:
+        have = best.get(row[0])
+        if have is None or row[1] < have[1]:
+            best[row[0]] = row
+    return [best[u] for u in sorted(best)]
+
+
+def update_arrays(updates: list[HostUpdate]) -> tuple[list[Any], ...]:
+    """The hosts' (origin, token, next send, crawl delay) as four arrays in origin order (one
+    order of row locks for every batch)."""
+    ordered = sorted(updates, key=lambda u: u.origin)
+    return ([u.origin for u in ordered], [u.token for u in ordered],
+            [u.next_send for u in ordered], [u.crawl_delay for u in ordered])
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password (it goes into error messages)."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if at and ":" in creds:
+        return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
+    return url

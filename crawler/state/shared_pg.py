@@ -22,7 +22,18 @@ import time
 from typing import Any
 
 from crawler.errors import StateError
-from crawler.state.pg_sql import ADD_URLS, CLAIM, DUE_OF, LEASE, SCHEMA, SCHEMA_VERSION, SHARE
+from crawler.state.pg_sql import (
+    ADD_URLS,
+    CLAIM,
+    DUE_OF,
+    LEASE,
+    SCHEMA,
+    SCHEMA_VERSION,
+    SHARE,
+    best_depths,
+    safe_url,
+    update_arrays,
+)
 from crawler.state.shared import (
     HostLease,
     HostUpdate,
@@ -36,17 +47,6 @@ from crawler.state.shared import (
 from crawler.state.sqlite import Lease, record_text
 
 RETRIES = 5  # attempts of a transaction that hit a deadlock or a serialization failure
-
-
-def _best_depths(found: list[tuple[str, int, str | None]]) -> list[tuple[str, int, str | None]]:
-    """One row per URL (its smallest depth), sorted: an upsert may touch a row once, and sorted
-    batches take their locks in one order."""
-    best: dict[str, tuple[str, int, str | None]] = {}
-    for row in found:
-        have = best.get(row[0])
-        if have is None or row[1] < have[1]:
-            best[row[0]] = row
-    return [best[u] for u in sorted(best)]
 
 
 class PgShared:
@@ -69,7 +69,7 @@ class PgShared:
             conn = await asyncpg.connect(url, timeout=15, command_timeout=120)
         except (OSError, asyncio.TimeoutError, asyncpg.PostgresError,
                 asyncpg.InterfaceError, ValueError) as exc:
-            raise StateError(f"cannot connect to PostgreSQL at {_safe(url)}: "
+            raise StateError(f"cannot connect to PostgreSQL at {safe_url(url)}: "
                              f"{exc.__class__.__name__}: {exc}") from exc
         try:
             # The schema statements run only when the schema is missing: CREATE INDEX takes a
@@ -86,7 +86,7 @@ class PgShared:
                                            str(SCHEMA_VERSION))
                         version = str(SCHEMA_VERSION)
             if int(version) != SCHEMA_VERSION:
-                raise StateError(f"{_safe(url)}: crawl schema version {version}, this "
+                raise StateError(f"{safe_url(url)}: crawl schema version {version}, this "
                                  f"fanmill knows {SCHEMA_VERSION}")
         except BaseException:
             await conn.close()
@@ -116,7 +116,7 @@ class PgShared:
                 except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                         asyncpg.exceptions.AdminShutdownError,
                         asyncpg.exceptions.CannotConnectNowError) as exc:
-                    raise StateError(f"lost the PostgreSQL crawl state at {_safe(self._url)}: "
+                    raise StateError(f"lost the PostgreSQL crawl state at {safe_url(self._url)}: "
                                      f"{exc.__class__.__name__}: {exc}") from exc
         raise AssertionError("unreachable")
 
@@ -133,7 +133,7 @@ class PgShared:
         here and once with their result, not also by a lease UPDATE); return those leases."""
         if not found:
             return []
-        rows = _best_depths(found)
+        rows = best_depths(found)
         urls = [r[0] for r in rows]
         depths = [r[1] for r in rows]
         origins = [origin_key(u) for u in urls]
@@ -269,7 +269,7 @@ class PgShared:
                             AS t(o, tok, ns, cd)
                        WHERE h.origin = t.o AND h.owner = $1 AND h.token = t.tok
                        RETURNING h.origin""",
-                    self.worker, now + lease, *_update_arrays(updates))
+                    self.worker, now + lease, *update_arrays(updates))
                 kept = {r[0] for r in rows}
                 await self._store_robots(conn, [u for u in updates if u.origin in kept])
             await conn.execute("UPDATE workers SET seen = $1 WHERE id = $2", now, self.worker)
@@ -297,7 +297,7 @@ class PgShared:
                    FROM unnest($2::text[], $3::bigint[], $4::float8[], $5::float8[])
                         AS t(o, tok, ns, cd)
                    WHERE h.origin = t.o AND h.owner = $1 AND h.token = t.tok
-                   RETURNING h.origin""", self.worker, *_update_arrays(updates))
+                   RETURNING h.origin""", self.worker, *update_arrays(updates))
             owned = sorted(r[0] for r in rows)
             await self._store_robots(conn, [u for u in updates if u.origin in set(owned)])
             await conn.execute(
@@ -387,18 +387,3 @@ async def _schema_version(conn: Any) -> str | None:
                               WHERE c.relname = 'fanmill_meta' AND n.nspname = current_schema())"""):
         return None
     return await conn.fetchval("SELECT value FROM fanmill_meta WHERE key = 'schema'")
-
-
-def _update_arrays(updates: list[HostUpdate]) -> tuple[list[Any], ...]:
-    ordered = sorted(updates, key=lambda u: u.origin)
-    return ([u.origin for u in ordered], [u.token for u in ordered],
-            [u.next_send for u in ordered], [u.crawl_delay for u in ordered])
-
-
-def _safe(url: str) -> str:
-    """The URL without its password (it goes into error messages)."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if at and ":" in creds:
-        return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
-    return url
