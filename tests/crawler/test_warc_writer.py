@@ -444,3 +444,25 @@ def test_record_ids_are_distinct_version_4_uuids() -> None:
         assert record_id.startswith("<urn:uuid:") and record_id.endswith(">")
         parsed = uuid.UUID(record_id[10:-1])
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_a_forked_child_never_reuses_the_parents_record_ids() -> None:
+    # ids are drawn 256 at a time: a child forked with some in the pool (workers are forked
+    # from the crawl's parent) must draw its own, and must not wait on a lock held at the fork
+    from crawler.warc_records import new_record_ids
+
+    new_record_ids(1)  # the pool now holds the rest of a run
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: send its ids, exit without running the parent's cleanup
+        try:
+            os.write(write, "\n".join(new_record_ids(300)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        child = f.read().decode().split("\n")
+    os.waitpid(pid, 0)
+    parent = new_record_ids(300)
+    assert len(child) == 300 and not set(child) & set(parent)
+
