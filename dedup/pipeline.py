@@ -154,7 +154,7 @@ class _Run(SmallFiles, Heads, LargeFiles):
         self.bytes_scanned = 0
         self.table = FileTable()
         self.io_threads = 1
-        self.procs = self.walk_procs = 1
+        self.procs = 1
         self.io_pool: Executor | None = None
         self.extras: Extras | None = None
         self.cold: bool | None = None  # did a small file miss the page cache (None: not known)
@@ -164,8 +164,7 @@ class _Run(SmallFiles, Heads, LargeFiles):
     def start_io(self, paths: Sequence[str]) -> None:
         """Decide the I/O threads (`ScanOptions.io_threads`, or by device kind: dedup.device)
         and the processes (one per usable CPU, at most `MAX_PROCS`, never more than the I/O
-        threads; twice as many for the walk); start the I/O pool now only if an explicit
-        --threads lists ahead in it."""
+        threads); start the I/O pool now only if an explicit --threads lists ahead in it."""
         threads = self.options.io_threads
         if threads is None:
             from dedup.device import io_threads_for
@@ -173,10 +172,6 @@ class _Run(SmallFiles, Heads, LargeFiles):
             threads = io_threads_for(paths)
         self.io_threads = threads
         self.procs = min(usable_cpus(), threads, MAX_PROCS)
-        # A cold walk waits on directory and inode reads: two walk processes per CPU keep the
-        # cores busy while others wait (pyenv tree cold: 3.72 -> 3.38 s, medians of 6 runs;
-        # warm 1.72 -> 1.66 s: no cost).
-        self.walk_procs = min(2 * self.procs, threads) if self.procs > 1 else 1
         if self.options.io_threads is not None and self.procs <= 1:
             self.start_pool()  # the walk lists ahead in it (with processes: dedup.subtrees)
 
@@ -267,7 +262,7 @@ class _Run(SmallFiles, Heads, LargeFiles):
             from dedup.subtrees import walk_forked
 
             listings = walk_forked(
-                paths, procs=self.walk_procs, one_file_system=options.one_file_system,
+                paths, procs=self.procs, one_file_system=options.one_file_system,
                 enters_dir=enters_dir, counters=self.walk_counts, lowest=lowest,
                 highest=highest, select=select)
         else:
