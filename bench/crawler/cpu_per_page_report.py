@@ -42,6 +42,8 @@ def table(target: Target, runs: dict[str, list[Run]]) -> tuple[list[str], dict[s
             "cpu": statistics.median(x.cpu_us for x in rs),
             "x_cpu": statistics.median(x.cpu_us / lp.cpu_us for x, lp in zip(rs, loop, strict=True)),
             "x_crawl": statistics.median(x.cpu_us / c.cpu_us for x, c in zip(rs, crawl, strict=True)),
+            # the spread of the rounds: on a shared machine one round can move by a quarter
+            "x_crawl_rounds": sorted(x.cpu_us / c.cpu_us for x, c in zip(rs, crawl, strict=True)),
             "nginx": statistics.median(x.nginx_us for x in rs),
         }
         medians[name] = m
@@ -72,6 +74,9 @@ def markdown(*, command_line: str, nginx_version: str, n_rounds: int, targets: l
         c = med[CRAWL]
 
         extra = [f"{label} adds {med[name]['x_crawl'] - 1:+.0%}"
+                 + (f" (rounds {med[name]['x_crawl_rounds'][0] - 1:+.0%} to "
+                    f"{med[name]['x_crawl_rounds'][-1] - 1:+.0%})"
+                    if len(med[name]["x_crawl_rounds"]) > 1 else "")
                  for name, label in ((WARC_FAST, "`--warc` with the crawler's own encoder"),
                                      (WARC_WARCIO, "`--warc` with warcio's encoder"),
                                      (HANDLER, "the title handler + `--items`")) if name in med]
