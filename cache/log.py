@@ -20,7 +20,8 @@ checks the first two with kill -9; tests/cache/test_log_prealloc.py the file a c
 The writer grows the file ahead of its appends (cache/growth.py); a clean close truncates the file
 to its last record. Opening replays and checks every record (cache/replay.py).
 
-Compaction writes the new file aside, synced, and renames it in (cache/compact.py).
+Reads are verified, and the latest values read remembered, by cache/reads.py. Compaction writes the
+new file aside, synced (cache/compact.py), and renames it in (cache/rewrite.py).
 
 This class is the single owner's log (PersistentLRU(exclusive=True)): it registers as the only open
 of PATH (cache/shared.py), so any other open, shared or exclusive, gets StoreLockedError.
@@ -30,7 +31,6 @@ lock and never modify the file.
 
 from __future__ import annotations
 
-import logging
 import mmap
 import os
 import struct
@@ -41,9 +41,8 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 from cache import records as fmt
-from cache.compact import copy_compacted, fsync_dir, write_compacted
+from cache.compact import fsync_dir
 from cache.errors import (
-    CacheError,
     CorruptStoreError,
     ForeignFileError,
     StoreWriteError,
@@ -51,21 +50,15 @@ from cache.errors import (
 from cache.growth import _MAX_STEP as _MAX_STEP
 from cache.growth import GROW as GROW
 from cache.growth import GrowingMap
+from cache.reads import RECENT_BYTES as RECENT_BYTES
+from cache.reads import VerifiedReads
 from cache.replay import ReplayReport, replay_records
+from cache.rewrite import LogRewrite
 from cache.shared import SharedFile
-
-log = logging.getLogger(__name__)
 
 Durability = Literal["fast", "process", "fsync"]
 DURABILITIES: tuple[str, ...] = ("fast", "process", "fsync")
 FAST_TOUCH_BATCH = 64
-# Values read back (and verified) are remembered, the latest RECENT_BYTES of them, by offset: a record
-# never changes, so reading it again would copy and check the same bytes. As SQLite's page cache
-# (2 MiB by default) does for diskcache. On bench/cache's trace 60% of hits find their value here;
-# the single-process rate went up by 20% (bench/cache, RESULTS.md). A value is remembered only once
-# it was read from the file and checked, never on a put. Forgotten when offsets change meaning
-# (compaction, another generation, close).
-RECENT_BYTES = 2 << 20
 _PAGE = mmap.ALLOCATIONGRANULARITY
 _FILE_MODE = 0o600
 _HEAD_SIZE = fmt.RECORD_HEADER_SIZE
@@ -73,11 +66,10 @@ _crc32 = zlib.crc32
 _pack_fields = struct.Struct("<BQII").pack  # the fields of a record header that head_crc covers
 _pack_crcs = struct.Struct("<II").pack
 _pack_head = struct.Struct("<IIBQII").pack  # a whole record header: body_crc, head_crc, fields
-_unpack_head = struct.Struct("<IIBQII").unpack_from
 _TOUCH = fmt.TOUCH
 
 
-class RecordLog(GrowingMap):
+class RecordLog(VerifiedReads, LogRewrite, GrowingMap):
     """An open record log: append records, read one back verified, replay, compact.
 
     Not thread-safe by itself: its owner serializes calls (PersistentLRU holds a lock).
@@ -116,7 +108,7 @@ class RecordLog(GrowingMap):
         self._limit = 0
         self._prefill_thread: threading.Thread | None = None
         self._unmappable = False  # set when the filesystem refuses a shared map: pwrite instead
-        # The values read last, verified, by offset (oldest first): see RECENT_BYTES.
+        # The values read last, verified, by offset (oldest first): see RECENT_BYTES (cache/reads.py).
         self._recent: OrderedDict[int, bytes] = OrderedDict()  # popitem(last=False) is O(1)
         self._recent_get = self._recent.get
         self._recent_size = 0
@@ -313,128 +305,12 @@ class RecordLog(GrowingMap):
         self.end = start + len(data)
         return start
 
-    def read(self, offset: int, length: int, key: bytes) -> bytes:
-        """Return the value of the record at *offset*: read back and verified (both checksums and
-        the key), or, if it was read so recently that it is among the last RECENT_BYTES of values
-        read, that value again."""
-        value = self._recent_get(offset)
-        if value is not None:
-            return value  # type: ignore[no-any-return]
-        value = self.read_verified(offset, length, key)
-        self._recent[offset] = value
-        self._recent_size += len(value)
-        if self._recent_size > RECENT_BYTES:
-            self._forget_recent()
-        return value
-
-    def read_verified(self, offset: int, length: int, key: bytes) -> bytes:
-        """Read the record at *offset* back, verify both checksums and the key, return its value
-        (compaction's read: nothing is remembered)."""
-        # fmt.check_record, inlined and split: the value is copied out of the map once, as the
-        # bytes returned; this is the read hot path.
-        stop = offset + length
-        kend = _HEAD_SIZE + len(key)
-        if stop <= self._mapped:
-            mm = self._mm
-            head = mm[offset : offset + kend]  # type: ignore[index]
-            value = mm[offset + kend : stop]  # type: ignore[index]
-        elif self.closed:
-            raise CacheError(f"{self.path}: the cache is closed")
-        else:
-            data = os.pread(self._fd, length, offset)
-            head, value = data[:kend], data[kend:]
-        if len(head) == kend:
-            body_crc, head_crc, _kind, _seq, klen, vlen = _unpack_head(head)
-            if (
-                klen + _HEAD_SIZE == kend
-                and vlen == len(value) == length - kend
-                and _crc32(head[8:_HEAD_SIZE]) == head_crc
-                and head[_HEAD_SIZE:] == key
-                and _crc32(value, _crc32(key, head_crc)) == body_crc
-            ):
-                return value
-        try:
-            fmt.check_record(head + value, key)
-        except fmt.FormatError as err:
-            raise CorruptStoreError(self.path, err.detail, offset) from None
-        raise CorruptStoreError(self.path, "record length differs from the index", offset)
-
-    def _forget_recent(self) -> None:
-        """Drop the values read longest ago until the rest fit in 7/8 of RECENT_BYTES (so that this
-        runs once every few dozen reads, not at each)."""
-        popitem, size, keep = self._recent.popitem, self._recent_size, RECENT_BYTES - RECENT_BYTES // 8
-        while size > keep:
-            size -= len(popitem(last=False)[1])
-        self._recent_size = size
-
-    def forget_recent(self) -> None:
-        """Drop every remembered value: offsets are about to name records of another file."""
-        self._recent.clear()
-        self._recent_size = 0
-
     def sync(self) -> None:
         """Flush everything appended so far to stable storage."""
         if not self.readonly and self._fd >= 0:
             if self._mm is not None:
                 self._mm.flush()
             os.fsync(self._fd)
-
-    # -- compaction ----------------------------------------------------------------------------
-
-    def rewrite(self, items: Iterable[tuple[int, bytes, bytes]]) -> list[tuple[int, int]]:
-        """Replace the file by one holding just *items*, atomically; return each one's (offset, length).
-
-        Writes PATH.compact, fsyncs it, renames it over PATH and fsyncs the directory: a crash at
-        any point leaves either the old file or the new one, whole. Sequence numbers continue.
-        """
-        if self.readonly:
-            raise StoreWriteError(f"{self.path} is open read-only")
-        first_seq = self.next_seq
-        locs, seq, at = write_compacted(self.path + ".compact", first_seq, self.meta, items, self.path)
-        self._swap_in(first_seq, seq, at)
-        return locs
-
-    def copy_live(
-        self, bounds_key: bytes, locations: list[tuple[int, int, bytes]]
-    ) -> list[tuple[int, int, bytes]]:
-        """Replace the file, atomically as `rewrite` does, by one holding a BOUNDS record with
-        *bounds_key*, then a copy of each PUT record at *locations* ((offset, length, key), in that
-        order); return their new locations.
-
-        The key and value bytes are copied from the map as they are, behind new headers; their
-        CRCs are carried over, not recomputed (cache/compact.py), so the values need no checking
-        here: damage stays detectable in the new file.
-        """
-        if self.readonly:
-            raise StoreWriteError(f"{self.path} is open read-only")
-        first_seq = self.next_seq
-        moved, seq, at = copy_compacted(
-            self.path + ".compact", first_seq, self.meta, bounds_key, self._mm if self._mapped else None,
-            self._fd, locations, self.path,
-        )
-        self._swap_in(first_seq, seq, at)
-        return moved
-
-    def _swap_in(self, first_seq: int, seq: int, at: int) -> None:
-        """Rename the written PATH.compact over PATH and continue on it (sequence numbers from
-        *first_seq* to *seq*, *at* bytes)."""
-        tmp = self.path + ".compact"
-        os.replace(tmp, self.path)
-        fsync_dir(self.path)
-        new_fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
-        self._wait_prefill()
-        self._unmap()
-        os.close(self._fd)
-        self._fd = new_fd
-        self.first_seq, self.next_seq, self.end = first_seq, seq, at
-        self.forget_recent()
-        self._broken = None
-        try:
-            self._grow(at)
-        except StoreWriteError as exc:
-            # The swap is done and the new locations hold: reads use pread until an append can
-            # grow the file (and reports the error then, if it persists).
-            log.warning("%s: %s", self.path, exc)
 
     # -- closing -------------------------------------------------------------------------------
 

@@ -12,7 +12,8 @@ So each process's in-memory index is always the one a single process doing every
 in the same order would have: the LRU order and the evictions (a pure function of the order and the
 recorded bounds) are exact across processes. `follow_published()` is the lock-free half: catch up
 with the published snapshot, and say whether the index is then current (a get's miss needs no more).
-Records are applied by cache/follow.py.
+Records are applied by cache/follow.py; the replay half (loading a generation, following
+appends, the lock-free look-ahead) is cache/catchup.py.
 
 Appends, reads and the format are RecordLog's. What differs: the first open (nobody else present)
 recovers the file from its bytes and writes the header; later opens trust the header and replay up to
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import mmap
 import os
 import platform
 import struct
@@ -36,25 +36,20 @@ from typing import Any
 
 from cache import records as fmt
 from cache import shared
-from cache.errors import CorruptStoreError, StoreWriteError
-from cache.follow import Index, apply_checked, apply_published
+from cache.catchup import _WRITING, CatchUp
+from cache.follow import Index
 from cache.growth import SharedGrowingMap
 from cache.log import Durability, RecordLog
-from cache.replay import ReplayReport, replay_records
-from cache.shared import COMPACTING, DIRTY, END, REQUEST, SNAPSHOT, SOLE, SharedFile
+from cache.shared import COMPACTING, DIRTY, END, REQUEST, SOLE, SharedFile
 
-_WRITING = (1 << 64) - 1  # DIRTY while a writer holds the lock: it may store anywhere past end
 _FINISH = struct.Struct("<QQQQQQI").pack_into  # END, NEXT_SEQ, DIRTY, then the snapshot: one store
 _SNAP3 = struct.Struct("<QQQ").pack
 _read_fields = struct.Struct("<QQQQQ").unpack_from
 _set_field = struct.Struct("<Q").pack_into
 _read_u64 = struct.Struct("<Q").unpack_from
-_SNAP = struct.Struct("<QQQI")
-_LOOK_AHEAD = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")  # see _follow_unlocked
+_LOOK_AHEAD = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")  # see _follow_unlocked (cache/catchup.py)
 _flock = fcntl.flock
 _LOCK_EX, _LOCK_UN, _LOCK_EX_NB = fcntl.LOCK_EX, fcntl.LOCK_UN, fcntl.LOCK_EX | fcntl.LOCK_NB
-_LOCK_TRIES = 512  # see _lock_following
-_yield = os.sched_yield
 _crc32 = __import__("zlib").crc32
 _OPEN: weakref.WeakSet[SharedRecordLog] = weakref.WeakSet()
 
@@ -74,7 +69,7 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-class SharedRecordLog(SharedGrowingMap, RecordLog):
+class SharedRecordLog(CatchUp, SharedGrowingMap, RecordLog):
     """A RecordLog that many processes (and many opens in one) share; see the module docstring."""
 
     def __init__(
@@ -170,78 +165,6 @@ class SharedRecordLog(SharedGrowingMap, RecordLog):
         self.finish()  # publishes end, next_seq and the snapshot, then unlocks
         self.on_shared()
 
-    def _load(self, scan: bool) -> None:
-        """Open PATH (the current generation) and replay it: whole and checked (*scan*), or up to `end`."""
-        self.forget_recent()
-        if self._fd >= 0:
-            self._unmap()
-            os.close(self._fd)
-            self._fd = -1
-        try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
-        except OSError as exc:
-            raise StoreWriteError(f"{self.path}: cannot open: {exc.strerror}") from exc
-        head = os.pread(self._fd, fmt.min_header_size() + fmt.MAX_META_SIZE, 0)
-        try:
-            header = fmt.decode_header(head)
-        except fmt.FormatError as err:
-            raise CorruptStoreError(self.path, err.detail, err.offset) from None
-        self.meta, self.first_seq = header.meta, header.first_seq
-        sh = self._shared
-        assert sh is not None
-        if scan:
-            # A dead compactor's new file, whole and fsynced but unpublished: read it as a first open.
-            self.report.records = 0
-            self._replay(header.size, os.fstat(self._fd).st_size, self._on_record, False)
-            self._map(os.fstat(self._fd).st_size)
-            sh.write(self.first_seq, self.end, self.next_seq, _WRITING)
-            return
-        gen, end, next_seq, _dirty, _comp = sh.read()
-        if header.first_seq != gen:
-            raise CorruptStoreError(
-                self.path, f"the log's generation {header.first_seq} is not the shared header's {gen}"
-            )
-        # A whole file read at once (an open, another generation) is checked record by record, as
-        # a first open checks it; only what other processes append later is followed unchecked.
-        # Read in place from the map (apply_checked): following the bench trace's compacted
-        # generation (20,000 records, 42 MiB) 273 -> 165 ms, a joining open of the 127 MiB file before
-        # it 1.72 -> 0.92 s (medians of 3 alternated runs).
-        self._map(os.fstat(self._fd).st_size)
-        if end <= self._mapped:
-            good_end, seq, wrong = apply_checked(self._mm, header.size, end, gen, self._index)
-        else:
-            good_end, seq = replay_records(
-                self._fd, self.path, header.size, end, gen, self._on_record, False, ReplayReport()
-            )
-            wrong = None
-        if wrong is not None or good_end != end or seq != next_seq:
-            raise CorruptStoreError(
-                self.path, f"published record damaged or cut short: {wrong or f'seq {seq} expected'}", good_end
-            )
-        self.end, self.next_seq = end, next_seq
-
-    def _repair_compaction(self, new_gen: int) -> None:
-        """Finish (or undo) the compaction of a process that died between its rename and publication."""
-        sh = self._shared
-        assert sh is not None
-        with open(self.path, "rb") as f:
-            head = f.read(fmt.min_header_size() + fmt.MAX_META_SIZE)
-        try:
-            renamed = fmt.decode_header(head).first_seq == new_gen
-        except fmt.FormatError:
-            renamed = False
-        if renamed:
-            self._on_reset()
-            self._load(scan=True)
-        else:
-            try:
-                os.unlink(self.path + ".compact")
-            except FileNotFoundError:
-                pass
-            sh.set(COMPACTING, 0)
-            if self._fd < 0:
-                self._load(scan=False)
-
     # -- the protocol --------------------------------------------------------------------------
 
     def begin(self) -> bool:
@@ -263,55 +186,6 @@ class SharedRecordLog(SharedGrowingMap, RecordLog):
             _set_field(mm, DIRTY, _WRITING)
             return end != seen
         return self._catch_up(gen, end, next_seq, dirty, compacting)
-
-    def _lock_following(self, mm: mmap.mmap) -> None:
-        """Take the writer lock; while another process holds it, replay what it publishes meanwhile.
-
-        Whatever this process replays while it waits, it need not replay while holding the lock:
-        measured with 8 processes, a plain blocking wait left the holder replaying everyone's records
-        of the wait inside the critical section. After _LOCK_TRIES tries it blocks in the kernel.
-        Fewer tries were measured on 2 cores shared with other work (interleaved runs, median
-        ops/s): 16 beat 512 in one series (36k/23k at 4 processes, 21k/14k at 8), 512 beat 8 in a
-        later one (46k/33k, 24k/20k; 6 and 5 rounds of 6); the load of the machine decides, so 512
-        stays.
-        """
-        lfd = self._lfd
-        for _ in range(_LOCK_TRIES):
-            _yield()  # let the holder run (on a busy machine it may be waiting for this CPU)
-            if _read_u64(mm, END)[0] != self.end:
-                self._follow_unlocked(mm)
-            try:
-                _flock(lfd, _LOCK_EX_NB)
-                return
-            except BlockingIOError:
-                pass
-        _flock(lfd, _LOCK_EX)
-
-    def _follow_unlocked(self, mm: mmap.mmap) -> bool:
-        """Replay what is published, before taking the lock; True if this index is then current.
-
-        Published records never change, and the snapshot (gen, end, next_seq) carries a CRC, so a
-        read torn by a concurrent finish() is detected and skipped. Only on x86-64, whose stores are
-        seen in the order they were made (a record's bytes before the snapshot that publishes them);
-        elsewhere the whole catch-up runs under the lock. "Current" means: holding every record the
-        snapshot, read during this call, publishes (so every write acknowledged before the call).
-        """
-        snap = mm[SNAPSHOT : SNAPSHOT + 28]
-        gen, end, next_seq, crc = _SNAP.unpack(snap)
-        if gen != self.first_seq or crc != _crc32(snap[:24]):
-            return False
-        if end > self.end:
-            self._follow(end, next_seq, strict=False)
-        return end == self.end
-
-    def follow_published(self) -> bool:
-        """Without the writer lock: catch up with what is published; True if this index is current.
-
-        A read that finds its key absent in a current index is a miss every process agrees on: it
-        needs no lock (a miss writes nothing). False where the look-ahead is off (not x86-64), or
-        when only the lock can tell (a new generation, a torn read of the snapshot).
-        """
-        return self._look_ahead and self._follow_unlocked(self._smm)
 
     def _catch_up(self, gen: int, end: int, next_seq: int, dirty: int, compacting: int) -> bool:
         sh = self._shared
@@ -344,25 +218,6 @@ class SharedRecordLog(SharedGrowingMap, RecordLog):
         if self._flush_header:
             self._smm.flush()  # the published end survives power loss too
         _flock(self._lfd, _LOCK_UN)
-
-    def _follow(self, stop: int, next_seq: int, strict: bool = True) -> None:
-        """Apply the records between this process's end and *stop* (cache/follow.py).
-
-        Not *strict* (a lock-free look ahead of `begin`): stop quietly where the records stop making
-        sense; the locked catch-up goes on from there.
-        """
-        start = self.end
-        if stop > self._mapped:
-            self._map(os.fstat(self._fd).st_size)
-        if stop <= self._mapped:
-            pos, seq = apply_published(self._mm, start, stop, 0, self.next_seq, self._index)
-        else:
-            data = os.pread(self._fd, stop - start, start)
-            pos, seq = apply_published(data, 0, len(data), start, self.next_seq, self._index)
-            pos += start
-        if strict and (pos != stop or seq != next_seq):
-            raise CorruptStoreError(self.path, f"published record damaged or cut short (seq {seq} expected)", pos)
-        self.end, self.next_seq = pos, seq
 
     # -- compaction and closing ----------------------------------------------------------------
 
