@@ -128,8 +128,10 @@ class PersistentLRU(Operations, IndexReplay, MutableMapping[Any, Any]):
         self._begin: Callable[[], bool] | None = None
         self._finish: Callable[[], None] = _nothing
         self._stop_watch = threading.Event()
+        self._watcher: threading.Thread | None = None
         if self._is_shared:
-            sole.attach(self, self._log, self._lock, self._stop_watch)  # type: ignore[arg-type]
+            self._watcher = sole.attach(self, self._log, self._lock,  # type: ignore[arg-type]
+                                        self._stop_watch)
         # How a hit is recorded: a touch record now ("process", "fsync"), a batched one ("fast"),
         # or not at all (a read-only view does not move entries).
         self._touch: Callable[[bytes], None] | None = (
@@ -146,7 +148,7 @@ class PersistentLRU(Operations, IndexReplay, MutableMapping[Any, Any]):
             with self._locked():
                 self._open_bounds(capacity, max_bytes, readonly)
         except BaseException:
-            self._stop_watch.set()
+            sole.stop_watching(self._watcher, self._stop_watch)
             self._log.close()
             raise
 
@@ -316,7 +318,7 @@ class PersistentLRU(Operations, IndexReplay, MutableMapping[Any, Any]):
 
     def close(self) -> None:
         """Write pending touches, close the file and release the writer lock; safe to call twice."""
-        self._stop_watch.set()
+        sole.stop_watching(self._watcher, self._stop_watch)  # not holding the lock: it may want it
         with self._lock:
             if self._log.closed:
                 return

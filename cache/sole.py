@@ -18,8 +18,11 @@ from cache.shared import SOLE_POLL
 from cache.sharedlog import SharedRecordLog
 
 
-def attach(lru: Any, log: SharedRecordLog, lock: threading.RLock, stop: threading.Event) -> None:
-    """Give *lru* the per-operation protocol of *log*: now, or once another open asks to join."""
+def attach(lru: Any, log: SharedRecordLog, lock: threading.RLock,
+           stop: threading.Event) -> threading.Thread | None:
+    """Give *lru* the per-operation protocol of *log*: now, or once another open asks to join.
+    Return the watcher thread, if one was started: set *stop* and join it before closing *log*
+    (it reads the shared header's map, which the close unmaps)."""
     owner = weakref.ref(lru)  # the watcher must not keep an unclosed cache alive
 
     def use_lock_per_op() -> None:
@@ -28,11 +31,21 @@ def attach(lru: Any, log: SharedRecordLog, lock: threading.RLock, stop: threadin
             target._begin, target._finish = log.begin, log.finish
 
     log.on_shared = use_lock_per_op
-    if log.sole:
-        threading.Thread(target=_watch, args=(owner, log, lock, stop), name="fanmill-lru-sole",
-                         daemon=True).start()
-    else:
+    if not log.sole:
         use_lock_per_op()
+        return None
+    watcher = threading.Thread(target=_watch, args=(owner, log, lock, stop),
+                               name="fanmill-lru-sole", daemon=True)
+    watcher.start()
+    return watcher
+
+
+def stop_watching(watcher: threading.Thread | None, stop: threading.Event) -> None:
+    """Stop the watcher and wait for it: a close must not unmap the header under its read (the
+    map's read raised "mmap closed" in the watcher, once in a full test run)."""
+    stop.set()
+    if watcher is not None and watcher is not threading.current_thread():
+        watcher.join()  # it wakes at once from stop.wait; its last step takes the owner's lock
 
 
 def _watch(owner: Callable[[], Any], log: SharedRecordLog, lock: threading.RLock,
