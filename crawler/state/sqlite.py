@@ -214,9 +214,14 @@ class CrawlState:
         if not results and not leased:
             return
         if self._conn.in_transaction:
-            # A cancellation (Ctrl-C) landed while BEGIN was running in aiosqlite's thread: the
-            # transaction opened but its context manager never entered. Close it before retrying.
-            await self._conn.execute("ROLLBACK")
+            # A cancellation (Ctrl-C) ended an await while its statement still ran in aiosqlite's
+            # thread: a BEGIN whose context manager never entered, or a COMMIT still finishing
+            # (read from this thread, in_transaction is then true until it ends, and a ROLLBACK
+            # queued behind it failed: "no transaction is active"). Calls run in order on that
+            # thread: once a no-op has run, in_transaction is settled.
+            await self._conn.execute("SELECT 1")
+            if self._conn.in_transaction:
+                await self._conn.execute("ROLLBACK")
         outcomes = outcome_rows(results)
         async with atransaction(self._conn):
             await self._add_leased([link for r in results for link in r[3]], leased, lease_until)

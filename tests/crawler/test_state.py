@@ -72,6 +72,45 @@ async def test_batch_after_a_transaction_left_open_by_a_cancelled_begin(tmp_path
     await st.close()
 
 
+async def test_batch_after_a_cancelled_commit_still_running(tmp_path: Path) -> None:
+    # Ctrl-C ended the await of a COMMIT that aiosqlite's thread had not run yet: in_transaction
+    # still reads true here, and a ROLLBACK queued behind that COMMIT failed ("no transaction is
+    # active": seen once in a full test run). The thread is held until the batch has queued its
+    # first statement, so the COMMIT runs between the batch's look and its statement.
+    import asyncio
+    import threading
+
+    st = await CrawlState.open(tmp_path / "c.db")
+    await st.add_discovered([("http://a/", 0, None)])
+    await st.lease_due(10, 0.0, 60.0)
+    conn = st._conn
+    await conn.execute("BEGIN IMMEDIATE")
+    holding, gate = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        holding.set()
+        gate.wait()
+
+    held = asyncio.ensure_future(conn._execute(hold))  # aiosqlite's thread waits in hold()
+    while not holding.is_set():  # hand-offs below are polled conditions, not timers
+        await asyncio.sleep(0)
+    commit = asyncio.ensure_future(conn.execute("COMMIT"))  # queued behind hold()
+    while conn._tx.qsize() < 1:
+        await asyncio.sleep(0)
+    batch = asyncio.ensure_future(st.record_results(
+        [("http://a/", "fetched", {"url": "http://a/"}, [], None)]))
+    while conn._tx.qsize() < 2:  # the batch looked at in_transaction and queued its statement
+        await asyncio.sleep(0)
+    gate.set()
+    try:
+        await held
+        await commit
+        await batch
+        assert await st.counts() == {"fetched": 1}
+    finally:
+        await st.close()
+
+
 async def test_a_batch_keeps_each_urls_last_outcome_and_leases_what_it_was_told(tmp_path: Path) -> None:
     # one group commit: A retried then fetched (two attempts), B found and handed to memory at
     # once (stored leased), C found and waiting; the rows keep the batch's order (rowid)
