@@ -13,7 +13,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from bench.crawler.nginx import Nginx, ensure_apt
 from bench.crawler.nginx import write_plain_site as nginx_site
+from bench.crawler.workers_measure import reap, start
 
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "bench" / ".work" / "crawler-nginx"
@@ -91,23 +91,10 @@ def run_process(cmd: list[str], tag: str) -> tuple[float, float, int, str, str]:
     """Run *cmd* from the repository root: wall seconds (spawn to exit), CPU seconds of the
     process and its children (os.wait4 rusage), exit status, stdout, stderr."""
     out_path, err_path = WORK / f"{tag}.stdout", WORK / f"{tag}.stderr"
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        guard = threading.Timer(TIMEOUT, proc.kill)
-        guard.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        except BaseException:  # interrupted: the contender goes too
-            proc.kill()
-            proc.wait()
-            raise
-        finally:
-            guard.cancel()
-        wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return (wall, usage.ru_utime + usage.ru_stime, proc.returncode,
-            out_path.read_text(errors="replace"), err_path.read_text(errors="replace"))
+    proc, started = start(cmd, ROOT, out_path, err_path)
+    wall, cpu, status = reap(proc, started, TIMEOUT)
+    return (wall, cpu, status, out_path.read_text(errors="replace"),
+            err_path.read_text(errors="replace"))
 
 
 def output_paths(kind: str, target: Target) -> dict[str, Path]:
