@@ -123,13 +123,9 @@ def expand_groups(
         else:
             records = list(group)
         sort_records(records)
-        out.append(DuplicateGroup(group[0][SIZE], records))  # type: ignore[arg-type]
+        # A candidate group holds one record per distinct file: its length is the file count.
+        out.append(DuplicateGroup(group[0][SIZE], records, files=len(group)))  # type: ignore[arg-type]
         if consume:
             group.clear()
-    out.sort(key=_group_order)
+    out.sort(key=DuplicateGroup.order_key)
     return out
-
-
-def _group_order(group: DuplicateGroup) -> tuple[int, int, bytes]:
-    root, path = group.first
-    return -group.size, root, os.fsencode(path)

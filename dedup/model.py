@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
 from collections.abc import Iterable
 from dataclasses import FrozenInstanceError, dataclass, field
 from typing import NamedTuple
@@ -43,6 +44,10 @@ class FileProblem:
 
 # A packed entry's numbers: size, device, inode, mtime_ns, root (struct, native byte order).
 _NUMBERS = struct.Struct("=qQQqq")
+_ROOT = struct.Struct("=32xq")  # the root alone
+# What os.fsencode uses, called directly: ordering the pyenv tree's 17,000 groups through
+# os.fsencode and `first` took 0.04 s of the run.
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
 
 class DuplicateGroup:
@@ -55,27 +60,31 @@ class DuplicateGroup:
     as a million tuples. Immutable, compared and hashed by (size, entries).
     """
 
-    __slots__ = ("size", "_paths", "_numbers")
+    __slots__ = ("size", "_paths", "_numbers", "_files")
 
     size: int
     _paths: str
     _numbers: bytes
+    _files: int  # distinct files when the maker knew them (-1: counted when asked)
 
-    def __init__(self, size: int, entries: Iterable[FileEntry]) -> None:
+    def __init__(self, size: int, entries: Iterable[FileEntry], *, files: int = -1) -> None:
         entries = tuple(entries)
         object.__setattr__(self, "size", size)
         object.__setattr__(self, "_paths", "\0".join([e[0] for e in entries]))
         pack = _NUMBERS.pack
         object.__setattr__(self, "_numbers", b"".join(
             [pack(e[1], e[2], e[3], e[4], e[5]) for e in entries]))
+        object.__setattr__(self, "_files", files)
 
     @classmethod
-    def packed(cls, size: int, paths: str, numbers: bytes) -> DuplicateGroup:
-        """Return the group whose packed form (`pack`) is *paths* and *numbers*."""
+    def packed(cls, size: int, paths: str, numbers: bytes, files: int = -1) -> DuplicateGroup:
+        """Return the group whose packed form (`pack`) is *paths* and *numbers*; *files*, when
+        given, is its number of distinct files (`file_count`)."""
         group = object.__new__(cls)
         object.__setattr__(group, "size", size)
         object.__setattr__(group, "_paths", paths)
         object.__setattr__(group, "_numbers", numbers)
+        object.__setattr__(group, "_files", files)
         return group
 
     def pack(self) -> tuple[int, str, bytes]:
@@ -101,9 +110,20 @@ class DuplicateGroup:
         """Return (root, path) of the first entry: what orders groups of one size."""
         return _NUMBERS.unpack_from(self._numbers)[4], self._paths.partition("\0")[0]
 
+    def order_key(self) -> tuple[int, int, bytes]:
+        """Return the key that orders a report's groups: largest first, then by the first
+        entry's `FileEntry.order_key`."""
+        paths = self._paths
+        end = paths.find("\0")
+        first = paths if end < 0 else paths[:end]
+        return (-self.size, _ROOT.unpack_from(self._numbers)[0],
+                first.encode(_FS_ENCODING, _FS_ERRORS))
+
     @property
     def file_count(self) -> int:
         """Return the number of distinct files (inodes) in the group."""
+        if self._files >= 0:  # known from the candidate group (one record per file)
+            return self._files
         return len({(n[1], n[2]) for n in _NUMBERS.iter_unpack(self._numbers)})
 
     @property

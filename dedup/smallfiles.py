@@ -101,7 +101,7 @@ class SmallFiles:
             tasks[number] = []  # this process's copy: freed as it goes
             # Each class leaves as the report's group, packed: its records built, its hard
             # links added and sorted here, in parallel, not in the parent afterwards.
-            classes = [expand_groups([self.records(c)], self.links)[0].pack()
+            classes = [(*expand_groups([self.records(c)], self.links)[0].pack(), len(c))
                        for c in proven + self._split_small(rest)]
             found = [(p.path, p.error) for p in self.problems[problems:]]
             del self.problems[problems:]
@@ -125,8 +125,8 @@ class SmallFiles:
         packed = DuplicateGroup.packed
         with results:
             for classes, found, nbytes, cold in results:
-                for size, paths, numbers in classes:
-                    out.append(packed(size, paths, numbers))
+                for size, paths, numbers, files in classes:
+                    out.append(packed(size, paths, numbers, files))
                 for path, error in found:
                     self.problem(FileProblem(path, error))
                 self.bytes_read += nbytes
