@@ -356,7 +356,11 @@ class _Run(SmallFiles, Heads, LargeFiles):
             if self.cache is not None and not self.options.verify:
                 small = self._split_partial(small)
             else:
-                small = self._compare_small(small)
+                # Warm, and only the byte compare decides the large groups: their stage can
+                # run beside the small files' (it empties *large* when it did).
+                alone = (self.read_ahead is None and self.cache is None and self.extras is None
+                         and self.prove is None)
+                small = self._compare_small(small, large if alone else None)
         chunked: list[CandidateGroup] = []
         if large and self.extras is not None:  # --similar: chunk lists split the largest
             large, chunked, nbytes = self.extras.split_large(large, self.problem)

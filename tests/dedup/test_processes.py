@@ -15,6 +15,7 @@ from dedup import (
     hashing,
     heads,
     pipeline,
+    prefetch,
     processes,
     smallfiles,
     subtrees,
@@ -191,3 +192,30 @@ def test_open_descriptors_stay_bounded_in_every_forked_process(tmp_path, monkeyp
     # plus what note() holds while it lists /proc/self/fd or appends (two per thread), plus
     # the memory file of its results and the task pipe. Unbounded reads would reach thousands.
     assert max(found.values()) - baseline <= 2 * 4 + 2 * 2 + 4
+
+
+@pytest.mark.parametrize("large_cached", [True, False])
+def test_large_files_compared_beside_the_small_ones_report_as_one_process(
+        tmp_path, monkeypatch, forking, large_cached):
+    # Warm, the large files' stage is a task of the small files' processes; when their first
+    # bytes are not cached it is left to the parent (its reader threads), as before.
+    root = build_tree(str(tmp_path / "t"), _hostile_spec(1))
+    one = find_duplicates([root], ScanOptions(threads=1, io_threads=1))
+    calls = tmp_path / "calls"
+    real = smallfiles.SmallFiles._compare_large_warm
+
+    def noting(self, groups):
+        with open(calls, "a") as f:  # one line per call, from whichever process ran it
+            f.write("%d\n" % len(groups))
+        return real(self, groups)
+
+    def large_cold(paths) -> bool:
+        return all(os.stat(p).st_size > hashing.WHOLE_LIMIT for p in paths)
+
+    monkeypatch.setattr(smallfiles.SmallFiles, "_compare_large_warm", noting)
+    if not large_cached:
+        monkeypatch.setattr(prefetch, "is_cold", large_cold)
+    many = find_duplicates([root], ScanOptions(threads=2, io_threads=8))
+    assert any(g.size > hashing.WHOLE_LIMIT for g in one.groups)
+    assert _json(many) == _json(one)
+    assert calls.read_text().split() == ["1"]  # one task, whatever process ran it
