@@ -197,22 +197,22 @@ def copy_compacted(
     bounds_key: bytes,
     src: Any,
     src_fd: int,
-    locations: list[tuple[int, int, bytes]],
+    locations: list[Any],
     path: str,
-) -> tuple[list[tuple[int, int, bytes]], int, int]:
+) -> tuple[list[int], int, int]:
     """Write to *tmp*, fsynced, a log holding a BOUNDS record (*bounds_key*), then a copy of each PUT
     record at *locations* ((offset, length, key) in the old file, in that order).
 
     The records are read from *src* (the old file's map; None, or a location past its end, reads
-    from *src_fd*). Return the new location of each copied record, the next sequence number and
-    the file's size. A header or key that does not match its location raises CorruptStoreError
+    from *src_fd*). Return the new offset of each copied record (its length and key stay), the
+    next sequence number and the file's size. A header or key that does not match its location raises CorruptStoreError
     naming *path*; on any failure *tmp* is removed.
     """
     header = fmt.encode_header(first_seq, meta)
     bounds = fmt.encode_record(fmt.BOUNDS, first_seq, bounds_key)
     view = memoryview(src) if src is not None else None
     mapped = len(view) if view is not None else 0
-    moved: list[tuple[int, int, bytes]] = []
+    moved: list[int] = []
     append = moved.append
     # the view is released on the way out: the old map is closed after the swap, and no export
     # of it may outlive this
@@ -251,7 +251,7 @@ def copy_compacted(
             chunk += _pack_crcs(body_crc, new_head)
             chunk += fields
             chunk += buf[kstart:stop]
-            append((at, length, kbytes))
+            append(at)
             at += length
             seq += 1
             if len(chunk) >= _CHUNK:

@@ -195,10 +195,19 @@ class RecordLog(VerifiedReads, LogRewrite, GrowingMap):
             fmt.encode_record(kind, 0, key, value)  # raises the clear ValueError
         seq = self.next_seq
         head_crc = _crc32(_pack_fields(kind, seq, klen, vlen))
-        body_crc = _crc32(value, _crc32(key, head_crc))
-        data = _pack_head(body_crc, head_crc, kind, seq, klen, vlen) + key + value
-        start = self._put(data)
-        self.next_seq += 1
+        head = _pack_head(_crc32(value, _crc32(key, head_crc)), head_crc, kind, seq, klen, vlen) + key
+        # _put, inlined, and the value stored as it is, after its header: no joined copy of it.
+        start = self.end
+        vstart = start + len(head)
+        stop = vstart + vlen
+        if stop > self._limit:
+            start = self._store(head + value)
+        else:
+            mm = self._mm
+            mm[start:vstart] = head  # type: ignore[index]
+            mm[vstart:stop] = value  # type: ignore[index]
+            self.end = stop
+        self.next_seq = seq + 1
         return start, _HEAD_SIZE + klen + vlen
 
     def append_touches(self, keys: list[bytes], then: tuple[int, bytes, bytes] | None = None) -> tuple[int, int]:

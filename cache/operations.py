@@ -45,9 +45,11 @@ class Operations:
         try:
             return self._loads(view)
         except Exception as exc:
-            raise SerializationError(
-                f"{self.path}: cannot deserialize value with {self._serializer.name}: {exc!r}"
-            ) from exc
+            raise self._load_error(exc) from exc
+
+    def _load_error(self, exc: Exception) -> SerializationError:
+        """The SerializationError for the serializer's failure *exc* to load a value."""
+        return SerializationError(f"{self.path}: cannot deserialize value with {self._serializer.name}: {exc!r}")
 
     def _check_open(self) -> None:
         if self._log.closed:

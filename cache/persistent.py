@@ -6,7 +6,8 @@ included. Evictions write nothing: the bounds in force are themselves a record (
 they change), and replay evicts exactly as the process did, since eviction is a pure function of the
 order and the bounds. That keeps a put to one record (bench/cache: the batch of put + deletes was the
 largest Python cost of a put). Values live in the log, not in memory;
-the in-memory index (a RecencyOrder) holds where each record lies. See cache/log.py for what each
+the in-memory index (a RecencyOrder) holds where each record lies, as a list [offset, length, key
+bytes] that a compaction changes in place (cache/index.py). See cache/log.py for what each
 durability setting guarantees.
 
 Shared by processes (the default): every operation runs between the shared log's begin() (the writer
@@ -123,6 +124,7 @@ class PersistentLRU(Operations, IndexReplay, MutableMapping[Any, Any]):
             )
         self.path = self._log.path
         self._log_read = self._log.read
+        self._recent_get = self._log._recent_get  # the dict's get: cleared, never replaced
         # The protocol around each operation (None for a single owner, a read-only view, or the
         # sole open of a shared file until another open asks to join: cache/shared.py).
         self._begin: Callable[[], bool] | None = None
@@ -193,8 +195,15 @@ class PersistentLRU(Operations, IndexReplay, MutableMapping[Any, Any]):
                 self._misses += 1
                 return default
             offset, length, kbytes = entry[0]
-            view = self._log_read(offset, length, kbytes)  # raises CacheError once closed
-            value = self._value(view)
+            # The log's remembered values first (cache/reads.py), without a call: 57% of the bench
+            # trace's hits end here.
+            view = self._recent_get(offset)
+            if view is None:
+                view = self._log_read(offset, length, kbytes)  # raises CacheError once closed
+            try:
+                value = self._loads(view)
+            except Exception as exc:
+                raise self._load_error(exc) from exc
             touch = self._touch
             if touch is not None and key != self._newest:
                 touch(kbytes)  # acknowledged in the log before it counts in memory
@@ -240,23 +249,27 @@ class PersistentLRU(Operations, IndexReplay, MutableMapping[Any, Any]):
             order = self._order
             if self._pending_touches and self._is_shared:
                 self._flush_touches()  # shared "fast": their moves come before this put's evictions
-            try:
-                victims = order.evictions_for(key, weight)
-            except ValueError as exc:
-                raise ValueTooLargeError(str(exc)) from None
+            max_bytes = order.max_bytes
+            if max_bytes is not None and weight > max_bytes:
+                raise ValueTooLargeError(f"an entry of {weight} bytes exceeds max_bytes={max_bytes}")
             if self._pending_touches:  # "fast": the pending touches go first, in the same write
                 offset, length = log.append_touches(self._pending_touches, (fmt.PUT, kbytes, vbytes))
                 self._pending_touches.clear()
             else:
                 offset, length = log.append(fmt.PUT, kbytes, vbytes)
+            # Applied as replay applies the record (cache/index.py), by the same call: the evictions
+            # are the ones every process following the log makes, by construction. One call instead
+            # of evictions_for, remove and load: about 0.6 us less a put.
+            old, gone = order.load_evicting(key, [offset, length, kbytes], weight)
             live = self._live + length
-            if victims:  # replay re-derives these from the recorded bounds: nothing to write
-                for victim in victims:
-                    live -= order.remove(victim)[1]
-                self._evictions += len(victims)
-            old = order.load(key, (offset, length, kbytes), weight)  # bounds made room above
             if old is not None:
                 live -= old[1]
+            if gone:  # replay re-derives these from the recorded bounds: nothing to write
+                for payload in gone:
+                    live -= payload[1]
+                self._evictions += len(gone)
+                if self._on_evict is not None:
+                    victims = [self._key_of(payload[2], payload[0]) for payload in gone]
             self._newest = key
             self._live = live
             dead = log.end - live
@@ -266,7 +279,7 @@ class PersistentLRU(Operations, IndexReplay, MutableMapping[Any, Any]):
             if begin is not None:
                 self._finish()
             lock.release()
-        if victims and self._on_evict is not None:
+        if gone and self._on_evict is not None:
             self._notify(victims)
 
     def __delitem__(self, key: Any) -> None:

@@ -47,12 +47,10 @@ class LogRewrite:
         self._swap_in(first_seq, seq, at)
         return locs
 
-    def copy_live(
-        self, bounds_key: bytes, locations: list[tuple[int, int, bytes]]
-    ) -> list[tuple[int, int, bytes]]:
+    def copy_live(self, bounds_key: bytes, locations: list[Any]) -> list[int]:
         """Replace the file, atomically as `rewrite` does, by one holding a BOUNDS record with
         *bounds_key*, then a copy of each PUT record at *locations* ((offset, length, key), in that
-        order); return their new locations.
+        order); return their new offsets.
 
         The key and value bytes are copied from the map as they are, behind new headers; their
         CRCs are carried over, not recomputed (cache/compact.py), so the values need no checking

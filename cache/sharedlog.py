@@ -226,9 +226,7 @@ class SharedRecordLog(CatchUp, SharedGrowingMap, RecordLog):
         with self._new_generation():
             return super().rewrite(items)
 
-    def copy_live(
-        self, bounds_key: bytes, locations: list[tuple[int, int, bytes]]
-    ) -> list[tuple[int, int, bytes]]:
+    def copy_live(self, bounds_key: bytes, locations: list[Any]) -> list[int]:
         """Compact under the writer lock (held by the caller) and publish the new generation."""
         with self._new_generation():
             return super().copy_live(bounds_key, locations)
