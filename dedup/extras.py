@@ -7,7 +7,6 @@ them are identical (dedup.similar.Chunker).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -94,16 +93,16 @@ class Extras:
                                            pool=self._pool())
             changes["similar"] = tuple(pairs)
             read = self.chunker.bytes_read if self.chunker is not None else 0
-            stats = dataclasses.replace(report.stats, bytes_read=report.stats.bytes_read + read
-                                        - self.counted)
+            stats = report.stats.replace(bytes_read=report.stats.bytes_read + read
+                                         - self.counted)
             if problems:
                 for path, error in problems:
                     log.warning("%s: %s", quote_path(path), error)
                 found = [FileProblem(path, error) for path, error in problems]
                 changes["problems"] = report.problems + tuple(found)
-                stats = dataclasses.replace(stats, errors=stats.errors + len(found))
+                stats = stats.replace(errors=stats.errors + len(found))
             changes["stats"] = stats
-        return dataclasses.replace(report, **changes)  # type: ignore[arg-type]
+        return report.replace(**changes)  # type: ignore[return-value]
 
     def _pool(self) -> Executor | None:
         # Readers of the files to chunk, as many as read large files in the scan (--threads).

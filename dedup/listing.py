@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dedup.model import FileProblem
@@ -15,24 +14,28 @@ from dedup.walk import Scandir, WalkCounters, describe_os_error
 if TYPE_CHECKING:
     from concurrent.futures import Executor, Future
 
-@dataclass(slots=True, eq=False)
 class Listing:
     """What listing one directory gave: its selected files in columns, its subdirectories in
     listing order (path, device, inode), its problems, and counts."""
 
-    names: list[str]
-    sizes: list[int]
-    inos: list[int]
-    mtimes: list[int]
-    other_devs: list[tuple[int, int]]  # (position, device) of files not on the directory's device
-    subdirs: list[tuple[str, int, int]]
-    problems: list[FileProblem]
-    skipped_symlinks: int = 0
-    skipped_special: int = 0
-    filtered: int = 0
-    # With --dirs (list_dir's *others*): the entries not in the columns, as (name, kind, key,
-    # size) — see dedup.dirs; None otherwise.
-    others: list[tuple[str, str, object, int]] | None = None
+    __slots__ = ("names", "sizes", "inos", "mtimes", "other_devs", "subdirs", "problems",
+                 "skipped_symlinks", "skipped_special", "filtered", "others")
+
+    def __init__(self, names: list[str], sizes: list[int], inos: list[int], mtimes: list[int],
+                 other_devs: list[tuple[int, int]], subdirs: list[tuple[str, int, int]],
+                 problems: list[FileProblem], skipped_symlinks: int = 0,
+                 skipped_special: int = 0, filtered: int = 0,
+                 others: list[tuple[str, str, object, int]] | None = None) -> None:
+        self.names, self.sizes, self.inos, self.mtimes = names, sizes, inos, mtimes
+        # (position, device) of files not on the directory's device
+        self.other_devs = other_devs
+        self.subdirs = subdirs
+        self.problems = problems
+        self.skipped_symlinks, self.skipped_special, self.filtered = (
+            skipped_symlinks, skipped_special, filtered)
+        # With --dirs (list_dir's *others*): the entries not in the columns, as (name, kind,
+        # key, size) — see dedup.dirs; None otherwise.
+        self.others = others
 
 
 FileFilter = Callable[[str, int], bool]

@@ -4,34 +4,47 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass
 from typing import Literal
 
 from dedup.errors import UsageError
+from dedup.model import _set, _Value
 
 HashName = Literal["mmh3", "sha256", "blake2b"]
 HASH_NAMES: tuple[str, ...] = ("mmh3", "sha256", "blake2b")
 WHOLE_LIMIT_TEXT = "64 KiB"  # dedup.hashing.WHOLE_LIMIT, in words
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ScanOptions:
+class ScanOptions(_Value):
     """What to scan and how to compare; validated on construction (raises `UsageError`)."""
 
-    follow_symlinks: bool = False
-    one_file_system: bool = False
-    include_empty: bool = False
-    min_size: int = 0
-    max_size: int | None = None
-    include: tuple[str, ...] = ()  # globs on the whole path; a file must match one if any given
-    exclude: tuple[str, ...] = ()  # globs on the whole path; prunes directories too
-    hash_name: HashName = "mmh3"
-    verify: bool = False
-    threads: int = 2  # readers of large files (compared in lockstep)
-    io_threads: int | None = None  # walk and small-file readers; None: by device (dedup.device)
-    cache_path: str | None = None
+    __slots__ = ("follow_symlinks", "one_file_system", "include_empty", "min_size", "max_size",
+                 "include", "exclude", "hash_name", "verify", "threads", "io_threads",
+                 "cache_path")
+    follow_symlinks: bool
+    one_file_system: bool
+    include_empty: bool
+    min_size: int
+    max_size: int | None
+    include: tuple[str, ...]  # globs on the whole path; a file must match one if any given
+    exclude: tuple[str, ...]  # globs on the whole path; prunes directories too
+    hash_name: HashName
+    verify: bool
+    threads: int  # readers of large files (compared in lockstep)
+    io_threads: int | None  # walk and small-file readers; None: by device (dedup.device)
+    cache_path: str | None
 
-    def __post_init__(self) -> None:
+    def __init__(self, *, follow_symlinks: bool = False, one_file_system: bool = False,
+                 include_empty: bool = False, min_size: int = 0, max_size: int | None = None,
+                 include: tuple[str, ...] = (), exclude: tuple[str, ...] = (),
+                 hash_name: HashName = "mmh3", verify: bool = False, threads: int = 2,
+                 io_threads: int | None = None, cache_path: str | None = None) -> None:
+        values = (follow_symlinks, one_file_system, include_empty, min_size, max_size, include,
+                  exclude, hash_name, verify, threads, io_threads, cache_path)
+        for name, value in zip(self.__slots__, values, strict=True):
+            _set(self, name, value)
+        self._check()
+
+    def _check(self) -> None:
         if self.min_size < 0:
             raise UsageError("--min-size must be >= 0")
         if self.max_size is not None and self.max_size < self.min_size:

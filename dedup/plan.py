@@ -4,29 +4,34 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 from dedup.errors import UnsafeActionError
-from dedup.model import DuplicateGroup, FileEntry
+from dedup.model import DuplicateGroup, FileEntry, _set, _Value
 
 Operation = Literal["delete", "hardlink", "symlink", "dedupe"]
 KeepPolicy = Literal["first", "oldest", "newest", "shortest-path"]
 KEEP_POLICIES: tuple[str, ...] = ("first", "oldest", "newest", "shortest-path")
 
 
-@dataclass(frozen=True, slots=True)
-class Action:
+class Action(_Value):
     """Replace or remove *target* (a duplicate of *keep*); *keep* itself is never touched.
 
     *blocked* is why planning already knows the action cannot be done ("" when it can): a dry
     run and --apply both report it as skipped with that reason, and neither tries it.
     """
 
+    __slots__ = ("op", "target", "keep", "blocked")
     op: Operation
     target: FileEntry
     keep: FileEntry
-    blocked: str = ""
+    blocked: str
+
+    def __init__(self, op: Operation, target: FileEntry, keep: FileEntry, blocked: str = "") -> None:
+        _set(self, "op", op)
+        _set(self, "target", target)
+        _set(self, "keep", keep)
+        _set(self, "blocked", blocked)
 
 
 CROSS_DEVICE = "on another file system than the kept copy: a hard link cannot cross devices"

@@ -8,7 +8,6 @@ so files that differ early cost little. Open files are bounded by `MAX_OPEN` per
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from dedup.errors import FileChangedError
 from dedup.hashing import Opener, ReadableFile, open_for_read, read_exact
@@ -19,13 +18,16 @@ LOCKSTEP_CHUNK = 128 * 1024
 MAX_OPEN = 64
 
 
-@dataclass(slots=True, eq=False)
 class Partition:
     """Result of comparing files: classes of identical files (singletons included) and failures."""
 
-    classes: list[list[FileEntry]] = field(default_factory=list)
-    problems: list[FileProblem] = field(default_factory=list)
-    bytes_read: int = 0
+    __slots__ = ("classes", "problems", "bytes_read")
+
+    def __init__(self, classes: list[list[FileEntry]] | None = None,
+                 problems: list[FileProblem] | None = None, bytes_read: int = 0) -> None:
+        self.classes = [] if classes is None else classes
+        self.problems = [] if problems is None else problems
+        self.bytes_read = bytes_read
 
 
 def partition_identical(

@@ -6,21 +6,23 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 
 from dedup.model import FileEntry, FileProblem
 
 Scandir = Callable[[str], "os._ScandirIterator[str]"]
 
 
-@dataclass(slots=True, eq=False)
 class WalkCounters:
     """Counts a walk keeps besides what it yields (mutated as the walk goes)."""
 
-    dirs: int = 0
-    skipped_symlinks: int = 0
-    skipped_special: int = 0
-    dirs_revisited: int = 0  # bind mounts, repeated roots, symlink loops: listed once
+    __slots__ = ("dirs", "skipped_symlinks", "skipped_special", "dirs_revisited")
+
+    def __init__(self, dirs: int = 0, skipped_symlinks: int = 0, skipped_special: int = 0,
+                 dirs_revisited: int = 0) -> None:
+        self.dirs = dirs
+        self.skipped_symlinks = skipped_symlinks
+        self.skipped_special = skipped_special
+        self.dirs_revisited = dirs_revisited  # bind mounts, repeated roots, symlink loops: listed once
 
 
 def describe_os_error(exc: OSError) -> str:
