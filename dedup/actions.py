@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import stat
 from collections.abc import Iterable
@@ -14,8 +13,7 @@ from dedup.model import FileEntry
 from dedup.plan import Action
 from dedup.verify import partition_identical
 from dedup.walk import describe_os_error
-
-log = logging.getLogger(__name__)
+from dedup.warn import warning
 
 Status = Literal["planned", "done", "skipped", "failed"]
 
@@ -120,5 +118,5 @@ def _act(action: Action) -> None:
         try:
             os.unlink(temp)
         except OSError as exc:
-            log.warning("could not remove temporary link %s: %s", temp, exc)
+            warning(__name__, "could not remove temporary link %s: %s", temp, exc)
         raise

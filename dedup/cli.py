@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -17,8 +16,11 @@ from dedup.options import HASH_NAMES, ScanOptions, parse_size
 from dedup.pipeline import find_duplicates
 from dedup.plan import KEEP_POLICIES, plan_actions
 from dedup.progress import ProgressLine
+from dedup.warn import before_first
 
 if TYPE_CHECKING:
+    import logging
+
     from dedup.actions import ActionResult
     from dedup.reflink import DedupeOutcome
 
@@ -182,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print(f"{PROG}: error: --apply needs --delete, --link or --dedupe", file=sys.stderr)
         return EXIT_USAGE
-    handler = _log_to_stderr(args.quiet)
+    # The handler is made at the first warning (dedup.warn): most runs have none.
+    handlers: list[logging.Handler] = []
+    forget = before_first(lambda: handlers.append(_log_to_stderr(args.quiet)))
     # A one-shot command making no reference cycles: without this, the first collection after
     # the scan traverses every per-file object (0.1-0.2 s on 100,000 files) to free nothing.
     gc_was_enabled = gc.isenabled()
@@ -202,12 +206,18 @@ def main(argv: list[str] | None = None) -> int:
         os.close(devnull)
         return EXIT_PIPE
     finally:
-        logging.getLogger("dedup").removeHandler(handler)
+        forget()
+        if handlers:
+            import logging
+
+            logging.getLogger("dedup").removeHandler(handlers[0])
         if gc_was_enabled:
             gc.enable()
 
 
 def _log_to_stderr(quiet: bool) -> logging.Handler:
+    import logging
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"{PROG}: warning: %(message)s"))
     handler.setLevel(logging.ERROR if quiet else logging.WARNING)

@@ -7,7 +7,6 @@ them are identical (dedup.similar.Chunker).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -18,11 +17,11 @@ from dedup.hashing import WHOLE_LIMIT
 from dedup.model import FileProblem, Report
 from dedup.options import PathSelection, ScanOptions
 from dedup.report import quote_path
+from dedup.warn import warning
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
 
-log = logging.getLogger("dedup.similar")
 
 
 def _kept(path: str) -> bool:
@@ -97,7 +96,7 @@ class Extras:
                                          - self.counted)
             if problems:
                 for path, error in problems:
-                    log.warning("%s: %s", quote_path(path), error)
+                    warning("dedup.similar", "%s: %s", quote_path(path), error)
                 found = [FileProblem(path, error) for path, error in problems]
                 changes["problems"] = report.problems + tuple(found)
                 stats = stats.replace(errors=stats.errors + len(found))

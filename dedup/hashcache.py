@@ -8,13 +8,11 @@ stored, because a write in the same timestamp tick could change it without chang
 
 from __future__ import annotations
 
-import logging
 from typing import Protocol
 
 from dedup.errors import HashCacheError
 from dedup.model import FileEntry
-
-log = logging.getLogger(__name__)
+from dedup.warn import warning
 
 RACY_WINDOW_NS = 2_000_000_000
 DEFAULT_CAPACITY = 2_000_000  # entries; about two digests per file of a 1M-file tree
@@ -74,9 +72,9 @@ class HashCache:
         try:
             self._lru.close()
         except self._errors as exc:
-            log.warning("hash cache: close failed: %s", exc)
+            warning(__name__, "hash cache: close failed: %s", exc)
 
     def _disable(self, exc: BaseException) -> None:
         # A failing cache must not fail the scan: results stay correct without it, only slower.
         self._broken = True
-        log.warning("hash cache disabled for this run: %s", exc)
+        warning(__name__, "hash cache disabled for this run: %s", exc)

@@ -10,7 +10,6 @@ shared among forked processes (dedup.processes); the report does not depend on t
 from __future__ import annotations
 
 import gc
-import logging
 import os
 import time
 from array import array
@@ -37,14 +36,13 @@ from dedup.report import quote_path
 from dedup.smallfiles import MAX_PROCS, SmallFiles
 from dedup.table import FileTable, PackedDirs, bucket_by_size
 from dedup.walk import Scandir, WalkCounters
+from dedup.warn import warning
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
 
     from dedup.extras import Extras
     from dedup.prefetch import Plan
-
-log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, int, int], None]
 # Returns the classes of identical files among same-size candidate groups (hard links: the map).
@@ -233,7 +231,7 @@ class _Run(SmallFiles, Heads, LargeFiles):
 
     def problem(self, item: FileProblem) -> None:
         self.problems.append(item)
-        log.warning("%s: %s", quote_path(item.path), item.error)
+        warning(__name__, "%s: %s", quote_path(item.path), item.error)
 
     def scan(self, paths: Sequence[str], scandir: Scandir) -> dict[int, int | array]:
         """Fill the table; return its files by size: one index alone, or an array once a size

@@ -14,7 +14,6 @@ never mmap, as the rest of dedup).
 
 from __future__ import annotations
 
-import logging
 import struct
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -33,7 +32,6 @@ from dedup.walk import describe_os_error
 if TYPE_CHECKING:
     from concurrent.futures import Executor
 
-log = logging.getLogger(__name__)
 
 # pyfastcdc's avg_size, min_size, max_size and normalized chunking level, by measure
 # (bench/dedup/cdc_speed.py, bench/dedup/beyond.py): a cut point is never sought in a chunk's

@@ -90,6 +90,18 @@ def test_unreadable_file_gives_exit_3_a_warning_and_an_error_entry(capsysbinary,
     assert f"dedup: warning: {tree}/b: Permission denied" in err
 
 
+def test_warnings_show_once_per_run_and_not_with_quiet(capsysbinary, tmp_path):
+    # The stderr handler is made at a run's first warning (dedup.warn), and gone after the run.
+    from dedup import warn
+
+    missing = str(tmp_path / "nope")
+    for argv, shown in (([missing], 1), (["-q", missing], 0), ([missing], 1)):
+        code, _, err = run(capsysbinary, argv)
+        assert code == 3 and err.count(f"dedup: warning: {missing}:") == shown
+    code, _, err = run(capsysbinary, [str(tmp_path)])  # no warning: nothing set up, none left
+    assert code == 0 and "warning" not in err and not warn._setups
+
+
 def test_missing_path_gives_exit_3_and_is_listed(capsysbinary, tmp_path):
     code, out, err = run(capsysbinary, ["--format", "json", str(tmp_path / "nope")])
     assert code == 3 and json.loads(out)["errors"][0]["path"] == str(tmp_path / "nope")
