@@ -7,6 +7,7 @@ always finds the same record.
 
 from __future__ import annotations
 
+import functools
 import json
 import pickle
 import struct
@@ -145,6 +146,14 @@ def load_value(serializer: Serializer, data: bytes | memoryview, where: str) -> 
         return serializer.loads(data)
     except Exception as exc:
         raise SerializationError(f"{where}: cannot deserialize value with {serializer.name}: {exc!r}") from exc
+
+
+def direct_dumps(serializer: Serializer) -> Callable[[Any], bytes]:
+    """Return pickle.dumps bound to the highest protocol for the built-in pickle serializer (a C
+    call, no Python frame), else the serializer's dumps; a subclass that overrides dumps keeps its own."""
+    if type(serializer).dumps is PickleSerializer.dumps:
+        return functools.partial(pickle.dumps, protocol=pickle.HIGHEST_PROTOCOL)
+    return serializer.dumps
 
 
 def direct_loads(serializer: Serializer) -> Callable[[bytes], Any]:

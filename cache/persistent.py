@@ -29,7 +29,15 @@ from typing import Any
 
 from cache import records as fmt
 from cache import sole
-from cache.encoding import Serializer, direct_loads, encode_key, get_serializer, load_value
+from cache.encoding import (
+    BytesSerializer,
+    Serializer,
+    direct_dumps,
+    direct_loads,
+    encode_key,
+    get_serializer,
+    load_value,
+)
 from cache.errors import CacheError, ForeignFileError, SerializationError, ValueTooLargeError
 from cache.follow import Index
 from cache.index import MISSING, IndexReplay
@@ -93,7 +101,8 @@ class PersistentLRU(Operations, IndexReplay, MutableMapping[Any, Any]):
         self._lookup = self._order.lookup
         self._serializer = get_serializer(serializer)
         self._loads = direct_loads(self._serializer)
-        self._dumps = self._serializer.dumps
+        self._dumps = direct_dumps(self._serializer)
+        self._raw_bytes = type(self._serializer).dumps is BytesSerializer.dumps
         self._move_to_end = self._order.move_to_end
         self._newest: Any = MISSING  # the most recently used key when known, else MISSING
         self._lock = threading.RLock()
@@ -226,7 +235,8 @@ class PersistentLRU(Operations, IndexReplay, MutableMapping[Any, Any]):
     def __setitem__(self, key: Any, value: Any) -> None:
         kbytes = encode_key(key)
         try:
-            vbytes = self._dumps(value)
+            # Serializer "bytes" stores bytes as they are: no call (about 0.4 us of a put).
+            vbytes = value if self._raw_bytes and type(value) is bytes else self._dumps(value)
         except Exception as exc:
             raise SerializationError(
                 f"cannot serialize {type(value).__name__} with {self._serializer.name}: {exc}"
