@@ -33,7 +33,7 @@ from crawler.admission import Admission, Link
 from crawler.config import CrawlConfig
 from crawler.engine_hosts import HostGate
 from crawler.engine_state import StateSide
-from crawler.errors import BadResponse, FetchError, InvalidURL, StateError
+from crawler.errors import BadResponse, FetchError, InvalidURL, OutputError, StateError
 from crawler.fetcher import Fetcher, FetchResult
 from crawler.frontier import Empty, Frontier, Ready, Wait
 from crawler.page import Handler
@@ -43,7 +43,7 @@ from crawler.records import CrawlRecord, CrawlSummary
 from crawler.retry import TRANSIENT_STATUSES, backoff, parse_retry_after
 from crawler.robots_fetch import RobotsCache
 from crawler.scope import Scope
-from crawler.sinks import Sink, close_sinks, open_sinks
+from crawler.sinks import ItemsSink, JsonlSink, Sink, WarcSink, warc_info
 from crawler.sitemaps import SitemapWalk
 from crawler.state import CrawlState, Lease
 from crawler.urls import Origin, normalize_url, origin_of
@@ -132,16 +132,11 @@ class _Crawl(HostGate, StateSide):
         tmpdir = None if self.config.state else tempfile.mkdtemp(prefix="fanmill-crawl-")
         path = self.config.state or os.path.join(tmpdir or "", "state.db")
         try:
-            # The outputs first: with --warc a writer process is forked here, before the state's
-            # thread starts (a fork copies the locks other threads hold; crawler/warc_process.py)
-            self.sinks: list[Sink] = self._open_sinks()
-            try:
-                await self._open_state(path)
-            except BaseException:
-                self._close_sinks()
-                raise
+            await self._open_state(path)
+            self.sinks: list[Sink] = []
             robots_store = None
             try:
+                self.sinks = self._open_sinks()
                 robots_store = self._robots_store()
                 await self._start()
                 async with Fetcher(user_agent=self.config.user_agent, max_body=self.config.max_body,
@@ -169,7 +164,8 @@ class _Crawl(HostGate, StateSide):
                     await self._flush()  # runs on Ctrl-C too: what was fetched stays recorded
                 finally:
                     try:
-                        self._close_sinks()
+                        for sink in self.sinks:
+                            sink.close()
                     finally:
                         if robots_store is not None and hasattr(robots_store, "close"):
                             robots_store.close()
@@ -200,12 +196,27 @@ class _Crawl(HostGate, StateSide):
 
     def _open_sinks(self) -> list[Sink]:
         """The outputs the config asks for, in the order they are flushed."""
-        sinks, self.jsonl, self.warc = open_sinks(self.config)
+        cfg = self.config
+        sinks: list[Sink] = []
+        self.jsonl = JsonlSink(cfg.out) if cfg.out else None
+        self.warc = None
+        try:
+            if self.jsonl is not None:
+                sinks.append(self.jsonl)
+            if cfg.warc:
+                try:
+                    self.warc = WarcSink(cfg.warc, cfg.warc_max_size, warc_info(cfg),
+                                         cfg.warc_prefix)
+                except (OSError, ValueError) as exc:  # WarcDamagedError is a ValueError
+                    raise OutputError(f"cannot use --warc {cfg.warc}: {exc}") from exc
+                sinks.append(self.warc)
+            if cfg.items:
+                sinks.append(ItemsSink(cfg.items))
+        except BaseException:
+            for sink in sinks:
+                sink.close()
+            raise
         return sinks
-
-    def _close_sinks(self) -> None:
-        """Close every output; the first error is raised once all are closed."""
-        close_sinks(self.sinks)
 
     async def _start(self) -> None:
         known = await self.state.known()

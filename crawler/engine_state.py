@@ -84,33 +84,19 @@ class StateSide:
             spilled, self._spilled = self._spilled, False
             for sink in self.sinks:
                 sink.flush()
-            kept = (found, lastmods, batch, direct, spilled)
-            if self.warc is not None:
-                try:
-                    await self.warc.flushed()  # written by its process (crawler/warc_process.py)
-                except (OSError, ValueError, RuntimeError):
-                    raise  # those records are not on disk: their URLs must stay unfetched
-                except BaseException:
-                    self._keep_for_final_flush(*kept)  # cancelled: the final flush goes on
-                    raise
             try:
                 await self._commit(batch, direct, found, lastmods)
             except BaseException:
+                self._sitemap_links[:0] = found
+                self._lastmods[:0] = lastmods
                 # Cancelled (Ctrl-C) or failed mid-commit: keep the batch for the final flush.
                 # Recording is idempotent, so a commit that did land is harmless to repeat.
-                self._keep_for_final_flush(*kept)
+                self._results[:0] = batch
+                self._direct[:0] = direct
+                self._spilled |= spilled
                 raise
             if spilled:
                 self._db_due = True
-
-    def _keep_for_final_flush(self, found: list[Link], lastmods: list[tuple[str, str]],
-                              batch: list[Any], direct: list[str], spilled: bool) -> None:
-        """Put a batch that was not committed back in front of what came since."""
-        self._sitemap_links[:0] = found
-        self._lastmods[:0] = lastmods
-        self._results[:0] = batch
-        self._direct[:0] = direct
-        self._spilled |= spilled
 
     async def _commit(self, batch: list[Any], direct: list[str], found: list[Link],
                       lastmods: list[tuple[str, str]]) -> None:

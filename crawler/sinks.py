@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
-from crawler.errors import OutputError
 from crawler.fetcher import FetchResult
 from crawler.output import JsonLines, JsonlWriter
 from crawler.records import CrawlRecord
@@ -52,24 +51,15 @@ class JsonlSink:
 
 
 class WarcSink:
-    """`--warc DIR`: request and response (or revisit) records of every exchange.
-
-    The records are encoded and written by a child process where one can be forked (see
-    crawler/warc_process.py), otherwise in this one; `await flushed()` after flush() returns
-    once they are written either way."""
+    """`--warc DIR`: request and response (or revisit) records of every exchange."""
 
     def __init__(self, directory: str, max_size: int, info: dict[str, str],
-                 prefix: str = "fanmill", separate: bool | None = None) -> None:
+                 prefix: str = "fanmill") -> None:
         """Open the archive directory (repairing a torn tail left by a kill) for the files whose
-        names start with *prefix* (each worker of a crawl has its own). *separate*: write from a
-        child process (None: when one can be forked, crawler.warc_process)."""
-        from crawler import warc_process  # its library loads only when archiving
+        names start with *prefix* (each worker of a crawl has its own)."""
+        from crawler.warc import WarcWriter  # its library loads only when archiving
 
-        if separate is None:
-            separate = warc_process.separate_process_possible()
-        writer_class = warc_process.WarcProcess if separate else warc_process.WarcWriter
-        self.writer = writer_class(directory, max_size=max_size, info=info, prefix=prefix)
-        self.separate = separate
+        self.writer = WarcWriter(directory, max_size=max_size, info=info, prefix=prefix)
 
     def accept(self, fetched: FetchResult | None, record: CrawlRecord, items: list[str]) -> None:
         """Archive the exchange, if there was one (a 304 to a recrawl as a revisit)."""
@@ -99,13 +89,8 @@ class WarcSink:
             response_head=ex.response_head, refers_to_date=refers_to_date)
 
     def flush(self) -> None:
-        """Hand the records to the OS (from a child process: once flushed() returns)."""
+        """Hand the records to the OS."""
         self.writer.flush()
-
-    async def flushed(self) -> None:
-        """Return once what flush() was given is written; raise the writer's error."""
-        if self.separate:
-            await self.writer.flushed()
 
     def close(self) -> None:
         """Flush and close the current file."""
@@ -131,41 +116,6 @@ class ItemsSink:
     def close(self) -> None:
         """Flush and close (stdout is flushed, not closed)."""
         self.lines.close()
-
-
-def open_sinks(cfg: Any) -> tuple[list[Sink], JsonlSink | None, WarcSink | None]:
-    """The outputs *cfg* asks for, in the order they are flushed, and the `--out` and `--warc`
-    ones (None when not asked for)."""
-    sinks: list[Sink] = []
-    jsonl = JsonlSink(cfg.out) if cfg.out else None
-    warc = None
-    try:
-        if jsonl is not None:
-            sinks.append(jsonl)
-        if cfg.warc:
-            try:
-                warc = WarcSink(cfg.warc, cfg.warc_max_size, warc_info(cfg), cfg.warc_prefix)
-            except (OSError, ValueError) as exc:  # WarcDamagedError is a ValueError
-                raise OutputError(f"cannot use --warc {cfg.warc}: {exc}") from exc
-            sinks.append(warc)
-        if cfg.items:
-            sinks.append(ItemsSink(cfg.items))
-    except BaseException:
-        close_sinks(sinks)
-        raise
-    return sinks, jsonl, warc
-
-
-def close_sinks(sinks: list[Sink]) -> None:
-    """Close every sink, in order; the first error is raised once all are closed."""
-    error: BaseException | None = None
-    for sink in sinks:
-        try:
-            sink.close()
-        except BaseException as exc:  # noqa: BLE001 - the others must still be closed
-            error = error or exc
-    if error is not None:
-        raise error
 
 
 def warc_info(config: Any) -> dict[str, str]:
