@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Hashable, Iterable, Sequence
+from operator import attrgetter
 
 from dedup.model import DuplicateGroup
 
@@ -127,5 +128,18 @@ def expand_groups(
         out.append(DuplicateGroup(group[0][SIZE], records, files=len(group)))  # type: ignore[arg-type]
         if consume:
             group.clear()
-    out.sort(key=DuplicateGroup.order_key)
+    # Largest first through a key made in C; only groups of one size (a few) need the first
+    # entry's path: `DuplicateGroup.order_key` for every group took 0.03 s of the pyenv run.
+    out.sort(key=_SIZE, reverse=True)  # stable: ties keep their order for the pass below
+    start, count = 0, len(out)
+    while start < count:
+        end, size = start + 1, out[start].size
+        while end < count and out[end].size == size:
+            end += 1
+        if end - start > 1:
+            out[start:end] = sorted(out[start:end], key=DuplicateGroup.order_key)
+        start = end
     return out
+
+
+_SIZE = attrgetter("size")

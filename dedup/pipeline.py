@@ -320,7 +320,9 @@ class _Run(SmallFiles, Heads, LargeFiles):
                 scanned += size
                 continue
             reps: CandidateGroup | array
-            if len({inos[i] for i in bucket}) == len(bucket):  # distinct inodes: no link
+            # Distinct inodes: no hard link. Most buckets are pairs: two reads, no set.
+            if (inos[bucket[0]] != inos[bucket[1]] if len(bucket) == 2
+                    else len({inos[i] for i in bucket}) == len(bucket)):
                 reps = bucket
             else:
                 reps = collapse_bucket(self.table.records(bucket, size), self.links)

@@ -193,3 +193,20 @@ def test_null_separated_output_is_each_paths_bytes_then_nul(groups):
                           for g in groups), (), Stats(), {})
     want = b"".join(b"".join(os.fsencode(p) + b"\0" for p in g) + b"\0" for g in groups)
     assert to_null_separated(report) == want
+
+
+@given(st.lists(st.tuples(st.integers(1, 4), st.integers(0, 2), st.lists(_PATH, min_size=2,
+                                                                          max_size=3)),
+                max_size=12))
+def test_expanded_groups_come_largest_first_then_by_first_entry(specs):
+    # expand_groups sorts by size in C and only ties by the first entry: the order must be
+    # that of the full key (-size, root, path bytes), ties of size included.
+    groups, seen = [], set()
+    for size, root, paths in specs:
+        paths = [p for p in dict.fromkeys(paths) if p not in seen]
+        seen.update(paths)
+        if len(paths) > 1:
+            groups.append([(p, size, 1, len(seen) + k, 0, root) for k, p in enumerate(paths)])
+    out = expand_groups(groups, {})
+    want = sorted(out, key=lambda g: (-g.size, g.first[0], os.fsencode(g.first[1])))
+    assert out == want and len(out) == len(groups)
