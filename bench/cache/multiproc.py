@@ -2,7 +2,8 @@
 
 Each process (forked, then opening the cache itself) plays its share of the trace, ops[i::n],
 cache-aside, timing every get and every set. All start at one barrier; aggregate ops/s is every
-operation of every process over the span from the first start to the last finish.
+operation of every process over the span from the first start to the last finish. Each process's CPU
+time (user + system, all its threads) over its share gives the CPU per operation.
 
 Checks, both contenders alike:
     garbage  a value read (during the run, or in a full scan afterwards) that is not the one its key
@@ -36,6 +37,7 @@ class Share:
     garbage: int
     failed_sets: int
     last_sets: list[int]
+    cpu: float  # seconds of CPU (user + system) this process spent playing its share
 
 
 def open_persistent(path: str, capacity: int, mean_value: float) -> tuple[Callable, Callable, Callable]:
@@ -67,6 +69,7 @@ def _play(opener: str, path: str, capacity: int, mean_value: float, ops: list, v
     recent: list[int] = []
     barrier.wait()
     start = time.perf_counter()
+    cpu = time.process_time()
     for key, is_get in ops:
         value = values[key % nvalues]
         if is_get:
@@ -90,9 +93,10 @@ def _play(opener: str, path: str, capacity: int, mean_value: float, ops: list, v
             if len(recent) > 4 * LAST_SETS:
                 del recent[: 2 * LAST_SETS]
     end = time.perf_counter()
+    cpu = time.process_time() - cpu
     close()
     last = list(dict.fromkeys(reversed(recent)))[:LAST_SETS]
-    results.put((index, Share(start, end, get_ns, set_ns, garbage, failed, last)))
+    results.put((index, Share(start, end, get_ns, set_ns, garbage, failed, last, cpu)))
 
 
 def run(opener: str, path: str, n: int, ops: list, values: list, capacity: int, mean_value: float) -> dict:
@@ -136,6 +140,7 @@ def run(opener: str, path: str, n: int, ops: list, values: list, capacity: int, 
         "get_p99_ms": _pct(get_ns, 0.99) / 1e6, "get_max_ms": get_ns[-1] / 1e6,
         "set_p99_ms": _pct(set_ns, 0.99) / 1e6, "set_max_ms": set_ns[-1] / 1e6,
         "garbage": garbage, "lost": lost,
+        "cpu_us_per_op": sum(s.cpu for s in shares) / len(ops) * 1e6,
     }
 
 
