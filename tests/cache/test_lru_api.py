@@ -62,6 +62,18 @@ def test_max_bytes_is_exact_and_a_too_large_value_is_refused(tmp_path: Path) -> 
         assert len(lru) == 4 and "big" not in lru  # nothing was evicted for the refused value
 
 
+def test_the_eviction_callback_gets_each_key_as_it_was_put(tmp_path: Path) -> None:
+    # True and 1 share an encoding (bool counts as int); the callback gets the object the caller put.
+    evicted: list[object] = []
+    with PersistentLRU(tmp_path / "c.lru", capacity=2, serializer="bytes", on_evict=evicted.append) as lru:
+        lru[True] = b"a"
+        lru[("t", 2)] = b"b"
+        lru["c"] = b"c"
+        lru["d"] = b"d"
+        assert evicted == [True, ("t", 2)] and type(evicted[0]) is bool
+        assert list(lru) == ["c", "d"]
+
+
 def test_a_second_open_shares_the_file_and_exclusive_opens_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "c.lru"
     with PersistentLRU(path, capacity=3) as lru:
