@@ -1,0 +1,104 @@
+"""What a microsecond of work on the crawl's event loop costs the whole crawl.
+
+Crawls the throughput site (cpu_per_page's: nginx, 20 hosts x 1,000 pages, `--delay 0
+--per-host 16 --concurrency 128`, SQLite state and JSONL) in alternated pairs: plainly, and with
+a pure-Python loop of BURN iterations run on the event loop as each fetch ends (it touches no
+crawl data). Each crawl reports its main thread's CPU time and the loop's own; the rest of the
+main thread (main - loop) is compared between the two crawls of a pair. A figure above zero is
+work the crawl itself did more slowly because the loop ran (cProfile counts the same calls in
+both). This is why `--warc`'s ~25 µs a page of encoding shows as more in cpu_per_page.
+`python -m bench.crawler.loop_burden [--pairs 6] [--burn 520]`; prints markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import statistics
+import subprocess
+import sys
+import time
+
+from bench.crawler.cpu_per_page_measure import HOSTS, LIMITS, PY, ROOT, WORK, write_plain_site
+from bench.crawler.nginx import free_port, serve
+from bench.results import machine_line
+
+
+def child(burn: int, argv: list[str]) -> int:
+    """Run `crawl argv` with *burn* loop iterations after each fetch; report CPU at exit."""
+    from crawler import engine
+    from crawler.cli import main
+
+    burned = [0.0]
+    fetch_page = engine._Crawl._fetch_page  # noqa: SLF001 - the bench wraps the engine's step
+
+    async def burdened(self, ready):  # type: ignore[no-untyped-def]
+        try:
+            return await fetch_page(self, ready)
+        finally:
+            started, x = time.thread_time(), 0
+            for i in range(burn):
+                x += i
+            burned[0] += time.thread_time() - started
+
+    if burn:
+        engine._Crawl._fetch_page = burdened  # noqa: SLF001
+    atexit.register(lambda: print(f"loop-burden main {time.thread_time():.4f} "
+                                  f"burned {burned[0]:.4f}", file=sys.stderr))
+    return main(argv)
+
+
+def crawl(burn: int, seeds: list[str], pages: int) -> tuple[float, float]:
+    """(main thread µs per page outside the loop, the loop's µs per page) of one crawl."""
+    work = WORK / "loop-burden"
+    subprocess.run(["rm", "-rf", str(work)], check=True)
+    work.mkdir(parents=True)
+    proc = subprocess.run(
+        [PY, "-m", "bench.crawler.loop_burden", "--child", str(burn), *seeds, *LIMITS,
+         "--state", str(work / "s.db"), "--out", str(work / "out.jsonl"), "-q"],
+        cwd=ROOT, capture_output=True, text=True, check=False)
+    line = [x for x in proc.stderr.splitlines() if x.startswith("loop-burden ")]
+    if proc.returncode != 0 or not line:
+        raise RuntimeError(f"crawl failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    fields = line[-1].split()
+    main, burned = float(fields[2]), float(fields[4])
+    fetched = (work / "out.jsonl").read_text().count("\n")
+    if fetched != pages:
+        raise RuntimeError(f"the crawl recorded {fetched} pages, not {pages}")
+    return (main - burned) / pages * 1e6, burned / pages * 1e6
+
+
+def main(argv: list[str]) -> str:
+    """Alternate plain and burdened crawls; return the markdown."""
+    parser = argparse.ArgumentParser(prog="python -m bench.crawler.loop_burden",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", type=int, default=6)
+    parser.add_argument("--burn", type=int, default=520, help="loop iterations per fetch")
+    opts = parser.parse_args(argv)
+    port = free_port([f"127.0.1.{i + 1}" for i in range(HOSTS)])
+    roots, target = write_plain_site(port)
+    rows, extra, loop_cost = [], [], []
+    with serve(WORK / "nginx", roots, port):
+        crawl(0, target.seeds, len(target.expected))  # warm-up: page cache, nginx
+        for n in range(opts.pairs):
+            order = (0, opts.burn) if n % 2 == 0 else (opts.burn, 0)
+            got = {burn: crawl(burn, target.seeds, len(target.expected)) for burn in order}
+            (plain, _), (rest, burned) = got[0], got[opts.burn]
+            extra.append(rest - plain)
+            loop_cost.append(burned)
+            rows.append(f"| {n + 1} | {plain:.0f} | {rest:.0f} | {burned:.1f} | "
+                        f"{rest - plain:+.1f} |")
+    return "\n".join([
+        "### Work on the event loop: what it costs the rest of the crawl", "", machine_line(), "",
+        f"Throughput site, {len(target.expected):,} pages, {opts.pairs} alternated pairs; a loop "
+        f"of {opts.burn} iterations after each fetch. µs per page of the main thread.", "",
+        "| pair | plain: main thread | burdened: main thread outside the loop | the loop | "
+        "difference |", "|---:|---:|---:|---:|---:|", *rows, "",
+        f"Median: the loop costs {statistics.median(loop_cost):.1f} µs a page and the rest of "
+        f"the main thread {statistics.median(extra):+.1f} µs a page with it."])
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--child"]:
+        raise SystemExit(child(int(sys.argv[2]), sys.argv[3:]))
+    print(main(sys.argv[1:]))
