@@ -7,7 +7,9 @@ crawl data). Each crawl reports its main thread's CPU time and the loop's own; t
 main thread (main - loop) is compared between the two crawls of a pair. A figure above zero is
 work the crawl itself did more slowly because the loop ran (cProfile counts the same calls in
 both). This is why `--warc`'s ~25 µs a page of encoding shows as more in cpu_per_page.
-`python -m bench.crawler.loop_burden [--pairs 6] [--burn 520]`; prints markdown.
+`--sleep US` puts a sleep of US µs in the loop's place: the main thread then does no work of its
+own, only gives up its core once a page (the sleep's system call and switch are what it costs).
+`python -m bench.crawler.loop_burden [--pairs 6] [--burn 520 | --sleep 20]`; prints markdown.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from bench.results import machine_line
 
 
 def child(burn: int, argv: list[str]) -> int:
-    """Run `crawl argv` with *burn* loop iterations after each fetch; report CPU at exit."""
+    """Run `crawl argv` with *burn* loop iterations after each fetch (a negative *burn*: a sleep
+    of -burn µs instead); report CPU at exit."""
     from crawler import engine
     from crawler.cli import main
 
@@ -37,6 +40,8 @@ def child(burn: int, argv: list[str]) -> int:
             return await fetch_page(self, ready)
         finally:
             started, x = time.thread_time(), 0
+            if burn < 0:
+                time.sleep(-burn / 1e6)
             for i in range(burn):
                 x += i
             burned[0] += time.thread_time() - started
@@ -73,29 +78,35 @@ def main(argv: list[str]) -> str:
     parser = argparse.ArgumentParser(prog="python -m bench.crawler.loop_burden",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=6)
-    parser.add_argument("--burn", type=int, default=520, help="loop iterations per fetch")
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument("--burn", type=int, default=520, help="loop iterations per fetch")
+    how.add_argument("--sleep", type=int, metavar="US",
+                     help="sleep this many µs per fetch instead of the loop")
     opts = parser.parse_args(argv)
+    burn = -opts.sleep if opts.sleep else opts.burn
+    what = (f"a sleep of {opts.sleep} µs" if opts.sleep
+            else f"a loop of {opts.burn} iterations")
     port = free_port([f"127.0.1.{i + 1}" for i in range(HOSTS)])
     roots, target = write_plain_site(port)
     rows, extra, loop_cost = [], [], []
     with serve(WORK / "nginx", roots, port):
         crawl(0, target.seeds, len(target.expected))  # warm-up: page cache, nginx
         for n in range(opts.pairs):
-            order = (0, opts.burn) if n % 2 == 0 else (opts.burn, 0)
-            got = {burn: crawl(burn, target.seeds, len(target.expected)) for burn in order}
-            (plain, _), (rest, burned) = got[0], got[opts.burn]
+            order = (0, burn) if n % 2 == 0 else (burn, 0)
+            got = {b: crawl(b, target.seeds, len(target.expected)) for b in order}
+            (plain, _), (rest, burned) = got[0], got[burn]
             extra.append(rest - plain)
             loop_cost.append(burned)
             rows.append(f"| {n + 1} | {plain:.0f} | {rest:.0f} | {burned:.1f} | "
                         f"{rest - plain:+.1f} |")
     return "\n".join([
         "### Work on the event loop: what it costs the rest of the crawl", "", machine_line(), "",
-        f"Throughput site, {len(target.expected):,} pages, {opts.pairs} alternated pairs; a loop "
-        f"of {opts.burn} iterations after each fetch. µs per page of the main thread.", "",
-        "| pair | plain: main thread | burdened: main thread outside the loop | the loop | "
+        f"Throughput site, {len(target.expected):,} pages, {opts.pairs} alternated pairs; {what} "
+        "after each fetch. µs per page of the main thread (user and system CPU).", "",
+        "| pair | plain: main thread | burdened: main thread outside the burden | the burden | "
         "difference |", "|---:|---:|---:|---:|---:|", *rows, "",
-        f"Median: the loop costs {statistics.median(loop_cost):.1f} µs a page and the rest of "
-        f"the main thread {statistics.median(extra):+.1f} µs a page with it."])
+        f"Median: {what} costs {statistics.median(loop_cost):.1f} µs of CPU a page and the rest "
+        f"of the main thread {statistics.median(extra):+.1f} µs a page with it."])
 
 
 if __name__ == "__main__":
