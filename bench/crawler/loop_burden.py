@@ -9,7 +9,8 @@ work the crawl itself did more slowly because the loop ran (cProfile counts the 
 both). This is why `--warc`'s ~25 µs a page of encoding shows as more in cpu_per_page.
 `--sleep US` puts a sleep of US µs in the loop's place: the main thread then does no work of its
 own, only gives up its core once a page (the sleep's system call and switch are what it costs).
-`python -m bench.crawler.loop_burden [--pairs 6] [--burn 520 | --sleep 20]`; prints markdown.
+`python -m bench.crawler.loop_burden [--pairs 6] [--burn 520 | --sleep 20]`; writes section
+crawler-loop-burden (crawler-loop-sleep with --sleep) of bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 
 from bench.crawler.cpu_per_page_measure import HOSTS, LIMITS, PY, ROOT, WORK, write_plain_site
 from bench.crawler.nginx import free_port, serve
-from bench.results import machine_line
+from bench.results import machine_line, write_section
 
 
 def child(burn: int, argv: list[str]) -> int:
@@ -73,8 +74,8 @@ def crawl(burn: int, seeds: list[str], pages: int) -> tuple[float, float]:
     return (main - burned) / pages * 1e6, burned / pages * 1e6
 
 
-def main(argv: list[str]) -> str:
-    """Alternate plain and burdened crawls; return the markdown."""
+def main(argv: list[str]) -> tuple[str, str]:
+    """Alternate plain and burdened crawls; return (section name, markdown)."""
     parser = argparse.ArgumentParser(prog="python -m bench.crawler.loop_burden",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=6)
@@ -99,8 +100,12 @@ def main(argv: list[str]) -> str:
             loop_cost.append(burned)
             rows.append(f"| {n + 1} | {plain:.0f} | {rest:.0f} | {burned:.1f} | "
                         f"{rest - plain:+.1f} |")
-    return "\n".join([
-        "### Work on the event loop: what it costs the rest of the crawl", "", machine_line(), "",
+    section = "crawler-loop-sleep" if opts.sleep else "crawler-loop-burden"
+    return section, "\n".join([
+        f"## {section} — what disturbing the crawl's event loop costs the rest of the crawl "
+        "(issue 14)", "",
+        f"`{' '.join(['python -m bench.crawler.loop_burden', *argv])}` · {machine_line()}",
+        "",
         f"Throughput site, {len(target.expected):,} pages, {opts.pairs} alternated pairs; {what} "
         "after each fetch. µs per page of the main thread (user and system CPU).", "",
         "| pair | plain: main thread | burdened: main thread outside the burden | the burden | "
@@ -112,4 +117,6 @@ def main(argv: list[str]) -> str:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
         raise SystemExit(child(int(sys.argv[2]), sys.argv[3:]))
-    print(main(sys.argv[1:]))
+    name, markdown = main(sys.argv[1:])
+    write_section(name, markdown)
+    print(markdown)
