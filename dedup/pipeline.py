@@ -251,7 +251,7 @@ class _Run(SmallFiles, Heads, LargeFiles):
             tree.table = table
         enters_dir = selection.enters_dir if options.exclude else None
         select = selection.selects_file if globs else None
-        listings: Iterable[PackedDirs | tuple[str, int, int, Listing]]
+        listings: Iterable[PackedDirs | tuple[str, int, int, Listing] | None]
         if (self.procs > 1 and tree is None and scandir is os.scandir
                 and not options.follow_symlinks):
             # Listing is Python work per entry: forked processes share the subtrees (pyenv tree,
@@ -273,11 +273,17 @@ class _Run(SmallFiles, Heads, LargeFiles):
                 pool=self.io_pool if self.options.io_threads is not None else None,
                 window=self.io_threads * IO_DEPTH,
                 others=self.extras.others if self.extras is not None else None)
+        deferred: list[tuple[str, str]] = []  # a forked walk's problems, reported once it ends
         for item in listings:
+            if item is None:  # the forked walk's listings so far are void (dedup.subtrees)
+                table = self.table = FileTable()
+                by_size.clear()
+                deferred.clear()
+                count = filtered = 0
+                continue
             if type(item) is PackedDirs:  # a forked walk's task: the table's own columns
                 dirs: PackedDirs = item  # type: ignore[assignment]
-                for path, error in dirs.problems:
-                    problem(FileProblem(path, error))
+                deferred += dirs.problems
                 filtered += dirs.filtered
                 first = table.add_packed(dirs)
                 count += len(dirs)
@@ -300,6 +306,8 @@ class _Run(SmallFiles, Heads, LargeFiles):
             count += len(sizes)
             bucket_by_size(by_size, sizes, first)
             progress("scan", count, 0)
+        for path, error in deferred:
+            problem(FileProblem(path, error))
         progress("scan", count, count)
         self.files, self.filtered = count, filtered
         return by_size

@@ -1,18 +1,19 @@
-"""I/O: the walk shared out by subtrees among forked processes (dedup.processes), for the pipeline.
+"""I/O: the walk shared out by subtrees among forked processes (dedup.tasktree), for the pipeline.
 
 This process lists the top of each root breadth first until enough directories are waiting; each
-of them (its whole subtree, depth first) is then a task for any process. A task sends back its
-listings as the file table's own columns (`PackedDirs`: names joined, numbers as machine arrays),
-which the table appends without a loop per name (a tuple per directory cost 0.17 s of the 0.48 s
-scan of /usr/lib, 11,239 directories), and they are yielded in task order. Which directories are listed does not depend on the processes, as long
-as no directory is reached twice (a root inside another root, a bind mount): the first path of
-such a directory depends on the order of the walk, so then the sequential walk runs instead, and
-its listings are the ones yielded.
+of them (its whole subtree, depth first) is then a task for any process, and the directories a
+task leaves waiting (`TASK_ENTRIES`) are its subtasks. A task sends back its listings as the file
+table's own columns (`PackedDirs`: names joined, numbers as machine arrays), which the table
+appends without a loop per name (a tuple per directory cost 0.17 s of the 0.48 s scan of
+/usr/lib, 11,239 directories), and they are yielded in task-tree order while the other processes
+still list. Which directories are listed does not depend on the processes, as long as no
+directory is reached twice (a root inside another root, a bind mount): the first path of such a
+directory depends on the order of the walk, so then the sequential walk runs instead, its
+listings are the ones yielded, and a None before them says that what came before is void.
 """
 
 from __future__ import annotations
 
-import marshal
 import os
 import stat
 from array import array
@@ -20,15 +21,14 @@ from collections.abc import Callable, Iterator, Sequence
 
 from dedup.listing import FileFilter, Listing, list_dir, walk_listings
 from dedup.model import FileProblem
-from dedup.processes import MAX_TASKS, Results, map_in_processes
 from dedup.table import PackedDirs
+from dedup.tasktree import Refused, map_tree
 from dedup.walk import WalkCounters, describe_os_error
 
 TASKS_PER_PROC = 16  # directories waiting per process before the subtrees are shared out
-# Entries one task lists at most before it hands back what is waiting. Each round forks again and
-# waits for its slowest task: 4096 took 6 rounds on the pyenv tree, 8192 takes fewer (warm A/B,
-# 9 pairs: pyenv 1.232 -> 1.167 s, /usr/lib 0.592 -> 0.539 s); 65536 lost on the last round's
-# imbalance (/usr/lib 0.609 -> 0.715 s).
+# Entries one task lists at most before it hands back what is waiting, as its subtasks. (With a
+# round of forked tasks at a time, 8192 beat 4096 — fewer rounds — and 65536 lost on the last
+# round's imbalance: /usr/lib 0.609 -> 0.715 s.)
 TASK_ENTRIES = 8192
 
 Pending = tuple[str, int, int, int]  # (path, root index, root's device, device)
@@ -44,13 +44,15 @@ def walk_forked(
     lowest: int = 0,
     highest: float = float("inf"),
     select: FileFilter | None = None,
-) -> Iterator[PackedDirs | tuple[str, int, int, Listing]]:
+) -> Iterator[PackedDirs | tuple[str, int, int, Listing] | None]:
     """Yield every directory under *roots* (symlinks not followed), listed by *procs* processes,
     as `PackedDirs` (the top levels, then one per task) in this module's order (top levels
-    breadth first, then subtree by subtree), the same for any *procs*; or, when a directory is
-    reached twice, what `walk_listings` yields. The counters are kept as `walk_listings` does."""
+    breadth first, then subtree by subtree), the same for any *procs*, as the listings come in;
+    or, when a directory is reached twice, what `walk_listings` yields — after a None when
+    `PackedDirs` were yielded already: those are void. The counters are kept as
+    `walk_listings` does."""
     counts = counters if counters is not None else WalkCounters()
-    special_before = counts.skipped_special
+    before = (counts.dirs, counts.skipped_symlinks, counts.skipped_special)
     one_fs = one_file_system
     visited: set[tuple[int, int]] = set()
     top: list[tuple[str, int, int, Listing]] = []
@@ -104,14 +106,14 @@ def walk_forked(
                 break
         level = below
 
-    def work(number: int) -> tuple[bytes, bytes, bool, list[Pending]]:
+    def work(task: list[Pending]) -> tuple[tuple, tuple[bytes, bool], list[list[Pending]]]:
         # One task: subtrees depth first, as the sequential walk, until about TASK_ENTRIES
-        # entries are listed; the directories still waiting are handed back for the next round.
+        # entries are listed; the directories still waiting become its subtasks.
         out = _Columns()
         seen: set[tuple[int, int]] = set()
         ok = True
         budget = TASK_ENTRIES
-        starts = list(tasks[number])
+        starts = list(task)
         stack: list[Pending] = []
         while (stack or starts) and ok and budget > 0:
             if not stack:
@@ -123,54 +125,45 @@ def walk_forked(
             ok = enter(path, root, root_dev, listing, stack, seen)
             out.add(path if path.endswith("/") else path + "/", root, dev, listing)
         left = starts + stack  # popped from the end: in the order the walk would take them
-        # The listings marshalled apart: the check below loads them as one bytes object.
-        return (marshal.dumps(out.build().pack()),
-                array("Q", [x for key in seen for x in key]).tobytes(), ok, left)
+        # A deep subtree comes back as its waiting directories, spread over the processes.
+        per_task = max(1, len(left) // (procs * TASKS_PER_PROC)) if ok else len(left) + 1
+        return (out.build().pack(), (array("Q", [x for key in seen for x in key]).tobytes(), ok),
+                [left[i : i + per_task] for i in range(0, len(left), per_task)] if ok else [])
 
-    rounds: list[Results] = []
-    try:
-        while level and not repeated:
-            # Each round shares out what is waiting, one directory per task (in chunks when
-            # there are more than MAX_TASKS): a deep subtree comes back as its waiting
-            # directories and is spread over the processes in the next round.
-            per_task = max(-(-len(level) // MAX_TASKS), len(level) // (procs * TASKS_PER_PROC))
-            tasks = [level[i : i + per_task] for i in range(0, len(level), per_task)]
-            level = []
-            results = map_in_processes(len(tasks), work, procs)
-            rounds.append(results)
-            for _, ids, ok, left in results:
-                level.extend(tuple(p) for p in left)  # type: ignore[misc]
-                numbers = array("Q")
-                numbers.frombytes(ids)
-                for k in range(0, len(numbers), 2):
-                    key = (numbers[k], numbers[k + 1])
-                    if key in visited:
-                        ok = False
-                    visited.add(key)
-                if not ok:
-                    repeated = True
-                    break
-        if not repeated:
-            del visited
-            columns = _Columns()
-            for item in top:
-                columns.add(*item)
-            del top
-            dirs = columns.build()
-            _count(counts, dirs)
-            yield dirs
-            for results in rounds:
-                for packed, _, _, _ in results:
-                    dirs = PackedDirs.unpack(marshal.loads(packed))
-                    _count(counts, dirs)
-                    yield dirs
-                results.close()
+    def accept(info: tuple[bytes, bool]) -> bool:
+        # Every directory listed once, or the sequential walk runs instead (its first path).
+        ids, ok = info
+        numbers = array("Q")
+        numbers.frombytes(ids)
+        for k in range(0, len(numbers), 2):
+            key = (numbers[k], numbers[k + 1])
+            if key in visited:
+                ok = False
+            visited.add(key)
+        return ok
+
+    if not repeated:
+        per_task = max(1, len(level) // (procs * TASKS_PER_PROC))
+        columns = _Columns()
+        for item in top:
+            columns.add(*item)
+        del top
+        dirs = columns.build()
+        _count(counts, dirs)
+        yield dirs
+        try:
+            # Yielded while the other processes list: their columns are appended here meanwhile.
+            for packed in map_tree([level[i : i + per_task] for i in range(0, len(level), per_task)],
+                                   work, procs, accept):
+                dirs = PackedDirs.unpack(packed)
+                _count(counts, dirs)
+                yield dirs
             return
-    finally:
-        for results in rounds:
-            results.close()
+        except Refused:
+            counts.dirs, counts.skipped_symlinks = before[0], before[1]
+            yield None  # what was yielded is void: the sequential walk's listings follow
     # A directory reached twice: its first path is the one of the sequential walk.
-    counts.skipped_special = special_before
+    counts.skipped_special = before[2]
     yield from walk_listings(roots, one_file_system=one_fs, enters_dir=enters_dir,
                              counters=counts, lowest=lowest, highest=highest, select=select)
 

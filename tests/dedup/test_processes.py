@@ -19,6 +19,7 @@ from dedup import (
     processes,
     smallfiles,
     subtrees,
+    tasktree,
 )
 from dedup.listing import walk_listings
 from dedup.model import FileProblem
@@ -67,6 +68,45 @@ def test_tasks_of_a_worker_that_dies_are_run_by_the_parent():
     assert list(processes.map_in_processes(60, dying, 3)) == list(range(1, 61))
 
 
+def _tree_task(task):
+    # A task (name, depth) gives three subtasks until depth 3: 1 + 3 + 9 + 27 tasks per top one.
+    name, depth = task
+    time.sleep(0.0005)  # long enough that the workers get tasks too
+    subtasks = [[f"{name}.{k}", depth + 1] for k in range(3)] if depth < 3 else []
+    return [name, os.getpid()], depth, subtasks
+
+
+def test_task_tree_results_come_in_tree_order_from_several_processes():
+    tops = [["a", 0], ["b", 0]]
+    here = [r[0] for r in tasktree.map_tree(tops, _tree_task, 1)]
+    results = list(tasktree.map_tree(tops, _tree_task, 3))
+    assert [r[0] for r in results] == here and len(here) == 80
+    assert here[:3] == ["a", "a.0", "a.0.0"]  # depth first, subtasks in the order given
+    assert len({r[1] for r in results}) > 1  # not all run here
+
+
+def test_task_tree_tasks_of_a_worker_that_dies_are_run_again():
+    parent = os.getpid()
+
+    def dying(task):
+        if os.getpid() != parent and task[0].endswith("1"):
+            os._exit(9)  # a crash in a worker, mid-run
+        return _tree_task(task)
+
+    names = [r[0] for r in tasktree.map_tree([["a", 0], ["b", 0]], dying, 3)]
+    assert names == [r[0] for r in tasktree.map_tree([["a", 0], ["b", 0]], _tree_task, 1)]
+
+
+@pytest.mark.parametrize("procs", [1, 3])
+def test_task_tree_stops_when_an_info_is_refused(procs):
+    seen = []
+    with pytest.raises(tasktree.Refused):
+        for result in tasktree.map_tree([["a", 0], ["b", 0]], _tree_task, procs,
+                                        accept=lambda depth: depth < 2):
+            seen.append(result[0])
+    assert "a.0.0" not in seen  # a task at depth 2 was refused before its result came
+
+
 def test_one_process_or_one_task_runs_here_without_forking():
     here = os.getpid()
     assert list(processes.map_in_processes(5, _pid_task, 1)) == [(n * n, here) for n in range(5)]
@@ -93,7 +133,10 @@ def _listed(walk, roots, **kwargs) -> tuple[list, list, tuple]:
     table = FileTable()
     problems = []
     for item in walk(roots, counters=counts, lowest=1, **kwargs):
-        if isinstance(item, PackedDirs):
+        if item is None:  # what was yielded is void (a forked walk that met a directory twice)
+            table = FileTable()
+            problems = []
+        elif isinstance(item, PackedDirs):
             table.add_packed(item)
             problems += [FileProblem(path, error) for path, error in item.problems]
         else:
@@ -119,9 +162,26 @@ def test_a_directory_reached_twice_gives_the_sequential_walk(tmp_path, forking):
     root = build_tree(str(tmp_path / "t"), _hostile_spec(2))
     roots = [root, root + "/d1", root]  # a root inside a root, a root given twice
     forked = list(subtrees.walk_forked(roots, procs=3, lowest=1))
+    if None in forked:  # found after some listings came: they are void
+        forked = forked[len(forked) - forked[::-1].index(None) :]
     assert all(type(item) is tuple for item in forked)  # the sequential walk's listings
     assert _listed(subtrees.walk_forked, roots, procs=3) == _listed(walk_listings, roots)
     assert _listed(walk_listings, roots)[2][3] == 2  # two directories reached twice
+
+
+def test_a_directory_reached_twice_inside_a_task_voids_what_was_yielded(tmp_path, forking):
+    # Three subtrees at the top (tasks of their own); the second root lies deep in one of
+    # them, so only that task meets it again, after the top levels were yielded.
+    spec = {f"s{k}/c1/c2/c3/f{i}": b"%d" % (i % 3) * 100 for k in range(3) for i in range(6)}
+    root = build_tree(str(tmp_path / "t"), spec)
+    roots = [root, root + "/s1/c1/c2"]
+    forked = list(subtrees.walk_forked(roots, procs=3, lowest=1))
+    assert None in forked and type(forked[0]) is PackedDirs
+    assert all(type(item) is tuple for item in forked[forked.index(None) + 1 :])
+    assert _listed(subtrees.walk_forked, roots, procs=3) == _listed(walk_listings, roots)
+    one = find_duplicates(roots, ScanOptions(threads=1, io_threads=1))
+    many = find_duplicates(roots, ScanOptions(threads=2, io_threads=8))
+    assert one.groups and _json(many) == _json(one)
 
 
 def test_forked_run_with_nested_roots_reports_as_one_process(tmp_path, forking):

@@ -1,0 +1,318 @@
+"""Running a tree of tasks — tasks that give more tasks, as the walk's subtrees do — in this
+process and forked worker processes forked once, with no round to wait for.
+
+`map_tree(tasks, work, procs, accept)` runs `work(task) -> (result, info, subtasks)` for *tasks*
+and every subtask they give. A process that finishes a task takes the next waiting one at once:
+forking a round of known tasks at a time (dedup.processes) waited, each round, for its slowest
+task, and the pyenv tree's walk took 5 rounds. *info* and *subtasks* come back to this process
+as each task ends (`accept(info)` may stop the whole run); results stay marshalled in memory
+files until read, and are yielded in tree order (a task's result, then its subtasks' results in
+the order given, depth first), so the outcome does not depend on which process ran what. They
+are yielded as soon as they are next in that order, between this process's own tasks: the
+caller's work on them (the walk's: appending to the file table, bucketing by size) overlaps
+the workers' tasks instead of following the last one.
+
+Protocol (Linux): this process keeps the waiting tasks and hands each worker at most `AHEAD`
+at a time, through the worker's own pipe (a task's marshal lies in a memory file; the pipe
+carries its number, offset and length: 24 bytes, written and read whole). A worker appends
+(info, subtasks) and its result to its own memory file and says so on its note pipe. With
+nothing left to run, this process takes back a task still waiting in a worker's pipe (both
+ends are non-blocking; workers wait in select()). It knows what each worker holds, so a worker
+that dies (its note pipe ends) costs time, never a task: what it held is run again.
+"""
+
+from __future__ import annotations
+
+import marshal
+import mmap
+import os
+import select
+import signal
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from dedup.processes import can_fork
+
+AHEAD = 8  # tasks a worker holds at most (this process runs tasks too: it hands out between them)
+_MSG = 24  # a task's number, offset and length in the payload file (8 bytes each)
+_NOTE = 32  # a finished task: number, offset, length of (info, subtasks), length of the result
+
+Work = Callable[[Any], tuple[Any, Any, list]]
+
+
+class Refused(Exception):
+    """`accept` said no to a task's info: the run stopped, and what it yielded is void."""
+
+
+def map_tree(tasks: Sequence, work: Work, procs: int,
+             accept: Callable[[Any], bool] | None = None) -> Iterator:
+    """Yield the results of *tasks* and of the subtasks their `work` gives, run by *procs*
+    processes (this one included), in tree order, each once it and every result before it
+    are in: this process takes what it yields between its own tasks while the workers run.
+    Raise `Refused` as soon as `accept(info)` says no (nothing more is started). Tasks,
+    results, infos and subtasks must be marshal-able. With procs <= 1 or forking refused
+    (`dedup.processes.can_fork`) everything runs here."""
+    if procs <= 1 or len(tasks) == 0 or not can_fork():
+        yield from _here(tasks, work, accept)
+    else:
+        yield from _Tree(work, procs).run(tasks, accept)
+
+
+def _here(tasks: Sequence, work: Work, accept: Callable[[Any], bool] | None) -> Iterator:
+    stack = list(reversed(tasks))
+    while stack:
+        result, info, subtasks = work(stack.pop())
+        if accept is not None and not accept(info):
+            raise Refused
+        yield result
+        stack.extend(reversed(subtasks))
+
+
+def _load(fd: int, offset: int, length: int) -> Any:
+    # Mapped, not read(): read() would count the bytes passed between processes in the run's
+    # rchar (see dedup.processes.Results).
+    start = offset - offset % mmap.ALLOCATIONGRANULARITY
+    with mmap.mmap(fd, offset + length - start, prot=mmap.PROT_READ, offset=start) as mm:
+        view = memoryview(mm)
+        part = view[offset - start :]
+        try:
+            return marshal.loads(part)
+        finally:
+            part.release()
+            view.release()
+
+
+def _append(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class _Worker:
+    __slots__ = ("pid", "tasks", "notes", "out", "held", "buffer")
+
+    def __init__(self, pid: int, tasks: int, notes: int, out: int) -> None:
+        self.pid, self.tasks, self.notes, self.out = pid, tasks, notes, out
+        self.held: list[int] = []  # numbers given to it and not finished, in pipe order
+        self.buffer = b""  # a note read in part
+
+
+class _Tree:
+    """One `map_tree` run with workers (this process schedules, runs tasks and yields)."""
+
+    def __init__(self, work: Work, procs: int) -> None:
+        self.work = work
+        self.procs = procs
+        self.task_of: dict[int, Any] = {}  # unfinished tasks by number
+        self.subtasks: dict[int, list[int]] = {}  # finished: their subtasks' numbers
+        self.where: dict[int, tuple[int, int, int]] = {}  # finished: their result's place
+        self.ready: deque[int] = deque()
+        self.count = 0
+        self.workers: list[_Worker] = []
+        self.task_r: dict[int, int] = {}  # a worker's task pipe: write end -> read end
+        self.refused = False
+
+    def new(self, task: Any) -> int:
+        number = self.count
+        self.count += 1
+        self.task_of[number] = task
+        self.ready.append(number)
+        return number
+
+    def run(self, tasks: Sequence, accept: Callable[[Any], bool] | None) -> Iterator:
+        files: list[int] = []
+        payloads = -1
+        try:
+            payloads = os.memfd_create("dedup-tasks", os.MFD_CLOEXEC)
+            own = os.memfd_create("dedup-results", os.MFD_CLOEXEC)
+            files.append(own)
+            self.payloads, self.own, self.own_at, self.sent_at = payloads, own, 0, 0
+            self.accept = accept
+            top = [self.new(task) for task in tasks]
+            self.order = list(reversed(top))  # tree order: the next result to yield on top
+            for _ in range(self.procs - 1):
+                self.fork(files)
+            yield from self._loop()
+            if self.refused:
+                raise Refused
+            yield from self._flush()
+        finally:
+            self._stop()
+            for fd in files:
+                os.close(fd)
+            if payloads >= 0:
+                os.close(payloads)
+
+    def _flush(self) -> Iterator:
+        """Yield the results that are next in tree order and in; keep the workers fed."""
+        order = self.order
+        while order and not self.refused:
+            number = order[-1]
+            where = self.where.pop(number, None)
+            if where is None:
+                return
+            order.pop()
+            order.extend(reversed(self.subtasks.pop(number)))
+            result = _load(*where)
+            self._notes(wait=False)
+            self._give()
+            yield result
+
+    def fork(self, files: list[int]) -> None:
+        out = os.memfd_create("dedup-results", os.MFD_CLOEXEC)
+        files.append(out)
+        task_r, task_w = os.pipe()
+        note_r, note_w = os.pipe()
+        os.set_blocking(task_r, False)  # this process takes tasks back without waiting
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child; its outcome is checked
+            _serve(task_r, note_w, self.payloads, out, self.work,
+                   [task_w, note_r] + [fd for w in self.workers for fd in (w.tasks, w.notes)])
+        os.close(note_w)
+        os.set_blocking(note_r, False)
+        self.workers.append(_Worker(pid, task_w, note_r, out))
+        self.task_r[task_w] = task_r
+
+    def _give(self) -> None:
+        # Older tasks go out (the workers'), the newest are run here, depth first.
+        for worker in self.workers:
+            while self.ready and len(worker.held) < AHEAD and worker.pid:
+                number = self.ready.popleft()
+                data = marshal.dumps(self.task_of[number])
+                _append(self.payloads, data)
+                _append(worker.tasks, b"".join(x.to_bytes(8, "little", signed=True) for x in (
+                    number, self.sent_at, len(data))))
+                self.sent_at += len(data)
+                worker.held.append(number)
+
+    def _take_back(self) -> int | None:
+        for worker in self.workers:
+            if len(worker.held) > 1 and worker.pid:
+                try:
+                    msg = os.read(self.task_r[worker.tasks], _MSG)
+                except BlockingIOError:
+                    continue
+                if len(msg) == _MSG:
+                    number = int.from_bytes(msg[:8], "little", signed=True)
+                    worker.held.remove(number)
+                    return number
+        return None
+
+    def _notes(self, wait: bool) -> None:
+        live = [w for w in self.workers if w.pid]
+        if wait and live:
+            select.select([w.notes for w in live], [], [])
+        for worker in live:
+            try:
+                data = os.read(worker.notes, 64 * _NOTE)
+            except BlockingIOError:
+                continue
+            if not data:  # the worker is gone: what it held is run again
+                self._lost(worker)
+                continue
+            data = worker.buffer + data
+            end = len(data) - len(data) % _NOTE
+            worker.buffer = data[end:]
+            for at in range(0, end, _NOTE):
+                number, offset, head, body = (
+                    int.from_bytes(data[k : k + 8], "little", signed=True)
+                    for k in range(at, at + _NOTE, 8))
+                worker.held.remove(number)
+                info, subtasks = _load(worker.out, offset, head)
+                self._finished(number, info, subtasks, (worker.out, offset + head, body))
+
+    def _lost(self, worker: _Worker) -> None:
+        os.waitpid(worker.pid, 0)
+        worker.pid = 0
+        self.ready.extendleft(reversed(worker.held))
+        worker.held.clear()
+
+    def _finished(self, number: int, info: Any, subtasks: list, where: tuple[int, int, int]
+                  ) -> None:
+        del self.task_of[number]
+        if self.refused:
+            return
+        if self.accept is not None and not self.accept(info):
+            self.refused = True
+            return
+        self.where[number] = where
+        self.subtasks[number] = [self.new(task) for task in subtasks]
+
+    def _loop(self) -> Iterator:
+        while self.task_of:
+            self._notes(wait=False)
+            if self.refused or not self.task_of:
+                return
+            self._give()
+            number = self.ready.pop() if self.ready else self._take_back()
+            if number is None:
+                if not any(w.pid for w in self.workers) and not self.ready:
+                    raise RuntimeError("tasks left and no worker")  # not reached: _lost requeues
+                order = self.order
+                if order and order[-1] in self.where:  # something to yield: no wait
+                    yield from self._flush()
+                else:
+                    self._notes(wait=True)
+                continue
+            result, info, subtasks = self.work(self.task_of[number])
+            data = marshal.dumps(result)
+            _append(self.own, data)
+            self._finished(number, info, subtasks, (self.own, self.own_at, len(data)))
+            self.own_at += len(data)
+            yield from self._flush()
+
+    def _stop(self) -> None:
+        """End the workers: each reads the end of its pipe and exits (killed if the run is
+        being abandoned)."""
+        for worker in self.workers:
+            if worker.tasks >= 0:
+                os.close(worker.tasks)
+                os.close(self.task_r.pop(worker.tasks))
+                worker.tasks = -1
+            if worker.pid and (self.refused or self.task_of):
+                try:
+                    os.kill(worker.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            if worker.pid:
+                try:
+                    os.waitpid(worker.pid, 0)
+                except OSError:
+                    pass
+                worker.pid = 0
+            if worker.notes >= 0:
+                os.close(worker.notes)
+                worker.notes = -1
+
+
+def _serve(tasks: int, notes: int, payloads: int, out: int, work: Work,
+           others: list[int]) -> None:
+    """Run tasks in a forked worker until its pipe ends; never return."""
+    code = 1
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: the parent reports it, once
+        for fd in others:  # a pipe's end held here would keep it open
+            os.close(fd)
+        at = 0
+        while True:
+            try:
+                msg = os.read(tasks, _MSG)
+            except BlockingIOError:
+                select.select([tasks], [], [])
+                continue
+            if not msg:
+                break
+            number, offset, length = (int.from_bytes(msg[k : k + 8], "little", signed=True)
+                                      for k in (0, 8, 16))
+            result, info, subtasks = work(_load(payloads, offset, length))
+            head = marshal.dumps((info, subtasks))
+            body = marshal.dumps(result)
+            _append(out, head + body)
+            _append(notes, b"".join(x.to_bytes(8, "little", signed=True) for x in (
+                number, at, len(head), len(body))))
+            at += len(head) + len(body)
+        code = 0
+    finally:
+        # No cleanup of the parent's objects, no buffered output flushed twice, no atexit.
+        os._exit(code)
