@@ -143,10 +143,12 @@ class DuplicateGroup:
         """Return the group whose packed form (`pack`) is *paths* and *numbers*; *files*, when
         given, is its number of distinct files (`file_count`)."""
         group = object.__new__(cls)
-        object.__setattr__(group, "size", size)
-        object.__setattr__(group, "_paths", paths)
-        object.__setattr__(group, "_numbers", numbers)
-        object.__setattr__(group, "_files", files)
+        # The slots' own setters: a forked run makes every group here, one after another, in
+        # this process (pyenv tree: 17,000 groups, 30 -> 17 ms with object.__setattr__ before).
+        _SET_SIZE(group, size)
+        _SET_PATHS(group, paths)
+        _SET_NUMBERS(group, numbers)
+        _SET_FILES(group, files)
         return group
 
     def pack(self) -> tuple[int, str, bytes]:
@@ -300,3 +302,7 @@ class Report(_Value):
         _set(self, "policy", {} if policy is None else policy)
         _set(self, "dirs", dirs)
         _set(self, "similar", similar)
+
+
+_SET_SIZE, _SET_PATHS, _SET_NUMBERS, _SET_FILES = (
+    DuplicateGroup.__dict__[name].__set__ for name in ("size", "_paths", "_numbers", "_files"))
