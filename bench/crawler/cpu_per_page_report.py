@@ -56,7 +56,8 @@ def table(target: Target, runs: dict[str, list[Run]]) -> tuple[list[str], dict[s
 
 def markdown(*, command_line: str, nginx_version: str, n_rounds: int, targets: list[Target],
              runs: dict[str, dict[str, list[Run]]], docs: Path | None, docs_urls: list[str],
-             statuses: Counter[str], fixed: str, warc_checks: list[str], nginx_log: str) -> str:
+             statuses: Counter[str], fixed: str, warc_checks: list[str], nginx_log: str,
+             server_cpu: int | None = None) -> str:
     """The "crawler-nginx" section of bench/RESULTS.md from the measured *runs*."""
     sections = []
     verdicts = []
@@ -97,8 +98,11 @@ def markdown(*, command_line: str, nginx_version: str, n_rounds: int, targets: l
         "**The machine has 2 cores and is shared** (other engineers run tests at the same time): "
         "compare the ratios within this run, not absolute figures across runs. "
         f"nginx {nginx_version} (private instance, 1 worker, access_log off, sendfile, "
-        "one 127.0.1.x "
-        f"address per host), aiohttp {version_of('aiohttp')} (the loop; the crawler's http:// "
+        "one 127.0.1.x address per host, "
+        + ("not pinned" if server_cpu is None else
+           f"kept on CPU {server_cpu} as a remote server keeps to its machine: the contenders are "
+           "not pinned; see server_cpu() in bench/crawler/nginx.py") +
+        f"), aiohttp {version_of('aiohttp')} (the loop; the crawler's http:// "
         f"goes through its own client on httptools {version_of('httptools')}), isal "
         f"{version_of('isal')} (the crawler's WARC deflate), FastWARC {version_of('fastwarc')} "
         f"and warcio {version_of('warcio')} (read-back checks). Every contender "

@@ -6,11 +6,16 @@ a pure-Python loop of BURN iterations run on the event loop as each fetch ends (
 crawl data). Each crawl reports its main thread's CPU time and the loop's own; the rest of the
 main thread (main - loop) is compared between the two crawls of a pair. A figure above zero is
 work the crawl itself did more slowly because the loop ran (cProfile counts the same calls in
-both). This is why `--warc`'s ~25 µs a page of encoding shows as more in cpu_per_page.
+both). With nginx left to the scheduler (`--server-cpu none`), that is what a loop costs: the
+rest rose by about as much as the loop took (+17 µs a page for 21 µs; the first runs before
+cpu_per_page kept nginx on one core); with nginx on one core, it does not.
 `--sleep US` puts a sleep of US µs in the loop's place: the main thread then does no work of its
 own, only gives up its core once a page (the sleep's system call and switch are what it costs).
-`python -m bench.crawler.loop_burden [--pairs 6] [--burn 520 | --sleep 20]`; writes section
-crawler-loop-burden (crawler-loop-sleep with --sleep) of bench/RESULTS.md.
+nginx is kept on the last CPU by default, as in cpu_per_page (see server_cpu() in
+bench/crawler/nginx.py).
+`python -m bench.crawler.loop_burden [--pairs 6] [--burn 520 | --sleep 20] [--server-cpu N|none]`;
+writes section crawler-loop-burden or crawler-loop-sleep of bench/RESULTS.md (-unpinned added
+to the name with --server-cpu none).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import sys
 import time
 
 from bench.crawler.cpu_per_page_measure import HOSTS, LIMITS, PY, ROOT, WORK, write_plain_site
-from bench.crawler.nginx import free_port, serve
+from bench.crawler.nginx import free_port, serve, server_cpu
 from bench.results import machine_line, write_section
 
 
@@ -83,6 +88,9 @@ def main(argv: list[str]) -> tuple[str, str]:
     how.add_argument("--burn", type=int, default=520, help="loop iterations per fetch")
     how.add_argument("--sleep", type=int, metavar="US",
                      help="sleep this many µs per fetch instead of the loop")
+    parser.add_argument("--server-cpu", default=server_cpu(), metavar="N|none",
+                        type=lambda text: None if text == "none" else int(text),
+                        help=f"the CPU nginx is kept on (default the last: {server_cpu()})")
     opts = parser.parse_args(argv)
     burn = -opts.sleep if opts.sleep else opts.burn
     what = (f"a sleep of {opts.sleep} µs" if opts.sleep
@@ -90,7 +98,7 @@ def main(argv: list[str]) -> tuple[str, str]:
     port = free_port([f"127.0.1.{i + 1}" for i in range(HOSTS)])
     roots, target = write_plain_site(port)
     rows, extra, loop_cost = [], [], []
-    with serve(WORK / "nginx", roots, port):
+    with serve(WORK / "nginx", roots, port, cpu=opts.server_cpu):
         crawl(0, target.seeds, len(target.expected))  # warm-up: page cache, nginx
         for n in range(opts.pairs):
             order = (0, burn) if n % 2 == 0 else (burn, 0)
@@ -100,14 +108,17 @@ def main(argv: list[str]) -> tuple[str, str]:
             loop_cost.append(burned)
             rows.append(f"| {n + 1} | {plain:.0f} | {rest:.0f} | {burned:.1f} | "
                         f"{rest - plain:+.1f} |")
-    section = "crawler-loop-sleep" if opts.sleep else "crawler-loop-burden"
+    section = ("crawler-loop-sleep" if opts.sleep else "crawler-loop-burden") + (
+        "-unpinned" if opts.server_cpu is None else "")
+    where = ("nginx wherever the scheduler puts it" if opts.server_cpu is None
+             else f"nginx kept on CPU {opts.server_cpu}")
     return section, "\n".join([
         f"## {section} — what disturbing the crawl's event loop costs the rest of the crawl "
         "(issue 14)", "",
         f"`{' '.join(['python -m bench.crawler.loop_burden', *argv])}` · {machine_line()}",
         "",
-        f"Throughput site, {len(target.expected):,} pages, {opts.pairs} alternated pairs; {what} "
-        "after each fetch. µs per page of the main thread (user and system CPU).", "",
+        f"Throughput site, {len(target.expected):,} pages, {where}, {opts.pairs} alternated pairs; "
+        f"{what} after each fetch. µs per page of the main thread (user and system CPU).", "",
         "| pair | plain: main thread | burdened: main thread outside the burden | the burden | "
         "difference |", "|---:|---:|---:|---:|---:|", *rows, "",
         f"Median: {what} costs {statistics.median(loop_cost):.1f} µs of CPU a page and the rest "

@@ -1,7 +1,8 @@
 """A private nginx for the crawl benchmarks: static sites on loopback, one 127.0.1.x address per
 host on one port, `daemon off` as our child (stopped at the end, also on failure), one worker,
 no access log unless asked (`serve(..., access_log=PATH)`: one line per request, TIMING_FORMAT);
-its CPU read from /proc/<pid>/schedstat (master + workers).
+its CPU read from /proc/<pid>/schedstat (master + workers). `serve(..., cpu=N)` keeps it on CPU N
+(see server_cpu()).
 
 `ensure_apt(binary_or_path, package)` installs a Debian package with apt when missing (the bench
 runs as root on the build machine; `apt-get update` runs once per process)."""
@@ -192,11 +193,27 @@ http {{
 """
 
 
+def server_cpu() -> int | None:
+    """The CPU a single-client bench keeps nginx on: the last one, when there are two or more.
+
+    A crawled server runs on its own machine; here it shares the client's two cores, and left to
+    the scheduler its worker runs now on one core, now on the other, and the client's process
+    follows it around. Then the client's CPU per page rises with anything that changes its
+    timing, not only with the work added: in bench/crawler/loop_burden.py's pairs on the
+    throughput site, a 20 µs loop after each fetch raised the rest of the crawl by ~+17..+25 µs a
+    page with nginx unpinned, by ~+4 µs with nginx kept on CPU 1 (4 pairs each, scratch). Keeping
+    nginx on one core measures the client as it runs against a remote server; the client itself
+    is not pinned (its threads go where the scheduler puts them)."""
+    count = len(os.sched_getaffinity(0))
+    return max(os.sched_getaffinity(0)) if count >= 2 else None
+
+
 @contextmanager
 def serve(prefix: Path, roots: dict[str, Path], port: int | None = None,
-          access_log: Path | None = None) -> Iterator[Nginx]:
+          access_log: Path | None = None, cpu: int | None = None) -> Iterator[Nginx]:
     """Serve each address -> document root of *roots* on one port until the block exits; with
-    *access_log*, every site request is logged there in TIMING_FORMAT (stub_status requests not)."""
+    *access_log*, every site request is logged there in TIMING_FORMAT (stub_status requests not);
+    with *cpu*, nginx (master and workers) runs on that CPU only."""
     binary = nginx_binary()
     prefix.mkdir(parents=True, exist_ok=True)
     (prefix / "tmp").mkdir(exist_ok=True)
@@ -209,7 +226,10 @@ def serve(prefix: Path, roots: dict[str, Path], port: int | None = None,
     if test.returncode:
         raise RuntimeError(f"nginx config rejected: {test.stderr.strip()}")
     proc = subprocess.Popen([binary, "-p", str(prefix), "-c", str(conf), "-e",
-                             str(prefix / "error.log")], stdin=subprocess.DEVNULL)
+                             str(prefix / "error.log")], stdin=subprocess.DEVNULL,
+                            # the workers nginx forks inherit the affinity
+                            preexec_fn=None if cpu is None else (
+                                lambda: os.sched_setaffinity(0, {cpu})))
     server = Nginx(proc, port, prefix, [])
     try:
         deadline = time.monotonic() + 20
