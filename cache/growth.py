@@ -27,6 +27,7 @@ log = logging.getLogger("cache.log")
 GROW = 64 << 10  # the writer's file size is a multiple of this while it is open (see above)
 _MAX_STEP = 8 << 20  # the largest step a helper prepares ahead of the appends
 _ZEROS = memoryview(bytes(1 << 20))
+_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)  # <linux/mman.h>; Python 3.11 lacks the name
 
 
 def data_end(fd: int, start: int, size: int) -> int:
@@ -170,9 +171,10 @@ class SharedGrowingMap(GrowingMap):
             size = new
             if self.durability == "fsync":
                 os.fsync(fd)
-        self._map(size)
+        self._map(size, self.end)
 
-    def _map(self, size: int) -> None:
+    def _map(self, size: int, tail: int) -> None:
+        """Map the file's first *size* bytes (again, if it grew), its pages from *tail* on writable."""
         if self._mm is not None and self._mapped == size:
             return
         try:
@@ -182,6 +184,18 @@ class SharedGrowingMap(GrowingMap):
         self._unmap()
         self._mm, self._mapped = mm, size
         self._limit = size if self.durability != "fsync" and not self._broken else 0
+        # The zero tail past the published end is where every process appends and then follows the
+        # others' records. Each process has its own map, so each took a page fault per page and
+        # process there (a write fault, then a read fault), one at a time: MADV_POPULATE_WRITE
+        # (Linux 5.14) maps the whole tail writable in one call instead. Nothing is written: the
+        # pages hold the zeros _extend wrote. bench/cache, 100k operations, 3 alternated pairs:
+        # 2/4/8 processes x1.27/x1.12/x1.09 ops/s (every pair >= 1.00), CPU per op -6 to -22%.
+        start = max(0, tail - tail % mmap.PAGESIZE)
+        if start < size:
+            try:
+                mm.madvise(_POPULATE_WRITE, start, size - start)
+            except (OSError, ValueError):
+                pass  # an older kernel or another system: pages fault in one at a time, as before
 
     def _wait_prefill(self) -> None:
         pass  # no helper thread in a shared log

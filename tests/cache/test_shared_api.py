@@ -338,3 +338,25 @@ def test_a_process_following_another_generation_holds_the_same_index(tmp_path: P
         first[99] = b"after"
         assert list(second) == list(first)
         assert [second.peek(k) for k in second] == [first.peek(k) for k in first]
+
+
+@pytest.mark.parametrize("advice", ["refused", "default"])
+def test_opens_share_the_file_as_it_grows_whether_or_not_the_tail_is_premapped(
+    tmp_path: Path, monkeypatch, advice: str
+) -> None:
+    # The zero tail is mapped writable ahead of the appends (MADV_POPULATE_WRITE): a kernel that
+    # refuses the advice (EINVAL, here an unknown advice number) leaves the pages to fault one by one.
+    from cache import growth
+
+    if advice == "refused":
+        monkeypatch.setattr(growth, "_POPULATE_WRITE", 9999)
+    path = tmp_path / "grow.lru"
+    value = bytes(range(256)) * 16  # 4 KiB: the file grows past several GROW steps
+    with PersistentLRU(path, capacity=1000, serializer="bytes") as a, \
+            PersistentLRU(path, capacity=1000, serializer="bytes") as b:
+        for i in range(600):
+            (a if i % 2 else b)[i] = value + i.to_bytes(4, "little")
+        assert a._log._mapped > 8 * growth.GROW
+        for i in range(0, 600, 7):
+            assert a[i] == b[i] == value + i.to_bytes(4, "little")
+        assert list(a) == list(b)
