@@ -160,6 +160,10 @@ def _timer_cost() -> float:
     return best
 
 
+def _median(rows: list[dict[str, float]], field: Any) -> float:
+    return statistics.median(field(row) for row in rows)
+
+
 def main() -> None:
     """Run each process count in alternated rounds and print the medians per operation."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -179,23 +183,27 @@ def main() -> None:
           "(us of CPU per operation unless said)")
     print("  n     ops/s   CPU (user+sys)   follow (calls/op, records/op, us/record)   wait   held (CPU; wall share of "
           "span)   rest   waited   faults  invol.cs  compactions  loads (opens included)")
+    per_op = 1e6 / len(ops)
     for n in counts:
-        def med(f: Any) -> float:
-            return statistics.median(f(x) for x in got[n])  # noqa: B023
-
-        per_op = 1e6 / len(ops)
-        cpu = med(lambda x: x["cpu_us_per_op"])
-        follow = med(lambda x: x["follow_cpu"] * per_op)
-        wait = med(lambda x: x["wait_cpu"] * per_op)
-        held = med(lambda x: x["held_cpu"] * per_op)
-        print(f"{n:3d} {med(lambda x: x['ops_per_s']):9,.0f}   {cpu:5.1f} ({med(lambda x: x['user'] * per_op):4.1f}+"
-              f"{med(lambda x: x['sys'] * per_op):3.1f})    {follow:5.1f} ({med(lambda x: x['follow_calls'] / len(ops)):.2f}, "
-              f"{med(lambda x: x['records'] / len(ops)):.2f}, "
-              f"{med(lambda x: x['follow_cpu'] / max(1, x['records']) * 1e6):.2f})"
-              f"               {wait:4.1f}   {held:4.1f}; {med(lambda x: x['held_wall'] * x['ops_per_s'] / len(ops)):.0%}"
-              f"                 {cpu - follow - wait - held:5.1f}  {med(lambda x: x['waits'] / max(1, x['locked_ops'])):6.0%}"
-              f"  {med(lambda x: x['minflt'] / len(ops)):6.2f}  {med(lambda x: x['nivcsw'] / len(ops)):7.3f}"
-              f"  {med(lambda x: x['compactions']):11.0f}  {med(lambda x: x['loads']):5.0f}")
+        rows = got[n]
+        cpu = _median(rows, lambda x: x["cpu_us_per_op"])
+        follow = _median(rows, lambda x: x["follow_cpu"] * per_op)
+        wait = _median(rows, lambda x: x["wait_cpu"] * per_op)
+        held = _median(rows, lambda x: x["held_cpu"] * per_op)
+        user = _median(rows, lambda x: x["user"] * per_op)
+        system = _median(rows, lambda x: x["sys"] * per_op)
+        calls = _median(rows, lambda x: x["follow_calls"] / len(ops))
+        records = _median(rows, lambda x: x["records"] / len(ops))
+        per_record = _median(rows, lambda x: x["follow_cpu"] / max(1, x["records"]) * 1e6)
+        share = _median(rows, lambda x: x["held_wall"] * x["ops_per_s"] / len(ops))
+        waited = _median(rows, lambda x: x["waits"] / max(1, x["locked_ops"]))
+        faults = _median(rows, lambda x: x["minflt"] / len(ops))
+        switches = _median(rows, lambda x: x["nivcsw"] / len(ops))
+        print(f"{n:3d} {_median(rows, lambda x: x['ops_per_s']):9,.0f}   {cpu:5.1f} ({user:4.1f}+{system:3.1f})    "
+              f"{follow:5.1f} ({calls:.2f}, {records:.2f}, {per_record:.2f})               {wait:4.1f}   "
+              f"{held:4.1f}; {share:.0%}                 {cpu - follow - wait - held:5.1f}  {waited:6.0%}"
+              f"  {faults:6.2f}  {switches:7.3f}  {_median(rows, lambda x: x['compactions']):11.0f}  "
+              f"{_median(rows, lambda x: x['loads']):5.0f}")
     shutil.rmtree(WORK, ignore_errors=True)
 
 
