@@ -54,7 +54,7 @@ def walk_forked(
     counts = counters if counters is not None else WalkCounters()
     before = (counts.dirs, counts.skipped_symlinks, counts.skipped_special)
     one_fs = one_file_system
-    visited: set[tuple[int, int]] = set()
+    visited = _DirIds()  # alive until the last task's listing is in (the table grows meanwhile)
     top: list[tuple[str, int, int, Listing]] = []
     level: list[Pending] = []
     repeated = False
@@ -82,7 +82,7 @@ def walk_forked(
         level.append((root, index, st.st_dev, st.st_dev))
 
     def enter(path: str, root: int, root_dev: int, listing: Listing, into: list[Pending],
-              seen: set[tuple[int, int]]) -> bool:
+              seen: set[tuple[int, int]] | _DirIds) -> bool:
         """Queue the subdirectories of one listing; return False when one was reached before."""
         for sub, dev, ino in listing.subdirs:
             if (dev, ino) in seen:
@@ -166,6 +166,26 @@ def walk_forked(
     counts.skipped_special = before[2]
     yield from walk_listings(roots, one_file_system=one_fs, enters_dir=enters_dir,
                              counters=counts, lowest=lowest, highest=highest, select=select)
+
+
+class _DirIds:
+    """A set of directories' (device, inode), kept as a set of inodes per device: about 75
+    bytes a directory instead of 150 (/usr/lib's 11,239 directories: 0.8 MB against 1.7)."""
+
+    __slots__ = ("by_dev",)
+
+    def __init__(self) -> None:
+        self.by_dev: dict[int, set[int]] = {}
+
+    def __contains__(self, key: tuple[int, int]) -> bool:
+        inos = self.by_dev.get(key[0])
+        return inos is not None and key[1] in inos
+
+    def add(self, key: tuple[int, int]) -> None:
+        inos = self.by_dev.get(key[0])
+        if inos is None:
+            inos = self.by_dev[key[0]] = set()
+        inos.add(key[1])
 
 
 def _listing(names: list[str], problems: list[FileProblem], filtered: int = 0) -> Listing:
