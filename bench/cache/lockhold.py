@@ -14,7 +14,7 @@ is waiting for a core is not counted; each timed span's own timer call, ~0.3 us,
 
 It also prints the operations that found the lock taken, compactions, generations loaded whole,
 and minor page faults and involuntary context switches per operation. A first run on the 2-core
-shared machine (100k operations, see the README's cache speed row) found the lock held about half
+shared machine (100k operations, see the README's cache speed row) found the lock held a third
 of each run's span at every process count, waits on a minority of operations, and following as the
 largest share of the CPU at 8 processes: a work that grows with the number of processes.
 """
