@@ -1,0 +1,81 @@
+"""Alternated A/B runs of dedup variants (and jdupes) on one tree: wall and CPU medians, and the
+paired ratio of the second variant to the first.
+
+    git archive e9f0d5a dedup cache | tar -x -C /tmp/ab/base      # a variant: a directory
+    flock /tmp/fanmill-bench.lock .venv/bin/python -m bench.dedup.ab /root/.pyenv/versions \\
+        --rounds 15 /tmp/ab/base . jdupes
+
+Each variant is a directory holding a `dedup` (and `cache`) package, run as `python -m dedup -0
+-q TREE` from that directory (bytecode compiled first, as an install does); `jdupes` runs
+`jdupes -r -q -0 TREE`. One warm-up each, then rounds in a rotating order. CPU is the run's
+user + sys time, its forked processes included. Compare only ratios within one run: the
+machine is shared. The figures of d02cfbf's message came from this harness (then a scratch
+script).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+PYTHON = sys.executable
+
+
+def run_once(variant: str, tree: str, extra: list[str]) -> tuple[float, float]:
+    """Run one variant on *tree*; return (wall seconds, CPU seconds)."""
+    if variant == "jdupes":
+        argv, cwd = ["jdupes", "-r", "-q", "-0", tree], None
+    else:
+        argv, cwd = [PYTHON, "-m", "dedup", "-0", "-q", *extra, tree], variant
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    with open(os.devnull, "wb") as out:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, cwd=cwd, env=env)
+        _, _, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.dedup.ab", description=__doc__.split("\n")[0])
+    parser.add_argument("tree", help="the tree to scan (warm page cache)")
+    parser.add_argument("variants", nargs="+", help="directories holding a dedup package, or jdupes")
+    parser.add_argument("--rounds", type=int, default=9, help="rounds (default: %(default)s)")
+    parser.add_argument("--dedup-args", default="", help="extra dedup options, e.g. '--threads 1'")
+    args = parser.parse_args(argv)
+    variants = [v if v == "jdupes" else os.path.abspath(v) for v in args.variants]
+    extra = args.dedup_args.split()
+    for v in variants:
+        if v != "jdupes":
+            subprocess.run([PYTHON, "-m", "compileall", "-q", os.path.join(v, "dedup"),
+                            os.path.join(v, "cache")], check=True, stdout=subprocess.DEVNULL)
+    for v in variants:
+        run_once(v, args.tree, extra)  # warm-up
+    runs: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
+    for r in range(args.rounds):
+        for v in variants[r % len(variants):] + variants[: r % len(variants)]:
+            runs[v].append(run_once(v, args.tree, extra))
+    first = statistics.median(w for w, _ in runs[variants[0]])
+    jdupes = statistics.median(w for w, _ in runs["jdupes"]) if "jdupes" in runs else None
+    for v in variants:
+        wall = statistics.median(w for w, _ in runs[v])
+        cpu = statistics.median(c for _, c in runs[v])
+        line = f"{v:32s} wall {wall:.3f} (min {min(w for w, _ in runs[v]):.3f}) cpu {cpu:.3f}"
+        line += f"  vs first {wall / first:.3f}"
+        if jdupes:
+            line += f"  vs jdupes {wall / jdupes:.3f}"
+        print(line)
+    if len(variants) >= 2:
+        a, b = variants[0], variants[1]
+        pairs = [y[0] / x[0] for x, y in zip(runs[a], runs[b], strict=True)]
+        print(f"paired {b} / {a}: median {statistics.median(pairs):.3f}, "
+              f"range {min(pairs):.3f}-{max(pairs):.3f} ({len(pairs)} pairs)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
