@@ -1,0 +1,66 @@
+"""The mapped tail's A/B: n processes on one file with the zero tail mapped writable, and without.
+
+`python -m bench.cache.tail_ab [--processes 2,4,8] [--ops N] [--rounds R]` plays the bench trace
+split over n forked processes (bench/cache/multiproc.py) in alternated pairs: "on" is the code as
+it is (cache/growth.py maps the tail with MADV_POPULATE_WRITE), "off" gives the kernel an advice it
+refuses, which is the code before that change (each page faulted in one at a time). Prints each
+pair's ratio and the medians of ops/s and CPU per operation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+
+from bench.cache.adapters import CAPACITY
+from bench.cache.multiproc import run
+from bench.cache.workload import make_trace
+
+WORK = os.path.join(os.path.dirname(__file__), "..", ".work", "cache", "tail_ab")
+REFUSED = 9999  # no such advice: madvise fails with EINVAL and the map is left as mmap made it
+
+
+def main() -> None:
+    """Run the alternated pairs and print the ratios."""
+    from cache import growth
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", default="2,4,8")
+    parser.add_argument("--ops", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    counts = [int(x) for x in args.processes.split(",")]
+    trace = make_trace()
+    ops = trace.ops[: args.ops]
+    mean_value = statistics.fmean(len(v) for v in trace.values)
+    advice = growth._POPULATE_WRITE
+    got: dict[tuple[int, str], list[dict[str, float]]] = {}
+    try:
+        for r in range(args.rounds):
+            for n in counts:
+                for variant in ("off", "on") if r % 2 == 0 else ("on", "off"):
+                    growth._POPULATE_WRITE = advice if variant == "on" else REFUSED
+                    shutil.rmtree(WORK, ignore_errors=True)
+                    os.makedirs(WORK)
+                    fig = run("PersistentLRU", WORK, n, ops, trace.values, CAPACITY, mean_value)
+                    got.setdefault((n, variant), []).append(fig)
+                    print(f"round {r + 1} {n} processes {variant:3s} {fig['ops_per_s']:9,.0f} ops/s "
+                          f"{fig['cpu_us_per_op']:5.1f} us CPU/op lost {fig['lost']} garbage {fig['garbage']}")
+    finally:
+        growth._POPULATE_WRITE = advice
+        shutil.rmtree(WORK, ignore_errors=True)
+    for n in counts:
+        off = [f["ops_per_s"] for f in got[(n, "off")]]
+        on = [f["ops_per_s"] for f in got[(n, "on")]]
+        pairs = sorted(b / a for a, b in zip(off, on, strict=True))
+        cpu_off = statistics.median(f["cpu_us_per_op"] for f in got[(n, "off")])
+        cpu_on = statistics.median(f["cpu_us_per_op"] for f in got[(n, "on")])
+        print(f"{n} processes: off {statistics.median(off):,.0f} on {statistics.median(on):,.0f} ops/s, "
+              f"on/off x{statistics.median(pairs):.3f} (pairs {', '.join(f'{p:.3f}' for p in pairs)}); "
+              f"CPU per op {cpu_off:.1f} -> {cpu_on:.1f} us")
+
+
+if __name__ == "__main__":
+    main()
