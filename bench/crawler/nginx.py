@@ -199,11 +199,12 @@ def server_cpu() -> int | None:
     A crawled server runs on its own machine; here it shares the client's two cores, and left to
     the scheduler its worker runs now on one core, now on the other, and the client's process
     follows it around. Then the client's CPU per page rises with anything that changes its
-    timing, not only with the work added: in bench/crawler/loop_burden.py's pairs on the
-    throughput site, a 20 µs loop after each fetch raised the rest of the crawl by ~+17..+25 µs a
-    page with nginx unpinned, by ~+4 µs with nginx kept on CPU 1 (4 pairs each, scratch). Keeping
-    nginx on one core measures the client as it runs against a remote server; the client itself
-    is not pinned (its threads go where the scheduler puts them)."""
+    timing, not only with the work added: in bench/crawler/loop_burden.py's 6 pairs on the
+    throughput site, a 20 µs loop after each fetch raised the rest of the crawl by +17.2 and +9.9
+    µs a page with nginx unpinned (two runs), by -10.7 with nginx kept on CPU 1. Keeping nginx on
+    one core measures the client as it runs against a remote server; the client itself is not
+    pinned (its threads go where the scheduler puts them). (It did not move cpu_per_page's
+    `--warc` ratio: +16% and +18% pinned, +16..+21% before.)"""
     count = len(os.sched_getaffinity(0))
     return max(os.sched_getaffinity(0)) if count >= 2 else None
 
