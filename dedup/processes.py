@@ -22,7 +22,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -62,19 +62,7 @@ class Results(Sequence[T]):
     def __getitem__(self, number):  # type: ignore[no-untyped-def, override]
         if self._values is not None:
             return self._values[number]
-        fd, offset, length = self._where[number]
-        # Mapped, not read(): the bytes pass from process to process through shared memory,
-        # and read() would count them again in the run's rchar (the pyenv walk and compare
-        # moved ~20 MiB: bytes read 1.07x -> 1.11x the minimum). Unmapped at once.
-        start = offset - offset % mmap.ALLOCATIONGRANULARITY
-        with mmap.mmap(fd, offset + length - start, prot=mmap.PROT_READ, offset=start) as mm:
-            view = memoryview(mm)
-            part = view[offset - start :]
-            try:
-                return marshal.loads(part)
-            finally:
-                part.release()
-                view.release()
+        return load_mapped(*self._where[number])
 
     def close(self) -> None:
         """Free the memory files."""
@@ -87,6 +75,22 @@ class Results(Sequence[T]):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def load_mapped(fd: int, offset: int, length: int) -> Any:
+    """The marshalled value at *offset* of the memory file *fd*, read through a map."""
+    # Mapped, not read(): the bytes pass from process to process through shared memory, and
+    # read() would count them again in the run's rchar (the pyenv walk and compare moved ~20 MiB:
+    # bytes read 1.07x -> 1.11x the minimum). Unmapped at once.
+    start = offset - offset % mmap.ALLOCATIONGRANULARITY
+    with mmap.mmap(fd, offset + length - start, prot=mmap.PROT_READ, offset=start) as mm:
+        view = memoryview(mm)
+        part = view[offset - start :]
+        try:
+            return marshal.loads(part)
+        finally:
+            part.release()
+            view.release()
 
 
 def map_in_processes(count: int, work: Callable[[int], T], procs: int,

@@ -24,7 +24,6 @@ that dies (its note pipe ends) costs time, never a task: what it held is run aga
 from __future__ import annotations
 
 import marshal
-import mmap
 import os
 import select
 import signal
@@ -32,7 +31,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from dedup.processes import can_fork
+from dedup.processes import can_fork, load_mapped
 
 AHEAD = 8  # tasks a worker holds at most (this process runs tasks too: it hands out between them)
 _MSG = 24  # a task's number, offset and length in the payload file (8 bytes each)
@@ -67,20 +66,6 @@ def _here(tasks: Sequence, work: Work, accept: Callable[[Any], bool] | None) -> 
             raise Refused
         yield result
         stack.extend(reversed(subtasks))
-
-
-def _load(fd: int, offset: int, length: int) -> Any:
-    # Mapped, not read(): read() would count the bytes passed between processes in the run's
-    # rchar (see dedup.processes.Results).
-    start = offset - offset % mmap.ALLOCATIONGRANULARITY
-    with mmap.mmap(fd, offset + length - start, prot=mmap.PROT_READ, offset=start) as mm:
-        view = memoryview(mm)
-        part = view[offset - start :]
-        try:
-            return marshal.loads(part)
-        finally:
-            part.release()
-            view.release()
 
 
 def _append(fd: int, data: bytes) -> None:
@@ -154,7 +139,7 @@ class _Tree:
                 return
             order.pop()
             order.extend(reversed(self.subtasks.pop(number)))
-            result = _load(*where)
+            result = load_mapped(*where)
             self._notes(wait=False)
             self._give()
             yield result
@@ -219,7 +204,7 @@ class _Tree:
                     int.from_bytes(data[k : k + 8], "little", signed=True)
                     for k in range(at, at + _NOTE, 8))
                 worker.held.remove(number)
-                info, subtasks = _load(worker.out, offset, head)
+                info, subtasks = load_mapped(worker.out, offset, head)
                 self._finished(number, info, subtasks, (worker.out, offset + head, body))
 
     def _lost(self, worker: _Worker) -> None:
@@ -305,7 +290,7 @@ def _serve(tasks: int, notes: int, payloads: int, out: int, work: Work,
                 break
             number, offset, length = (int.from_bytes(msg[k : k + 8], "little", signed=True)
                                       for k in (0, 8, 16))
-            result, info, subtasks = work(_load(payloads, offset, length))
+            result, info, subtasks = work(load_mapped(payloads, offset, length))
             head = marshal.dumps((info, subtasks))
             body = marshal.dumps(result)
             _append(out, head + body)
