@@ -110,7 +110,9 @@ class RecordLog(VerifiedReads, LogRewrite, GrowingMap):
         self._unmappable = False  # set when the filesystem refuses a shared map: pwrite instead
         # The values read last, verified, by offset (oldest first): see RECENT_BYTES (cache/reads.py).
         self._recent: OrderedDict[int, bytes] = OrderedDict()  # popitem(last=False) is O(1)
-        self._recent_get = self._recent.get
+        # A remembered value by offset, or None: the dict's own get, bound once (the dict is
+        # cleared, never replaced, so a caller may keep this; cache/persistent.py's get does).
+        self.recent_get = self._recent.get
         self._recent_size = 0
         if not readonly:
             self._lock()

@@ -133,7 +133,7 @@ class PersistentLRU(Operations, IndexReplay, MutableMapping[Any, Any]):
             )
         self.path = self._log.path
         self._log_read = self._log.read
-        self._recent_get = self._log._recent_get  # the dict's get: cleared, never replaced
+        self._recent_get = self._log.recent_get
         # The protocol around each operation (None for a single owner, a read-only view, or the
         # sole open of a shared file until another open asks to join: cache/shared.py).
         self._begin: Callable[[], bool] | None = None
@@ -262,8 +262,8 @@ class PersistentLRU(Operations, IndexReplay, MutableMapping[Any, Any]):
             max_bytes = order.max_bytes
             if max_bytes is not None and weight > max_bytes:
                 raise ValueTooLargeError(f"an entry of {weight} bytes exceeds max_bytes={max_bytes}")
-            if self._on_evict is not None:
-                victims = order.evictions_for(key, weight)  # the keys as they were put, for the callback
+            # the keys as they were put, for the callback (load_evicting below evicts these)
+            victims = order.evictions_for(key, weight) if self._on_evict is not None else ()
             if self._pending_touches:  # "fast": the pending touches go first, in the same write
                 offset, length = log.append_touches(self._pending_touches, (fmt.PUT, kbytes, vbytes))
                 self._pending_touches.clear()
@@ -289,7 +289,7 @@ class PersistentLRU(Operations, IndexReplay, MutableMapping[Any, Any]):
             if begin is not None:
                 self._finish()
             lock.release()
-        if gone and self._on_evict is not None:
+        if victims:
             self._notify(victims)
 
     def __delitem__(self, key: Any) -> None:

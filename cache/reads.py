@@ -33,7 +33,7 @@ class VerifiedReads:
 
     # Set up by RecordLog.__init__ (the log's state, shared with the appending and opening code).
     _recent: OrderedDict[int, bytes]
-    _recent_get: Any
+    recent_get: Any
     _recent_size: int
     _mm: Any
     _mapped: int
@@ -45,7 +45,7 @@ class VerifiedReads:
         """Return the value of the record at *offset*: read back and verified (both checksums and
         the key), or, if it was read so recently that it is among the last RECENT_BYTES of values
         read, that value again."""
-        value = self._recent_get(offset)
+        value = self.recent_get(offset)
         if value is not None:
             return value  # type: ignore[no-any-return]
         value = self.read_verified(offset, length, key)
