@@ -21,7 +21,6 @@ largest share of the CPU at 8 processes: a work that grows with the number of pr
 
 from __future__ import annotations
 
-import argparse
 import os
 import resource
 import shutil
@@ -30,7 +29,7 @@ import time
 from typing import Any
 
 from bench.cache.adapters import CAPACITY
-from bench.cache.workload import make_trace
+from bench.cache.multiproc import split_runs_options
 
 WORK = os.path.join(os.path.dirname(__file__), "..", ".work", "cache", "lockhold")
 FIELDS = ("follow_cpu", "follow_calls", "records", "wait_cpu", "waits", "held_cpu", "held_wall", "locked_ops",
@@ -166,20 +165,13 @@ def _median(rows: list[dict[str, float]], field: Any) -> float:
 
 def main() -> None:
     """Run each process count in alternated rounds and print the medians per operation."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--processes", default="2,4,8")
-    parser.add_argument("--ops", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
-    counts = [int(x) for x in args.processes.split(",")]
-    trace = make_trace()
-    ops = trace.ops[: args.ops]
-    mean_value = statistics.fmean(len(v) for v in trace.values)
+    runs = split_runs_options(__doc__.splitlines()[0])
+    counts, ops = runs.counts, runs.ops
     got: dict[int, list[dict[str, float]]] = {n: [] for n in counts}
-    for r in range(args.rounds):
+    for r in range(runs.rounds):
         for n in counts[r % len(counts):] + counts[: r % len(counts)]:
-            got[n].append(run(n, ops, trace.values, mean_value))
-    print(f"{len(ops):,} operations split over n processes, {args.rounds} rounds, medians "
+            got[n].append(run(n, ops, runs.values, runs.mean_value))
+    print(f"{len(ops):,} operations split over n processes, {runs.rounds} rounds, medians "
           "(us of CPU per operation unless said)")
     print("  n     ops/s   CPU (user+sys)   follow (calls/op, records/op, us/record)   wait   held (CPU; wall share of "
           "span)   rest   waited   faults  invol.cs  compactions  loads (opens included)")

@@ -15,8 +15,10 @@ Checks, both contenders alike:
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing
 import os
+import statistics
 import time
 from array import array
 from collections.abc import Callable
@@ -24,6 +26,32 @@ from dataclasses import dataclass
 from typing import Any
 
 LAST_SETS = 20
+
+
+@dataclass
+class SplitRuns:
+    """What a split-trace measurement runs: process counts, rounds, the trace's first operations."""
+
+    counts: list[int]
+    rounds: int
+    ops: list
+    values: list
+    mean_value: float
+
+
+def split_runs_options(description: str) -> SplitRuns:
+    """Parse --processes, --ops and --rounds; take that many operations of the bench trace."""
+    from bench.cache.workload import make_trace
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--processes", default="2,4,8")
+    parser.add_argument("--ops", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    trace = make_trace()
+    return SplitRuns([int(x) for x in args.processes.split(",")], args.rounds,
+                     trace.ops[: args.ops], trace.values,
+                     statistics.fmean(len(v) for v in trace.values))
 
 
 @dataclass

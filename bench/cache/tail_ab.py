@@ -9,14 +9,12 @@ pair's ratio and the medians of ops/s and CPU per operation.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
 
 from bench.cache.adapters import CAPACITY
-from bench.cache.multiproc import run
-from bench.cache.workload import make_trace
+from bench.cache.multiproc import run, split_runs_options
 
 WORK = os.path.join(os.path.dirname(__file__), "..", ".work", "cache", "tail_ab")
 REFUSED = 9999  # no such advice: madvise fails with EINVAL and the map is left as mmap made it
@@ -26,25 +24,18 @@ def main() -> None:
     """Run the alternated pairs and print the ratios."""
     from cache import growth
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--processes", default="2,4,8")
-    parser.add_argument("--ops", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
-    counts = [int(x) for x in args.processes.split(",")]
-    trace = make_trace()
-    ops = trace.ops[: args.ops]
-    mean_value = statistics.fmean(len(v) for v in trace.values)
+    runs = split_runs_options(__doc__.splitlines()[0])
+    counts, ops = runs.counts, runs.ops
     advice = growth._POPULATE_WRITE
     got: dict[tuple[int, str], list[dict[str, float]]] = {}
     try:
-        for r in range(args.rounds):
+        for r in range(runs.rounds):
             for n in counts:
                 for variant in ("off", "on") if r % 2 == 0 else ("on", "off"):
                     growth._POPULATE_WRITE = advice if variant == "on" else REFUSED
                     shutil.rmtree(WORK, ignore_errors=True)
                     os.makedirs(WORK)
-                    fig = run("PersistentLRU", WORK, n, ops, trace.values, CAPACITY, mean_value)
+                    fig = run("PersistentLRU", WORK, n, ops, runs.values, CAPACITY, runs.mean_value)
                     got.setdefault((n, variant), []).append(fig)
                     print(f"round {r + 1} {n} processes {variant:3s} {fig['ops_per_s']:9,.0f} ops/s "
                           f"{fig['cpu_us_per_op']:5.1f} us CPU/op lost {fig['lost']} garbage {fig['garbage']}")
