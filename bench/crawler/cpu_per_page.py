@@ -16,7 +16,7 @@ state, JSONL, content hash, SimHash), `crawl --warc` with the crawler's own enco
 (crawler/warc_records.py, ISA-L deflate) and with warcio's encoder swapped in (bench/crawler/crawl_warcio.py), and `crawl --handler --items` with a
 title-collecting handler. Client CPU is the contender's own rusage (os.wait4, children
 included), nginx CPU is /proc/<pid>/schedstat of master + worker, requests counted by
-stub_status. nginx runs on the last CPU only (`--server-cpu`; see server_cpu() in nginx.py: left
+stub_status. nginx runs on the last CPU only (`--server-cpu`; see server_core() in nginx.py: left
 to the scheduler, the server and the client chase each other over the two cores, and the
 client's CPU per page then rises with anything that changes its timing).
 Every crawl is checked: the throughput site fetched every page once (its JSONL against the
@@ -59,16 +59,11 @@ from bench.crawler.cpu_per_page_measure import (
     write_plain_site,
 )
 from bench.crawler.cpu_per_page_report import markdown
-from bench.crawler.nginx import free_port, serve, server_cpu
+from bench.crawler.nginx import free_port, parse_cpu, serve, server_core
 from bench.results import write_section
 
 SHORT = {"loop": LOOP, "crawl": CRAWL, "warc": WARC_FAST, "warcio": WARC_WARCIO,
          "handler": HANDLER}
-
-
-def _cpu(text: str) -> int | None:
-    """--server-cpu's value: a CPU number, or none."""
-    return None if text == "none" else int(text)
 
 
 def _options(argv: list[str]) -> argparse.Namespace:
@@ -82,9 +77,9 @@ def _options(argv: list[str]) -> argparse.Namespace:
                         help="comma-separated of " + ", ".join(SHORT) + " (loop and crawl are "
                              "always run: the ratios need them)")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"default {ROUNDS}")
-    parser.add_argument("--server-cpu", type=_cpu, default=server_cpu(), metavar="N|none",
+    parser.add_argument("--server-cpu", type=parse_cpu, default=server_core(), metavar="N|none",
                         help="the CPU nginx is kept on (default the last: "
-                             f"{server_cpu()}); none: wherever the scheduler puts it")
+                             f"{server_core()}); none: wherever the scheduler puts it")
     parser.add_argument("--profile", choices=[k for k in SHORT if k != "loop"],
                         help="instead: one in-process crawl of each selected site under cProfile "
                              "(top 30 by own time)")
@@ -153,7 +148,7 @@ def main(command_line: str = "python -m bench.crawler.cpu_per_page",
     md = markdown(command_line=command_line, nginx_version=version, n_rounds=n_rounds,
                   targets=targets, runs=runs, docs=docs, docs_urls=docs_urls, statuses=statuses,
                   fixed=fixed, warc_checks=warc_checks, nginx_log=nginx_log,
-                  server_cpu=opts.server_cpu)
+                  server_core=opts.server_cpu)
     if complete:
         write_section("crawler-nginx", md)
     else:

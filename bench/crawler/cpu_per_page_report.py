@@ -57,7 +57,7 @@ def table(target: Target, runs: dict[str, list[Run]]) -> tuple[list[str], dict[s
 def markdown(*, command_line: str, nginx_version: str, n_rounds: int, targets: list[Target],
              runs: dict[str, dict[str, list[Run]]], docs: Path | None, docs_urls: list[str],
              statuses: Counter[str], fixed: str, warc_checks: list[str], nginx_log: str,
-             server_cpu: int | None = None) -> str:
+             server_core: int | None = None) -> str:
     """The "crawler-nginx" section of bench/RESULTS.md from the measured *runs*."""
     sections = []
     verdicts = []
@@ -99,9 +99,9 @@ def markdown(*, command_line: str, nginx_version: str, n_rounds: int, targets: l
         "compare the ratios within this run, not absolute figures across runs. "
         f"nginx {nginx_version} (private instance, 1 worker, access_log off, sendfile, "
         "one 127.0.1.x address per host, "
-        + ("not pinned" if server_cpu is None else
-           f"kept on CPU {server_cpu} as a remote server keeps to its machine: the contenders are "
-           "not pinned; see server_cpu() in bench/crawler/nginx.py") +
+        + ("not pinned" if server_core is None else
+           f"kept on CPU {server_core} as a remote server keeps to its machine: the contenders are "
+           "not pinned; see server_core() in bench/crawler/nginx.py") +
         f"), aiohttp {version_of('aiohttp')} (the loop; the crawler's http:// "
         f"goes through its own client on httptools {version_of('httptools')}), isal "
         f"{version_of('isal')} (the crawler's WARC deflate), FastWARC {version_of('fastwarc')} "

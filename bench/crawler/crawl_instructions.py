@@ -13,17 +13,13 @@ the `--warc` count is higher than the same work natively. About 10 minutes.
 
 from __future__ import annotations
 
-import re
 import shutil
-import subprocess
 import sys
-import tempfile
 
 from bench.crawler.cpu_per_page_measure import HOSTS, LIMITS, PY, ROOT, WORK, write_plain_site
 from bench.crawler.nginx import ensure_apt, free_port, serve
+from bench.crawler.warc_instructions import instructions
 from bench.results import machine_line, write_section
-
-_COLLECTED = re.compile(r"Collected : (\d+)")
 
 
 def count(seeds: list[str], warc: bool) -> tuple[int, int]:
@@ -31,18 +27,11 @@ def count(seeds: list[str], warc: bool) -> tuple[int, int]:
     work = WORK / "crawl-instructions"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    args = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", PY, "-m", "crawler",
-            *seeds, *LIMITS, "--state", str(work / "s.db"), "--out", str(work / "out.jsonl"), "-q"]
+    args = [PY, "-m", "crawler", *seeds, *LIMITS, "--state", str(work / "s.db"),
+            "--out", str(work / "out.jsonl"), "-q"]
     if warc:
         args += ["--warc", str(work / "warc")]
-    with tempfile.TemporaryFile("w+") as err:  # valgrind's chatter can be long
-        proc = subprocess.run(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, check=False)
-        err.seek(0)
-        log = err.read()
-    found = _COLLECTED.findall(log)
-    if proc.returncode != 0 or not found:
-        raise RuntimeError(f"crawl under callgrind failed ({proc.returncode}): {log[-2000:]}")
-    return int(found[-1]), (work / "out.jsonl").read_text().count("\n")
+    return instructions(args, cwd=str(ROOT)), (work / "out.jsonl").read_text().count("\n")
 
 
 def main() -> str:
@@ -53,10 +42,10 @@ def main() -> str:
     got = {}
     with serve(WORK / "nginx", roots, port):
         for warc in (False, True):
-            instructions, pages = count(target.seeds, warc)
+            counted, pages = count(target.seeds, warc)
             if pages != len(target.expected):
                 raise RuntimeError(f"the crawl recorded {pages} pages, not {len(target.expected)}")
-            got[warc] = instructions / pages
+            got[warc] = counted / pages
     return "\n".join([
         "## crawler-warc-work — what `--warc` adds to a crawl, in instructions (issue 14)", "",
         f"`python -m bench.crawler.crawl_instructions` · {machine_line()}", "",

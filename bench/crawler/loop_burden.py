@@ -11,7 +11,7 @@ rest rose by about as much as the loop took (+17 µs a page for 21 µs; the firs
 cpu_per_page kept nginx on one core); with nginx on one core, it does not.
 `--sleep US` puts a sleep of US µs in the loop's place: the main thread then does no work of its
 own, only gives up its core once a page (the sleep's system call and switch are what it costs).
-nginx is kept on the last CPU by default, as in cpu_per_page (see server_cpu() in
+nginx is kept on the last CPU by default, as in cpu_per_page (see server_core() in
 bench/crawler/nginx.py).
 `python -m bench.crawler.loop_burden [--pairs 6] [--burn 520 | --sleep 20] [--server-cpu N|none]`;
 writes section crawler-loop-burden or crawler-loop-sleep of bench/RESULTS.md (-unpinned added
@@ -28,7 +28,7 @@ import sys
 import time
 
 from bench.crawler.cpu_per_page_measure import HOSTS, LIMITS, PY, ROOT, WORK, write_plain_site
-from bench.crawler.nginx import free_port, serve, server_cpu
+from bench.crawler.nginx import free_port, parse_cpu, serve, server_core
 from bench.results import machine_line, write_section
 
 
@@ -88,9 +88,9 @@ def main(argv: list[str]) -> tuple[str, str]:
     how.add_argument("--burn", type=int, default=520, help="loop iterations per fetch")
     how.add_argument("--sleep", type=int, metavar="US",
                      help="sleep this many µs per fetch instead of the loop")
-    parser.add_argument("--server-cpu", default=server_cpu(), metavar="N|none",
-                        type=lambda text: None if text == "none" else int(text),
-                        help=f"the CPU nginx is kept on (default the last: {server_cpu()})")
+    parser.add_argument("--server-cpu", default=server_core(), metavar="N|none",
+                        type=parse_cpu,
+                        help=f"the CPU nginx is kept on (default the last: {server_core()})")
     opts = parser.parse_args(argv)
     burn = -opts.sleep if opts.sleep else opts.burn
     what = (f"a sleep of {opts.sleep} µs" if opts.sleep

@@ -2,7 +2,7 @@
 host on one port, `daemon off` as our child (stopped at the end, also on failure), one worker,
 no access log unless asked (`serve(..., access_log=PATH)`: one line per request, TIMING_FORMAT);
 its CPU read from /proc/<pid>/schedstat (master + workers). `serve(..., cpu=N)` keeps it on CPU N
-(see server_cpu()).
+(see server_core()).
 
 `ensure_apt(binary_or_path, package)` installs a Debian package with apt when missing (the bench
 runs as root on the build machine; `apt-get update` runs once per process)."""
@@ -193,7 +193,7 @@ http {{
 """
 
 
-def server_cpu() -> int | None:
+def server_core() -> int | None:
     """The CPU a single-client bench keeps nginx on: the last one, when there are two or more.
 
     A crawled server runs on its own machine; here it shares the client's two cores, and left to
@@ -207,6 +207,11 @@ def server_cpu() -> int | None:
     `--warc` ratio: +16% and +18% pinned, +16..+21% before.)"""
     count = len(os.sched_getaffinity(0))
     return max(os.sched_getaffinity(0)) if count >= 2 else None
+
+
+def parse_cpu(text: str) -> int | None:
+    """A --server-cpu value: a CPU number, or "none" (nginx wherever the scheduler puts it)."""
+    return None if text == "none" else int(text)
 
 
 @contextmanager

@@ -83,17 +83,25 @@ def child(items_file: str, encoder: str, write: bool) -> None:
         writer.close()
 
 
+def instructions(argv: list[str], cwd: str | None = None) -> int:
+    """Instructions callgrind counts for one run of *argv* (every thread)."""
+    env = dict(os.environ, PYTHONHASHSEED="0")  # the same dict layouts in every run
+    with tempfile.TemporaryFile("w+") as err:  # valgrind's chatter can be long
+        proc = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                               *argv], cwd=cwd, stdout=subprocess.DEVNULL, stderr=err, env=env,
+                              check=False)
+        err.seek(0)
+        log = err.read()
+    found = _COLLECTED.findall(log)
+    if proc.returncode != 0 or not found:
+        raise RuntimeError(f"callgrind run failed ({proc.returncode}): {log[-2000:]}")
+    return int(found[-1])
+
+
 def count(items_file: str, encoder: str, write: bool) -> int:
     """Instructions callgrind counts for one child run."""
-    env = dict(os.environ, PYTHONHASHSEED="0")  # the same dict layouts in every run
-    proc = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-m",
-         "bench.crawler.warc_instructions", "--child", items_file, encoder, str(int(write))],
-        capture_output=True, text=True, env=env, check=False)
-    found = _COLLECTED.search(proc.stderr)
-    if proc.returncode != 0 or not found:
-        raise RuntimeError(f"callgrind run failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return int(found.group(1))
+    return instructions([sys.executable, "-m", "bench.crawler.warc_instructions", "--child",
+                         items_file, encoder, str(int(write))])
 
 
 def main(argv: list[str]) -> str:
