@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterable
 from typing import NamedTuple
 
-_set = object.__setattr__
+set_field = object.__setattr__  # sets a field of a FrozenValue (its own __setattr__ refuses)
 
 
 def _frozen(name: str, verb: str = "assign to") -> AttributeError:
@@ -20,11 +20,11 @@ def _frozen(name: str, verb: str = "assign to") -> AttributeError:
 def _rebuild(cls: type, values: tuple) -> object:
     value = object.__new__(cls)
     for name, item in zip(cls.__slots__, values, strict=True):
-        _set(value, name, item)
+        set_field(value, name, item)
     return value
 
 
-class _Value:
+class FrozenValue:
     """Base of the frozen value types here: the fields are the class's `__slots__`, set once by
     its `__init__`; compared, hashed, shown and pickled by value, as frozen dataclasses are.
 
@@ -58,11 +58,11 @@ class _Value:
     def __reduce__(self) -> tuple:
         return (_rebuild, (type(self), self._fields()))
 
-    def replace(self, **changes: object) -> _Value:
+    def replace(self, **changes: object) -> FrozenValue:
         """Return a copy with the fields named in *changes* replaced (`dataclasses.replace`)."""
         value = object.__new__(type(self))
         for name in self.__slots__:
-            _set(value, name, changes.pop(name) if name in changes else getattr(self, name))
+            set_field(value, name, changes.pop(name) if name in changes else getattr(self, name))
         if changes:
             raise TypeError(f"unknown fields: {', '.join(changes)}")
         return value
@@ -92,7 +92,7 @@ class FileEntry(NamedTuple):
         return (self.root, os.fsencode(self.path))
 
 
-class FileProblem(_Value):
+class FileProblem(FrozenValue):
     """A path that could not be scanned or read, and why (one line, no traceback)."""
 
     __slots__ = ("path", "error")
@@ -100,8 +100,8 @@ class FileProblem(_Value):
     error: str
 
     def __init__(self, path: str, error: str) -> None:
-        _set(self, "path", path)
-        _set(self, "error", error)
+        set_field(self, "path", path)
+        set_field(self, "error", error)
 
 
 # A packed entry's numbers: size, device, inode, mtime_ns, root (struct, native byte order).
@@ -217,7 +217,7 @@ class DuplicateGroup:
         return (DuplicateGroup, (self.size, self.entries))
 
 
-class DuplicateDir(_Value):
+class DuplicateDir(FrozenValue):
     """Two or more directories whose subtrees hold the same relative paths with identical content."""
 
     __slots__ = ("size", "files", "paths")
@@ -226,12 +226,12 @@ class DuplicateDir(_Value):
     paths: tuple[str, ...]
 
     def __init__(self, size: int, files: int, paths: tuple[str, ...]) -> None:
-        _set(self, "size", size)
-        _set(self, "files", files)
-        _set(self, "paths", paths)
+        set_field(self, "size", size)
+        set_field(self, "files", files)
+        set_field(self, "paths", paths)
 
 
-class SimilarPair(_Value):
+class SimilarPair(FrozenValue):
     """Two files that share *shared_bytes* of content-defined chunks (not identical files)."""
 
     __slots__ = ("paths", "sizes", "shared_bytes")
@@ -240,12 +240,12 @@ class SimilarPair(_Value):
     shared_bytes: int
 
     def __init__(self, paths: tuple[str, str], sizes: tuple[int, int], shared_bytes: int) -> None:
-        _set(self, "paths", paths)
-        _set(self, "sizes", sizes)
-        _set(self, "shared_bytes", shared_bytes)
+        set_field(self, "paths", paths)
+        set_field(self, "sizes", sizes)
+        set_field(self, "shared_bytes", shared_bytes)
 
 
-class Stats(_Value):
+class Stats(FrozenValue):
     """Counters of one run, as reported in the summary and the JSON "stats" object."""
 
     __slots__ = ("files", "dirs", "bytes_scanned", "groups", "duplicate_files", "wasted_bytes",
@@ -274,14 +274,14 @@ class Stats(_Value):
                   errors, hard_links, skipped_symlinks, skipped_special, skipped_filtered,
                   elapsed_s)
         for name, value in zip(self.__slots__, values, strict=True):
-            _set(self, name, value)
+            set_field(self, name, value)
 
     def as_dict(self) -> dict[str, int | float]:
         """Return the counters as a JSON-ready dict (field order preserved)."""
         return {name: getattr(self, name) for name in self.__slots__}
 
 
-class Report(_Value):
+class Report(FrozenValue):
     """The outcome of a run: groups, per-path problems, counters, policy; dirs and similar if asked."""
 
     __slots__ = ("groups", "problems", "stats", "policy", "dirs", "similar")
@@ -296,12 +296,12 @@ class Report(_Value):
                  stats: Stats, policy: dict[str, str] | None = None,
                  dirs: tuple[DuplicateDir, ...] | None = None,
                  similar: tuple[SimilarPair, ...] | None = None) -> None:
-        _set(self, "groups", groups)
-        _set(self, "problems", problems)
-        _set(self, "stats", stats)
-        _set(self, "policy", {} if policy is None else policy)
-        _set(self, "dirs", dirs)
-        _set(self, "similar", similar)
+        set_field(self, "groups", groups)
+        set_field(self, "problems", problems)
+        set_field(self, "stats", stats)
+        set_field(self, "policy", {} if policy is None else policy)
+        set_field(self, "dirs", dirs)
+        set_field(self, "similar", similar)
 
 
 _SET_SIZE, _SET_PATHS, _SET_NUMBERS, _SET_FILES = (

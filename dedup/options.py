@@ -7,14 +7,14 @@ import re
 from typing import Literal
 
 from dedup.errors import UsageError
-from dedup.model import _set, _Value
+from dedup.model import FrozenValue, set_field
 
 HashName = Literal["mmh3", "sha256", "blake2b"]
 HASH_NAMES: tuple[str, ...] = ("mmh3", "sha256", "blake2b")
 WHOLE_LIMIT_TEXT = "64 KiB"  # dedup.hashing.WHOLE_LIMIT, in words
 
 
-class ScanOptions(_Value):
+class ScanOptions(FrozenValue):
     """What to scan and how to compare; validated on construction (raises `UsageError`)."""
 
     __slots__ = ("follow_symlinks", "one_file_system", "include_empty", "min_size", "max_size",
@@ -41,7 +41,7 @@ class ScanOptions(_Value):
         values = (follow_symlinks, one_file_system, include_empty, min_size, max_size, include,
                   exclude, hash_name, verify, threads, io_threads, cache_path)
         for name, value in zip(self.__slots__, values, strict=True):
-            _set(self, name, value)
+            set_field(self, name, value)
         self._check()
 
     def _check(self) -> None:

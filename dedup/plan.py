@@ -7,14 +7,14 @@ from collections.abc import Iterable, Sequence
 from typing import Literal
 
 from dedup.errors import UnsafeActionError
-from dedup.model import DuplicateGroup, FileEntry, _set, _Value
+from dedup.model import DuplicateGroup, FileEntry, FrozenValue, set_field
 
 Operation = Literal["delete", "hardlink", "symlink", "dedupe"]
 KeepPolicy = Literal["first", "oldest", "newest", "shortest-path"]
 KEEP_POLICIES: tuple[str, ...] = ("first", "oldest", "newest", "shortest-path")
 
 
-class Action(_Value):
+class Action(FrozenValue):
     """Replace or remove *target* (a duplicate of *keep*); *keep* itself is never touched.
 
     *blocked* is why planning already knows the action cannot be done ("" when it can): a dry
@@ -28,10 +28,10 @@ class Action(_Value):
     blocked: str
 
     def __init__(self, op: Operation, target: FileEntry, keep: FileEntry, blocked: str = "") -> None:
-        _set(self, "op", op)
-        _set(self, "target", target)
-        _set(self, "keep", keep)
-        _set(self, "blocked", blocked)
+        set_field(self, "op", op)
+        set_field(self, "target", target)
+        set_field(self, "keep", keep)
+        set_field(self, "blocked", blocked)
 
 
 CROSS_DEVICE = "on another file system than the kept copy: a hard link cannot cross devices"

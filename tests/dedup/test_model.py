@@ -1,4 +1,4 @@
-"""The frozen value types (model._Value): compared, hashed, shown, copied and pickled by value,
+"""The frozen value types (model.FrozenValue): compared, hashed, shown, copied and pickled by value,
 and frozen, as the dataclasses they replace were."""
 
 from __future__ import annotations
