@@ -107,6 +107,7 @@ class FileProblem(FrozenValue):
 # A packed entry's numbers: size, device, inode, mtime_ns, root (struct, native byte order).
 _NUMBERS = struct.Struct("=qQQqq")
 _ROOT = struct.Struct("=32xq")  # the root alone
+ENTRY_NUMBERS = _NUMBERS  # public: what makes a `DuplicateGroup.packed` group's numbers
 # What os.fsencode uses, called directly: ordering the pyenv tree's 17,000 groups through
 # os.fsencode and `first` took 0.04 s of the run.
 _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()

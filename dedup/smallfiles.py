@@ -117,9 +117,7 @@ class SmallFiles:
                 compared = proven + self._split_small(rest)
             # Each class leaves as the report's group, packed: its records built, its hard
             # links added and sorted here, in parallel, not in the parent afterwards.
-            classes = None if compared is None else [
-                (*expand_groups([self.records(c)], self.links)[0].pack(), len(c))
-                for c in compared]
+            classes = None if compared is None else [self._packed(c) for c in compared]
             found = [(p.path, p.error) for p in self.problems[problems:]]
             del self.problems[problems:]
             nbytes, self.bytes_read = self.bytes_read - before, before
@@ -156,6 +154,13 @@ class SmallFiles:
             large.clear()  # compared in a task above
         progress("partial", files, files)
         return out
+
+    def _packed(self, group: CandidateGroup | array) -> tuple[int, str, bytes, int]:
+        """Return a class as `DuplicateGroup.packed` takes it (size, paths, numbers, files)."""
+        if type(group) is array:  # table indices: no hard links (see _Run.candidates)
+            size = self.table.size[group[0]]
+            return (size, *self.table.packed_group(group, size), len(group))
+        return (*expand_groups([group], self.links)[0].pack(), len(group))
 
     def _compare_large_warm(self, groups: list[CandidateGroup]) -> list[CandidateGroup] | None:
         """Split groups of large files here, without threads (both-ends keys, then the lockstep

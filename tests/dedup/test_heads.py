@@ -27,6 +27,13 @@ def _spec() -> dict:
     return spec
 
 
+def _not_cached(fd, buffers, offset, flags=0):
+    """preadv whose page-cache-only reads (RWF_NOWAIT) always miss."""
+    if flags:
+        raise BlockingIOError
+    return os.preadv(fd, buffers, offset)
+
+
 def _json(report) -> str:
     return to_json(report).replace(f'"elapsed_s": {report.stats.elapsed_s}', '"elapsed_s": 0')
 
@@ -44,10 +51,8 @@ def test_cold_heads_from_the_pool_give_the_same_report(tmp_path, monkeypatch):
     warm = find_duplicates([root], ScanOptions(threads=1, io_threads=1))
     many = find_duplicates([root], ScanOptions(threads=2, io_threads=4))
 
-    def not_cached(fd, size, offset):
-        raise heads._NotCached
-
-    monkeypatch.setattr(heads, "_pread_cached", not_cached)
+    monkeypatch.setattr(heads, "_preadv", _not_cached)
+    monkeypatch.setattr(heads, "_refused", [False])  # a tmpfs test before may have set it
     cold = find_duplicates([root], ScanOptions(threads=2, io_threads=4))
     assert _json(many) == _json(warm)
     assert _json(cold) == _json(warm)
@@ -79,10 +84,64 @@ def test_file_changed_before_its_head_is_read_is_an_error_entry(tmp_path, monkey
     monkeypatch.setattr(heads, "_open", changing_open)
     monkeypatch.setattr(heads, "read_head", changing_head)
     if cold:
-        def not_cached(fd, size, offset):
-            raise heads._NotCached
-
-        monkeypatch.setattr(heads, "_pread_cached", not_cached)
+        monkeypatch.setattr(heads, "_preadv", _not_cached)
+    monkeypatch.setattr(heads, "_refused", [False])  # a tmpfs test before may have set it
     report = find_duplicates([root], ScanOptions(threads=2, io_threads=4))
     assert [set(g.paths) for g in report.groups] == [{f"{root}/a", f"{root}/c"}]
     assert [p.path for p in report.problems] == [f"{root}/b"]
+
+
+@pytest.mark.parametrize("change", ["vanish", "shrink", "grow"])
+@pytest.mark.parametrize("size", [heads.HEAD_FROM, SIZE])
+def test_warm_file_changed_before_it_is_opened_is_an_error_entry(tmp_path, monkeypatch, change,
+                                                                 size):
+    # Files read whole at once (at most HEAD_FROM bytes) and files split by a head first.
+    root = build_tree(str(tmp_path / "t"), {n: b"d" * size for n in ("a", "b", "c")})
+    real_open = heads._open
+
+    def changing_open(path):
+        if path.endswith("/b"):
+            if change == "vanish":
+                os.unlink(path)
+            else:
+                with open(path, "r+b") as f:
+                    f.truncate(size - 1) if change == "shrink" else f.write(b"d" * (size + 1))
+        return real_open(path)
+
+    monkeypatch.setattr(heads, "_open", changing_open)
+    report = find_duplicates([root], ScanOptions(threads=1, io_threads=1))
+    assert [set(g.paths) for g in report.groups] == [{f"{root}/a", f"{root}/c"}]
+    assert [p.path for p in report.problems] == [f"{root}/b"]
+    opened = 2 if change == "vanish" else 3
+    assert report.stats.bytes_read == 2 * size + (
+        opened * heads.HEAD if size > heads.HEAD_FROM else 0)
+
+
+def test_a_cache_miss_inside_a_group_hands_the_whole_group_to_the_pool(tmp_path, monkeypatch):
+    # Warm until the second file of a group of small files: that group is read again, whole,
+    # by the pool's path, and nothing is counted twice.
+    spec = {f"{g}{i}": bytes([65 + g]) * 100 for g in range(3) for i in range(3)}
+    root = build_tree(str(tmp_path / "t"), {str(k): v for k, v in spec.items()})
+    warm = find_duplicates([root], ScanOptions(threads=1, io_threads=4))
+    calls = []
+
+    def second_misses(fd, buffers, offset, flags=0):
+        calls.append(flags)
+        if flags and len(calls) == 2:
+            raise BlockingIOError
+        return os.preadv(fd, buffers, offset, flags)
+
+    monkeypatch.setattr(heads, "_preadv", second_misses)
+    monkeypatch.setattr(heads, "_refused", [False])
+    cold = find_duplicates([root], ScanOptions(threads=1, io_threads=4))
+    assert len(calls) == 2  # then every group went to the pool
+    assert _json(cold) == _json(warm)
+    assert cold.stats.bytes_read == 9 * 100
+
+
+def test_verify_warm_gives_the_groups_and_bytes_of_the_digest_run(tmp_path):
+    root = build_tree(str(tmp_path / "t"), _spec())
+    digests = find_duplicates([root], ScanOptions(threads=1, io_threads=1))
+    verified = find_duplicates([root], ScanOptions(threads=1, io_threads=1, verify=True))
+    assert [g.paths for g in verified.groups] == [g.paths for g in digests.groups]
+    assert verified.stats.bytes_read == digests.stats.bytes_read

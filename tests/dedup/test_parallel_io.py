@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from dedup import ScanOptions, find_duplicates, hashing, prefetch
+from dedup import ScanOptions, find_duplicates, hashing, heads, prefetch
 from dedup.listing import walk_listings
 from dedup.report import to_json
 from dedup.table import FileTable
@@ -32,6 +32,14 @@ def _cold(monkeypatch):
         return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
 
     monkeypatch.setattr(hashing, "read_small_cached", uncached)
+
+    def not_cached(fd, buffers, offset, flags=0):  # the head stage's own cached reads miss too
+        if flags:
+            raise BlockingIOError
+        return os.preadv(fd, buffers, offset)
+
+    monkeypatch.setattr(heads, "_preadv", not_cached)
+    monkeypatch.setattr(heads, "_refused", [False])  # a tmpfs test before may have set it
 
 
 def _hostile_spec(seed: int) -> dict:
