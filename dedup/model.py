@@ -111,6 +111,7 @@ ENTRY_NUMBERS = _NUMBERS  # public: what makes a `DuplicateGroup.packed` group's
 # What os.fsencode uses, called directly: ordering the pyenv tree's 17,000 groups through
 # os.fsencode and `first` took 0.04 s of the run.
 _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+_LARGEST = 2**63 - 1  # a size's complement in packed_order (sizes are st_size: signed 64-bit)
 
 
 class DuplicateGroup:
@@ -174,6 +175,16 @@ class DuplicateGroup:
     def first(self) -> tuple[int, str]:
         """Return (root, path) of the first entry: what orders groups of one size."""
         return _NUMBERS.unpack_from(self._numbers)[4], self._paths.partition("\0")[0]
+
+    @staticmethod
+    def packed_order(size: int, paths: str, numbers: bytes) -> bytes:
+        """Return bytes that order groups in `pack`'s form as `order_key` orders the groups
+        (a plain bytes compare: a forked run's processes make them, and one sort orders all)."""
+        end = paths.find("\0")
+        first = paths if end < 0 else paths[:end]
+        return ((_LARGEST - size).to_bytes(8, "big")
+                + _ROOT.unpack_from(numbers)[0].to_bytes(8, "big")
+                + first.encode(_FS_ENCODING, _FS_ERRORS))
 
     def order_key(self) -> tuple[int, int, bytes]:
         """Return the key that orders a report's groups: largest first, then by the first

@@ -34,7 +34,7 @@ from dedup.options import PathSelection, ScanOptions
 from dedup.processes import usable_cpus
 from dedup.report import quote_path
 from dedup.smallfiles import MAX_PROCS, SmallFiles
-from dedup.table import FileTable, PackedDirs, bucket_by_size
+from dedup.table import FileTable, PackedDirs, SizeBuckets
 from dedup.walk import Scandir, WalkCounters
 from dedup.warn import warning
 
@@ -85,15 +85,15 @@ def find_duplicates(
     run.extras, run.prove = extras, prove
     try:
         run.start_io(paths)
-        groups = run.candidates(run.scan(paths, scandir))
-        groups = run.compare(groups)
+        groups = run.compare(*run.candidates(run.scan(paths, scandir)))
         run.stop_io()  # its threads and their buffers are not needed any more
         # Groups of small files are still table indices (4 bytes a file): their records are
         # built now, a group at a time, only for the files that are duplicates, and packed into
         # the report's group at once (model.DuplicateGroup); each directory's names are freed
         # once its last one is built, then the rest of the columns. Building every entry first
         # put the pyenv run's peak at the report (32 -> 45 MB RSS).
-        duplicate_groups = expand_groups(run.all_entries(groups), run.links, consume=True)
+        duplicate_groups = expand_groups(run.all_entries(groups), run.links, consume=True,
+                                         ordered=run.ordered)
         del groups
         run.table = FileTable()
     finally:
@@ -158,6 +158,7 @@ class _Run(SmallFiles, Heads, LargeFiles):
         self.cold: bool | None = None  # did a small file miss the page cache (None: not known)
         self.prove: Prover | None = None
         self.read_ahead: Plan | None = None
+        self.ordered = False
 
     def start_io(self, paths: Sequence[str]) -> None:
         """Decide the I/O threads (`ScanOptions.io_threads`, or by device kind: dedup.device)
@@ -233,15 +234,14 @@ class _Run(SmallFiles, Heads, LargeFiles):
         self.problems.append(item)
         warning(__name__, "%s: %s", quote_path(item.path), item.error)
 
-    def scan(self, paths: Sequence[str], scandir: Scandir) -> dict[int, int | array]:
-        """Fill the table; return its files by size: one index alone, or an array once a size
-        repeats."""
+    def scan(self, paths: Sequence[str], scandir: Scandir) -> SizeBuckets:
+        """Fill the table; return its files by size."""
         options = self.options
         selection = PathSelection(options)
         globs = bool(options.include or options.exclude)
         lowest = max(options.min_size, 0 if options.include_empty else 1)
         highest = options.max_size if options.max_size is not None else float("inf")
-        by_size: dict[int, int | array] = {}
+        by_size = SizeBuckets()
         count = filtered = 0
         progress = self.progress
         table = self.table
@@ -287,7 +287,7 @@ class _Run(SmallFiles, Heads, LargeFiles):
                 filtered += dirs.filtered
                 first = table.add_packed(dirs)
                 count += len(dirs)
-                bucket_by_size(by_size, table.size[first:], first)
+                by_size.add(table.size[first:], first)
                 progress("scan", count, 0)
                 continue
             prefix, root, dev, listing = item  # type: ignore[misc]
@@ -304,7 +304,7 @@ class _Run(SmallFiles, Heads, LargeFiles):
             if tree is not None:
                 tree.add(prefix, root, listing, first, len(table.prefixes) - 1)
             count += len(sizes)
-            bucket_by_size(by_size, sizes, first)
+            by_size.add(sizes, first)
             progress("scan", count, 0)
         for path, error in deferred:
             problem(FileProblem(path, error))
@@ -312,41 +312,43 @@ class _Run(SmallFiles, Heads, LargeFiles):
         self.files, self.filtered = count, filtered
         return by_size
 
-    def candidates(self, by_size: dict[int, int | array]) -> list[CandidateGroup | array]:
-        """Empty *by_size* into groups of two or more distinct files; count files and bytes.
+    def candidates(self, buckets: SizeBuckets) -> tuple[list[CandidateGroup | array],
+                                                         list[CandidateGroup]]:
+        """Empty *buckets* into groups of two or more distinct files, as (groups of at most
+        `hashing.WHOLE_LIMIT` bytes, larger ones as records); count files and bytes.
 
-        A group is an array of table indices, or (a bucket with hard links) a list of records.
+        A small group is an array of table indices, or (a bucket with hard links) records.
+        Only the sizes that repeat are visited (the rest are counted from the table's column).
         """
-        groups: list[CandidateGroup | array] = []
-        distinct = scanned = 0
-        inos = self.table.ino
-        while by_size:
-            # popitem: buckets of a unique size are freed as we go, not at the end.
-            size, bucket = by_size.popitem()
-            if type(bucket) is int:
-                distinct += 1
-                scanned += size
-                continue
-            reps: CandidateGroup | array
-            # Distinct inodes: no hard link. Most buckets are pairs: two reads, no set.
-            if (inos[bucket[0]] != inos[bucket[1]] if len(bucket) == 2
-                    else len({inos[i] for i in bucket}) == len(bucket)):
-                reps = bucket
-            else:
-                reps = collapse_bucket(self.table.records(bucket, size), self.links)
-            distinct += len(reps)
-            scanned += size * len(reps)
-            if len(reps) > 1:
-                groups.append(reps)
-        self.distinct_files, self.bytes_scanned = distinct, scanned
-        return groups
-
-    def compare(self, groups: list[CandidateGroup | array]) -> list[CandidateGroup | array]:
+        small: list[CandidateGroup | array] = []
+        large: list[CandidateGroup] = []
         limit = hashing.WHOLE_LIMIT
-        size_of = self.size_of
-        small = [g for g in groups if size_of(g) <= limit]
-        large = [self.records(g) for g in groups if size_of(g) > limit]
-        del groups
+        by_size = buckets.by_size
+        table = self.table
+        inos = table.ino
+        linked = linked_bytes = 0  # the paths of a file beyond its first
+        for size in reversed(buckets.repeated):
+            bucket: CandidateGroup | array = by_size[size]  # type: ignore[assignment]
+            # Distinct inodes: no hard link. Most buckets are pairs: two reads, no set.
+            if not (inos[bucket[0]] != inos[bucket[1]] if len(bucket) == 2
+                    else len({inos[i] for i in bucket}) == len(bucket)):
+                reps = collapse_bucket(table.records(bucket, size), self.links)
+                linked += len(bucket) - len(reps)
+                linked_bytes += size * (len(bucket) - len(reps))
+                if len(reps) < 2:
+                    continue
+                bucket = reps
+            if size <= limit:
+                small.append(bucket)
+            else:
+                large.append(self.records(bucket))
+        buckets.clear()
+        self.distinct_files = self.files - linked
+        self.bytes_scanned = sum(table.size) - linked_bytes
+        return small, large
+
+    def compare(self, small: list[CandidateGroup | array], large: list[CandidateGroup]
+                ) -> list[CandidateGroup | array]:
         served = False  # are the large files read ahead whole (no reader threads for them)
         if self.io_threads > 1 and self.opener is hashing._DEFAULT_OPENER and (small or large):
             # A cold page cache: a helper reads ahead in inode order (dedup.prefetch), and the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 from collections.abc import Iterator
 
 from dedup.model import DuplicateGroup, Report
@@ -113,24 +114,27 @@ def to_null_separated(report: Report) -> bytes:
 
 def iter_null_separated(report: Report) -> Iterator[bytes]:
     """Yield `to_null_separated(report)` in pieces of about 64 KiB (no copy of the whole output)."""
-    encode = os.fsencode
-    parts: list[bytes] = []
+    encoding, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+    batch: list[str] = []
     pending = 0
-    # A group's paths are packed joined by NUL already (model.DuplicateGroup): one encode per
-    # group, not a split and an encode per path (pyenv tree: 73,000 paths, ~0.05 s).
+    # A group's paths are packed joined by NUL already (model.DuplicateGroup); os.fsencode's
+    # encoding is applied to a piece of many groups at once, not per group (pyenv tree: 17,000
+    # groups, an encode and a concatenation each took 0.03 s of a 1.2 s run). Encoding is per
+    # character, so the bytes are the same.
     joined = itertools.chain(("\0".join(d.paths) for d in report.dirs or ()),
                              (g.pack()[1] for g in shown_groups(report)),
                              ("\0".join(p.paths) for p in report.similar or ()))
     for paths in joined:
-        part = encode(paths) + b"\0\0"
-        parts.append(part)
-        pending += len(part)
+        batch.append(paths)
+        pending += len(paths)
         if pending >= 65536:
-            yield b"".join(parts)
-            parts.clear()
+            batch.append("")  # the last group's "\0\0"
+            yield "\0\0".join(batch).encode(encoding, errors)
+            batch.clear()
             pending = 0
-    if parts:
-        yield b"".join(parts)
+    if batch:
+        batch.append("")
+        yield "\0\0".join(batch).encode(encoding, errors)
 
 
 def header_lines(report: Report) -> list[str]:

@@ -195,6 +195,20 @@ def test_null_separated_output_is_each_paths_bytes_then_nul(groups):
     assert to_null_separated(report) == want
 
 
+def test_null_separated_output_in_pieces_is_the_whole_output():
+    from dedup.model import DuplicateGroup, Report, Stats
+    from dedup.report import iter_null_separated
+
+    name = os.fsdecode(b"d\xff\xe9/" + b"n" * 200)  # undecodable bytes, in every piece
+    groups = [[f"/{i}/{name}{k}" for k in range(3)] for i in range(400)]  # ~240 KiB
+    report = Report(tuple(DuplicateGroup(7, [FileEntry(p, 7, 1, i, 0) for i, p in enumerate(g)])
+                          for g in groups), (), Stats(), {})
+    pieces = list(iter_null_separated(report))
+    assert len(pieces) > 2
+    assert b"".join(pieces) == b"".join(
+        b"".join(os.fsencode(p) + b"\0" for p in g) + b"\0" for g in groups)
+
+
 @given(st.lists(st.tuples(st.integers(1, 4), st.integers(0, 2), st.lists(_PATH, min_size=2,
                                                                           max_size=3)),
                 max_size=12))
@@ -210,3 +224,17 @@ def test_expanded_groups_come_largest_first_then_by_first_entry(specs):
     out = expand_groups(groups, {})
     want = sorted(out, key=lambda g: (-g.size, g.first[0], os.fsencode(g.first[1])))
     assert out == want and len(out) == len(groups)
+
+
+@given(st.lists(st.tuples(st.integers(0, 2**62), st.integers(0, 3), st.lists(_PATH, min_size=1,
+                                                                           max_size=3)),
+                min_size=1, max_size=12))
+def test_packed_order_orders_groups_as_order_key(specs):
+    from dedup.model import DuplicateGroup
+
+    groups = [DuplicateGroup(size, [FileEntry(p, size, 1, i, 0, root) for i, p in enumerate(ps)])
+              for size, root, ps in specs]
+    by_key = sorted(range(len(groups)), key=lambda i: groups[i].order_key())
+    by_bytes = sorted(range(len(groups)), key=lambda i: DuplicateGroup.packed_order(
+        *groups[i].pack()))
+    assert [groups[i].order_key() for i in by_bytes] == [groups[i].order_key() for i in by_key]
