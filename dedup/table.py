@@ -174,15 +174,32 @@ class FileTable:
         return (self.dev(i), self.ino[i])
 
 
-def bucket_by_size(by_size: dict[int, int | array], sizes: Iterable[int], first: int) -> None:
-    """File rows first, first + 1, ... of *sizes* into *by_size*: one row stays an int, two or
-    more become an array (most sizes are unique: an int costs no array)."""
-    get = by_size.get
-    for index, size in enumerate(sizes, first):
-        bucket = get(size)
-        if bucket is None:
-            by_size[size] = index
-        elif type(bucket) is int:
-            by_size[size] = array("I", (bucket, index))
-        else:
-            bucket.append(index)
+class SizeBuckets:
+    """Files by size as the scan adds them — one index alone, an array once a size repeats
+    (most sizes are unique: an int costs no array) — and the sizes that repeat, in the order
+    they did (what the candidates are made of, without a pass over every size)."""
+
+    __slots__ = ("by_size", "repeated")
+
+    def __init__(self) -> None:
+        self.by_size: dict[int, int | array] = {}
+        self.repeated: list[int] = []
+
+    def add(self, sizes: Iterable[int], first: int) -> None:
+        """File rows first, first + 1, ... of *sizes*."""
+        by_size = self.by_size
+        get = by_size.get
+        for index, size in enumerate(sizes, first):
+            bucket = get(size)
+            if bucket is None:
+                by_size[size] = index
+            elif type(bucket) is int:
+                by_size[size] = array("I", (bucket, index))
+                self.repeated.append(size)
+            else:
+                bucket.append(index)
+
+    def clear(self) -> None:
+        """Forget every file."""
+        self.by_size.clear()
+        self.repeated.clear()
