@@ -19,13 +19,14 @@ class Listing:
     listing order (path, device, inode), its problems, and counts."""
 
     __slots__ = ("names", "sizes", "inos", "mtimes", "other_devs", "subdirs", "problems",
-                 "skipped_symlinks", "skipped_special", "filtered", "others")
+                 "skipped_symlinks", "skipped_special", "filtered", "others", "linked")
 
     def __init__(self, names: list[str], sizes: list[int], inos: list[int], mtimes: list[int],
                  other_devs: list[tuple[int, int]], subdirs: list[tuple[str, int, int]],
                  problems: list[FileProblem], skipped_symlinks: int = 0,
                  skipped_special: int = 0, filtered: int = 0,
-                 others: list[tuple[str, str, object, int]] | None = None) -> None:
+                 others: list[tuple[str, str, object, int]] | None = None,
+                 linked: list[int] | None = None) -> None:
         self.names, self.sizes, self.inos, self.mtimes = names, sizes, inos, mtimes
         # (position, device) of files not on the directory's device
         self.other_devs = other_devs
@@ -36,6 +37,10 @@ class Listing:
         # With --dirs (list_dir's *others*): the entries not in the columns, as (name, kind,
         # key, size) — see dedup.dirs; None otherwise.
         self.others = others
+        # Positions of the files that may be another scanned path's file too (more than one
+        # link, or reached through a symlink): only their sizes' buckets are checked for repeated
+        # inodes (dedup.pipeline._Run.candidates).
+        self.linked = linked if linked is not None else []
 
 
 FileFilter = Callable[[str, int], bool]
@@ -58,7 +63,8 @@ def list_dir(dir_path: str, dir_dev: int, follow: bool, root_dev: int, one_fs: b
     other: list[tuple[int, int]] = []
     subdirs: list[tuple[str, int, int]] = []
     problems: list[FileProblem] = []
-    out = Listing(names, sizes, inos, mtimes, other, subdirs, problems)
+    linked: list[int] = []
+    out = Listing(names, sizes, inos, mtimes, other, subdirs, problems, linked=linked)
     prefix = dir_path if dir_path.endswith("/") else dir_path + "/"
     by_fd = scandir is os.scandir
     dir_fd = -1
@@ -89,6 +95,8 @@ def list_dir(dir_path: str, dir_dev: int, follow: bool, root_dev: int, one_fs: b
                                 kept.append((name, "x", prefix + name, 0))
                             continue
                         kind = st.st_mode & 0o170000
+                        if kind == 0o100000:
+                            linked.append(len(names))  # its own path may be listed too
                 except FileNotFoundError:
                     problems.append(FileProblem(prefix + name, "vanished during scan"))
                     if kept is not None and others(prefix + name):  # type: ignore[misc]
@@ -115,6 +123,8 @@ def list_dir(dir_path: str, dir_dev: int, follow: bool, root_dev: int, one_fs: b
                         continue
                     if dev != dir_dev:
                         other.append((len(names), dev))
+                    if st.st_nlink > 1:
+                        linked.append(len(names))
                     names.append(name)
                     sizes.append(size)
                     inos.append(st.st_ino)
@@ -200,8 +210,9 @@ def walk_listings(
                     select is not None and not select(root, st.st_size)):
                 yield "", index, st.st_dev, Listing([], [], [], [], [], [], [], filtered=1)
             else:
+                # A root file may be listed under another root too.
                 yield "", index, st.st_dev, Listing([root], [st.st_size], [st.st_ino],
-                                                    [st.st_mtime_ns], [], [], [])
+                                                    [st.st_mtime_ns], [], [], [], linked=[0])
             continue
         if not stat.S_ISDIR(st.st_mode):
             counts.skipped_special += 1

@@ -69,8 +69,8 @@ def walk_forked(
                     select is not None and not select(root, st.st_size)):
                 top.append(("", index, st.st_dev, _listing([], [], filtered=1)))
             else:
-                top.append(("", index, st.st_dev, Listing([root], [st.st_size], [st.st_ino],
-                                                          [st.st_mtime_ns], [], [], [])))
+                top.append(("", index, st.st_dev, Listing(  # listed under a root too, maybe
+                    [root], [st.st_size], [st.st_ino], [st.st_mtime_ns], [], [], [], linked=[0])))
             continue
         if not stat.S_ISDIR(st.st_mode):
             counts.skipped_special += 1
@@ -216,6 +216,7 @@ class _Columns:
             return
         first = len(self.sizes)
         out.other_devs.extend((first + pos, other) for pos, other in listing.other_devs)
+        out.linked.extend(first + pos for pos in listing.linked)
         self.file_dir.extend([len(self.prefixes)] * len(names))
         self.prefixes.append(prefix)
         self.names.append("\0".join(names))

@@ -25,7 +25,7 @@ class PackedDirs:
 
     __slots__ = ("prefixes", "roots", "devs", "names", "file_dir", "name_off", "name_len",
                  "sizes", "inos", "mtimes", "other_devs", "problems", "symlinks", "special",
-                 "filtered", "dirs")
+                 "filtered", "dirs", "linked")
 
     def __init__(self) -> None:
         self.prefixes: list[str] = []  # per directory with files, as FileTable's
@@ -34,6 +34,7 @@ class PackedDirs:
         self.file_dir = self.name_off = self.name_len = b""  # per file; file_dir from 0
         self.sizes = self.inos = self.mtimes = b""
         self.other_devs: list[tuple[int, int]] = []  # (file position from 0, device)
+        self.linked: list[int] = []  # file positions from 0: see FileTable.linked
         self.problems: list[tuple[str, str]] = []  # (path, error)
         self.symlinks = self.special = self.filtered = self.dirs = 0
 
@@ -58,7 +59,7 @@ class FileTable:
     """Every selected file of a scan, by index (0, 1, ...), in the order the walk listed them."""
 
     __slots__ = ("prefixes", "names", "dir_root", "dir_dev", "file_dir", "name_off", "name_len",
-                 "size", "ino", "mtime", "dev_of", "_devs")
+                 "size", "ino", "mtime", "dev_of", "_devs", "linked")
 
     def __init__(self) -> None:
         self.prefixes: list[str] = []  # per directory: its path ending in "/" ("" for a root file)
@@ -73,13 +74,16 @@ class FileTable:
         self.mtime = array("q")
         self.dev_of: dict[int, int] = {}  # file index -> device, for files not on their dir's device
         self._devs: dict[int, int] = {}  # one int object per device (shared by every record)
+        # Files that may be another scanned path's file too: more than one link, reached
+        # through a symlink, or a root file. Any other two paths are two files.
+        self.linked: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.size)
 
     def add_dir(self, prefix: str, root: int, dev: int, names: list[str], sizes: Iterable[int],
                 inos: Iterable[int], mtimes: Iterable[int],
-                other_devs: Iterable[tuple[int, int]] = ()) -> int:
+                other_devs: Iterable[tuple[int, int]] = (), linked: Iterable[int] = ()) -> int:
         """Append one directory's files; return the index of the first. *other_devs* holds
         (position in *names*, device) for files on another device than *dev*."""
         first = len(self.size)
@@ -103,6 +107,7 @@ class FileTable:
         self.mtime.extend(mtimes)
         for pos, other in other_devs:
             self.dev_of[first + pos] = other
+        self.linked.update(first + pos for pos in linked)
         return first
 
     def add_packed(self, dirs: PackedDirs) -> int:
@@ -124,6 +129,7 @@ class FileTable:
         self.mtime.frombytes(dirs.mtimes)
         for pos, dev in dirs.other_devs:
             self.dev_of[first + pos] = dev
+        self.linked.update(first + pos for pos in dirs.linked)
         return first
 
     def path(self, i: int) -> str:

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from dedup import ScanOptions, find_duplicates, hashing
+from dedup import ScanOptions, find_duplicates, hashing, processes
 from dedup.hashing import open_for_read
 from dedup.report import to_json
 from fixtures.trees import build_tree
@@ -176,3 +176,23 @@ def test_verify_tells_apart_small_files_whose_digests_collide(tmp_path, monkeypa
     monkeypatch.setitem(hashing.ONE_SHOT, "mmh3", lambda data: b"constant")
     report = find_duplicates([root], ScanOptions(verify=True))
     assert [sorted(os.path.basename(p) for p in g.paths) for g in report.groups] == [["a", "b"]]
+
+
+@pytest.mark.parametrize("forked", [False, True])
+def test_one_file_reached_by_two_paths_is_one_file(tmp_path, monkeypatch, forked):
+    # Only files with more links, reached through a symlink, or named as roots are checked for
+    # a repeated inode (FileTable.linked): each of those ways, and a root given twice.
+    from fixtures.trees import Symlink
+
+    root = build_tree(str(tmp_path / "t"), {"d/f": b"one", "d/copy": b"one", "lone": b"two",
+                                            "d/to-lone": Symlink("../lone")})
+    if forked:
+        monkeypatch.setattr(processes, "usable_cpus", lambda: 4)
+    f, copy = f"{root}/d/f", f"{root}/d/copy"
+    for roots in ([f, f"{root}/d"], [f, f, copy], [f"{root}/d", f]):
+        report = find_duplicates(roots, ScanOptions(threads=4))
+        assert [sorted(g.paths) for g in report.groups] == [sorted([f, copy])]
+        assert report.stats.files == 3 and report.stats.hard_links == 1  # paths, one twice
+    report = find_duplicates([root], ScanOptions(follow_symlinks=True, threads=4))
+    assert [sorted(g.paths) for g in report.groups] == [sorted([f, copy])]  # lone: one file
+    assert report.stats.files == 4 and report.stats.hard_links == 1  # lone and its link
