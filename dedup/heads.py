@@ -176,9 +176,13 @@ class Heads:
         whole = not self.options.verify
         for group in groups:
             if size_of(group) <= HEAD_FROM:
-                if not (warm and whole and self._finish_whole_warm(group, paths_of(group), done)):
-                    warm = False
-                    rest.append(group)
+                if warm and whole:
+                    # A miss ends the warm path for the groups after it, not a --verify run's
+                    # small groups: those always go to dedup.smallfiles.
+                    warm = self._finish_whole_warm(group, paths_of(group), done)
+                    if warm:
+                        continue
+                rest.append(group)
             elif warm and len(group) <= KEEP_OPEN:
                 warm = self._finish_warm(group, paths_of(group), done)
             else:
