@@ -89,9 +89,7 @@ def _pread_cached(fd: int, size: int, offset: int, into: memoryview | None = Non
     except BlockingIOError:
         raise _NotCached from None
     except OSError as exc:
-        if exc.errno not in hashing._NOWAIT_REFUSED:
-            raise
-        _refused[0] = True
+        _nowait_refused(exc)
         return os.pread(fd, size, offset)
     if into is not None:
         return buf[:got]  # type: ignore[return-value]
@@ -100,6 +98,15 @@ def _pread_cached(fd: int, size: int, offset: int, into: memoryview | None = Non
 
 
 _refused = [False]  # this file system refuses RWF_NOWAIT (tmpfs): no more tries
+
+
+def _nowait_refused(exc: OSError) -> int:
+    """Remember that the file system refuses RWF_NOWAIT and return the flags to read with from
+    now on (none); raise *exc* if it is another error."""
+    if exc.errno not in hashing._NOWAIT_REFUSED:
+        raise exc
+    _refused[0] = True
+    return 0
 
 
 def _whole(fd: int, size: int, into: memoryview | None = None) -> bytes:
@@ -248,10 +255,7 @@ class Heads:
                         cached = False
                         got = preadv(fd, head_bufs, 0, 0)
                     except OSError as exc:
-                        if exc.errno not in hashing._NOWAIT_REFUSED:
-                            raise
-                        _refused[0] = True
-                        nowait = 0
+                        nowait = _nowait_refused(exc)
                         got = preadv(fd, head_bufs, 0, 0)
                     if got != HEAD:
                         raise hashing.FileChangedError(f"now {got} bytes or fewer")
@@ -290,17 +294,11 @@ class Heads:
                 if fd >= 0:
                     os.close(fd)
         self.bytes_read += read
-        indices = type(group) is array
         if held:  # counted there
             members = [group[k] for k, _ in held]
-            self._finish_small(array("I", members) if indices else members, size,
+            self._finish_small(array("I", members) if type(group) is array else members, size,
                                [slot for _, slot in held], done)
-        for ks in classes.values():
-            if len(ks) > 1:
-                done.append(array("I", [group[k] for k in ks]) if indices
-                            else [group[k] for k in ks])
-        for item in failed:
-            self.problem(item)
+        self._keep_classes(group, classes, failed, done)
         if not cached:
             self.cold = True
         elif self.cold is None:
@@ -331,10 +329,7 @@ class Heads:
                         self.cold = True
                         return False
                     except OSError as exc:
-                        if exc.errno not in hashing._NOWAIT_REFUSED:
-                            raise
-                        _refused[0] = True
-                        nowait = 0
+                        nowait = _nowait_refused(exc)
                         got = preadv(fd, bufs, 0, 0)
                     if got <= size and (got < size or size % hashing._PAGE == 0):
                         got = _rest(fd, view, got)  # short, or the byte past the end unread
@@ -347,6 +342,15 @@ class Heads:
                 continue
             classes.setdefault(digest(data), []).append(k)
         self.bytes_read += size * (len(paths) - len(failed))
+        self._keep_classes(group, classes, failed, done)
+        if self.cold is None:
+            self.cold = False
+        return True
+
+    def _keep_classes(self, group: CandidateGroup | array, classes: dict[bytes, list[int]],
+                      failed: list[FileProblem], done: list[CandidateGroup | array]) -> None:
+        """Add each class of two or more positions in *group* to *done* (as *group*'s kind of
+        group); report *failed*."""
         indices = type(group) is array
         for ks in classes.values():
             if len(ks) > 1:
@@ -354,6 +358,3 @@ class Heads:
                             else [group[k] for k in ks])
         for item in failed:
             self.problem(item)
-        if self.cold is None:
-            self.cold = False
-        return True

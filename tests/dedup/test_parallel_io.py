@@ -232,6 +232,36 @@ def test_a_file_system_refusing_rwf_nowait_is_read_in_this_thread(tmp_path, monk
     assert report.problems == ()
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_head_stage_reads_a_file_system_refusing_rwf_nowait_blocking(tmp_path, monkeypatch,
+                                                                         threads):
+    # The head stage's own cached reads (dedup.heads: small groups read whole, heads of larger
+    # files, then their whole reads) refused as tmpfs refuses them: read blocking, no error entry.
+    import errno
+
+    real = os.preadv
+    same_head = b"h" * heads.HEAD_FROM
+    root = build_tree(str(tmp_path / "t"), {
+        "a": b"dup", "b": b"dup", "c": b"other",
+        "big1": same_head + b"x" * 900, "big2": same_head + b"x" * 900,
+        "big3": same_head + b"y" * 900})
+    refused = []
+
+    def refusing_nowait(fd, buffers, offset, flags=0):
+        if flags:
+            refused.append(fd)
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+        return real(fd, buffers, offset)
+
+    monkeypatch.setattr(heads, "_preadv", refusing_nowait)
+    monkeypatch.setattr(heads, "_refused", [False])
+    report = find_duplicates([root], ScanOptions(threads=threads, io_threads=4))
+    assert sorted(sorted(os.path.basename(p) for p in g.paths) for g in report.groups) == [
+        ["a", "b"], ["big1", "big2"]]
+    assert report.problems == ()
+    assert len(refused) == 1 and heads._refused == [True]  # asked once, then never again
+
+
 def test_tmpfs_tree_same_report_with_the_io_pool(tmp_path):
     if not os.path.isdir("/dev/shm"):
         pytest.skip("no /dev/shm")
