@@ -5,6 +5,8 @@ records — plain tuples in `FileEntry` field order (see dedup.grouping) — are
 files compared or reported, and a bucket's hard links are collapsed when the bucket is compared.
 With more than one CPU the walk (dedup.subtrees) and the small-file stage (`_compare_small`) are
 shared among forked processes (dedup.processes); the report does not depend on their number.
+The stages are mixins of the run: dedup.sizing (scan, candidates), dedup.heads, dedup.smallfiles
+and dedup.largefiles.
 """
 
 from __future__ import annotations
@@ -13,28 +15,27 @@ import gc
 import os
 import time
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from dedup import hashing
 from dedup.grouping import (
     CandidateGroup,
     Record,
-    collapse_bucket,
     expand_groups,
 )
 from dedup.hashcache import DigestCache, HashCache
 from dedup.hashing import Opener
 from dedup.heads import Heads
-from dedup.jobs import IO_DEPTH, Inline, LazyPool
+from dedup.jobs import Inline, LazyPool
 from dedup.largefiles import LargeFiles
-from dedup.listing import Listing, walk_listings
 from dedup.model import FileProblem, Report, Stats
-from dedup.options import PathSelection, ScanOptions
+from dedup.options import ScanOptions
 from dedup.processes import usable_cpus
 from dedup.report import quote_path
+from dedup.sizing import Sizing
 from dedup.smallfiles import MAX_PROCS, SmallFiles
-from dedup.table import FileTable, PackedDirs, SizeBuckets
+from dedup.table import FileTable
 from dedup.walk import Scandir, WalkCounters
 from dedup.warn import warning
 
@@ -132,7 +133,7 @@ def _no_progress(phase: str, done: int, total: int) -> None:
     pass
 
 
-class _Run(SmallFiles, Heads, LargeFiles):
+class _Run(Sizing, SmallFiles, Heads, LargeFiles):
     """State of one `find_duplicates` call: options, seams, counters, collected problems."""
 
     def __init__(self, options: ScanOptions, progress: ProgressFn, opener: Opener,
@@ -233,122 +234,6 @@ class _Run(SmallFiles, Heads, LargeFiles):
     def problem(self, item: FileProblem) -> None:
         self.problems.append(item)
         warning(__name__, "%s: %s", quote_path(item.path), item.error)
-
-    def scan(self, paths: Sequence[str], scandir: Scandir) -> SizeBuckets:
-        """Fill the table; return its files by size."""
-        options = self.options
-        selection = PathSelection(options)
-        globs = bool(options.include or options.exclude)
-        lowest = max(options.min_size, 0 if options.include_empty else 1)
-        highest = options.max_size if options.max_size is not None else float("inf")
-        by_size = SizeBuckets()
-        count = filtered = 0
-        progress = self.progress
-        table = self.table
-        problem = self.problem
-        tree = self.extras.tree if self.extras is not None else None
-        if tree is not None:
-            tree.table = table
-        enters_dir = selection.enters_dir if options.exclude else None
-        select = selection.selects_file if globs else None
-        listings: Iterable[PackedDirs | tuple[str, int, int, Listing] | None]
-        if (self.procs > 1 and tree is None and scandir is os.scandir
-                and not options.follow_symlinks):
-            # Listing is Python work per entry: forked processes share the subtrees (pyenv tree,
-            # warm: scan 0.9 -> 0.5 s on 2 cores). Threads did not pay (cold: 2.5 s with 1 or 16
-            # threads; warm: 0.9 -> 1.5 s, the GIL handed over at every stat).
-            from dedup.subtrees import walk_forked
-
-            listings = walk_forked(
-                paths, procs=self.procs, one_file_system=options.one_file_system,
-                enters_dir=enters_dir, counters=self.walk_counts, lowest=lowest,
-                highest=highest, select=select)
-        else:
-            listings = walk_listings(
-                paths, follow_symlinks=options.follow_symlinks,
-                one_file_system=options.one_file_system, enters_dir=enters_dir,
-                counters=self.walk_counts, scandir=scandir, lowest=lowest, highest=highest,
-                select=select,
-                # Only an explicit --threads lists ahead in threads (see above).
-                pool=self.io_pool if self.options.io_threads is not None else None,
-                window=self.io_threads * IO_DEPTH,
-                others=self.extras.others if self.extras is not None else None)
-        deferred: list[tuple[str, str]] = []  # a forked walk's problems, reported once it ends
-        for item in listings:
-            if item is None:  # the forked walk's listings so far are void (dedup.subtrees)
-                table = self.table = FileTable()
-                by_size.clear()
-                deferred.clear()
-                count = filtered = 0
-                continue
-            if type(item) is PackedDirs:  # a forked walk's task: the table's own columns
-                dirs: PackedDirs = item  # type: ignore[assignment]
-                deferred += dirs.problems
-                filtered += dirs.filtered
-                first = table.add_packed(dirs)
-                count += len(dirs)
-                by_size.add(table.size[first:], first)
-                progress("scan", count, 0)
-                continue
-            prefix, root, dev, listing = item  # type: ignore[misc]
-            for found in listing.problems:
-                problem(found)
-            filtered += listing.filtered
-            sizes = listing.sizes
-            if not sizes:
-                if tree is not None:
-                    tree.add(prefix, root, listing, -1, -1)
-                continue
-            first = table.add_dir(prefix, root, dev, listing.names, sizes, listing.inos,
-                                  listing.mtimes, listing.other_devs, listing.linked)
-            if tree is not None:
-                tree.add(prefix, root, listing, first, len(table.prefixes) - 1)
-            count += len(sizes)
-            by_size.add(sizes, first)
-            progress("scan", count, 0)
-        for path, error in deferred:
-            problem(FileProblem(path, error))
-        progress("scan", count, count)
-        self.files, self.filtered = count, filtered
-        return by_size
-
-    def candidates(self, buckets: SizeBuckets) -> tuple[list[CandidateGroup | array],
-                                                         list[CandidateGroup]]:
-        """Empty *buckets* into groups of two or more distinct files, as (groups of at most
-        `hashing.WHOLE_LIMIT` bytes, larger ones as records); count files and bytes.
-
-        A small group is an array of table indices, or (a bucket with hard links) records.
-        Only the sizes that repeat are visited (the rest are counted from the table's column).
-        """
-        small: list[CandidateGroup | array] = []
-        large: list[CandidateGroup] = []
-        limit = hashing.WHOLE_LIMIT
-        by_size = buckets.by_size
-        table = self.table
-        inos = table.ino
-        linked = linked_bytes = 0  # the paths of a file beyond its first
-        # Only a size some possibly linked file has (see FileTable.linked) can hold one file
-        # twice: the other buckets are not checked (that check was 25 of 30 ms, pyenv tree).
-        suspect = {table.size[i] for i in table.linked}
-        for size in reversed(buckets.repeated):
-            bucket: CandidateGroup | array = by_size[size]  # type: ignore[assignment]
-            # Distinct inodes: no hard link. Most buckets are pairs: two reads, no set.
-            if size in suspect and not (inos[bucket[0]] != inos[bucket[1]] if len(bucket) == 2
-                    else len({inos[i] for i in bucket}) == len(bucket)):
-                reps = collapse_bucket(table.records(bucket, size), self.links)
-                linked += len(bucket) - len(reps)
-                linked_bytes += size * (len(bucket) - len(reps))
-                if len(reps) < 2:
-                    continue
-                bucket = reps
-            if size <= limit:
-                small.append(bucket)
-            else:
-                large.append(self.records(bucket))
-        buckets.clear()
-        self.distinct_files = self.files - linked
-        self.bytes_scanned = sum(table.size) - linked_bytes
-        return small, large
 
     def compare(self, small: list[CandidateGroup | array], large: list[CandidateGroup]
                 ) -> list[CandidateGroup | array]:
