@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from dedup import ScanOptions, find_duplicates, hashing, processes
+from dedup import ScanOptions, find_duplicates, hashing, pipeline
 from dedup.hashing import open_for_read
 from dedup.report import to_json
 from fixtures.trees import build_tree
@@ -186,8 +186,8 @@ def test_one_file_reached_by_two_paths_is_one_file(tmp_path, monkeypatch, forked
 
     root = build_tree(str(tmp_path / "t"), {"d/f": b"one", "d/copy": b"one", "lone": b"two",
                                             "d/to-lone": Symlink("../lone")})
-    if forked:
-        monkeypatch.setattr(processes, "usable_cpus", lambda: 4)
+    # The run's processes follow pipeline.usable_cpus (threads=4 asks for up to 4): one, or 4.
+    monkeypatch.setattr(pipeline, "usable_cpus", lambda: 4 if forked else 1)
     f, copy = f"{root}/d/f", f"{root}/d/copy"
     for roots in ([f, f"{root}/d"], [f, f, copy], [f"{root}/d", f]):
         report = find_duplicates(roots, ScanOptions(threads=4))
