@@ -9,8 +9,9 @@ finished in this thread, every file opened once; from the first head it does not
 heads of the other groups are read by the I/O pool, in batches, one open descriptor per job, and
 the files sharing a head go to the whole-read stage (dedup.smallfiles). Warm, groups of files of
 at most `HEAD_FROM` bytes are finished here too, each file read whole once (without --verify);
-from the first such read the page cache cannot serve, they go to dedup.smallfiles. The outcome,
-bytes_read included, does not depend on threads or on the page cache.
+from the first such read the page cache cannot serve, they go to dedup.smallfiles. Files over
+`PROBE_FROM` bytes sharing a head are probed in their middle before they are read whole
+(dedup.probes). The outcome, bytes_read included, does not depend on threads or on the page cache.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dedup import hashing
 from dedup.grouping import CandidateGroup
 from dedup.jobs import BATCH_FILES, IO_DEPTH, bounded_map
 from dedup.model import FileProblem
+from dedup.probes import PROBE_FROM, probe_middles, split_by_probes
 from dedup.walk import describe_os_error
 
 if TYPE_CHECKING:
@@ -206,6 +208,7 @@ class Heads:
         else:
             heads = (h for g in later for h in _heads_job(paths_of(g)))
         heads = iter(heads)
+        probed: list[int] = []  # positions in *rest* of classes to probe (dedup.probes)
         for group in later:
             classes: dict[bytes, list] = {}
             for member in group:
@@ -221,7 +224,18 @@ class Heads:
                     same.append(member)
             for cls in classes.values():
                 if len(cls) > 1:
+                    if size_of(group) > PROBE_FROM:  # told apart by their middles first
+                        probed.append(len(rest))
                     rest.append(array("I", cls) if type(group) is array else cls)
+        if probed:
+            pool = self.io_pool if not warm else None
+            splits, nbytes = split_by_probes(
+                [rest[k] for k in probed], [paths_of(rest[k]) for k in probed],
+                [size_of(rest[k]) for k in probed], pool, self.io_threads * IO_DEPTH, _open,
+                self.problem)
+            self.bytes_read += nbytes
+            into = dict(zip(probed, splits, strict=True))
+            rest = [c for k, item in enumerate(rest) for c in into.get(k, (item,))]
         return done, rest
 
     def _finish_warm(self, group: CandidateGroup | array, paths: list[str],
@@ -275,7 +289,13 @@ class Heads:
                     else:
                         ks.append(k)
             read = HEAD * (len(paths) - len(failed))
-            keep = sorted(k for ks in shared.values() for k in ks)
+            if size > PROBE_FROM and shared:
+                keep, probed, nowait, hit = probe_middles(fds, paths, shared.values(), size,
+                                                          nowait, failed, preadv, _nowait_refused)
+                read += probed
+                cached = cached and hit
+            else:
+                keep = sorted(k for ks in shared.values() for k in ks)
             classes: dict[bytes, list[int]] = {}
             held: list[tuple[int, tuple[bytes, bytes]]] = []  # --verify: the bytes decide
             for k in keep:

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from dedup import ScanOptions, find_duplicates, heads
+from dedup import ScanOptions, find_duplicates, heads, probes
 from dedup.report import to_json
 from fixtures.trees import build_tree
 
@@ -145,3 +145,45 @@ def test_verify_warm_gives_the_groups_and_bytes_of_the_digest_run(tmp_path):
     verified = find_duplicates([root], ScanOptions(threads=1, io_threads=1, verify=True))
     assert [g.paths for g in verified.groups] == [g.paths for g in digests.groups]
     assert verified.stats.bytes_read == digests.stats.bytes_read
+
+
+LONG = probes.PROBE_FROM + 1000
+
+
+def _probe_spec() -> dict:
+    same = b"p" * LONG
+    middle = bytearray(same)
+    middle[LONG // 2] = ord("!")  # its head is `same`'s, its middle is not: never read whole
+    end = b"p" * (LONG - 1) + b"!"  # head and middle of `same`: read whole, not a duplicate
+    return {"a": same, "b": same, "c": bytes(middle), "d": end, "e": b"q" * LONG}
+
+
+@pytest.mark.parametrize("cache", ["warm", "probes missed", "cold"])
+def test_files_sharing_a_head_but_not_a_middle_are_not_read_whole(tmp_path, monkeypatch, cache):
+    root = build_tree(str(tmp_path / "t"), _probe_spec())
+    monkeypatch.setattr(heads, "_refused", [False])  # a tmpfs test before may have set it
+    if cache == "probes missed":  # read blocking then, through the descriptors held
+        monkeypatch.setattr(heads, "_preadv", lambda fd, bufs, offset, flags=0: (
+            _not_cached(fd, bufs, offset, flags) if offset else os.preadv(fd, bufs, offset)))
+    elif cache == "cold":  # heads and probes are jobs of the I/O pool
+        monkeypatch.setattr(heads, "_preadv", _not_cached)
+    report = find_duplicates([root], ScanOptions(threads=2, io_threads=4))
+    assert [sorted(os.path.basename(p) for p in g.paths) for g in report.groups] == [["a", "b"]]
+    # Five heads, four probes (not e: a head of its own), three whole reads (a, b, d).
+    assert report.stats.bytes_read == 5 * heads.HEAD + 4 * probes.PROBE + 3 * LONG
+
+
+def test_file_shrunk_before_its_probe_is_an_error_entry(tmp_path, monkeypatch):
+    root = build_tree(str(tmp_path / "t"), {n: b"d" * LONG for n in ("a", "b", "c")})
+    real = heads._preadv
+
+    def shrink_b_at_first_probe(fd, bufs, offset, flags=0):
+        if offset and os.path.getsize(f"{root}/b") == LONG:
+            os.truncate(f"{root}/b", LONG // 2 + 1)
+        return real(fd, bufs, offset, flags)
+
+    monkeypatch.setattr(heads, "_preadv", shrink_b_at_first_probe)
+    report = find_duplicates([root], ScanOptions(threads=1, io_threads=1))
+    assert [set(g.paths) for g in report.groups] == [{f"{root}/a", f"{root}/c"}]
+    assert [p.path for p in report.problems] == [f"{root}/b"]
+    assert report.stats.bytes_read == 3 * heads.HEAD + 2 * probes.PROBE + 2 * LONG
