@@ -161,11 +161,12 @@ class Heads:
 
     def _split_heads(self, groups: list[CandidateGroup | array]
                      ) -> tuple[list[CandidateGroup | array], list[CandidateGroup | array]]:
-        """Split groups of files over `HEAD_FROM` bytes by their first `HEAD` bytes; return
-        (classes already proven, groups still to read whole). Groups of smaller files pass as
-        they are. With a warm page cache, a group of at most `KEEP_OPEN` files is finished here:
-        each file opened once, its head read, and only the files whose head another shares read
-        whole from the same descriptor."""
+        """Split groups of files over `HEAD_FROM` bytes by their first `HEAD` bytes (and, over
+        `PROBE_FROM`, by their middles: dedup.probes); return (classes already proven, groups
+        still to read whole). With a warm page cache a group is finished here: of at most
+        `HEAD_FROM` bytes (without --verify), each file read whole once; of at most `KEEP_OPEN`
+        files, each opened once, its head read, and only the files whose head another shares
+        read whole from the same descriptor. Otherwise groups of smaller files pass as they are."""
         if self.opener is not hashing._DEFAULT_OPENER:
             return [], groups  # a test's opener sees every read: the whole reads alone, as before
         size_of = self.size_of
@@ -260,9 +261,9 @@ class Heads:
         head_bufs = (head_buf,)
         try:
             for k, path in enumerate(paths):
+                fds.append(-1)
                 try:
-                    fd = _open(path)
-                    fds.append(fd)
+                    fd = fds[k] = _open(path)
                     try:
                         got = preadv(fd, head_bufs, 0, nowait)
                     except BlockingIOError:
@@ -275,11 +276,9 @@ class Heads:
                         raise hashing.FileChangedError(f"now {got} bytes or fewer")
                 except OSError as exc:
                     failed.append(FileProblem(path, describe_os_error(exc)))
-                    if len(fds) == k + 1:
-                        fds[k] = -1  # opened, then failed: closed below like the others
-                        os.close(fd)
-                    else:
-                        fds.append(-1)
+                    if fds[k] >= 0:  # opened, then failed: nothing more is read from it
+                        os.close(fds[k])
+                        fds[k] = -1
                     continue
                 first = firsts.setdefault(bytes(head_buf), k)
                 if first != k:
