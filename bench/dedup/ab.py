@@ -7,7 +7,8 @@ paired ratio of the second variant to the first.
 
 Each variant is a directory holding a `dedup` (and `cache`) package, run as `python -m dedup -0
 -q TREE` from that directory (bytecode compiled first, as an install does); `jdupes` runs
-`jdupes -r -q -0 TREE`. One warm-up each, then rounds in a rotating order. CPU is the run's
+`jdupes -r -q -0 TREE`. One warm-up each, then rounds in a rotating order; with --cold no
+warm-up, and the page cache dropped before every run (as bench.dedup.realtrees' cold rows). CPU is the run's
 user + sys time, its forked processes included. Compare only ratios within one run: the
 machine is shared. The figures of d02cfbf's message came from this harness (then a scratch
 script).
@@ -21,6 +22,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+from bench.dedup.realtrees import drop_caches
 
 PYTHON = sys.executable
 
@@ -42,22 +45,29 @@ def run_once(variant: str, tree: str, extra: list[str]) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.dedup.ab", description=__doc__.split("\n")[0])
-    parser.add_argument("tree", help="the tree to scan (warm page cache)")
+    parser.add_argument("tree", help="the tree to scan (warm page cache unless --cold)")
     parser.add_argument("variants", nargs="+", help="directories holding a dedup package, or jdupes")
     parser.add_argument("--rounds", type=int, default=9, help="rounds (default: %(default)s)")
     parser.add_argument("--dedup-args", default="", help="extra dedup options, e.g. '--threads 1'")
+    parser.add_argument("--cold", action="store_true",
+                        help="drop the page cache before every run, no warm-up (root only)")
     args = parser.parse_args(argv)
+    if args.cold and not drop_caches():
+        parser.error("--cold needs root: the page cache could not be dropped")
     variants = [v if v == "jdupes" else os.path.abspath(v) for v in args.variants]
     extra = args.dedup_args.split()
     for v in variants:
         if v != "jdupes":
             subprocess.run([PYTHON, "-m", "compileall", "-q", os.path.join(v, "dedup"),
                             os.path.join(v, "cache")], check=True, stdout=subprocess.DEVNULL)
-    for v in variants:
-        run_once(v, args.tree, extra)  # warm-up
+    if not args.cold:
+        for v in variants:
+            run_once(v, args.tree, extra)  # warm-up
     runs: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
     for r in range(args.rounds):
         for v in variants[r % len(variants):] + variants[: r % len(variants)]:
+            if args.cold:
+                drop_caches()
             runs[v].append(run_once(v, args.tree, extra))
     first = statistics.median(w for w, _ in runs[variants[0]])
     jdupes = statistics.median(w for w, _ in runs["jdupes"]) if "jdupes" in runs else None
