@@ -156,6 +156,15 @@ class RecencyOrder:
         """Return the payloads from least to most recently used."""
         return [entry[0] for entry in self._items.values()]
 
+    def replace_payload_list(self, payloads: list[Any]) -> None:
+        """Give the keys, least to most recently used, these payloads (one each), keeping places and weights."""
+        items = self._items
+        if len(payloads) != len(items):
+            raise ValueError(f"{len(payloads)} payloads for {len(items)} keys")
+        # An existing key's assignment keeps its place in an OrderedDict: no order is rebuilt.
+        for (key, (_old, weight)), payload in zip(list(items.items()), payloads, strict=True):
+            items[key] = (payload, weight)
+
     def replace_payload(self, key: Hashable, payload: Any) -> None:
         """Change the payload of *key* without changing its place or weight."""
         _old, weight = self._items[key]

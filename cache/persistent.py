@@ -6,8 +6,8 @@ included. Evictions write nothing: the bounds in force are themselves a record (
 they change), and replay evicts exactly as the process did, since eviction is a pure function of the
 order and the bounds. That keeps a put to one record (bench/cache: the batch of put + deletes was the
 largest Python cost of a put). Values live in the log, not in memory;
-the in-memory index (a RecencyOrder) holds where each record lies, as a list [offset, length, key
-bytes] that a compaction changes in place (cache/index.py). See cache/log.py for what each
+the in-memory index (a RecencyOrder) holds where each record lies, as a tuple (offset, length, key
+bytes) that a compaction replaces (cache/index.py). See cache/log.py for what each
 durability setting guarantees.
 
 Shared by processes (the default): every operation runs between the shared log's begin() (the writer
@@ -272,7 +272,7 @@ class PersistentLRU(Operations, IndexReplay, MutableMapping[Any, Any]):
             # Applied as replay applies the record (cache/index.py), by the same call: the evictions
             # are the ones every process following the log makes, by construction. One call instead
             # of evictions_for, remove and load: about 0.6 us less a put.
-            old, gone = order.load_evicting(key, [offset, length, kbytes], weight)
+            old, gone = order.load_evicting(key, (offset, length, kbytes), weight)
             live = self._live + length
             if old is not None:
                 live -= old[1]

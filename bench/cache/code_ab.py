@@ -1,0 +1,84 @@
+"""Two versions of cache/ side by side: n processes on one file, alternated pairs (issue 17).
+
+`python -m bench.cache.code_ab A_DIR B_DIR [--processes 1,2,4,8] [--ops N] [--rounds R]` plays the
+bench trace split over n forked processes (bench/cache/multiproc.py) with the `cache` package of
+A_DIR and of B_DIR (checkouts of the repository, e.g. `git worktree add --detach /tmp/a COMMIT`),
+each run in a fresh interpreter whose `cache` is that directory's (checked, and printed). Within a
+round the two run back to back, in an order that alternates by round. Prints every run, then per
+process count the medians of ops/s and CPU per operation and each pair's ratio B/A: the machine is
+shared and noisy, so only paired ratios and their spread say whether B differs from A.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+# What one run does, in a fresh interpreter whose first path entry is the version's directory.
+_CHILD = """
+import json, os, statistics, sys
+import cache
+from bench.cache.adapters import CAPACITY
+from bench.cache.multiproc import run
+from bench.cache.workload import make_trace
+n, n_ops, work = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+trace = make_trace()
+fig = run("PersistentLRU", work, n, trace.ops[:n_ops], trace.values, CAPACITY,
+          statistics.fmean(len(v) for v in trace.values))
+fig["cache_file"] = cache.__file__
+print(json.dumps(fig))
+"""
+
+
+def run_version(directory: str, n: int, n_ops: int) -> dict[str, float]:
+    """Run the split trace with *directory*'s cache package and return multiproc's figures."""
+    with tempfile.TemporaryDirectory(prefix="code_ab.") as work:
+        env = {**os.environ, "PYTHONPATH": directory}
+        out = subprocess.run([sys.executable, "-c", _CHILD, str(n), str(n_ops), work], cwd=directory, env=env,
+                             check=True, capture_output=True, text=True).stdout
+    fig: dict[str, float] = json.loads(out.splitlines()[-1])
+    where = os.path.realpath(str(fig.pop("cache_file")))
+    if not where.startswith(os.path.realpath(directory) + os.sep):
+        raise SystemExit(f"code_ab: the run of {directory} imported cache from {where}")
+    return fig
+
+
+def main() -> None:
+    """Run the alternated pairs and print the ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("a")
+    parser.add_argument("b")
+    parser.add_argument("--processes", default="1,2,4,8")
+    parser.add_argument("--ops", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    counts = [int(x) for x in args.processes.split(",")]
+    got: dict[tuple[int, str], list[dict[str, float]]] = {}
+    for r in range(args.rounds):
+        for n in counts:
+            for name in ("A", "B") if r % 2 == 0 else ("B", "A"):
+                fig = run_version(args.a if name == "A" else args.b, n, args.ops)
+                got.setdefault((n, name), []).append(fig)
+                print(f"round {r + 1} {n} processes {name} {fig['ops_per_s']:9,.0f} ops/s "
+                      f"{fig['cpu_us_per_op']:5.1f} us CPU/op lost {fig['lost']} garbage {fig['garbage']}",
+                      flush=True)
+    print(f"A = {args.a}, B = {args.b}; {args.ops:,} operations, {args.rounds} rounds")
+    for n in counts:
+        a = [f["ops_per_s"] for f in got[(n, "A")]]
+        b = [f["ops_per_s"] for f in got[(n, "B")]]
+        pairs = sorted(y / x for x, y in zip(a, b, strict=True))
+        cpu_a = statistics.median(f["cpu_us_per_op"] for f in got[(n, "A")])
+        cpu_b = statistics.median(f["cpu_us_per_op"] for f in got[(n, "B")])
+        bad = sum(f["lost"] + f["garbage"] for v in ("A", "B") for f in got[(n, v)])
+        print(f"{n} processes: A {statistics.median(a):,.0f} B {statistics.median(b):,.0f} ops/s, "
+              f"B/A x{statistics.median(pairs):.3f} (pairs {', '.join(f'{p:.3f}' for p in pairs)}); "
+              f"CPU per op {cpu_a:.1f} -> {cpu_b:.1f} us; lost + garbage {bad}")
+
+
+if __name__ == "__main__":
+    main()
