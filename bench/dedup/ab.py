@@ -1,5 +1,5 @@
 """Alternated A/B runs of dedup variants (and jdupes) on one tree: wall and CPU medians, and the
-paired ratio of the second variant to the first.
+paired ratios (wall and CPU) of every variant to the first.
 
     git archive e9f0d5a dedup cache | tar -x -C /tmp/ab/base      # a variant: a directory
     flock /tmp/fanmill-bench.lock .venv/bin/python -m bench.dedup.ab /root/.pyenv/versions \\
@@ -79,11 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         if jdupes:
             line += f"  vs jdupes {wall / jdupes:.3f}"
         print(line)
-    if len(variants) >= 2:
-        a, b = variants[0], variants[1]
-        pairs = [y[0] / x[0] for x, y in zip(runs[a], runs[b], strict=True)]
-        print(f"paired {b} / {a}: median {statistics.median(pairs):.3f}, "
-              f"range {min(pairs):.3f}-{max(pairs):.3f} ({len(pairs)} pairs)")
+    a = variants[0]
+    for b in variants[1:]:  # every variant against the first, wall then CPU, run by run
+        for what, k in (("wall", 0), ("cpu", 1)):
+            pairs = [y[k] / x[k] for x, y in zip(runs[a], runs[b], strict=True)]
+            print(f"paired {what} {b} / {a}: median {statistics.median(pairs):.3f}, "
+                  f"range {min(pairs):.3f}-{max(pairs):.3f} ({len(pairs)} pairs)")
     return 0
 
 
