@@ -2,11 +2,11 @@
 
 This process lists the top of each root breadth first until enough directories are waiting; each
 of them (its whole subtree, depth first) is then a task for any process, and the directories a
-task leaves waiting (`TASK_ENTRIES`) are its subtasks. A task sends back its listings as the file
-table's own columns (`PackedDirs`: names joined, numbers as machine arrays), which the table
-appends without a loop per name (a tuple per directory cost 0.17 s of the 0.48 s scan of
-/usr/lib, 11,239 directories), and they are yielded in task-tree order while the other processes
-still list. Which directories are listed does not depend on the processes, as long as no
+task leaves waiting (`TASK_ENTRIES`) are its subtasks. A task lists each directory straight into
+the file table's own columns (`PackedDirs`: names joined, numbers as machine arrays) and sends
+them back; the table appends them without a loop per name (a tuple per directory cost 0.17 s of
+the 0.48 s scan of /usr/lib, 11,239 directories), and they are yielded in task-tree order while
+the other processes still list. Which directories are listed does not depend on the processes, as long as no
 directory is reached twice (a root inside another root, a bind mount): the first path of such a
 directory depends on the order of the walk, so then the sequential walk runs instead, its
 listings are the ones yielded, and a None before them says that what came before is void.
@@ -18,8 +18,9 @@ import os
 import stat
 from array import array
 from collections.abc import Callable, Iterator, Sequence
+from itertools import accumulate
 
-from dedup.listing import FileFilter, Listing, list_dir, walk_listings
+from dedup.listing import FileFilter, Listing, walk_listings
 from dedup.model import FileProblem
 from dedup.table import PackedDirs
 from dedup.tasktree import Refused, map_tree
@@ -32,6 +33,7 @@ TASKS_PER_PROC = 16  # directories waiting per process before the subtrees are s
 TASK_ENTRIES = 8192
 
 Pending = tuple[str, int, int, int]  # (path, root index, root's device, device)
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
 def walk_forked(
@@ -55,22 +57,22 @@ def walk_forked(
     before = (counts.dirs, counts.skipped_symlinks, counts.skipped_special)
     one_fs = one_file_system
     visited = _DirIds()  # alive until the last task's listing is in (the table grows meanwhile)
-    top: list[tuple[str, int, int, Listing]] = []
+    columns = _Columns()  # the top levels': roots that are files, then breadth first
     level: list[Pending] = []
     repeated = False
     for index, root in enumerate(roots):
         try:
             st = os.stat(root)
         except OSError as exc:
-            top.append(("", index, 0, _listing([], [FileProblem(root, describe_os_error(exc))])))
+            columns.add("", index, 0, _listing([], [FileProblem(root, describe_os_error(exc))]))
             continue
         if stat.S_ISREG(st.st_mode):
             if not lowest <= st.st_size <= highest or (
                     select is not None and not select(root, st.st_size)):
-                top.append(("", index, st.st_dev, _listing([], [], filtered=1)))
+                columns.add("", index, st.st_dev, _listing([], [], filtered=1))
             else:
-                top.append(("", index, st.st_dev, Listing(  # listed under a root too, maybe
-                    [root], [st.st_size], [st.st_ino], [st.st_mtime_ns], [], [], [], linked=[0])))
+                columns.add("", index, st.st_dev, Listing(  # listed under a root too, maybe
+                    [root], [st.st_size], [st.st_ino], [st.st_mtime_ns], [], [], [], linked=[0]))
             continue
         if not stat.S_ISDIR(st.st_mode):
             counts.skipped_special += 1
@@ -81,10 +83,10 @@ def walk_forked(
         visited.add((st.st_dev, st.st_ino))
         level.append((root, index, st.st_dev, st.st_dev))
 
-    def enter(path: str, root: int, root_dev: int, listing: Listing, into: list[Pending],
+    def enter(root: int, root_dev: int, subdirs: list[tuple[str, int, int]], into: list[Pending],
               seen: set[tuple[int, int]] | _DirIds) -> bool:
         """Queue the subdirectories of one listing; return False when one was reached before."""
-        for sub, dev, ino in listing.subdirs:
+        for sub, dev, ino in subdirs:
             if (dev, ino) in seen:
                 return False
             if one_fs and dev != root_dev:
@@ -98,10 +100,9 @@ def walk_forked(
     while level and len(level) < want and not repeated:
         below: list[Pending] = []
         for path, root, root_dev, dev in level:
-            listing = list_dir(path, dev, False, root_dev, one_fs, lowest, highest, select,
-                               os.scandir)
-            top.append((path if path.endswith("/") else path + "/", root, dev, listing))
-            if not enter(path, root, root_dev, listing, below, visited):
+            subdirs, _ = columns.list_dir(path, root, root_dev, dev, one_fs, lowest, highest,
+                                          select)
+            if not enter(root, root_dev, subdirs, below, visited):
                 repeated = True
                 break
         level = below
@@ -119,11 +120,10 @@ def walk_forked(
             if not stack:
                 stack.append(starts.pop())
             path, root, root_dev, dev = stack.pop()
-            listing = list_dir(path, dev, False, root_dev, one_fs, lowest, highest, select,
-                               os.scandir)
-            budget -= 1 + len(listing.names) + len(listing.subdirs)
-            ok = enter(path, root, root_dev, listing, stack, seen)
-            out.add(path if path.endswith("/") else path + "/", root, dev, listing)
+            subdirs, kept = out.list_dir(path, root, root_dev, dev, one_fs, lowest, highest,
+                                         select)
+            budget -= 1 + kept + len(subdirs)
+            ok = enter(root, root_dev, subdirs, stack, seen)
         left = starts + stack  # popped from the end: in the order the walk would take them
         # A deep subtree comes back as its waiting directories, spread over the processes.
         per_task = max(1, len(left) // (procs * TASKS_PER_PROC)) if ok else len(left) + 1
@@ -144,11 +144,8 @@ def walk_forked(
 
     if not repeated:
         per_task = max(1, len(level) // (procs * TASKS_PER_PROC))
-        columns = _Columns()
-        for item in top:
-            columns.add(*item)
-        del top
         dirs = columns.build()
+        del columns
         _count(counts, dirs)
         yield dirs
         try:
@@ -217,21 +214,83 @@ class _Columns:
         first = len(self.sizes)
         out.other_devs.extend((first + pos, other) for pos, other in listing.other_devs)
         out.linked.extend(first + pos for pos in listing.linked)
+        self._names(prefix, root, dev, names)
+        self.sizes.extend(listing.sizes)
+        self.inos.extend(listing.inos)
+        self.mtimes.extend(listing.mtimes)
+
+    def _names(self, prefix: str, root: int, dev: int, names: list[str]) -> None:
         self.file_dir.extend([len(self.prefixes)] * len(names))
         self.prefixes.append(prefix)
         self.names.append("\0".join(names))
         self.roots.append(root)
         self.devs.append(dev)
-        at = 0
-        offs = self.name_off
-        lens = self.name_len
-        for name in names:
-            offs.append(at)
-            lens.append(len(name))
-            at += len(name) + 1
-        self.sizes.extend(listing.sizes)
-        self.inos.extend(listing.inos)
-        self.mtimes.extend(listing.mtimes)
+        lens = list(map(len, names))
+        self.name_len.extend(lens)
+        # Offsets in the joined names: each name's length plus its separator, summed (in C).
+        lens.pop()
+        self.name_off.extend(accumulate(map((1).__add__, lens), initial=0))
+
+    def list_dir(self, path: str, root: int, root_dev: int, dev: int, one_fs: bool,
+                 lowest: int, highest: float, select: FileFilter | None
+                 ) -> tuple[list[tuple[str, int, int]], int]:
+        """List one directory (symlinks not followed) straight into the columns, as
+        `dedup.listing.list_dir` selects its files; return its subdirectories (path, device,
+        inode) and how many files it kept. No `Listing` in between: building one and copying
+        it into the columns cost a loop per name more (a third of a walk task's time)."""
+        out = self.out
+        prefix = path if path.endswith("/") else path + "/"
+        names: list[str] = []
+        subdirs: list[tuple[str, int, int]] = []
+        sizes, inos, mtimes = self.sizes, self.inos, self.mtimes
+        out.dirs += 1
+        dir_fd = -1
+        try:
+            # Through a descriptor: DirEntry.stat is fstatat(fd, name), no path resolved again.
+            dir_fd = os.open(path, _DIR_FLAGS)
+            with os.scandir(dir_fd) as listing:
+                for entry in listing:
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        out.problems.append((prefix + entry.name, "vanished during scan"))
+                        continue
+                    except OSError as exc:
+                        out.problems.append((prefix + entry.name, describe_os_error(exc)))
+                        continue
+                    kind = st.st_mode & 0o170000
+                    if kind == 0o100000:
+                        file_dev = st.st_dev
+                        if one_fs and file_dev != root_dev:
+                            continue
+                        size = st.st_size
+                        if not lowest <= size <= highest or (
+                                select is not None and not select(prefix + entry.name, size)):
+                            out.filtered += 1
+                            continue
+                        if file_dev != dev:
+                            out.other_devs.append((len(sizes), file_dev))
+                        if st.st_nlink > 1:
+                            out.linked.append(len(sizes))
+                        names.append(entry.name)
+                        sizes.append(size)
+                        inos.append(st.st_ino)
+                        mtimes.append(st.st_mtime_ns)
+                    elif kind == 0o040000:
+                        subdirs.append((prefix + entry.name, st.st_dev, st.st_ino))
+                    elif kind == 0o120000:
+                        out.symlinks += 1
+                    else:
+                        out.special += 1
+        except OSError as exc:
+            # The directory itself is the error entry (DESIGN: "an unreadable directory is listed").
+            out.problems.append((path, describe_os_error(exc)))
+        finally:
+            if dir_fd >= 0:
+                os.close(dir_fd)
+        if names:
+            self._names(prefix, root, dev, names)
+        return subdirs, len(names)
 
     def build(self) -> PackedDirs:
         out = self.out

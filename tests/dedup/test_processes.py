@@ -279,3 +279,35 @@ def test_large_files_compared_beside_the_small_ones_report_as_one_process(
     assert any(g.size > hashing.WHOLE_LIMIT for g in one.groups)
     assert _json(many) == _json(one)
     assert calls.read_text().split() == ["1"]  # one task, whatever process ran it
+
+
+def test_forked_walk_lists_an_unreadable_directory_and_a_vanished_file_as_problems(
+        tmp_path, monkeypatch, forking):
+    # Root reads a chmod 000 directory: the refusal and the vanishing come from a scandir that
+    # refuses the directory holding "deny" and removes "gone" between the listing and its stat.
+    root = build_tree(str(tmp_path / "t"), {"a/gone": b"x", "a/stays": b"y", "b/deny": b"z",
+                                            "b/c/f": b"w", "e": b"v"})
+    real = os.scandir
+
+    class Refusing:
+        def __init__(self, fd):
+            with real(fd) as it:
+                self.entries = list(it)
+            names = {e.name for e in self.entries}
+            if "deny" in names:
+                raise PermissionError(13, "Permission denied")
+            if "gone" in names:
+                os.unlink("gone", dir_fd=fd)
+
+        def __enter__(self):
+            return iter(self.entries)
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(os, "scandir", Refusing)
+    records, problems, counts = _listed(subtrees.walk_forked, [root], procs=1)
+    assert [r[0] for r in records] == [root + "/a/stays", root + "/e"]
+    assert problems == [FileProblem(root + "/a/gone", "vanished during scan"),
+                        FileProblem(root + "/b", "Permission denied")]
+    assert counts == (3, 0, 0, 0)  # the refused directory is counted, its subdirectory not seen
