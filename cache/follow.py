@@ -15,7 +15,8 @@ and does the least that is safe:
   never return a value). Following the bench trace's 99k records from a second open went from 5.1
   to 3.8 us a record (median of 3; with the index's put path reordered, cache/index.py).
 - A TOUCH (a hit in another process, the most common record) moves its key with no call into the
-  index; a PUT outside a group is one call (the index's `put`); other records go through `apply`.
+  index; a PUT outside a group is one call (the index's `put`); other records go through `apply`,
+  a write of several records through `_apply_group`.
 
 A whole file read at once (a joining open, another generation) is checked first (`check_span`, both
 CRCs of every record, in place) and then applied by the same walk (`apply_checked`).
@@ -57,46 +58,75 @@ def apply_published(buf: Any, pos: int, end: int, base: int, seq: int, index: In
     Return the position after the last whole write and the sequence number after it: short of
     *end* only if the bytes stop making sense there.
     """
-    keys_get, key_of, move_to_end, apply, put = index.keys.get, index.key_of, index.move_to_end, index.apply, index.put
-    group: list[tuple[int, bytes, int, int, int]] | None = None
-    good_pos, good_seq = pos, seq
+    # The loop every record of every other process goes through (see the module docstring): each
+    # name it uses is a local, a record's key is sliced only where it is used, and a write of
+    # several records (MORE flags) leaves the loop for _apply_group, so the loop keeps no "last
+    # whole write" apart from its position. A TOUCH is one dict lookup and one move.
+    keys, _key_of, move_to_end, apply, put = index
+    fields, touch, put_kind, more, kinds = _FIELDS, _TOUCH, _PUT, _MORE, _KINDS
     last = end - _HEAD_SIZE
     while pos <= last:
-        kind, rseq, klen, vlen = _FIELDS(buf, pos)
-        kstart = pos + _HEAD_SIZE
-        vstart = kstart + klen
+        kind, rseq, klen, vlen = fields(buf, pos)
+        vstart = pos + _HEAD_SIZE + klen
         nxt = vstart + vlen
         if rseq != seq or nxt > end:
             break
-        kbytes = buf[kstart:vstart]
-        seq += 1
-        if kind == _TOUCH and group is None:  # the common record: a hit in another process
-            key = keys_get(kbytes)
-            if key is None:
-                key = key_of(kbytes, base + pos)
+        if kind == touch:  # the common record: a hit in another process
+            kbytes = buf[vstart - klen : vstart]
             try:
-                move_to_end(key)
-            except KeyError:
-                pass  # a touch of a key gone since: nothing to move
-        elif kind == _PUT and group is None:  # the next most common: a miss filled, or a set
-            put(kbytes, base + pos, nxt - pos, vlen)
-        elif kind & ~_MORE not in _KINDS:
-            break
-        elif kind & _MORE:
-            if group is None:
-                group = []
-            group.append((kind & ~_MORE, kbytes, base + pos, nxt - pos, vlen))
-            pos = nxt
+                move_to_end(keys[kbytes])
+            except KeyError:  # a key not decoded yet, or one gone since
+                _touch_slow(index, kbytes, base + pos)
+        elif kind == put_kind:  # the next most common: a miss filled, or a set
+            put(buf[vstart - klen : vstart], base + pos, nxt - pos, vlen)
+        elif kind & more:
+            pos_after, seq_after = _apply_group(buf, pos, end, base, seq, apply)
+            if pos_after == pos:
+                break  # not whole (yet), or not sense: stop before it
+            pos, seq = pos_after, seq_after
             continue
+        elif kind in kinds:
+            apply(kind, buf[vstart - klen : vstart], base + pos, nxt - pos, vlen)
         else:
-            if group is not None:
-                for member in group:
-                    apply(*member)
-                group = None
-            apply(kind, kbytes, base + pos, nxt - pos, vlen)
-        pos = good_pos = nxt
-        good_seq = seq
-    return good_pos, good_seq
+            break
+        pos = nxt
+        seq += 1
+    return pos, seq
+
+
+def _touch_slow(index: Index, kbytes: bytes, offset: int) -> None:
+    """A TOUCH whose key is not among the decoded ones (or is gone): decode it, then move it."""
+    key = index.key_of(kbytes, offset)  # CorruptStoreError if undecodable
+    try:
+        index.move_to_end(key)
+    except KeyError:
+        pass  # a touch of a key gone since: nothing to move
+
+
+def _apply_group(buf: Any, pos: int, end: int, base: int, seq: int,
+                 apply: Callable[[int, bytes, int, int, int], None]) -> tuple[int, int]:
+    """Apply the write of several records starting at *pos* once its last record is in.
+
+    Return the position and sequence number after it, or (*pos*, *seq*) unchanged if it is not
+    whole within *end* or its bytes stop making sense.
+    """
+    members: list[tuple[int, bytes, int, int, int]] = []
+    at, next_seq = pos, seq
+    last = end - _HEAD_SIZE
+    while at <= last:
+        kind, rseq, klen, vlen = _FIELDS(buf, at)
+        kstart = at + _HEAD_SIZE
+        vstart = kstart + klen
+        nxt = vstart + vlen
+        if rseq != next_seq or nxt > end or kind & ~_MORE not in _KINDS:
+            break
+        members.append((kind & ~_MORE, buf[kstart:vstart], base + at, nxt - at, vlen))
+        at, next_seq = nxt, next_seq + 1
+        if not kind & _MORE:
+            for member in members:
+                apply(*member)
+            return at, next_seq
+    return pos, seq
 
 
 def check_span(buf: Any, pos: int, end: int, seq: int) -> tuple[int, int, str | None]:
