@@ -31,6 +31,9 @@ TASKS_PER_PROC = 16  # directories waiting per process before the subtrees are s
 # round of forked tasks at a time, 8192 beat 4096 — fewer rounds — and 65536 lost on the last
 # round's imbalance: /usr/lib 0.609 -> 0.715 s.)
 TASK_ENTRIES = 8192
+# Entries a task run by the walk's own process lists between two looks at the workers (a look
+# is a read of each worker's note pipe): about a millisecond.
+LOOK_EVERY = 256
 
 Pending = tuple[str, int, int, int]  # (path, root index, root's device, device)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -49,7 +52,8 @@ def walk_forked(
 ) -> Iterator[PackedDirs | tuple[str, int, int, Listing] | None]:
     """Yield every directory under *roots* (symlinks not followed), listed by *procs* processes,
     as `PackedDirs` (the top levels, then one per task) in this module's order (top levels
-    breadth first, then subtree by subtree), the same for any *procs*, as the listings come in;
+    breadth first, then subtree by subtree; where a subtree is cut into tasks depends on the
+    processes and their timing, which files are yielded does not), as the listings come in;
     or, when a directory is reached twice, what `walk_listings` yields — after a None when
     `PackedDirs` were yielded already: those are void. The counters are kept as
     `walk_listings` does."""
@@ -107,13 +111,16 @@ def walk_forked(
                 break
         level = below
 
-    def work(task: list[Pending]) -> tuple[tuple, tuple[bytes, bool], list[list[Pending]]]:
+    def work(task: list[Pending], stop: Callable[[], bool]
+             ) -> tuple[tuple, tuple[bytes, bool], list[list[Pending]]]:
         # One task: subtrees depth first, as the sequential walk, until about TASK_ENTRIES
-        # entries are listed; the directories still waiting become its subtasks.
+        # entries are listed (or *stop* says a worker is idle); the directories still waiting
+        # become its subtasks.
         out = _Columns()
         seen: set[tuple[int, int]] = set()
         ok = True
         budget = TASK_ENTRIES
+        look = budget - LOOK_EVERY
         starts = list(task)
         stack: list[Pending] = []
         while (stack or starts) and ok and budget > 0:
@@ -124,6 +131,10 @@ def walk_forked(
                                          select)
             budget -= 1 + kept + len(subdirs)
             ok = enter(root, root_dev, subdirs, stack, seen)
+            if budget <= look:
+                look = budget - LOOK_EVERY
+                if stop():
+                    break
         left = starts + stack  # popped from the end: in the order the walk would take them
         # A deep subtree comes back as its waiting directories, spread over the processes.
         per_task = max(1, len(left) // (procs * TASKS_PER_PROC)) if ok else len(left) + 1
@@ -151,7 +162,7 @@ def walk_forked(
         try:
             # Yielded while the other processes list: their columns are appended here meanwhile.
             for packed in map_tree([level[i : i + per_task] for i in range(0, len(level), per_task)],
-                                   work, procs, accept):
+                                   work, procs, accept, cut=True):
                 dirs = PackedDirs.unpack(packed)
                 _count(counts, dirs)
                 yield dirs

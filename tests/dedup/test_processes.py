@@ -40,6 +40,7 @@ def forking(monkeypatch):
     monkeypatch.setattr(smallfiles, "TASK_FILES", 1)
     monkeypatch.setattr(subtrees, "TASKS_PER_PROC", 1)
     monkeypatch.setattr(subtrees, "TASK_ENTRIES", 3)
+    monkeypatch.setattr(subtrees, "LOOK_EVERY", 1)  # a task here may be cut after any directory
 
 
 def _json(report) -> str:
@@ -95,6 +96,30 @@ def test_task_tree_tasks_of_a_worker_that_dies_are_run_again():
 
     names = [r[0] for r in tasktree.map_tree([["a", 0], ["b", 0]], dying, 3)]
     assert names == [r[0] for r in tasktree.map_tree([["a", 0], ["b", 0]], _tree_task, 1)]
+
+
+def test_task_tree_task_here_hands_back_its_rest_when_a_worker_is_idle():
+    # Here a task takes a step at a time until told to stop (at most 100,000 steps, 10 s); a
+    # worker does its whole range at once. A worker that finished its task leaves this
+    # process's task to be cut: its rest comes back as a subtask.
+    parent = os.getpid()
+
+    def steps(task, stop):
+        name, first, last = task
+        end = last
+        if os.getpid() == parent:
+            end = first + 1
+            while end < last and not stop():
+                time.sleep(0.0001)
+                end += 1
+        rest = [[name, end, last]] if end < last else []
+        return [name, first, end, os.getpid()], 0, rest
+
+    results = list(tasktree.map_tree([["a", 0, 100_000], ["b", 0, 100_000]], steps, 2, cut=True))
+    for name in "ab":  # every step once, in tree order
+        spans = [(r[1], r[2]) for r in results if r[0] == name]
+        assert [x for span in spans for x in range(*span)] == list(range(100_000))
+    assert any(r[3] == parent and r[2] < 100_000 for r in results)  # a task here was cut
 
 
 @pytest.mark.parametrize("procs", [1, 3])
