@@ -47,6 +47,9 @@ from cache.order import RecencyOrder
 from cache.sharedlog import SharedRecordLog
 
 _APP = "PersistentLRU"
+# Keys that decode_key(encode_key(key)) gives back as they are (not bool, not a subclass, not a
+# tuple that may hold either): a shared open may remember them by their bytes (_remember_key).
+_PLAIN_KEYS = frozenset({int, str, bytes})
 
 
 def _nothing() -> None:
@@ -289,6 +292,8 @@ class PersistentLRU(Operations, IndexReplay, MutableMapping[Any, Any]):
             if begin is not None:
                 self._finish()
             lock.release()
+        if begin is not None and type(key) in _PLAIN_KEYS:
+            self._remember_key(kbytes, key)
         if victims:
             self._notify(victims)
 

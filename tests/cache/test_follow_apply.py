@@ -99,3 +99,19 @@ def test_an_unknown_kind_stops_the_walk_before_it() -> None:
     index, calls = recording_index({"a"})
     assert apply_published(raw, 0, len(raw), 0, 7, index) == (len(first), 8)
     assert calls == [("touch", "a")]
+
+
+def test_a_key_this_open_put_is_found_by_its_bytes_when_another_touches_it(tmp_path: Any) -> None:
+    from cache import PersistentLRU
+    from cache.encoding import encode_key
+
+    path = tmp_path / "c.lru"
+    with PersistentLRU(path, capacity=10, serializer="bytes") as a, PersistentLRU(path, serializer="bytes") as b:
+        a["x"] = b"X"
+        a[7] = b"7"
+        a[True] = b"T"  # a bool: decoded as the int 1, so not remembered as it was put
+        assert a._keys[encode_key("x")] == "x" and a._keys[encode_key(7)] == 7
+        assert encode_key(True) not in a._keys
+        a["y"] = b"Y"
+        assert b["x"] == b"X"  # b touches "x": a follows that touch without decoding the key
+        assert list(a) == list(b) == [7, 1, "y", "x"]
