@@ -68,12 +68,13 @@ class Sizing:
             # Listing is Python work per entry: forked processes share the subtrees (pyenv tree,
             # warm: scan 0.9 -> 0.5 s on 2 cores). Threads did not pay (cold: 2.5 s with 1 or 16
             # threads; warm: 0.9 -> 1.5 s, the GIL handed over at every stat).
-            from dedup.subtrees import walk_forked
+            from dedup.subtrees import COLD_PROCS, walk_forked
 
             listings = walk_forked(
                 paths, procs=self.procs, one_file_system=options.one_file_system,
                 enters_dir=enters_dir, counters=self.walk_counts, lowest=lowest,
-                highest=highest, select=select)
+                highest=highest, select=select,
+                cold_procs=min(self.io_threads, COLD_PROCS))
         else:
             listings = walk_listings(
                 paths, follow_symlinks=options.follow_symlinks,

@@ -336,3 +336,22 @@ def test_forked_walk_lists_an_unreadable_directory_and_a_vanished_file_as_proble
     assert problems == [FileProblem(root + "/a/gone", "vanished during scan"),
                         FileProblem(root + "/b", "Permission denied")]
     assert counts == (3, 0, 0, 0)  # the refused directory is counted, its subdirectory not seen
+
+
+@pytest.mark.parametrize("cold", [False, True])
+def test_a_tree_whose_top_levels_came_from_the_disk_is_walked_by_more_processes(
+        tmp_path, monkeypatch, forking, cold):
+    root = build_tree(str(tmp_path / "t"), _hostile_spec(3))
+    counts = iter(range(0, 10_000, 8))  # blocks read, more at every look when cold
+    monkeypatch.setattr(subtrees, "_blocks_read", lambda: next(counts) if cold else 0)
+    procs = []
+    real = subtrees.map_tree
+
+    def counted(tasks, work, n, *args, **kwargs):
+        procs.append(n)
+        return real(tasks, work, n, *args, **kwargs)
+
+    monkeypatch.setattr(subtrees, "map_tree", counted)
+    walked = _listed(subtrees.walk_forked, [root], procs=2, cold_procs=4)
+    assert walked == _listed(walk_listings, [root])
+    assert procs == [4 if cold else 2]
