@@ -20,10 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
+
+from bench.cache.multiproc import paired_summary
 
 # What one run does, in a fresh interpreter whose first path entry is the version's directory.
 _CHILD = """
@@ -75,15 +76,7 @@ def main() -> None:
                       flush=True)
     print(f"A = {args.a}, B = {args.b}; {args.ops:,} operations, {args.rounds} rounds")
     for n in counts:
-        a = [f["ops_per_s"] for f in got[(n, "A")]]
-        b = [f["ops_per_s"] for f in got[(n, "B")]]
-        pairs = sorted(y / x for x, y in zip(a, b, strict=True))
-        cpu_a = statistics.median(f["cpu_us_per_op"] for f in got[(n, "A")])
-        cpu_b = statistics.median(f["cpu_us_per_op"] for f in got[(n, "B")])
-        bad = sum(f["lost"] + f["garbage"] for v in ("A", "B") for f in got[(n, v)])
-        print(f"{n} processes: A {statistics.median(a):,.0f} B {statistics.median(b):,.0f} ops/s, "
-              f"B/A x{statistics.median(pairs):.3f} (pairs {', '.join(f'{p:.3f}' for p in pairs)}); "
-              f"CPU per op {cpu_a:.1f} -> {cpu_b:.1f} us; lost + garbage {bad}")
+        print(paired_summary(n, "A", "B", got[(n, "A")], got[(n, "B")]))
 
 
 if __name__ == "__main__":

@@ -174,3 +174,16 @@ def run(opener: str, path: str, n: int, ops: list, values: list, capacity: int, 
 
 def _pct(sorted_ns: list[int], q: float) -> float:
     return float(sorted_ns[min(len(sorted_ns) - 1, int(q * len(sorted_ns)))]) if sorted_ns else 0.0
+
+
+def paired_summary(n: int, first: str, second: str, figs_first: list[dict], figs_second: list[dict]) -> str:
+    """One line comparing two variants' alternated runs at *n* processes: medians, paired ratios, CPU per op."""
+    a = [f["ops_per_s"] for f in figs_first]
+    b = [f["ops_per_s"] for f in figs_second]
+    pairs = sorted(y / x for x, y in zip(a, b, strict=True))
+    cpu_a = statistics.median(f["cpu_us_per_op"] for f in figs_first)
+    cpu_b = statistics.median(f["cpu_us_per_op"] for f in figs_second)
+    bad = sum(f["lost"] + f["garbage"] for f in figs_first + figs_second)
+    return (f"{n} processes: {first} {statistics.median(a):,.0f} {second} {statistics.median(b):,.0f} ops/s, "
+            f"{second}/{first} x{statistics.median(pairs):.3f} (pairs {', '.join(f'{p:.3f}' for p in pairs)}); "
+            f"CPU per op {cpu_a:.1f} -> {cpu_b:.1f} us; lost + garbage {bad}")

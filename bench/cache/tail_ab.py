@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import statistics
 
 from bench.cache.adapters import CAPACITY
-from bench.cache.multiproc import run, split_runs_options
+from bench.cache.multiproc import paired_summary, run, split_runs_options
 
 WORK = os.path.join(os.path.dirname(__file__), "..", ".work", "cache", "tail_ab")
 REFUSED = 9999  # no such advice: madvise fails with EINVAL and the map is left as mmap made it
@@ -43,14 +42,7 @@ def main() -> None:
         growth._POPULATE_WRITE = advice
         shutil.rmtree(WORK, ignore_errors=True)
     for n in counts:
-        off = [f["ops_per_s"] for f in got[(n, "off")]]
-        on = [f["ops_per_s"] for f in got[(n, "on")]]
-        pairs = sorted(b / a for a, b in zip(off, on, strict=True))
-        cpu_off = statistics.median(f["cpu_us_per_op"] for f in got[(n, "off")])
-        cpu_on = statistics.median(f["cpu_us_per_op"] for f in got[(n, "on")])
-        print(f"{n} processes: off {statistics.median(off):,.0f} on {statistics.median(on):,.0f} ops/s, "
-              f"on/off x{statistics.median(pairs):.3f} (pairs {', '.join(f'{p:.3f}' for p in pairs)}); "
-              f"CPU per op {cpu_off:.1f} -> {cpu_on:.1f} us")
+        print(paired_summary(n, "off", "on", got[(n, "off")], got[(n, "on")]))
 
 
 if __name__ == "__main__":
