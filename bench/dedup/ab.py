@@ -38,8 +38,10 @@ def run_once(variant: str, tree: str, extra: list[str]) -> tuple[float, float]:
     with open(os.devnull, "wb") as out:
         started = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=out, cwd=cwd, env=env)
-        _, _, usage = os.wait4(proc.pid, 0)
+        _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:  # a failed run is not a fast one
+        raise SystemExit(f"{' '.join(argv)} (in {cwd or os.getcwd()}) exited with {os.waitstatus_to_exitcode(status)}")
     return wall, usage.ru_utime + usage.ru_stime
 
 
@@ -55,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.cold and not drop_caches():
         parser.error("--cold needs root: the page cache could not be dropped")
     variants = [v if v == "jdupes" else os.path.abspath(v) for v in args.variants]
+    args.tree = os.path.abspath(args.tree)  # the variants run from their own directories
+    if not os.path.isdir(args.tree):
+        parser.error(f"{args.tree} is not a directory")
     extra = args.dedup_args.split()
     for v in variants:
         if v != "jdupes":
