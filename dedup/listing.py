@@ -55,7 +55,11 @@ def list_dir(dir_path: str, dir_dev: int, follow: bool, root_dev: int, one_fs: b
 
     With *others* (--dirs: it says whether an entry's path is kept, i.e. not --exclude'd), every
     other entry is kept in `Listing.others` too: symlinks (target), special files, files outside
-    the selection, entries that failed; subdirectories are in `subdirs` already."""
+    the selection, entries that failed; subdirectories are in `subdirs` already.
+
+    `dedup.subtrees._Columns.list_dir` is this function without *follow* and *others*, listing
+    straight into a forked walk's columns (a loop per name less): what one selects, the other
+    must select too (tests/dedup/test_processes.py compares the two walks)."""
     names: list[str] = []
     sizes: list[int] = []
     inos: list[int] = []

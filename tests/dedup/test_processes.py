@@ -152,8 +152,10 @@ def test_forked_reports_are_identical_to_one_process(tmp_path, monkeypatch, fork
     assert _json(many) == _json(one)
 
 
-def _listed(walk, roots, **kwargs) -> tuple[list, list, tuple]:
-    """Run a walk into a file table; return its records sorted, the problems, the counters."""
+def _listed(walk, roots, **kwargs) -> tuple[list, list, list, tuple]:
+    """Run a walk into a file table; return its records sorted, the paths marked as possibly
+    linked (FileTable.linked: what the candidates check for repeated inodes), the problems, the
+    counters."""
     counts = WalkCounters()
     table = FileTable()
     problems = []
@@ -169,9 +171,10 @@ def _listed(walk, roots, **kwargs) -> tuple[list, list, tuple]:
             problems += lst.problems
             if lst.names:
                 table.add_dir(prefix, root, dev, lst.names, lst.sizes, lst.inos, lst.mtimes,
-                              lst.other_devs)
+                              lst.other_devs, lst.linked)
     records = sorted(table.records(range(len(table))))
-    return records, sorted(problems, key=lambda p: p.path), (
+    linked = sorted(table.path(i) for i in table.linked)
+    return records, linked, sorted(problems, key=lambda p: p.path), (
         counts.dirs, counts.skipped_symlinks, counts.skipped_special, counts.dirs_revisited)
 
 
@@ -191,7 +194,7 @@ def test_a_directory_reached_twice_gives_the_sequential_walk(tmp_path, forking):
         forked = forked[len(forked) - forked[::-1].index(None) :]
     assert all(type(item) is tuple for item in forked)  # the sequential walk's listings
     assert _listed(subtrees.walk_forked, roots, procs=3) == _listed(walk_listings, roots)
-    assert _listed(walk_listings, roots)[2][3] == 2  # two directories reached twice
+    assert _listed(walk_listings, roots)[3][3] == 2  # two directories reached twice
 
 
 def test_a_directory_reached_twice_inside_a_task_voids_what_was_yielded(tmp_path, forking):
@@ -331,7 +334,7 @@ def test_forked_walk_lists_an_unreadable_directory_and_a_vanished_file_as_proble
             return False
 
     monkeypatch.setattr(os, "scandir", Refusing)
-    records, problems, counts = _listed(subtrees.walk_forked, [root], procs=1)
+    records, _linked, problems, counts = _listed(subtrees.walk_forked, [root], procs=1)
     assert [r[0] for r in records] == [root + "/a/stays", root + "/e"]
     assert problems == [FileProblem(root + "/a/gone", "vanished during scan"),
                         FileProblem(root + "/b", "Permission denied")]
