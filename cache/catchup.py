@@ -13,11 +13,11 @@ import fcntl
 import mmap
 import os
 import struct
-import zlib
 from collections.abc import Callable
 from typing import Any
 
 from cache import records as fmt
+from cache.crc import crc32 as _crc32
 from cache.errors import CorruptStoreError, StoreWriteError
 from cache.follow import Index, apply_checked, apply_published
 from cache.replay import ReplayReport, replay_records
@@ -30,7 +30,6 @@ _flock = fcntl.flock
 _LOCK_EX, _LOCK_EX_NB = fcntl.LOCK_EX, fcntl.LOCK_EX | fcntl.LOCK_NB
 _LOCK_TRIES = 512  # see _lock_following
 _yield = os.sched_yield
-_crc32 = zlib.crc32
 
 
 class CatchUp:

@@ -22,17 +22,16 @@ import ctypes
 import os
 import struct
 import threading
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from cache import records as fmt
+from cache.crc import crc32 as _crc32
 from cache.errors import CorruptStoreError, StoreWriteError
 
 _CHUNK = 4 << 20
 _FILE_MODE = 0o600
 _HEAD_SIZE = fmt.RECORD_HEADER_SIZE
-_crc32 = zlib.crc32
 _pack_fields = struct.Struct("<BQII").pack  # the fields of a record header that head_crc covers
 _pack_crcs = struct.Struct("<II").pack
 _unpack_head = struct.Struct("<IIBQII").unpack_from

@@ -27,18 +27,17 @@ A write of several records (MORE flags) is applied only once its last record is 
 from __future__ import annotations
 
 import struct
-import zlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from cache import records as fmt
+from cache.crc import crc32 as _crc32
 
 _HEAD = struct.Struct("<IIBQII").unpack_from
 _FIELDS = struct.Struct("<8xBQII").unpack_from  # kind, seq, klen, vlen: following skips the CRCs
 _HEAD_SIZE = fmt.RECORD_HEADER_SIZE
 _TOUCH, _PUT, _MORE = fmt.TOUCH, fmt.PUT, fmt.MORE
 _KINDS = frozenset(fmt.KIND_NAMES)
-_crc32 = zlib.crc32
 
 
 

@@ -35,13 +35,13 @@ import mmap
 import os
 import struct
 import threading
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 from cache import records as fmt
 from cache.compact import fsync_dir
+from cache.crc import crc32 as _crc32
 from cache.errors import (
     CorruptStoreError,
     ForeignFileError,
@@ -62,7 +62,6 @@ FAST_TOUCH_BATCH = 64
 _PAGE = mmap.ALLOCATIONGRANULARITY
 _FILE_MODE = 0o600
 _HEAD_SIZE = fmt.RECORD_HEADER_SIZE
-_crc32 = zlib.crc32
 _pack_fields = struct.Struct("<BQII").pack  # the fields of a record header that head_crc covers
 _pack_crcs = struct.Struct("<II").pack
 _pack_head = struct.Struct("<IIBQII").pack  # a whole record header: body_crc, head_crc, fields

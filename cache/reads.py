@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 import struct
-import zlib
 from collections import OrderedDict
 from typing import Any
 
 from cache import records as fmt
+from cache.crc import crc32 as _crc32
 from cache.errors import CacheError, CorruptStoreError
 
 # Values read back (and verified) are remembered, the latest RECENT_BYTES of them, by offset: a record
@@ -24,7 +24,6 @@ from cache.errors import CacheError, CorruptStoreError
 # (median of 6 alternated pairs), 32 MiB another +5%. 8 MiB: a quarter of diskcache's page cache.
 RECENT_BYTES = 8 << 20
 _HEAD_SIZE = fmt.RECORD_HEADER_SIZE
-_crc32 = zlib.crc32
 _unpack_head = struct.Struct("<IIBQII").unpack_from  # a whole record header: body_crc, head_crc, fields
 
 

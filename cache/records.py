@@ -36,9 +36,10 @@ from __future__ import annotations
 import json
 import re
 import struct
-import zlib
 from dataclasses import dataclass
 from typing import Any
+
+from cache.crc import crc32 as _crc32
 
 MAGIC = b"\x89FANLOG\n"
 FORMAT_VERSION = 1
@@ -54,7 +55,6 @@ RECORD_HEADER_SIZE = _RECORD_HEAD.size  # 25
 MAX_KEY_SIZE = 1 << 20
 MAX_VALUE_SIZE = (1 << 32) - 1
 MAX_META_SIZE = 1 << 16
-_crc32 = zlib.crc32
 _pack_fields = _HEAD_FIELDS.pack
 _pack_crcs = struct.Struct("<II").pack
 _unpack_head = _RECORD_HEAD.unpack_from

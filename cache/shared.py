@@ -59,8 +59,8 @@ import hashlib
 import mmap
 import os
 import struct
-import zlib
 
+from cache.crc import crc32
 from cache.errors import StoreLockedError, StoreWriteError, UnsupportedFilesystemError
 
 MAGIC = b"FANSHM1\n"
@@ -136,7 +136,7 @@ def _ofd(fd: int, kind: int, start: int, wait: bool) -> bool:
 def snapshot(gen: int, end: int, next_seq: int) -> bytes:
     """Return the snapshot bytes publishing (gen, end, next_seq), CRC included."""
     data = _SNAP3(gen, end, next_seq)
-    return data + _U32(zlib.crc32(data))
+    return data + _U32(crc32(data))
 
 
 def key_offset(key: bytes) -> int:

@@ -37,6 +37,7 @@ from typing import Any
 from cache import records as fmt
 from cache import shared
 from cache.catchup import _WRITING, CatchUp
+from cache.crc import crc32 as _crc32
 from cache.follow import Index
 from cache.growth import SharedGrowingMap
 from cache.log import Durability, RecordLog
@@ -50,7 +51,6 @@ _read_u64 = struct.Struct("<Q").unpack_from
 _LOOK_AHEAD = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")  # see _follow_unlocked (cache/catchup.py)
 _flock = fcntl.flock
 _LOCK_EX, _LOCK_UN, _LOCK_EX_NB = fcntl.LOCK_EX, fcntl.LOCK_UN, fcntl.LOCK_EX | fcntl.LOCK_NB
-_crc32 = __import__("zlib").crc32
 _OPEN: weakref.WeakSet[SharedRecordLog] = weakref.WeakSet()
 
 

@@ -38,11 +38,16 @@ def ensure_peers() -> None:
     if os.environ.get("FANMILL_BENCH_CACHE_VENV") == "1":
         return
     python = VENV / "bin" / "python"
+    stamp = VENV / ".fanmill-installed"
     if not python.exists():
         print(f"creating {VENV} with diskcache and cachetools ...", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", "diskcache", "cachetools"], check=True)
+    pyproject = ROOT / "pyproject.toml"
+    if not stamp.exists() or stamp.stat().st_mtime < pyproject.stat().st_mtime:
+        # fanmill's own dependencies (zlib-ng's CRC among them) follow pyproject.toml, as make's stamp does.
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-e", str(ROOT)], check=True)
+        stamp.touch()
     env = {**os.environ, "FANMILL_BENCH_CACHE_VENV": "1"}
     raise SystemExit(subprocess.run([str(python), "-m", "bench.cache"], cwd=ROOT, env=env).returncode)
 
