@@ -169,8 +169,9 @@ def test_files_sharing_a_head_but_not_a_middle_are_not_read_whole(tmp_path, monk
         monkeypatch.setattr(heads, "_preadv", _not_cached)
     report = find_duplicates([root], ScanOptions(threads=2, io_threads=4))
     assert [sorted(os.path.basename(p) for p in g.paths) for g in report.groups] == [["a", "b"]]
-    # Five heads, four probes (not e: a head of its own), three whole reads (a, b, d).
-    assert report.stats.bytes_read == 5 * heads.HEAD + 4 * probes.PROBE + 3 * LONG
+    # Five heads, four probes (not e: a head of its own), then a, b, d past their heads (their
+    # first PREFIX bytes, then the rest): no byte read twice.
+    assert report.stats.bytes_read == 5 * heads.HEAD + 4 * probes.PROBE + 3 * (LONG - heads.HEAD)
 
 
 def test_file_shrunk_before_its_probe_is_an_error_entry(tmp_path, monkeypatch):
@@ -186,4 +187,4 @@ def test_file_shrunk_before_its_probe_is_an_error_entry(tmp_path, monkeypatch):
     report = find_duplicates([root], ScanOptions(threads=1, io_threads=1))
     assert [set(g.paths) for g in report.groups] == [{f"{root}/a", f"{root}/c"}]
     assert [p.path for p in report.problems] == [f"{root}/b"]
-    assert report.stats.bytes_read == 3 * heads.HEAD + 2 * probes.PROBE + 2 * LONG
+    assert report.stats.bytes_read == 3 * heads.HEAD + 2 * probes.PROBE + 2 * (LONG - heads.HEAD)
