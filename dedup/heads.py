@@ -29,12 +29,15 @@ from dedup.model import FileProblem
 from dedup.probes import (
     HEAD,
     PREFIX,
-    PROBE_FROM,
+    keyer,
     middle,
     prefix,
     probe_spans,
     read_rest,
     read_rests,
+    rest_from,
+    second,
+    spans,
     split_by_probes,
 )
 from dedup.walk import describe_os_error
@@ -160,13 +163,6 @@ def _rest(fd: int, view: memoryview, got: int) -> int:
     return got
 
 
-def _spans(size: int) -> tuple[Callable[[int], tuple[int, int]], ...]:
-    """The spans read, in order, of files of *size* bytes sharing a head, before the rest."""
-    if size > PROBE_FROM:
-        return (middle, prefix)
-    return (prefix,) if size > PREFIX else ()
-
-
 class Heads:
     """`_split_heads` for the pipeline's run; it provides the attributes declared here."""
 
@@ -257,21 +253,21 @@ class Heads:
         pool = self.io_pool if not warm else None
         window = self.io_threads * IO_DEPTH
 
-        def split(classes: list, at: Callable[[int], tuple[int, int]]) -> list:
-            splits, nbytes = split_by_probes(classes, [paths_of(c) for c in classes],
-                                             [size_of(c) for c in classes], pool, window,
-                                             _open, self.problem, at)
-            self.bytes_read += nbytes
-            return [c for cs in splits for c in cs]
-
-        staged = split([c for c in staged if size_of(c) > PROBE_FROM], middle) + [
-            c for c in staged if size_of(c) <= PROBE_FROM]
-        staged = split(staged, prefix)
+        digest = hashing.ONE_SHOT[self.options.hash_name]
+        key = keyer(digest, self.options.verify)
+        for at in (middle, prefix, second):  # each class: the spans of `spans` of its size
+            now = [c for c in staged if at in spans(size_of(c))]
+            if now:
+                splits, nbytes = split_by_probes(now, [paths_of(c) for c in now],
+                                                 [size_of(c) for c in now], pool, window,
+                                                 _open, self.problem, at, key)
+                self.bytes_read += nbytes
+                staged = [c for c in staged if at not in spans(size_of(c))] + [
+                    c for cs in splits for c in cs]
         rests = read_rests(staged, [paths_of(c) for c in staged], [size_of(c) for c in staged],
-                           pool, window, _open, hashing.ONE_SHOT[self.options.hash_name],
-                           self.options.verify)
+                           pool, window, _open, digest, self.options.verify)
         for cls, slots in zip(staged, rests, strict=True):
-            self._finish_small(cls, size_of(cls) - PREFIX, slots, done)
+            self._finish_small(cls, size_of(cls) - rest_from(size_of(cls)), slots, done)
         return done, rest
 
     def _finish_warm(self, group: CandidateGroup | array, paths: list[str],
@@ -324,14 +320,15 @@ class Heads:
                         ks.append(k)
             read = HEAD * (len(paths) - len(failed))
             sharing = list(shared.values())
-            for span in _spans(size) if sharing else ():  # middle, then prefix (dedup.probes)
+            key = keyer(digest, verify)
+            for span in spans(size) if sharing else ():  # middle, prefix... (dedup.probes)
                 sharing, probed, nowait, hit = probe_spans(fds, paths, sharing, span(size),
                                                            nowait, failed, preadv,
-                                                           _nowait_refused)
+                                                           _nowait_refused, key)
                 read += probed
                 cached = cached and hit
-            # The files still sharing all that was read: whole, or (over PREFIX) from PREFIX on.
-            start = PREFIX if size > PREFIX else 0
+            # The files still sharing all that was read: whole, or (over PREFIX) the rest.
+            start = rest_from(size)
             classes: dict[bytes, list[int]] = {}
             held: list[list[tuple[int, tuple[bytes, bytes]]]] = []  # --verify: bytes decide
             for number, ks in enumerate(sharing):

@@ -41,6 +41,7 @@ PROBE = 64
 PROBE_FROM = 2048  # at most this size, a probe saves less than its read costs
 HEAD = 64  # dedup.heads.HEAD (defined here: dedup.heads imports this module)
 PREFIX = 1024  # files over this size sharing head (and middle) compare their first PREFIX bytes
+SECOND = 8192  # ... and over this size, their bytes from PREFIX to SECOND, before the rest
 
 Preadv = Callable[[int, tuple[bytearray], int, int], int]
 
@@ -55,14 +56,46 @@ def prefix(size: int) -> tuple[int, int]:
     return HEAD, PREFIX - HEAD
 
 
+def second(size: int) -> tuple[int, int]:
+    """The bytes from `PREFIX` to `SECOND`: (offset, length)."""
+    return PREFIX, SECOND - PREFIX
+
+
+Span = Callable[[int], tuple[int, int]]
+
+
+def spans(size: int) -> tuple[Span, ...]:
+    """The spans read, in order, of files of *size* bytes sharing a head, before the rest
+    (from `rest_from`): a prefix (and a second span) split ahead most of those that differ."""
+    if size > SECOND:
+        return (middle, prefix, second)
+    if size > PROBE_FROM:
+        return (middle, prefix)
+    return (prefix,) if size > PREFIX else ()
+
+
+def rest_from(size: int) -> int:
+    """Where the last read of files of *size* bytes sharing all their `spans` starts."""
+    return SECOND if size > SECOND else PREFIX if size > PREFIX else 0
+
+
+def keyer(digest: Callable[[bytes], bytes], verify: bool) -> Callable[[bytes], bytes]:
+    """How spans are compared: by their bytes up to `PREFIX` bytes long (and all with
+    --verify), longer ones by their *digest* (a class is proven by its rest's digest anyway)."""
+    if verify:
+        return bytes
+    return lambda data: bytes(data) if len(data) <= PREFIX else digest(data)
+
+
 def probe_spans(fds: list[int], paths: list[str], shared: Iterable[list[int]], span: tuple[int, int],
                 nowait: int, failed: list[FileProblem], preadv: Preadv,
-                refused: Callable[[OSError], int]) -> tuple[list[list[int]], int, int, bool]:
+                refused: Callable[[OSError], int], key: Callable[[bytes], bytes] = bytes
+                ) -> tuple[list[list[int]], int, int, bool]:
     """Read *span* (offset, length) of each open file of *shared* (lists of positions sharing
     what was read so far) through *preadv* (page cache only while *nowait*; *refused* maps its
-    refusal to new flags); return (the lists of positions that still share it, two or more
-    each, in order; bytes read; the flags to read with from now on; whether the page cache
-    served every read)."""
+    refusal to new flags); return (the lists of positions whose span's *key* is another's, two
+    or more each, in order; bytes read; the flags to read with from now on; whether the page
+    cache served every read)."""
     at, length = span
     buf = bytearray(length)
     bufs = (buf,)
@@ -87,7 +120,7 @@ def probe_spans(fds: list[int], paths: list[str], shared: Iterable[list[int]], s
                 failed.append(FileProblem(paths[k], describe_os_error(exc)))
                 continue
             read += length
-            probes.setdefault(bytes(buf), []).append(k)
+            probes.setdefault(key(buf), []).append(k)  # type: ignore[arg-type]
         keep += (same for same in probes.values() if len(same) > 1)
     return keep, read, nowait, cached
 
@@ -106,12 +139,12 @@ def read_span(path: str, span: tuple[int, int], opener: Callable[[str], int]) ->
     return data
 
 
-def _probes_job(items: list[tuple[str, int]], opener: Callable[[str], int],
-                at: Callable[[int], tuple[int, int]]) -> list[bytes | FileProblem]:
+def _probes_job(items: list[tuple[str, int]], opener: Callable[[str], int], at: Span,
+                key: Callable[[bytes], bytes]) -> list[bytes | FileProblem]:
     out: list[bytes | FileProblem] = []
     for path, size in items:
         try:
-            out.append(read_span(path, at(size), opener))
+            out.append(key(read_span(path, at(size), opener)))
         except OSError as exc:
             out.append(FileProblem(path, describe_os_error(exc)))
     return out
@@ -119,29 +152,31 @@ def _probes_job(items: list[tuple[str, int]], opener: Callable[[str], int],
 
 def split_by_probes(classes: list, paths: list[list[str]], sizes: list[int],
                     pool: Executor | None, window: int, opener: Callable[[str], int],
-                    problem: Callable[[FileProblem], None],
-                    at: Callable[[int], tuple[int, int]] = middle) -> tuple[list[list], int]:
+                    problem: Callable[[FileProblem], None], at: Span = middle,
+                    key: Callable[[bytes], bytes] = bytes) -> tuple[list[list], int]:
     """Split each class (members of one size sharing a head; *paths*: its members' paths,
-    *sizes*: its size) by the span *at*(size) of its members (default: the middle probe), read
-    in *pool* when given; return, for each class, its sub-classes of two or more (of the
-    class's kind), and the bytes read."""
+    *sizes*: its size) by the *key* of the span *at*(size) of its members (default: the middle
+    probe), read in *pool* when given; return, for each class, its sub-classes of two or more
+    (of the class's kind), and the bytes read."""
     every = ((p, size) for ps, size in zip(paths, sizes, strict=True) for p in ps)
     jobs = iter(lambda: list(islice(every, BATCH_FILES)), [])
     if pool is not None:
-        results = bounded_map(pool, lambda batch: _probes_job(batch, opener, at), jobs, window)
+        results = bounded_map(pool, lambda batch: _probes_job(batch, opener, at, key), jobs,
+                              window)
     else:
-        results = (_probes_job(batch, opener, at) for batch in jobs)
+        results = (_probes_job(batch, opener, at, key) for batch in jobs)
     probes = (p for batch in results for p in batch)
     out: list[list] = []
     read = 0
-    for cls in classes:
+    for cls, size in zip(classes, sizes, strict=True):
         split: dict[bytes, list] = {}
+        length = at(size)[1]
         for member in cls:
             probe = next(probes)
             if type(probe) is not bytes:
                 problem(probe)  # type: ignore[arg-type]
                 continue
-            read += len(probe)
+            read += length
             split.setdefault(probe, []).append(member)
         out.append([array("I", same) if type(cls) is array else same
                     for same in split.values() if len(same) > 1])
@@ -175,14 +210,14 @@ def read_rest(fd: int, size: int, start: int, into: memoryview | None = None) ->
     return data
 
 
-def _rests_job(items: list[tuple[str, int]], opener: Callable[[str], int], start: int,
+def _rests_job(items: list[tuple[str, int]], opener: Callable[[str], int],
                digest: Callable[[bytes], bytes], keep: bool) -> list:
     out: list = []
     for path, size in items:
         try:
             fd = opener(path)
             try:
-                data = read_rest(fd, size, start)
+                data = read_rest(fd, size, rest_from(size))
             finally:
                 os.close(fd)
         except OSError as exc:
@@ -195,12 +230,12 @@ def _rests_job(items: list[tuple[str, int]], opener: Callable[[str], int], start
 def read_rests(classes: list, paths: list[list[str]], sizes: list[int], pool: Executor | None,
                window: int, opener: Callable[[str], int], digest: Callable[[bytes], bytes],
                keep: bool) -> Iterator[list]:
-    """Read the rest (from `PREFIX` on, to the end) of each member of each class, in *pool*
+    """Read the rest (from `rest_from` on, to the end) of each member of each class, in *pool*
     when given; yield, class by class, one slot per member: (digest of its rest, its rest if
     *keep* else None) or a `FileProblem` (what `SmallFiles._finish_small` takes)."""
     every = ((p, size) for ps, size in zip(paths, sizes, strict=True) for p in ps)
     jobs = iter(lambda: list(islice(every, BATCH_FILES)), [])
-    job = lambda batch: _rests_job(batch, opener, PREFIX, digest, keep)  # noqa: E731
+    job = lambda batch: _rests_job(batch, opener, digest, keep)  # noqa: E731
     results = (bounded_map(pool, job, jobs, window) if pool is not None else map(job, jobs))
     slots = (slot for batch in results for slot in batch)
     for cls in classes:
