@@ -10,8 +10,10 @@ heads of the other groups are read by the I/O pool, in batches, one open descrip
 the files sharing a head go to the whole-read stage (dedup.smallfiles). Warm, groups of files of
 at most `HEAD_FROM` bytes are finished here too, each file read whole once (without --verify);
 from the first such read the page cache cannot serve, they go to dedup.smallfiles. Files over
-`PROBE_FROM` bytes sharing a head are probed in their middle before they are read whole
-(dedup.probes). The outcome, bytes_read included, does not depend on threads or on the page cache.
+`PREFIX` bytes sharing a head are compared span by span (`spans`: a middle probe over
+`PROBE_FROM` bytes, then the rest of the first KiB) and only those still alike read the rest,
+from where the spans end (dedup.probes); these classes are finished here. The outcome,
+bytes_read included, does not depend on threads or on the page cache.
 """
 
 from __future__ import annotations
@@ -29,14 +31,12 @@ from dedup.model import FileProblem
 from dedup.probes import (
     HEAD,
     PREFIX,
-    keyer,
     middle,
     prefix,
     probe_spans,
     read_rest,
     read_rests,
     rest_from,
-    second,
     spans,
     split_by_probes,
 )
@@ -48,13 +48,12 @@ if TYPE_CHECKING:
     from dedup.options import ScanOptions
     from dedup.table import FileTable
 
-# HEAD (dedup.probes): bytes read first (one page of the disk either way; the rest is rarely
-# needed).
-# Files of at most HEAD_FROM bytes are read whole at once: a head saves too little. Over 512 bytes
-# it saves: /usr/lib's 7,012 candidates of 513 to 1024 bytes were 4.2 MiB read whole beyond the
-# groups' bytes, 0.9 MiB with a head first (2,289 of them share one); 256 to 512 bytes only
-# saves 0.4 MiB, for 2,356 more files opened for a head.
-HEAD_FROM = 512
+# HEAD (from dedup.probes): the bytes read first (one page of the disk either way; the rest is
+# rarely needed). Files of at most HEAD_FROM bytes are read whole at once: there a head saves too
+# little. /usr/lib's unique candidates read whole beyond the groups' bytes, without and with a
+# head first: 513 to 1024 bytes 4.2 -> 0.9 MiB (7,012 files), 257 to 512 bytes 0.7 -> 0.3 MiB
+# (2,356 files), 129 to 256 bytes only 0.34 -> 0.22 MiB (2,612 files, 6,622 on the pyenv tree).
+HEAD_FROM = 256
 KEEP_OPEN = 64  # files of one group open at once in the warm path (a bigger group: two passes)
 
 
@@ -180,8 +179,8 @@ class Heads:
     def _split_heads(self, groups: list[CandidateGroup | array]
                      ) -> tuple[list[CandidateGroup | array], list[CandidateGroup | array]]:
         """Split groups of files over `HEAD_FROM` bytes by their first `HEAD` bytes (and, over
-        `PROBE_FROM`, by their middles: dedup.probes); return (classes already proven, groups
-        still to read whole). With a warm page cache a group is finished here: of at most
+        `PREFIX`, by their `spans`, then their rests: dedup.probes); return (classes already
+        proven, groups still to read whole). With a warm page cache a group is finished here: of at most
         `HEAD_FROM` bytes (without --verify), each file read whole once; of at most `KEEP_OPEN`
         files, each opened once, its head read, and only the files whose head another shares
         read whole from the same descriptor. Otherwise groups of smaller files pass as they are."""
@@ -248,19 +247,17 @@ class Heads:
         if not staged:
             return done, rest
         # What _finish_warm does through the descriptors it holds, stage by stage for all the
-        # classes: middles (over PROBE_FROM), prefixes, then the rests, digested (or held, with
-        # --verify) and split by `_finish_small`.
+        # classes: middles (where `spans` has one), prefixes, then the rests, digested (or held,
+        # with --verify) and split by `_finish_small`.
         pool = self.io_pool if not warm else None
         window = self.io_threads * IO_DEPTH
-
         digest = hashing.ONE_SHOT[self.options.hash_name]
-        key = keyer(digest, self.options.verify)
-        for at in (middle, prefix, second):  # each class: the spans of `spans` of its size
+        for at in (middle, prefix):  # each class: the spans of `spans` of its size
             now = [c for c in staged if at in spans(size_of(c))]
             if now:
                 splits, nbytes = split_by_probes(now, [paths_of(c) for c in now],
                                                  [size_of(c) for c in now], pool, window,
-                                                 _open, self.problem, at, key)
+                                                 _open, self.problem, at)
                 self.bytes_read += nbytes
                 staged = [c for c in staged if at not in spans(size_of(c))] + [
                     c for cs in splits for c in cs]
@@ -320,11 +317,12 @@ class Heads:
                         ks.append(k)
             read = HEAD * (len(paths) - len(failed))
             sharing = list(shared.values())
-            key = keyer(digest, verify)
-            for span in spans(size) if sharing else ():  # middle, prefix... (dedup.probes)
+            for span in spans(size):  # middle, prefix... (dedup.probes)
+                if not sharing:
+                    break
                 sharing, probed, nowait, hit = probe_spans(fds, paths, sharing, span(size),
                                                            nowait, failed, preadv,
-                                                           _nowait_refused, key)
+                                                           _nowait_refused, view)
                 read += probed
                 cached = cached and hit
             # The files still sharing all that was read: whole, or (over PREFIX) the rest.
@@ -334,7 +332,8 @@ class Heads:
             for number, ks in enumerate(sharing):
                 if start:
                     tag = number.to_bytes(4, "little")  # digests of rests: within one prefix
-                    held.append([])
+                    if verify:
+                        held.append([])
                 for k in ks:
                     try:
                         if start:
@@ -350,8 +349,8 @@ class Heads:
                         held[-1].append((k, (digest(data), bytes(data))))
                         continue
                     read += size - start
-                    key = digest(data)
-                    classes.setdefault(tag + key if start else key, []).append(k)
+                    found = digest(data)
+                    classes.setdefault(tag + found if start else found, []).append(k)
         finally:
             for fd in fds:
                 if fd >= 0:

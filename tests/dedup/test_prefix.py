@@ -1,7 +1,7 @@
-"""The prefix stages of small files (issue 18): same-size files over PREFIX bytes sharing a head
-(and a middle) compare the rest of their first PREFIX bytes, then (over SECOND) their bytes up to
-SECOND, and only the files still alike read the rest, from there on: no byte read twice. The
-report and the bytes read are the same warm and cold, with threads and processes, and --verify.
+"""The prefix stage of small files (issue 18): same-size files over PREFIX bytes sharing a head
+(and a middle) compare the rest of their first PREFIX bytes, and only the files still alike read
+the rest, from there on: no byte read twice. The report and the bytes read are the same warm and
+cold, with threads and processes, and with --verify.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dedup import ScanOptions, find_duplicates, heads, prefetch, probes
 from dedup.report import to_json
 from fixtures.trees import build_tree
 
-HEAD, PREFIX, SECOND = heads.HEAD, probes.PREFIX, probes.SECOND
-BIG = 3 * SECOND  # head, middle, prefix, second span, rest
+HEAD, PREFIX = heads.HEAD, probes.PREFIX
+BIG = 24 * 1024  # head, middle, prefix, rest
 MID = PREFIX + 476  # over PREFIX, not over PROBE_FROM: head, prefix, rest
 SHORT = heads.HEAD_FROM + 288  # over HEAD_FROM, not over PREFIX: head, then whole
 
@@ -43,10 +43,9 @@ def _spec() -> dict:
 
 
 # The bytes each stage reads (see _spec): BIG: 7 heads, 6 middles (not h), 5 prefixes (not m),
-# 4 second spans (not p), 3 rests (a, b, r; not s). MID: 4 heads, 4 prefixes, 3 rests (not c3).
-# SHORT: 3 heads, 2 whole reads.
-EXPECTED = (7 * HEAD + 6 * probes.PROBE + 5 * (PREFIX - HEAD) + 4 * (SECOND - PREFIX)
-            + 3 * (BIG - SECOND)
+# 4 rests (a, b, s, r; not p). MID: 4 heads, 4 prefixes, 3 rests (not c3). SHORT: 3 heads, 2
+# whole reads.
+EXPECTED = (7 * HEAD + 6 * probes.PROBE + 5 * (PREFIX - HEAD) + 4 * (BIG - PREFIX)
             + 4 * HEAD + 4 * (PREFIX - HEAD) + 3 * (MID - PREFIX)
             + 3 * HEAD + 2 * SHORT)
 
@@ -106,10 +105,10 @@ def test_same_report_warm_cold_threaded_and_verified(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("cache", ["warm", "cold"])
 def test_a_group_too_big_to_hold_open_reads_the_same_spans(tmp_path, monkeypatch, cache):
-    # Over KEEP_OPEN files: heads, middles, prefixes, second spans and rests are jobs (or
-    # sequential reads), not reads through held descriptors; the same bytes.
+    # Over KEEP_OPEN files: heads, middles, prefixes and rests are jobs (or sequential reads),
+    # not reads through held descriptors; the same bytes.
     count = heads.KEEP_OPEN + 6
-    spec = {f"f{i:03d}": _at(BIG, PREFIX + 10 * i) for i in range(count)}  # the second span
+    spec = {f"f{i:03d}": _at(BIG, HEAD + 10 * i) for i in range(count)}  # in the prefix
     spec["same1"] = spec["same2"] = _at(BIG, None)
     root = build_tree(str(tmp_path / "t"), spec)
     if cache == "cold":
@@ -117,8 +116,7 @@ def test_a_group_too_big_to_hold_open_reads_the_same_spans(tmp_path, monkeypatch
     report = find_duplicates([root], ScanOptions(threads=2, io_threads=4))
     assert _names(report) == [["same1", "same2"]]
     n = count + 2
-    assert report.stats.bytes_read == (n * (HEAD + probes.PROBE + PREFIX - HEAD + SECOND - PREFIX)
-                                       + 2 * (BIG - SECOND))
+    assert report.stats.bytes_read == n * (probes.PROBE + PREFIX) + 2 * (BIG - PREFIX)
 
 
 def _rchar() -> int:
