@@ -1,14 +1,15 @@
 """Where dedup's bytes read go on a tree (issue 18): rchar split by the files it reads.
 
-`.venv/bin/python -m bench.dedup.bytesplit TREE [--threads N]` runs `python -m dedup --format json -q
-TREE` twice: once plain, for rchar (/proc/PID/io of the finished process, its forked processes
-included) and the groups; once under `strace -f -y` (read, pread64, preadv, preadv2), for the
-bytes each read returned and the file it read. Every byte of a file of the tree is put in one
-row: the file is a duplicate (in a group) or unique, by size class; its reads are heads (64 bytes
-at 0), middle probes (64 bytes at size // 2), edges (4 KiB at either end of a large file) or the
-rest (whole reads, lockstep chunks). Bytes of a duplicate's first full read are the minimum; the
-rest of them are excess. Other files (Python's modules) are one row. Prints a table; writes
-nothing in the repository.
+`.venv/bin/python -m bench.dedup.bytesplit TREE [--threads N]` runs `python -m dedup --format
+json -q TREE` twice: once plain, for rchar (/proc/PID/io of the finished process, its forked
+processes included) and the groups; once under `strace -f -y` (read, readv, pread64, preadv,
+preadv2), for the bytes each read returned and the file it read. Every byte of a file of the
+tree is put in one row: the file is a duplicate (in a group) or unique, by size class; its reads
+are heads (64 bytes at 0), middle probes (64 bytes at size // 2), edges (4 KiB at either end of
+a large file) or the rest (whole reads, prefixes, rests, lockstep chunks). Bytes of a
+duplicate's first full read are the minimum; the rest of them are excess (a negative row: bytes
+of the head and probe not read again). Other files (Python's modules) are one row. Run it from
+the directory holding the dedup to measure. Prints a table; writes nothing in the repository.
 """
 
 from __future__ import annotations
