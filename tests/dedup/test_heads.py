@@ -169,8 +169,9 @@ def test_files_sharing_a_head_but_not_a_middle_are_not_read_whole(tmp_path, monk
         monkeypatch.setattr(heads, "_preadv", _not_cached)
     report = find_duplicates([root], ScanOptions(threads=2, io_threads=4))
     assert [sorted(os.path.basename(p) for p in g.paths) for g in report.groups] == [["a", "b"]]
-    # Five heads, four probes (not e: a head of its own), three whole reads (a, b, d).
-    assert report.stats.bytes_read == 5 * heads.HEAD + 4 * probes.PROBE + 3 * LONG
+    # Five heads, four probes (not e: a head of its own), then a, b, d past their heads (their
+    # first PREFIX bytes, then the rest): no byte read twice.
+    assert report.stats.bytes_read == 5 * heads.HEAD + 4 * probes.PROBE + 3 * (LONG - heads.HEAD)
 
 
 def test_file_shrunk_before_its_probe_is_an_error_entry(tmp_path, monkeypatch):
@@ -186,4 +187,20 @@ def test_file_shrunk_before_its_probe_is_an_error_entry(tmp_path, monkeypatch):
     report = find_duplicates([root], ScanOptions(threads=1, io_threads=1))
     assert [set(g.paths) for g in report.groups] == [{f"{root}/a", f"{root}/c"}]
     assert [p.path for p in report.problems] == [f"{root}/b"]
-    assert report.stats.bytes_read == 3 * heads.HEAD + 2 * probes.PROBE + 2 * LONG
+    assert report.stats.bytes_read == 3 * heads.HEAD + 2 * probes.PROBE + 2 * (LONG - heads.HEAD)
+
+
+@pytest.mark.parametrize("cold", [False, True])
+def test_files_of_a_few_hundred_bytes_differing_in_their_head_are_not_read_whole(
+        tmp_path, monkeypatch, cold):
+    # Over HEAD_FROM (256 bytes): a head first, as larger files (/usr/lib: 9,400 such candidates,
+    # 4.9 MiB read whole beyond the groups' bytes, 1.2 MiB with heads).
+    spec = {f"u{i}": bytes([65 + i]) * 300 for i in range(5)}
+    spec["a"] = spec["b"] = b"z" * 300
+    root = build_tree(str(tmp_path / "t"), spec)
+    monkeypatch.setattr(heads, "_refused", [False])  # a tmpfs test before may have set it
+    if cold:
+        monkeypatch.setattr(heads, "_preadv", _not_cached)
+    report = find_duplicates([root], ScanOptions(threads=2, io_threads=4))
+    assert [sorted(os.path.basename(p) for p in g.paths) for g in report.groups] == [["a", "b"]]
+    assert report.stats.bytes_read == 7 * heads.HEAD + 2 * 300
