@@ -6,7 +6,9 @@ paired ratios (wall and CPU) of every variant to the first.
         --rounds 15 /tmp/ab/base . jdupes
 
 Each variant is a directory holding a `dedup` (and `cache`) package, run as `python -m dedup -0
--q TREE` from that directory (bytecode compiled first, as an install does); `jdupes` runs
+-q TREE` from that directory (bytecode compiled first, as an install does) by the Python of
+bench/.venv-dedup, where fanmill is installed as users install it (not editable: the editable
+install's finder costs every start ~10 ms); `jdupes` runs
 `jdupes -r -q -0 TREE`. One warm-up each, then rounds in a rotating order; with --cold no
 warm-up, and the page cache dropped before every run (as bench.dedup.realtrees' cold rows). CPU is the run's
 user + sys time, its forked processes included. Compare only ratios within one run: the
@@ -23,9 +25,10 @@ import subprocess
 import sys
 import time
 
+from bench.dedup.__main__ import installed_python
 from bench.dedup.realtrees import drop_caches
 
-PYTHON = sys.executable
+PYTHON = sys.executable  # main() makes it bench/.venv-dedup's (bench.dedup.__main__.installed_python)
 
 
 def run_once(variant: str, tree: str, extra: list[str]) -> tuple[float, float]:
@@ -61,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     if not os.path.isdir(args.tree):
         parser.error(f"{args.tree} is not a directory")
     extra = args.dedup_args.split()
+    global PYTHON
+    PYTHON = installed_python()  # a variant's dedup, in its directory, comes first on sys.path
     for v in variants:
         if v != "jdupes":
             subprocess.run([PYTHON, "-m", "compileall", "-q", os.path.join(v, "dedup"),

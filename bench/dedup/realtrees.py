@@ -21,9 +21,9 @@ import subprocess
 import sys
 import time
 
-from bench.dedup.__main__ import WORK, Run, compile_dedup, ensure_peers, file_ids, run_tool
+from bench.dedup.__main__ import WORK, Run, ensure_peers, file_ids, installed_python, run_tool
 from bench.dedup.corpora import Corpus
-from bench.dedup.peers import REPO, tools
+from bench.dedup.peers import tools
 from bench.results import RESULTS, machine_line, write_section
 
 DEFAULT_TREES = ("/root/.pyenv/versions", "/usr/lib")
@@ -154,9 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     trees = [t for t in args.trees.split(":") if t and os.path.isdir(t)]
     rounds, cold_rounds = args.rounds, args.cold_rounds
     ensure_peers()
-    compile_dedup()
-    pair = [t for t in tools(os.path.join(REPO, ".venv", "bin", "python"))
-            if t.name in ("dedup", "jdupes")]
+    pair = [t for t in tools(installed_python()) if t.name in ("dedup", "jdupes")]
     parts = [
         "### real trees — cold and warm page cache (issue 18)",
         "",
@@ -166,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         "against jdupes -r -q -0, interleaved; warm rounds after a warm-up, then cold rounds with "
         "the page cache dropped (sync; echo 3 > /proc/sys/vm/drop_caches) before every run. "
         "Peak RSS from GNU time; bytes read = rchar (dedup's includes ~2 MiB of Python modules); "
-        "dedup's modules compiled to bytecode first, as an install does. "
+        "dedup installed as a user installs it (bench/.venv-dedup: `pip install .`, not editable, "
+        "modules compiled by pip). "
         "The machine has 2 cores.",
         "",
     ]
