@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from array import array
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,7 @@ class Sizing:
     distinct_files: int
     bytes_scanned: int
     problem: Callable[[FileProblem], None]
+    segments: tuple[list[tuple[int, ...]], array]  # the forked walk's tasks: keys, first rows
     records: Callable[[Any], list[Record]]
 
     def scan(self, paths: Sequence[str], scandir: Scandir) -> SizeBuckets:
@@ -85,19 +87,27 @@ class Sizing:
                 pool=self.io_pool if self.options.io_threads is not None else None,
                 window=self.io_threads * IO_DEPTH,
                 others=self.extras.others if self.extras is not None else None)
-        deferred: list[tuple[str, str]] = []  # a forked walk's problems, reported once it ends
+        # A forked walk's problems (reported once it ends, in tree order) and its tasks' places
+        # in the table: they come in as they are done, not in tree order (dedup.subtrees).
+        deferred: list[tuple[tuple[int, ...], list[tuple[str, str]]]] = []
+        self.segments = segments = ([], array("I"))
         for item in listings:
             if item is None:  # the forked walk's listings so far are void (dedup.subtrees)
                 table = self.table = FileTable()
                 by_size.clear()
                 deferred.clear()
+                self.segments = segments = ([], array("I"))
                 count = filtered = 0
                 continue
             if type(item) is PackedDirs:  # a forked walk's task: the table's own columns
                 dirs: PackedDirs = item  # type: ignore[assignment]
-                deferred += dirs.problems
+                if dirs.problems:
+                    deferred.append((dirs.tree_key, dirs.problems))
                 filtered += dirs.filtered
                 first = table.add_packed(dirs)
+                if len(dirs):
+                    segments[0].append(dirs.tree_key)
+                    segments[1].append(first)
                 count += len(dirs)
                 by_size.add(table.size[first:], first)
                 progress("scan", count, 0)
@@ -118,8 +128,10 @@ class Sizing:
             count += len(sizes)
             by_size.add(sizes, first)
             progress("scan", count, 0)
-        for path, error in deferred:
-            problem(FileProblem(path, error))
+        deferred.sort(key=_KEY)
+        for _, found in deferred:
+            for path, error in found:
+                problem(FileProblem(path, error))
         progress("scan", count, count)
         self.files, self.filtered = count, filtered
         return by_size
@@ -142,8 +154,15 @@ class Sizing:
         # Only a size some possibly linked file has (see FileTable.linked) can hold one file
         # twice: the other buckets are not checked (that check was 25 of 30 ms, pyenv tree).
         suspect = {table.size[i] for i in table.linked}
+        # Where the order of a group's files may count (the reference of a large group's
+        # compare beyond MAX_OPEN files, which class bytes --verify holds), they are put in the
+        # sequential walk's order: the forked walk's tasks were added as they came.
+        walked = self._walk_order()
+        verify = self.options.verify
         for size in reversed(buckets.repeated):
             bucket: CandidateGroup | array = by_size[size]  # type: ignore[assignment]
+            if walked is not None and (verify or size > limit):
+                bucket = array("I", sorted(bucket, key=walked))
             # Distinct inodes: no hard link. Most buckets are pairs: two reads, no set.
             if size in suspect and not (inos[bucket[0]] != inos[bucket[1]] if len(bucket) == 2
                     else len({inos[i] for i in bucket}) == len(bucket)):
@@ -158,6 +177,27 @@ class Sizing:
             else:
                 large.append(self.records(bucket))
         buckets.clear()
+        self.segments = ([], array("I"))
         self.distinct_files = self.files - linked
         self.bytes_scanned = sum(table.size) - linked_bytes
         return small, large
+
+    def _walk_order(self) -> Callable[[int], tuple[int, int]] | None:
+        """Return a key putting table rows in the sequential walk's order, or None when the
+        table is in that order (the forked walk's tasks came in tree order, or no forked walk)."""
+        keys, firsts = self.segments
+        if all(a < b for a, b in zip(keys, keys[1:])):
+            return None
+        rank = [0] * len(keys)
+        for r, k in enumerate(sorted(range(len(keys)), key=keys.__getitem__)):
+            rank[k] = r
+
+        def walked(i: int) -> tuple[int, int]:
+            # Rows of one task are in walk order; tasks by their tree keys' rank.
+            return rank[bisect_right(firsts, i) - 1], i
+
+        return walked
+
+
+def _KEY(item: tuple) -> tuple:
+    return item[0]

@@ -174,9 +174,11 @@ def walk_forked(
         yield dirs
         try:
             # Yielded while the other processes list: their columns are appended here meanwhile.
-            for packed in map_tree([level[i : i + per_task] for i in range(0, len(level), per_task)],
-                                   work, procs, accept, cut=True):
+            for key, packed in map_tree(
+                    [level[i : i + per_task] for i in range(0, len(level), per_task)],
+                    work, procs, accept, cut=True, arrival=True):
                 dirs = PackedDirs.unpack(packed)
+                dirs.tree_key = (0,) + key  # after the top levels' ()
                 _count(counts, dirs)
                 yield dirs
             return
