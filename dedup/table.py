@@ -59,7 +59,8 @@ class PackedDirs:
 
 
 class FileTable:
-    """Every selected file of a scan, by index (0, 1, ...), in the order the walk listed them."""
+    """Every selected file of a scan, by index (0, 1, ...), in the order the walk listed them
+    (a forked walk: its tasks in the order they came in; see `Sizing.candidates`)."""
 
     __slots__ = ("prefixes", "names", "dir_root", "dir_dev", "file_dir", "name_off", "name_len",
                  "size", "ino", "mtime", "dev_of", "_devs", "linked")

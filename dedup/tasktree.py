@@ -10,7 +10,10 @@ files until read, and are yielded in tree order (a task's result, then its subta
 the order given, depth first), so the outcome does not depend on which process ran what. They
 are yielded as soon as they are next in that order, between this process's own tasks: the
 caller's work on them (the walk's: appending to the file table, bucketing by size) overlaps
-the workers' tasks instead of following the last one. A task run here may end early, its
+the workers' tasks instead of following the last one. With `arrival`, each result is yielded
+as soon as it is in, with a key that sorts into tree order (the walk's: results held back
+behind a worker's last task, 121-141 on /usr/lib, were merged after it, about 17 ms with the
+worker idle). A task run here may end early, its
 waiting work given back as subtasks, when a worker is idle with nothing to give it (`cut`):
 a worker waited on this process's tasks for a third of /usr/lib's walk (its tasks of 8,192
 entries, about 40 ms, handed out only between them).
