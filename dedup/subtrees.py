@@ -5,8 +5,9 @@ of them (its whole subtree, depth first) is then a task for any process, and the
 task leaves waiting (`TASK_ENTRIES`) are its subtasks. A task lists each directory straight into
 the file table's own columns (`PackedDirs`: names joined, numbers as machine arrays) and sends
 them back; the table appends them without a loop per name (a tuple per directory cost 0.17 s of
-the 0.48 s scan of /usr/lib, 11,239 directories), and they are yielded in task-tree order while
-the other processes still list. Which directories are listed does not depend on the processes, as long as no
+the 0.48 s scan of /usr/lib, 11,239 directories), and they are yielded as they come in, while
+the other processes still list, each with its key in the task tree's order (`tree_key`: the
+table is in arrival order, dedup.sizing puts back the walk's order where an order counts). Which directories are listed does not depend on the processes, as long as no
 directory is reached twice (a root inside another root, a bind mount): the first path of such a
 directory depends on the order of the walk, so then the sequential walk runs instead, its
 listings are the ones yielded, and a None before them says that what came before is void.
@@ -60,9 +61,10 @@ def walk_forked(
     cold_procs: int = 0,
 ) -> Iterator[PackedDirs | tuple[str, int, int, Listing] | None]:
     """Yield every directory under *roots* (symlinks not followed), listed by *procs* processes,
-    as `PackedDirs` (the top levels, then one per task) in this module's order (top levels
-    breadth first, then subtree by subtree; where a subtree is cut into tasks depends on the
-    processes and their timing, which files are yielded does not), as the listings come in;
+    as `PackedDirs` (the top levels, then one per task), as the listings come in, each with its
+    `tree_key`: sorted by it, they are in this module's order (top levels breadth first, then
+    subtree by subtree: the sequential walk's; where a subtree is cut into tasks depends on the
+    processes and their timing, which files are yielded does not);
     or, when a directory is reached twice, what `walk_listings` yields — after a None when
     `PackedDirs` were yielded already: those are void. The counters are kept as
     `walk_listings` does. When listing the top levels read from the disk (the tree's
@@ -174,9 +176,11 @@ def walk_forked(
         yield dirs
         try:
             # Yielded while the other processes list: their columns are appended here meanwhile.
-            for packed in map_tree([level[i : i + per_task] for i in range(0, len(level), per_task)],
-                                   work, procs, accept, cut=True):
+            for key, packed in map_tree(
+                    [level[i : i + per_task] for i in range(0, len(level), per_task)],
+                    work, procs, accept, cut=True, arrival=True):
                 dirs = PackedDirs.unpack(packed)
+                dirs.tree_key = (0,) + key  # after the top levels' ()
                 _count(counts, dirs)
                 yield dirs
             return

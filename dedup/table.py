@@ -25,7 +25,7 @@ class PackedDirs:
 
     __slots__ = ("prefixes", "roots", "devs", "names", "file_dir", "name_off", "name_len",
                  "sizes", "inos", "mtimes", "other_devs", "problems", "symlinks", "special",
-                 "filtered", "dirs", "linked")
+                 "filtered", "dirs", "linked", "tree_key")
 
     def __init__(self) -> None:
         self.prefixes: list[str] = []  # per directory with files, as FileTable's
@@ -37,6 +37,9 @@ class PackedDirs:
         self.linked: list[int] = []  # file positions from 0: see FileTable.linked
         self.problems: list[tuple[str, str]] = []  # (path, error)
         self.symlinks = self.special = self.filtered = self.dirs = 0
+        # Where these directories lie in the walk's tree order (dedup.subtrees): sorting the
+        # keys of a walk's `PackedDirs` puts them in the order of the sequential walk.
+        self.tree_key: tuple[int, ...] = ()
 
     def __len__(self) -> int:
         """Return the number of files."""
@@ -56,7 +59,8 @@ class PackedDirs:
 
 
 class FileTable:
-    """Every selected file of a scan, by index (0, 1, ...), in the order the walk listed them."""
+    """Every selected file of a scan, by index (0, 1, ...), in the order the walk listed them
+    (a forked walk: its tasks in the order they came in; see `Sizing.candidates`)."""
 
     __slots__ = ("prefixes", "names", "dir_root", "dir_dev", "file_dir", "name_off", "name_len",
                  "size", "ino", "mtime", "dev_of", "_devs", "linked")

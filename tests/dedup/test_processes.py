@@ -86,6 +86,16 @@ def test_task_tree_results_come_in_tree_order_from_several_processes():
     assert len({r[1] for r in results}) > 1  # not all run here
 
 
+def test_task_tree_results_come_as_they_arrive_with_keys_in_tree_order():
+    # arrival=True: nothing waits for an earlier result; the keys sort into tree order.
+    tops = [["a", 0], ["b", 0]]
+    here = [r[0] for r in tasktree.map_tree(tops, _tree_task, 1)]
+    for procs in (1, 3):
+        pairs = list(tasktree.map_tree(tops, _tree_task, procs, arrival=True))
+        assert len({key for key, _ in pairs}) == len(pairs) == 80
+        assert [r[0] for _, r in sorted(pairs, key=lambda pair: pair[0])] == here
+
+
 def test_task_tree_tasks_of_a_worker_that_dies_are_run_again():
     parent = os.getpid()
 
@@ -150,6 +160,42 @@ def test_forked_reports_are_identical_to_one_process(tmp_path, monkeypatch, fork
     many = find_duplicates([root], ScanOptions(threads=2, io_threads=8, verify=verify))
     assert one.groups
     assert _json(many) == _json(one)
+
+
+def test_bytes_read_do_not_depend_on_the_walk_order(tmp_path, monkeypatch, forking):
+    # 70 files of one large size, one per directory (a few per walk task): all alike but the
+    # first the sequential walk lists, which differs in the middle (not at the edges the
+    # partial stage reads). Beyond MAX_OPEN files the compare takes the group's first file as
+    # its reference (this one: the others are read twice), so the bytes read depend on the
+    # files' order: the sequential walk's (one process) is not the forked walk's tree order,
+    # and the forked walk's tasks are merged as they come (here: reversed). Before, one
+    # process read 12.1 MB and two 6.4 MB.
+    size = hashing.WHOLE_LIMIT + 4 * 4096
+    spec = {f"d{k:02}/f": b"x" * size for k in range(70)}
+    root = build_tree(str(tmp_path / "t"), spec)
+    order = [prefix + name for prefix, _, _, listing in walk_listings([root])
+             for name in listing.names]
+    with open(order[0], "r+b") as f:
+        f.seek(size // 2)
+        f.write(b"y")
+    real = subtrees.map_tree
+    came = []
+
+    def reversed_arrival(*args, **kwargs):
+        assert kwargs.get("arrival")
+        got = sorted(real(*args, **kwargs), key=lambda pair: pair[0], reverse=True)
+        came.append(len(got))
+        return iter(got)
+
+    for reverse in (False, True):
+        if reverse:
+            monkeypatch.setattr(subtrees, "map_tree", reversed_arrival)
+        for verify in (False, True):
+            one = find_duplicates([root], ScanOptions(threads=1, io_threads=1, verify=verify))
+            many = find_duplicates([root], ScanOptions(threads=2, io_threads=8, verify=verify))
+            assert _json(many) == _json(one)
+            assert one.stats.groups == 1 and one.groups[0].file_count == 69
+    assert came and min(came) > 2  # the walk was forked, its tasks reversed
 
 
 def _listed(walk, roots, **kwargs) -> tuple[list, list, list, tuple]:
