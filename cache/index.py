@@ -82,13 +82,11 @@ class IndexReplay:
                 key = decode_key(kbytes)
             except ValueError as exc:
                 raise CorruptStoreError(self.path, f"undecodable key: {exc}", offset) from None
-            if len(keys) > 2 * len(self._order) + 4096:
-                keys.clear()  # a pure function's cache: forgetting it costs only decodes
-            keys[kbytes] = key
+            self._remember_key(kbytes, key)
         return key
 
     def _remember_key(self, kbytes: bytes, key: Any) -> None:
-        """Remember a key this open put by its bytes, as _key_of remembers the ones it decodes.
+        """Remember *key* by its bytes: one _key_of decoded, or one this open put.
 
         Other processes' touches of it then find it (cache/follow.py) instead of raising and
         decoding it: each such touch cost a KeyError, a call and a decode. Counted on the bench
@@ -97,7 +95,7 @@ class IndexReplay:
         """
         keys = self._keys
         if len(keys) > 2 * len(self._order) + 4096:
-            keys.clear()  # as _key_of: a cache of a pure function
+            keys.clear()  # a pure function's cache: forgetting it costs only decodes
         keys[kbytes] = key
 
     def _apply(self, kind: int, kbytes: bytes, offset: int, length: int, value_len: int) -> None:
