@@ -178,7 +178,7 @@ def walk_forked(
             # Yielded while the other processes list: their columns are appended here meanwhile.
             for key, packed in map_tree(
                     [level[i : i + per_task] for i in range(0, len(level), per_task)],
-                    work, procs, accept, cut=True, arrival=True):
+                    work, procs, accept):
                 dirs = PackedDirs.unpack(packed)
                 dirs.tree_key = (0,) + key  # after the top levels' ()
                 _count(counts, dirs)

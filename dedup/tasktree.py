@@ -1,22 +1,21 @@
 """Running a tree of tasks — tasks that give more tasks, as the walk's subtrees do — in this
 process and forked worker processes forked once, with no round to wait for.
 
-`map_tree(tasks, work, procs, accept)` runs `work(task) -> (result, info, subtasks)` for *tasks*
-and every subtask they give. A process that finishes a task takes the next waiting one at once:
-forking a round of known tasks at a time (dedup.processes) waited, each round, for its slowest
-task, and the pyenv tree's walk took 5 rounds. *info* and *subtasks* come back to this process
-as each task ends (`accept(info)` may stop the whole run); results stay marshalled in memory
-files until read, and are yielded in tree order (a task's result, then its subtasks' results in
-the order given, depth first), so the outcome does not depend on which process ran what. They
-are yielded as soon as they are next in that order, between this process's own tasks: the
-caller's work on them (the walk's: appending to the file table, bucketing by size) overlaps
-the workers' tasks instead of following the last one. With `arrival`, each result is yielded
-as soon as it is in, with a key that sorts into tree order (the walk's: results held back
-behind a worker's last task, 121-141 on /usr/lib, were merged after it, about 17 ms with the
-worker idle). A task run here may end early, its
-waiting work given back as subtasks, when a worker is idle with nothing to give it (`cut`):
-a worker waited on this process's tasks for a third of /usr/lib's walk (its tasks of 8,192
-entries, about 40 ms, handed out only between them).
+`map_tree(tasks, work, procs, accept)` runs `work(task, stop) -> (result, info, subtasks)` for
+*tasks* and every subtask they give. A process that finishes a task takes the next waiting one at
+once: forking a round of known tasks at a time (dedup.processes) waited, each round, for its
+slowest task, and the pyenv tree's walk took 5 rounds. *info* and *subtasks* come back to this
+process as each task ends (`accept(info)` may stop the whole run); results stay marshalled in
+memory files until read, and each is yielded as soon as it is in, between this process's own
+tasks, with a key that sorts into tree order (a task's result, then its subtasks' results in the
+order given, depth first), so the outcome, put in key order, does not depend on which process ran
+what. The caller's work on them (the walk's: appending to the file table, bucketing by size)
+overlaps the workers' tasks instead of following the last one; yielded in tree order instead,
+the results held back behind a worker's last task (121-141 on /usr/lib) were merged after it,
+about 17 ms with the worker idle. A task run here may end early, its waiting work given back as
+subtasks, when a worker is idle with nothing to give it (`stop`): a worker waited on this
+process's tasks for a third of /usr/lib's walk (its tasks of 8,192 entries, about 40 ms, handed
+out only between them).
 
 Protocol (Linux): this process keeps the waiting tasks and hands each worker at most `AHEAD`
 at a time, through the worker's own pipe (a task's marshal lies in a memory file; the pipe
@@ -43,7 +42,8 @@ AHEAD = 8  # tasks a worker holds at most (this process runs tasks too: it hands
 _MSG = 24  # a task's number, offset and length in the payload file (8 bytes each)
 _NOTE = 32  # a finished task: number, offset, length of (info, subtasks), length of the result
 
-Work = Callable[[Any], tuple[Any, Any, list]]
+Stop = Callable[[], bool]
+Work = Callable[[Any, Stop], tuple[Any, Any, list]]
 
 
 class Refused(Exception):
@@ -51,46 +51,33 @@ class Refused(Exception):
 
 
 def map_tree(tasks: Sequence, work: Work, procs: int,
-             accept: Callable[[Any], bool] | None = None, cut: bool = False,
-             arrival: bool = False) -> Iterator:
-    """Yield the results of *tasks* and of the subtasks their `work` gives, run by *procs*
-    processes (this one included), in tree order, each once it and every result before it
-    are in: this process takes what it yields between its own tasks while the workers run.
-    Raise `Refused` as soon as `accept(info)` says no (nothing more is started). Tasks,
-    results, infos and subtasks must be marshal-able. With procs <= 1 or forking refused
-    (`dedup.processes.can_fork`) everything runs here. With *cut*, `work(task, stop)` gets a
-    second argument: a callable it may call between steps, which returns True when the task
-    should end now and give what it has not done as subtasks (always False in a worker).
-
-    With *arrival*, each result is yielded as soon as it is in, as (key, result): *key*, a
-    tuple of ints, orders the results in tree order (sorted keys give the order yielded
-    without *arrival*). Nothing then waits for an earlier result: on /usr/lib the results
-    held back behind one worker's last task were 121-141, merged by the walk (17 ms) while
-    the worker sat idle."""
-    if cut:
-        run = work
-    else:
-        def run(task: Any, stop: Callable[[], bool]) -> tuple[Any, Any, list]:
-            return work(task)
+             accept: Callable[[Any], bool] | None = None) -> Iterator[tuple[tuple[int, ...], Any]]:
+    """Yield (key, result) for *tasks* and the subtasks their `work` gives, run by *procs*
+    processes (this one included), each result as soon as it is in: *key*, a tuple of ints,
+    sorts the results into tree order. Raise `Refused` as soon as `accept(info)` says no
+    (nothing more is started). `work(task, stop)` may call `stop()` between steps: True means
+    end now and give what is not done as subtasks (a worker is idle; always False in a
+    worker). Tasks, results, infos and subtasks must be marshal-able. With procs <= 1 or
+    forking refused (`dedup.processes.can_fork`) everything runs here."""
     if procs <= 1 or len(tasks) == 0 or not can_fork():
-        yield from _here(tasks, run, accept, arrival)
+        yield from _here(tasks, work, accept)
     else:
-        yield from _Tree(run, procs, arrival).run(tasks, accept)
+        yield from _Tree(work, procs).run(tasks, accept)
 
 
 def _never() -> bool:
     return False
 
 
-def _here(tasks: Sequence, work: Callable, accept: Callable[[Any], bool] | None,
-          arrival: bool = False) -> Iterator:
+def _here(tasks: Sequence, work: Work, accept: Callable[[Any], bool] | None
+          ) -> Iterator[tuple[tuple[int, ...], Any]]:
     stack = list(reversed(tasks))
     count = 0
     while stack:
         result, info, subtasks = work(stack.pop(), _never)
         if accept is not None and not accept(info):
             raise Refused
-        yield ((count,), result) if arrival else result  # run in tree order: keys ascend
+        yield (count,), result  # run in tree order: keys ascend
         count += 1
         stack.extend(reversed(subtasks))
 
@@ -113,14 +100,12 @@ class _Worker:
 class _Tree:
     """One `map_tree` run with workers (this process schedules, runs tasks and yields)."""
 
-    def __init__(self, work: Callable, procs: int, arrival: bool = False) -> None:
+    def __init__(self, work: Work, procs: int) -> None:
         self.work = work
-        self.arrival = arrival
-        self.key_of: dict[int, tuple[int, ...]] = {}  # with arrival: tree-order keys
-        self.arrived: deque[int] = deque()  # with arrival: finished, not yielded
+        self.key_of: dict[int, tuple[int, ...]] = {}  # tree-order keys, until yielded
+        self.arrived: deque[int] = deque()  # finished, not yielded
         self.procs = procs
         self.task_of: dict[int, Any] = {}  # unfinished tasks by number
-        self.subtasks: dict[int, list[int]] = {}  # finished: their subtasks' numbers
         self.where: dict[int, tuple[int, int, int]] = {}  # finished: their result's place
         self.ready: deque[int] = deque()
         self.count = 0
@@ -144,12 +129,8 @@ class _Tree:
             files.append(own)
             self.payloads, self.own, self.own_at, self.sent_at = payloads, own, 0, 0
             self.accept = accept
-            top = [self.new(task) for task in tasks]
-            if self.arrival:
-                for k, number in enumerate(top):
-                    self.key_of[number] = (k,)
-            # Tree order: the next result to yield on top (with arrival: not used).
-            self.order = [] if self.arrival else list(reversed(top))
+            for k, task in enumerate(tasks):
+                self.key_of[self.new(task)] = (k,)
             for _ in range(self.procs - 1):
                 self.fork(files)
             yield from self._loop()
@@ -163,30 +144,15 @@ class _Tree:
             if payloads >= 0:
                 os.close(payloads)
 
-    def _flush(self) -> Iterator:
-        """Yield the results that are next in tree order and in (with arrival, every result
-        in, as (key, result)); keep the workers fed."""
-        if self.arrival:
-            arrived = self.arrived
-            while arrived and not self.refused:
-                number = arrived.popleft()
-                result = load_mapped(*self.where.pop(number))
-                self._notes(wait=False)
-                self._give()
-                yield self.key_of.pop(number), result
-            return
-        order = self.order
-        while order and not self.refused:
-            number = order[-1]
-            where = self.where.pop(number, None)
-            if where is None:
-                return
-            order.pop()
-            order.extend(reversed(self.subtasks.pop(number)))
-            result = load_mapped(*where)
+    def _flush(self) -> Iterator[tuple[tuple[int, ...], Any]]:
+        """Yield every result in, as (key, result); keep the workers fed."""
+        arrived = self.arrived
+        while arrived and not self.refused:
+            number = arrived.popleft()
+            result = load_mapped(*self.where.pop(number))
             self._notes(wait=False)
             self._give()
-            yield result
+            yield self.key_of.pop(number), result
 
     def fork(self, files: list[int]) -> None:
         out = os.memfd_create("dedup-results", os.MFD_CLOEXEC)
@@ -266,15 +232,12 @@ class _Tree:
             self.refused = True
             return
         self.where[number] = where
-        if self.arrival:
-            key = self.key_of[number]
-            for k, task in enumerate(subtasks):
-                self.key_of[self.new(task)] = key + (k,)
-            self.arrived.append(number)
-            return
-        self.subtasks[number] = [self.new(task) for task in subtasks]
+        key = self.key_of[number]
+        for k, task in enumerate(subtasks):
+            self.key_of[self.new(task)] = key + (k,)
+        self.arrived.append(number)
 
-    def _loop(self) -> Iterator:
+    def _loop(self) -> Iterator[tuple[tuple[int, ...], Any]]:
         while self.task_of:
             self._notes(wait=False)
             if self.refused or not self.task_of:
@@ -284,8 +247,7 @@ class _Tree:
             if number is None:
                 if not any(w.pid for w in self.workers) and not self.ready:
                     raise RuntimeError("tasks left and no worker")  # not reached: _lost requeues
-                order = self.order
-                if self.arrived or (order and order[-1] in self.where):  # no wait: yield
+                if self.arrived:  # no wait: yield
                     yield from self._flush()
                 else:
                     self._notes(wait=True)
@@ -330,7 +292,7 @@ class _Tree:
                 worker.notes = -1
 
 
-def _serve(tasks: int, notes: int, payloads: int, out: int, work: Callable,
+def _serve(tasks: int, notes: int, payloads: int, out: int, work: Work,
            others: list[int]) -> None:
     """Run tasks in a forked worker until its pipe ends; never return."""
     code = 1

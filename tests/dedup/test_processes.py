@@ -69,7 +69,7 @@ def test_tasks_of_a_worker_that_dies_are_run_by_the_parent():
     assert list(processes.map_in_processes(60, dying, 3)) == list(range(1, 61))
 
 
-def _tree_task(task):
+def _tree_task(task, _stop=None):
     # A task (name, depth) gives three subtasks until depth 3: 1 + 3 + 9 + 27 tasks per top one.
     name, depth = task
     time.sleep(0.0005)  # long enough that the workers get tasks too
@@ -77,35 +77,34 @@ def _tree_task(task):
     return [name, os.getpid()], depth, subtasks
 
 
-def test_task_tree_results_come_in_tree_order_from_several_processes():
+def _in_tree_order(pairs) -> list:
+    pairs = list(pairs)
+    assert len({key for key, _ in pairs}) == len(pairs)  # one key each
+    return [result for _, result in sorted(pairs, key=lambda pair: pair[0])]
+
+
+def test_task_tree_results_come_with_keys_in_tree_order_from_several_processes():
+    # Each result is yielded as it comes in; its key sorts it into tree order.
     tops = [["a", 0], ["b", 0]]
-    here = [r[0] for r in tasktree.map_tree(tops, _tree_task, 1)]
-    results = list(tasktree.map_tree(tops, _tree_task, 3))
-    assert [r[0] for r in results] == here and len(here) == 80
-    assert here[:3] == ["a", "a.0", "a.0.0"]  # depth first, subtasks in the order given
+    here = list(tasktree.map_tree(tops, _tree_task, 1))
+    assert [key for key, _ in here] == sorted(key for key, _ in here)  # run here in tree order
+    names = [r[0] for _, r in here]
+    assert names[:3] == ["a", "a.0", "a.0.0"] and len(names) == 80  # depth first, as given
+    results = _in_tree_order(tasktree.map_tree(tops, _tree_task, 3))
+    assert [r[0] for r in results] == names
     assert len({r[1] for r in results}) > 1  # not all run here
-
-
-def test_task_tree_results_come_as_they_arrive_with_keys_in_tree_order():
-    # arrival=True: nothing waits for an earlier result; the keys sort into tree order.
-    tops = [["a", 0], ["b", 0]]
-    here = [r[0] for r in tasktree.map_tree(tops, _tree_task, 1)]
-    for procs in (1, 3):
-        pairs = list(tasktree.map_tree(tops, _tree_task, procs, arrival=True))
-        assert len({key for key, _ in pairs}) == len(pairs) == 80
-        assert [r[0] for _, r in sorted(pairs, key=lambda pair: pair[0])] == here
 
 
 def test_task_tree_tasks_of_a_worker_that_dies_are_run_again():
     parent = os.getpid()
 
-    def dying(task):
+    def dying(task, stop):
         if os.getpid() != parent and task[0].endswith("1"):
             os._exit(9)  # a crash in a worker, mid-run
         return _tree_task(task)
 
-    names = [r[0] for r in tasktree.map_tree([["a", 0], ["b", 0]], dying, 3)]
-    assert names == [r[0] for r in tasktree.map_tree([["a", 0], ["b", 0]], _tree_task, 1)]
+    names = [r[0] for r in _in_tree_order(tasktree.map_tree([["a", 0], ["b", 0]], dying, 3))]
+    assert names == [r[0] for _, r in tasktree.map_tree([["a", 0], ["b", 0]], _tree_task, 1)]
 
 
 def test_task_tree_task_here_hands_back_its_rest_when_a_worker_is_idle():
@@ -125,7 +124,7 @@ def test_task_tree_task_here_hands_back_its_rest_when_a_worker_is_idle():
         rest = [[name, end, last]] if end < last else []
         return [name, first, end, os.getpid()], 0, rest
 
-    results = list(tasktree.map_tree([["a", 0, 100_000], ["b", 0, 100_000]], steps, 2, cut=True))
+    results = _in_tree_order(tasktree.map_tree([["a", 0, 100_000], ["b", 0, 100_000]], steps, 2))
     for name in "ab":  # every step once, in tree order
         spans = [(r[1], r[2]) for r in results if r[0] == name]
         assert [x for span in spans for x in range(*span)] == list(range(100_000))
@@ -136,8 +135,8 @@ def test_task_tree_task_here_hands_back_its_rest_when_a_worker_is_idle():
 def test_task_tree_stops_when_an_info_is_refused(procs):
     seen = []
     with pytest.raises(tasktree.Refused):
-        for result in tasktree.map_tree([["a", 0], ["b", 0]], _tree_task, procs,
-                                        accept=lambda depth: depth < 2):
+        for _, result in tasktree.map_tree([["a", 0], ["b", 0]], _tree_task, procs,
+                                           accept=lambda depth: depth < 2):
             seen.append(result[0])
     assert "a.0.0" not in seen  # a task at depth 2 was refused before its result came
 
@@ -182,7 +181,6 @@ def test_bytes_read_do_not_depend_on_the_walk_order(tmp_path, monkeypatch, forki
     came = []
 
     def reversed_arrival(*args, **kwargs):
-        assert kwargs.get("arrival")
         got = sorted(real(*args, **kwargs), key=lambda pair: pair[0], reverse=True)
         came.append(len(got))
         return iter(got)
