@@ -120,16 +120,23 @@ def read_span(path: str, span: tuple[int, int], opener: Callable[[str], int]) ->
     at, length = span
     fd = opener(path)
     try:
-        data = os.pread(fd, length, at)
-        while 0 < len(data) < length:  # a short read before the end (FUSE, NFS)
-            more = os.pread(fd, length - len(data), at + len(data))
-            if not more:
-                break
-            data += more
+        data = _pread_full(fd, length, at, length)
     finally:
         os.close(fd)
     if len(data) != length:
         raise hashing.FileChangedError(f"now {at + len(data)} bytes or fewer")
+    return data
+
+
+def _pread_full(fd: int, n: int, at: int, enough: int) -> bytes:
+    """pread up to *n* bytes at *at*, again after a short read (FUSE, NFS) until *enough* are in
+    or the file ends."""
+    data = os.pread(fd, n, at)
+    while 0 < len(data) < enough:
+        more = os.pread(fd, n - len(data), at + len(data))
+        if not more:
+            break
+        data += more
     return data
 
 
@@ -182,12 +189,7 @@ def read_rest(fd: int, size: int, start: int, into: memoryview | None = None) ->
     least *size* - *start* + 1 bytes) the bytes land there and a view of them is returned."""
     want = size + 1 - start
     if into is None:
-        data = os.pread(fd, want, start)
-        while 0 < len(data) < want - 1:  # a short read before the end (FUSE, NFS)
-            more = os.pread(fd, want - len(data), start + len(data))
-            if not more:
-                break
-            data += more
+        data = _pread_full(fd, want, start, want - 1)
         got = len(data)
     else:
         view = into[:want]
