@@ -94,7 +94,7 @@ class IndexReplay:
         at 8; none since.
         """
         keys = self._keys
-        if len(keys) > 2 * len(self._order) + 4096:
+        if len(keys) > 2 * self._order.size() + 4096:
             keys.clear()  # a pure function's cache: forgetting it costs only decodes
         keys[kbytes] = key
 
@@ -124,9 +124,16 @@ class IndexReplay:
 
     def _apply_put(self, kbytes: bytes, offset: int, length: int, value_len: int) -> None:
         """Apply a PUT record (the record following other processes applies most after touches)."""
-        key = self._keys.get(kbytes)
-        if key is None:
-            key = self._key_of(kbytes, offset)
+        keys = self._keys
+        key = keys.get(kbytes)
+        if key is None:  # _key_of's miss path, inline: a followed put of a new key decodes it
+            try:
+                key = decode_key(kbytes)
+            except ValueError as exc:
+                raise CorruptStoreError(self.path, f"undecodable key: {exc}", offset) from None
+            if len(keys) > 2 * self._order.size() + 4096:
+                keys.clear()  # as _remember_key: a pure function's cache
+            keys[kbytes] = key
         old, gone = self._order.load_evicting(key, (offset, length, kbytes), len(kbytes) + value_len)
         live = self._live + length
         if old is not None:

@@ -15,7 +15,7 @@ from typing import Any
 class RecencyOrder:
     """Keys from least to most recently used, each with a payload and a weight, within bounds."""
 
-    __slots__ = ("_items", "capacity", "lookup", "max_bytes", "move_to_end", "total_weight")
+    __slots__ = ("_items", "capacity", "lookup", "max_bytes", "move_to_end", "size", "total_weight")
 
     # Invariants: _items iterates least -> most recently used; total_weight == sum of weights;
     # after insert() returns, len <= capacity and total_weight <= max_bytes (when those are set).
@@ -28,6 +28,7 @@ class RecencyOrder:
         self.lookup = self._items.get
         # move_to_end(key): `touch` without a method call, for the hot path; KeyError if absent.
         self.move_to_end = self._items.move_to_end
+        self.size = self._items.__len__  # len() without a Python-level call, for the hot path
         self.capacity = capacity
         self.max_bytes = max_bytes
         self.total_weight = 0

@@ -14,6 +14,8 @@ timing of its own: for a counter that does not depend on the machine's load, e.g
         bench/.venv-cache/bin/python -m bench.cache.crc_speed play --ops 100000
 
 minus the same with --ops 0 (the trace's generation), divided by N: instructions an operation.
+`--opens K` plays the operations round robin on K opens of one file: each operation runs the shared
+protocol and follows the K - 1 others' records, as K processes do, without their contention.
 Session 14, 47ab3c5 (zlib) against c054bc5 (zlib-ng), each checkout's cache/ first on the path:
 24.6k -> 20.7k with the shared default, 24.2k -> 20.3k with --exclusive.
 """
@@ -59,20 +61,24 @@ def time_crcs(rounds: int) -> dict[str, float]:
     return {name: statistics.median(ns) for name, ns in got.items()}
 
 
-def play(n_ops: int, exclusive: bool) -> None:
-    """Play the first *n_ops* trace operations on one PersistentLRU in this process."""
+def play(n_ops: int, exclusive: bool, opens: int = 1) -> None:
+    """Play the first *n_ops* trace operations on PersistentLRU in this process: on one open, or
+    round robin on *opens* opens of one file (each operation follows the others' records, as n
+    processes do, without their contention)."""
     from cache import PersistentLRU
 
     trace = make_trace()
     values = trace.values
     with tempfile.TemporaryDirectory(prefix="crc_speed.") as work:
-        lru = PersistentLRU(os.path.join(work, "play.lru"), capacity=CAPACITY, serializer="bytes",
-                            exclusive=exclusive)
-        get, put = lru.get, lru.__setitem__
-        for key, is_get in trace.ops[:n_ops]:
+        lrus = [PersistentLRU(os.path.join(work, "play.lru"), capacity=CAPACITY, serializer="bytes",
+                              exclusive=exclusive) for _ in range(opens)]
+        calls = [(lru.get, lru.__setitem__) for lru in lrus]
+        for i, (key, is_get) in enumerate(trace.ops[:n_ops]):
+            get, put = calls[i % opens]
             if not is_get or get(key) is None:
                 put(key, values[key % len(values)])
-        lru.close()
+        for lru in lrus:
+            lru.close()
 
 
 def main() -> None:
@@ -84,12 +90,13 @@ def main() -> None:
     player = sub.add_parser("play", help="play the trace in this process (for callgrind)")
     player.add_argument("--ops", type=int, default=100_000)
     player.add_argument("--exclusive", action="store_true")
+    player.add_argument("--opens", type=int, default=1, help="opens of the file, round robin")
     args = parser.parse_args()
     if args.what == "crc":
         for name, ns in time_crcs(args.rounds).items():
             print(f"{name}: {ns:.0f} ns a record (three CRCs)")
     else:
-        play(args.ops, args.exclusive)
+        play(args.ops, args.exclusive, args.opens)
 
 
 if __name__ == "__main__":
