@@ -164,7 +164,11 @@ class CatchUp:
         if gen != self.first_seq or crc != _crc32(snap[:24]):
             return False
         if end > self.end:
-            self._follow(end, next_seq, strict=False)
+            if end <= self._mapped:  # _follow's common case, inline: once an operation per process
+                self.end, self.next_seq = apply_published(self._mm, self.end, end, 0, self.next_seq,
+                                                          self._index)
+            else:
+                self._follow(end, next_seq, strict=False)
         return end == self.end
 
     def follow_published(self) -> bool:
