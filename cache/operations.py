@@ -35,17 +35,11 @@ class Operations:
     _touch: Callable[[bytes], None] | None
     _move_to_end: Callable[[Any], None]
     _log_read: Callable[[int, int, bytes], bytes]
+    _recent_get: Callable[[int], Any]
     _loads: Callable[[bytes], Any]
     _serializer: Serializer
     _hits: int
     _misses: int
-
-    def _value(self, view: Any) -> Any:
-        """A read value's bytes deserialized (the serializer's failure as SerializationError)."""
-        try:
-            return self._loads(view)
-        except Exception as exc:
-            raise self._load_error(exc) from exc
 
     def _load_error(self, exc: Exception) -> SerializationError:
         """The SerializationError for the serializer's failure *exc* to load a value."""
@@ -113,8 +107,13 @@ class Operations:
                 self._newest = key
         finally:
             self._finish()
-        view = self._log_read(offset, length, kbytes)
-        value = self._value(view)
+        view = self._recent_get(offset)  # the log's remembered values first, as get() does
+        if view is None:
+            view = self._log_read(offset, length, kbytes)
+        try:
+            value = self._loads(view)
+        except Exception as exc:
+            raise self._load_error(exc) from exc
         self._hits += 1
         return value
 
