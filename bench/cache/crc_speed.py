@@ -16,6 +16,14 @@ timing of its own: for a counter that does not depend on the machine's load, e.g
 minus the same with --ops 0 (the trace's generation), divided by N: instructions an operation.
 `--opens K` plays the operations round robin on K opens of one file: each operation runs the shared
 protocol and follows the K - 1 others' records, as K processes do, without their contention.
+Session 15 (20,000 operations, minus --ops 0): 56.9k instructions an operation with 2 opens and
+77.9k with 4 at the session's start (97b2b00); 20.4k with one (the sole open) and 114.0k with 8 after
+df1f69f (74.8k with 4): each record followed costs ~9.7k instructions in this round robin (a new
+key's decode, the put's eviction, the per-call look-ahead).
+The same 100,000 operations on 4 opens cost 22 us of CPU an operation (`perf stat`), as much as 4
+real processes do in bench/cache/multiproc.py (21-22 us): on 2 cores the multi-process CPU is the
+work of following, not lock contention. After df1f69f, 3704ea9 and 1dcd265: 55.7k at 2 opens,
+73.4k at 4 (-5.8%).
 Session 14, 47ab3c5 (zlib) against c054bc5 (zlib-ng), each checkout's cache/ first on the path:
 24.6k -> 20.7k with the shared default, 24.2k -> 20.3k with --exclusive.
 """
