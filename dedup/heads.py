@@ -5,11 +5,12 @@ On the pyenv tree (97,140 small candidates) reading every small candidate whole 
 files no other file matched; same-size files that differ mostly differ at once (.pyc headers, ELF
 headers, license texts of other lengths), so a 64-byte head rules out most of them for 1/100 of
 the bytes (bench/RESULTS.md, dedup-real). While the page cache serves the reads, each group is
-finished in this thread, every file opened once; from the first head it does not hold on, the
-heads of the other groups are read by the I/O pool, in batches, one open descriptor per job, and
-the files sharing a head go to the whole-read stage (dedup.smallfiles). Warm, groups of files of
-at most `HEAD_FROM` bytes are finished here too, each file read whole once (without --verify);
-from the first such read the page cache cannot serve, they go to dedup.smallfiles. Files over
+finished in this thread, every file opened once, a file it does not hold read there too; once
+the groups missing the page cache spend a budget (`WARM_MISSES`, growing with the groups read),
+the heads of the other groups are read by the I/O pool, in batches, one open descriptor per job,
+and the files sharing a head go to the whole-read stage (dedup.smallfiles). Warm, groups of
+files of at most `HEAD_FROM` bytes are finished here too, each file read whole once (without
+--verify); a group with a read the page cache cannot serve goes to dedup.smallfiles. Files over
 `PREFIX` bytes sharing a head are compared span by span (`spans`: a middle probe over
 `PROBE_FROM` bytes, then the rest of the first KiB) and only those still alike read the rest,
 from where the spans end (dedup.probes); these classes are finished here. The outcome,
@@ -55,6 +56,16 @@ if TYPE_CHECKING:
 # (2,356 files), 129 to 256 bytes only 0.34 -> 0.22 MiB (2,612 files, 6,622 on the pyenv tree).
 HEAD_FROM = 256
 KEEP_OPEN = 64  # files of one group open at once in the warm path (a bigger group: two passes)
+# Groups of one process whose warm reads may miss the page cache before its other groups go to
+# the I/O pool's path. A page cache can be warm but for a few files: the bench machine's kernel
+# pages out file pages it finds idle (DAMON), and a warm /usr/lib run missed in 3 runs of 16; at
+# the first miss the rest of the run went the cold way (heads from the pool, each file opened
+# again for its spans and rest). A missed file is read where it is (a group of files of at most
+# HEAD_FROM bytes goes to the pool, as before); a cold page cache spends the budget at once. The
+# budget grows by one every `MISS_EVERY` groups read warm: misses spread over the run (a page
+# cache missing 0.2% of /usr/lib's files) do not end the warm path.
+WARM_MISSES = 16
+MISS_EVERY = 8
 
 
 def _open(path: str) -> int:
@@ -171,10 +182,28 @@ class Heads:
     table: FileTable
     bytes_read: int
     cold: bool | None
+    warm_misses = 0  # groups whose warm reads missed the page cache, in this process
+    warm_groups = 0  # groups read in the warm path, in this process
+    # Groups whose warm reads may miss (0 while a read-ahead runs: the page cache is known cold,
+    # and the first miss sends the groups after it the cold way, as the read-ahead wants).
+    miss_budget = WARM_MISSES
     options: ScanOptions
     problem: Callable[[FileProblem], None]
     size_of: Callable[[CandidateGroup | array], int]
     _finish_small: Callable[..., None]
+
+    def _warm_left(self) -> bool:
+        """Whether groups are still read in the warm path (the budget of misses not spent)."""
+        budget = self.miss_budget
+        return self.warm_misses < (budget + self.warm_groups // MISS_EVERY if budget else 1)
+
+    def _warm_after(self, missed: bool) -> bool:
+        """Count a group read in the warm path (*missed*: a read of it missed the page cache);
+        return whether the next groups are still read that way."""
+        self.warm_groups += 1
+        if missed:
+            self.warm_misses += 1
+        return self._warm_left()
 
     def _split_heads(self, groups: list[CandidateGroup | array]
                      ) -> tuple[list[CandidateGroup | array], list[CandidateGroup | array]]:
@@ -197,21 +226,22 @@ class Heads:
         rest: list[CandidateGroup | array] = []
         done: list[CandidateGroup | array] = []
         later: list[CandidateGroup | array] = []
-        warm = self.cold is not True
+        warm = self._warm_left()
         # Warm, without --verify, groups of files too small for a head are finished here too,
         # each file read whole into one buffer (the small corpus: 62,000 of 94,000 candidates).
         whole = not self.options.verify
         for group in groups:
             if size_of(group) <= HEAD_FROM:
                 if warm and whole:
-                    # A miss ends the warm path for the groups after it, not a --verify run's
-                    # small groups: those always go to dedup.smallfiles.
-                    warm = self._finish_whole_warm(group, paths_of(group), done)
-                    if warm:
+                    # A miss hands this group to dedup.smallfiles (a --verify run's small groups
+                    # always go there), and spends the budget of misses.
+                    cached = self._finish_whole_warm(group, paths_of(group), done)
+                    warm = self._warm_after(not cached)
+                    if cached:
                         continue
                 rest.append(group)
             elif warm and len(group) <= KEEP_OPEN:
-                warm = self._finish_warm(group, paths_of(group), done)
+                warm = self._warm_after(not self._finish_warm(group, paths_of(group), done))
             else:
                 later.append(group)
         if not later:

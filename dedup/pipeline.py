@@ -249,6 +249,7 @@ class _Run(Sizing, SmallFiles, Heads, LargeFiles):
             if self.read_ahead is not None:
                 small, self.read_ahead.small = self.read_ahead.small, []
                 self.io_threads = 1
+                self.miss_budget = 0  # cold: the first miss ends the warm path (dedup.heads)
                 served = self.read_ahead.whole_large
         if small:
             if self.cache is not None and not self.options.verify:

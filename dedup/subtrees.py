@@ -43,6 +43,12 @@ LOOK_EVERY = 256
 # 1.059. Warm, 6 processes instead of 2 cost 8% of the whole run on 2 cores: the cores are
 # the limit there, not the disk.
 COLD_PROCS = 4
+# Blocks (of 512 bytes: ru_inblock) the top levels' listing must have read for `COLD_PROCS`: a
+# cold listing of them read 3,424 (/usr/lib) and 3,720 (the pyenv tree), ext4 reading inode
+# tables ahead; a warm page cache may miss a block or two (the bench machine's kernel pages out
+# file pages it finds idle: 1 warm /usr/lib run of 16 listed with 4 processes, and more
+# processes than cores cost a warm run up to 8%, above).
+COLD_BLOCKS = 256
 
 Pending = tuple[str, int, int, int]  # (path, root index, root's device, device)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -166,7 +172,7 @@ def walk_forked(
             visited.add(key)
         return ok
 
-    if cold_procs > procs and _blocks_read() > blocks:
+    if cold_procs > procs and _blocks_read() - blocks >= COLD_BLOCKS:
         procs = cold_procs  # waiting on the disk more than on the cores: more listings at once
     if not repeated:
         per_task = max(1, len(level) // (procs * TASKS_PER_PROC))

@@ -204,3 +204,60 @@ def test_files_of_a_few_hundred_bytes_differing_in_their_head_are_not_read_whole
     report = find_duplicates([root], ScanOptions(threads=2, io_threads=4))
     assert [sorted(os.path.basename(p) for p in g.paths) for g in report.groups] == [["a", "b"]]
     assert report.stats.bytes_read == 7 * heads.HEAD + 2 * 300
+
+
+def _groups_spec() -> dict:
+    # Six groups of three same-size files each (two of each group identical): sizes over
+    # HEAD_FROM (the head path) and at most HEAD_FROM (read whole), alternating.
+    spec = {}
+    for g in range(6):
+        size = heads.HEAD_FROM + 100 + g if g % 2 else 100 + g
+        spec[f"g{g}a"] = spec[f"g{g}b"] = bytes([65 + g]) * size
+        spec[f"g{g}c"] = bytes([97 + g]) * size
+    return spec
+
+
+@pytest.mark.parametrize("budget", [0, 2, heads.WARM_MISSES])
+def test_a_warm_run_goes_on_warm_after_a_few_misses(tmp_path, monkeypatch, budget):
+    # The first file of each of the first two groups misses the page cache: with a budget of
+    # misses left, the groups after them are still read warm (RWF_NOWAIT asked); once it is
+    # spent, the rest go the pool's way (no page-cache-only read any more). Budget 0 (a
+    # read-ahead runs: cold) ends the warm path at the first miss. Same report, same bytes.
+    root = build_tree(str(tmp_path / "t"), _groups_spec())
+    warm = find_duplicates([root], ScanOptions(threads=1, io_threads=4))
+    calls: list[int] = []
+    missed: list[str] = []  # the groups whose first page-cache-only read missed
+
+    def two_misses(fd, buffers, offset, flags=0):
+        calls.append(flags)
+        group = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))[:2]
+        if flags and len(missed) < 2 and group not in missed:
+            missed.append(group)
+            raise BlockingIOError
+        return os.preadv(fd, buffers, offset, flags)
+
+    monkeypatch.setattr(heads, "_preadv", two_misses)
+    monkeypatch.setattr(heads, "_refused", [False])
+    monkeypatch.setattr(heads.Heads, "miss_budget", budget)
+    monkeypatch.setattr(heads.Heads, "warm_misses", 0)
+    monkeypatch.setattr(heads.Heads, "warm_groups", 0)
+    monkeypatch.setattr(heads, "MISS_EVERY", 1000)
+    run = find_duplicates([root], ScanOptions(threads=1, io_threads=4))
+    assert _json(run) == _json(warm)
+    assert run.stats.bytes_read == warm.stats.bytes_read
+    assert len(missed) == (1 if budget == 0 else 2)
+    nowait = sum(1 for flags in calls if flags)
+    if budget <= 2:
+        assert nowait <= 2 * 3 * 2  # only the groups that missed were read warm
+    else:
+        assert nowait >= 2 + 4 * 3  # the four groups after the misses were read warm too
+
+
+def test_the_budget_of_warm_misses_grows_with_the_groups_read_warm(tmp_path, monkeypatch):
+    # One miss every MISS_EVERY groups or fewer never ends the warm path; a miss in every
+    # group ends it after about WARM_MISSES groups.
+    run = heads.Heads()
+    assert all(run._warm_after(k % heads.MISS_EVERY == 0) for k in range(10 * heads.MISS_EVERY))
+    run = heads.Heads()
+    ends = next(k for k in range(1000) if not run._warm_after(True))
+    assert heads.WARM_MISSES <= ends + 1 <= 2 * heads.WARM_MISSES

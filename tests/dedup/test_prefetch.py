@@ -134,3 +134,48 @@ def test_a_cold_run_reads_ahead_and_reports_what_a_warm_one_does(tmp_path, monke
     blank = '"elapsed_s": 0'
     assert (to_json(cold).replace(f'"elapsed_s": {cold.stats.elapsed_s}', blank)
             == to_json(one).replace(f'"elapsed_s": {one.stats.elapsed_s}', blank))
+
+
+def test_one_probe_missing_of_several_is_not_a_cold_page_cache(tmp_path, monkeypatch):
+    # A warm page cache may miss a few files (a kernel paging out idle file pages): cold is
+    # when at least half of the probes miss.
+    if not hashing._RWF_NOWAIT:
+        return
+    paths = []
+    for k in range(8):
+        path = tmp_path / f"f{k}"
+        path.write_bytes(b"data")
+        paths.append(str(path))
+    real = os.preadv
+    misses = {"n": 0}
+
+    def first_misses(fd, buffers, offset, flags=0):
+        if flags and misses["n"] < misses["of"]:
+            misses["n"] += 1
+            raise BlockingIOError
+        return real(fd, buffers, offset, flags)
+
+    monkeypatch.setattr(os, "preadv", first_misses)
+    for missing, cold in ((0, False), (1, False), (3, False), (4, True), (8, True)):
+        misses.update(n=0, of=missing)
+        assert prefetch.is_cold(paths) is cold, missing
+
+
+def test_a_cold_run_reading_ahead_ends_the_warm_path_at_its_first_miss(tmp_path, monkeypatch):
+    # With a read-ahead (the page cache known cold) no budget of warm misses is spent: the
+    # small files' stage is left the cold way at once, as before that budget.
+    from dedup import heads, pipeline
+
+    root = build_tree(str(tmp_path / "t"), {f"d{k}/f": b"x" * 300 for k in range(4)})
+    monkeypatch.setattr(prefetch, "is_cold", lambda paths: True)
+    budgets = []
+    real = heads.Heads._split_heads
+
+    def split(self, groups):
+        budgets.append(self.miss_budget)
+        return real(self, groups)
+
+    monkeypatch.setattr(heads.Heads, "_split_heads", split)
+    report = find_duplicates([root], ScanOptions(threads=1, io_threads=4))
+    assert len(report.groups) == 1 and budgets == [0]
+    assert pipeline._Run.miss_budget == heads.WARM_MISSES  # the class's: warm runs keep it
