@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from itertools import islice
 from typing import TYPE_CHECKING
 
-from dedup import hashing
+from dedup import cachedreads, hashing
 from dedup.grouping import CandidateGroup
 from dedup.jobs import BATCH_FILES, IO_DEPTH, bounded_map
 from dedup.model import FileProblem
@@ -68,111 +68,6 @@ WARM_MISSES = 16
 MISS_EVERY = 8
 
 
-def _open(path: str) -> int:
-    try:
-        return os.open(path, hashing._OPEN_FLAGS)
-    except PermissionError:
-        return os.open(path, hashing._OPEN_FLAGS & ~hashing._NOATIME)
-
-
-def read_head(path: str) -> bytes:
-    """Return the first `HEAD` bytes of a file of more than `HEAD` bytes (blocking); raise
-    OSError, or `FileChangedError` if it has fewer now."""
-    fd = _open(path)
-    try:
-        data = os.pread(fd, HEAD, 0)
-    finally:
-        os.close(fd)
-    if len(data) != HEAD:
-        raise hashing.FileChangedError(f"now {len(data)} bytes or fewer")
-    return data
-
-
-def _heads_job(paths: list[str]) -> list[bytes | FileProblem]:
-    out: list[bytes | FileProblem] = []
-    for path in paths:
-        try:
-            out.append(read_head(path))
-        except OSError as exc:
-            out.append(FileProblem(path, describe_os_error(exc)))
-    return out
-
-
-# Every read that asks the page cache only (RWF_NOWAIT) goes through this name: tests replace
-# it to make those reads miss.
-_preadv = os.preadv
-
-
-class _NotCached(Exception):
-    """A read the page cache could not serve at once (RWF_NOWAIT)."""
-
-
-def _pread_cached(fd: int, size: int, offset: int, into: memoryview | None = None) -> bytes:
-    """Read up to *size* bytes at *offset* if the page cache holds them, else raise `_NotCached`;
-    file systems refusing RWF_NOWAIT are read blocking. With *into* (at least *size* bytes),
-    the bytes land there and a view of them is returned."""
-    if _refused[0] or not hashing._RWF_NOWAIT:
-        return os.pread(fd, size, offset)
-    buf = bytearray(size) if into is None else into[:size]
-    try:
-        got = _preadv(fd, (buf,), offset, hashing._RWF_NOWAIT)
-    except BlockingIOError:
-        raise _NotCached from None
-    except OSError as exc:
-        _nowait_refused(exc)
-        return os.pread(fd, size, offset)
-    if into is not None:
-        return buf[:got]  # type: ignore[return-value]
-    del buf[got:]
-    return bytes(buf) if got <= HEAD else buf  # type: ignore[return-value]
-
-
-_refused = [False]  # this file system refuses RWF_NOWAIT (tmpfs): no more tries
-
-
-def _nowait_refused(exc: OSError) -> int:
-    """Remember that the file system refuses RWF_NOWAIT and return the flags to read with from
-    now on (none); raise *exc* if it is another error."""
-    if exc.errno not in hashing._NOWAIT_REFUSED:
-        raise exc
-    _refused[0] = True
-    return 0
-
-
-def _whole(fd: int, size: int, into: memoryview | None = None) -> bytes:
-    """The whole content of an open small file (cached or not), one byte past the end read to
-    catch growth; raise `FileChangedError` when the size is not *size* any more. With *into*
-    (at least *size* + 1 bytes) a cached file is read there, and a view of it returned."""
-    try:
-        data = _pread_cached(fd, size + 1, 0, into)
-        if len(data) == size and size % hashing._PAGE:
-            return data  # all of it, and its end (the byte past it is on a page read)
-        data = bytes(data)
-        if len(data) == size:
-            data += os.pread(fd, 1, size)  # the byte past the end may be on an uncached page
-    except _NotCached:
-        data = b""
-    while len(data) < size:  # partly cached (or shrank): the rest, blocking (not read twice)
-        more = os.pread(fd, size + 1 - len(data), len(data))
-        if not more:
-            break
-        data += more
-    if len(data) != size:
-        raise hashing.FileChangedError(hashing._changed(size, len(data)))
-    return data
-
-
-def _rest(fd: int, view: memoryview, got: int) -> int:
-    """Fill *view* from offset *got* on with blocking reads until it is full or the file ends;
-    return the bytes now in it (a short read before the end: FUSE, NFS; or the page past it)."""
-    while got < len(view):
-        more = os.preadv(fd, (view[got:],), got)
-        if not more:
-            break
-        got += more
-    return got
-
-
 class Heads:
     """`_split_heads` for the pipeline's run; it provides the attributes declared here."""
 
@@ -209,10 +104,11 @@ class Heads:
                      ) -> tuple[list[CandidateGroup | array], list[CandidateGroup | array]]:
         """Split groups of files over `HEAD_FROM` bytes by their first `HEAD` bytes (and, over
         `PREFIX`, by their `spans`, then their rests: dedup.probes); return (classes already
-        proven, groups still to read whole). With a warm page cache a group is finished here: of at most
-        `HEAD_FROM` bytes (without --verify), each file read whole once; of at most `KEEP_OPEN`
-        files, each opened once, its head read, and only the files whose head another shares
-        read whole from the same descriptor. Otherwise groups of smaller files pass as they are."""
+        proven, groups still to read whole). With a warm page cache a group is finished here: of
+        at most `HEAD_FROM` bytes (without --verify), each file read whole once; of at most
+        `KEEP_OPEN` files, each opened once, its head read, and only the files whose head another
+        shares read whole from the same descriptor. Otherwise groups of smaller files pass as they
+        are."""
         if self.opener is not hashing._DEFAULT_OPENER:
             return [], groups  # a test's opener sees every read: the whole reads alone, as before
         size_of = self.size_of
@@ -251,10 +147,10 @@ class Heads:
             # Paths are built batch by batch, as jobs are submitted, not all at once.
             every = (p for g in later for p in paths_of(g))
             jobs = iter(lambda: list(islice(every, BATCH_FILES)), [])
-            heads = (h for batch in bounded_map(self.io_pool, _heads_job, jobs,
+            heads = (h for batch in bounded_map(self.io_pool, cachedreads.heads_job, jobs,
                                                 self.io_threads * IO_DEPTH) for h in batch)
         else:
-            heads = (h for g in later for h in _heads_job(paths_of(g)))
+            heads = (h for g in later for h in cachedreads.heads_job(paths_of(g)))
         heads = iter(heads)
         staged: list[CandidateGroup | array] = []  # classes over PREFIX: probed (dedup.probes)
         for group in later:
@@ -287,12 +183,12 @@ class Heads:
             if now:
                 splits, nbytes = split_by_probes(now, [paths_of(c) for c in now],
                                                  [size_of(c) for c in now], pool, window,
-                                                 _open, self.problem, at)
+                                                 cachedreads.open_file, self.problem, at)
                 self.bytes_read += nbytes
                 staged = [c for c in staged if at not in spans(size_of(c))] + [
                     c for cs in splits for c in cs]
         rests = read_rests(staged, [paths_of(c) for c in staged], [size_of(c) for c in staged],
-                           pool, window, _open, digest, self.options.verify)
+                           pool, window, cachedreads.open_file, digest, self.options.verify)
         for cls, slots in zip(staged, rests, strict=True):
             self._finish_small(cls, size_of(cls) - rest_from(size_of(cls)), slots, done)
         return done, rest
@@ -314,21 +210,21 @@ class Heads:
         shared: dict[int, list[int]] = {}  # that position -> every position with its head
         failed: list[FileProblem] = []
         cached = True
-        preadv, nowait = _preadv, 0 if _refused[0] else hashing._RWF_NOWAIT
+        preadv, nowait = cachedreads.preadv, 0 if cachedreads.refused[0] else hashing._RWF_NOWAIT
         head_buf = bytearray(HEAD)
         head_bufs = (head_buf,)
         try:
             for k, path in enumerate(paths):
                 fds.append(-1)
                 try:
-                    fd = fds[k] = _open(path)
+                    fd = fds[k] = cachedreads.open_file(path)
                     try:
                         got = preadv(fd, head_bufs, 0, nowait)
                     except BlockingIOError:
                         cached = False
                         got = preadv(fd, head_bufs, 0, 0)
                     except OSError as exc:
-                        nowait = _nowait_refused(exc)
+                        nowait = cachedreads.nowait_refused(exc)
                         got = preadv(fd, head_bufs, 0, 0)
                     if got != HEAD:
                         raise hashing.FileChangedError(f"now {got} bytes or fewer")
@@ -352,7 +248,7 @@ class Heads:
                     break
                 sharing, probed, nowait, hit = probe_spans(fds, paths, sharing, span(size),
                                                            nowait, failed, preadv,
-                                                           _nowait_refused, view)
+                                                           cachedreads.nowait_refused, view)
                 read += probed
                 cached = cached and hit
             # The files still sharing all that was read: whole, or (over PREFIX) the rest.
@@ -369,7 +265,7 @@ class Heads:
                         if start:
                             data = read_rest(fds[k], size, start, view)
                         else:
-                            data = _whole(fds[k], size, view)
+                            data = cachedreads.read_whole(fds[k], size, view)
                     except OSError as exc:
                         failed.append(FileProblem(paths[k], describe_os_error(exc)))
                         continue
@@ -409,12 +305,12 @@ class Heads:
         view = hashing._buffer(size + 1)
         bufs = (view,)
         data = view[:size]
-        preadv, nowait = _preadv, 0 if _refused[0] else hashing._RWF_NOWAIT
+        preadv, nowait = cachedreads.preadv, 0 if cachedreads.refused[0] else hashing._RWF_NOWAIT
         classes: dict[bytes, list[int]] = {}
         failed: list[FileProblem] = []
         for k, path in enumerate(paths):
             try:
-                fd = _open(path)
+                fd = cachedreads.open_file(path)
                 try:
                     try:
                         got = preadv(fd, bufs, 0, nowait)
@@ -422,10 +318,11 @@ class Heads:
                         self.cold = True
                         return False
                     except OSError as exc:
-                        nowait = _nowait_refused(exc)
+                        nowait = cachedreads.nowait_refused(exc)
                         got = preadv(fd, bufs, 0, 0)
                     if got <= size and (got < size or size % hashing._PAGE == 0):
-                        got = _rest(fd, view, got)  # short, or the byte past the end unread
+                        # short, or the byte past the end unread
+                        got = cachedreads.read_to_end(fd, view, got)
                 finally:
                     os.close(fd)
                 if got != size:

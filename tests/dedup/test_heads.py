@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from dedup import ScanOptions, find_duplicates, heads, probes
+from dedup import ScanOptions, cachedreads, find_duplicates, heads, probes
 from dedup.report import to_json
 from fixtures.trees import build_tree
 
@@ -51,8 +51,8 @@ def test_cold_heads_from_the_pool_give_the_same_report(tmp_path, monkeypatch):
     warm = find_duplicates([root], ScanOptions(threads=1, io_threads=1))
     many = find_duplicates([root], ScanOptions(threads=2, io_threads=4))
 
-    monkeypatch.setattr(heads, "_preadv", _not_cached)
-    monkeypatch.setattr(heads, "_refused", [False])  # a tmpfs test before may have set it
+    monkeypatch.setattr(cachedreads, "preadv", _not_cached)
+    monkeypatch.setattr(cachedreads, "refused", [False])  # a tmpfs test before may have set it
     cold = find_duplicates([root], ScanOptions(threads=2, io_threads=4))
     assert _json(many) == _json(warm)
     assert _json(cold) == _json(warm)
@@ -63,8 +63,8 @@ def test_cold_heads_from_the_pool_give_the_same_report(tmp_path, monkeypatch):
 def test_file_changed_before_its_head_is_read_is_an_error_entry(tmp_path, monkeypatch, change,
                                                                 cold):
     root = build_tree(str(tmp_path / "t"), {"a": b"d" * SIZE, "b": b"d" * SIZE, "c": b"d" * SIZE})
-    real_open = heads._open
-    real_head = heads.read_head
+    real_open = cachedreads.open_file
+    real_head = cachedreads.read_head
 
     def alter(path):
         if path.endswith("/b"):
@@ -81,11 +81,11 @@ def test_file_changed_before_its_head_is_read_is_an_error_entry(tmp_path, monkey
         alter(path)
         return real_head(path)
 
-    monkeypatch.setattr(heads, "_open", changing_open)
-    monkeypatch.setattr(heads, "read_head", changing_head)
+    monkeypatch.setattr(cachedreads, "open_file", changing_open)
+    monkeypatch.setattr(cachedreads, "read_head", changing_head)
     if cold:
-        monkeypatch.setattr(heads, "_preadv", _not_cached)
-    monkeypatch.setattr(heads, "_refused", [False])  # a tmpfs test before may have set it
+        monkeypatch.setattr(cachedreads, "preadv", _not_cached)
+    monkeypatch.setattr(cachedreads, "refused", [False])  # a tmpfs test before may have set it
     report = find_duplicates([root], ScanOptions(threads=2, io_threads=4))
     assert [set(g.paths) for g in report.groups] == [{f"{root}/a", f"{root}/c"}]
     assert [p.path for p in report.problems] == [f"{root}/b"]
@@ -97,7 +97,7 @@ def test_warm_file_changed_before_it_is_opened_is_an_error_entry(tmp_path, monke
                                                                  size):
     # Files read whole at once (at most HEAD_FROM bytes) and files split by a head first.
     root = build_tree(str(tmp_path / "t"), {n: b"d" * size for n in ("a", "b", "c")})
-    real_open = heads._open
+    real_open = cachedreads.open_file
 
     def changing_open(path):
         if path.endswith("/b"):
@@ -108,7 +108,7 @@ def test_warm_file_changed_before_it_is_opened_is_an_error_entry(tmp_path, monke
                     f.truncate(size - 1) if change == "shrink" else f.write(b"d" * (size + 1))
         return real_open(path)
 
-    monkeypatch.setattr(heads, "_open", changing_open)
+    monkeypatch.setattr(cachedreads, "open_file", changing_open)
     report = find_duplicates([root], ScanOptions(threads=1, io_threads=1))
     assert [set(g.paths) for g in report.groups] == [{f"{root}/a", f"{root}/c"}]
     assert [p.path for p in report.problems] == [f"{root}/b"]
@@ -131,8 +131,8 @@ def test_a_cache_miss_inside_a_group_hands_the_whole_group_to_the_pool(tmp_path,
             raise BlockingIOError
         return os.preadv(fd, buffers, offset, flags)
 
-    monkeypatch.setattr(heads, "_preadv", second_misses)
-    monkeypatch.setattr(heads, "_refused", [False])
+    monkeypatch.setattr(cachedreads, "preadv", second_misses)
+    monkeypatch.setattr(cachedreads, "refused", [False])
     cold = find_duplicates([root], ScanOptions(threads=1, io_threads=4))
     assert len(calls) == 2  # then every group went to the pool
     assert _json(cold) == _json(warm)
@@ -161,12 +161,12 @@ def _probe_spec() -> dict:
 @pytest.mark.parametrize("cache", ["warm", "probes missed", "cold"])
 def test_files_sharing_a_head_but_not_a_middle_are_not_read_whole(tmp_path, monkeypatch, cache):
     root = build_tree(str(tmp_path / "t"), _probe_spec())
-    monkeypatch.setattr(heads, "_refused", [False])  # a tmpfs test before may have set it
+    monkeypatch.setattr(cachedreads, "refused", [False])  # a tmpfs test before may have set it
     if cache == "probes missed":  # read blocking then, through the descriptors held
-        monkeypatch.setattr(heads, "_preadv", lambda fd, bufs, offset, flags=0: (
+        monkeypatch.setattr(cachedreads, "preadv", lambda fd, bufs, offset, flags=0: (
             _not_cached(fd, bufs, offset, flags) if offset else os.preadv(fd, bufs, offset)))
     elif cache == "cold":  # heads and probes are jobs of the I/O pool
-        monkeypatch.setattr(heads, "_preadv", _not_cached)
+        monkeypatch.setattr(cachedreads, "preadv", _not_cached)
     report = find_duplicates([root], ScanOptions(threads=2, io_threads=4))
     assert [sorted(os.path.basename(p) for p in g.paths) for g in report.groups] == [["a", "b"]]
     # Five heads, four probes (not e: a head of its own), then a, b, d past their heads (their
@@ -176,14 +176,14 @@ def test_files_sharing_a_head_but_not_a_middle_are_not_read_whole(tmp_path, monk
 
 def test_file_shrunk_before_its_probe_is_an_error_entry(tmp_path, monkeypatch):
     root = build_tree(str(tmp_path / "t"), {n: b"d" * LONG for n in ("a", "b", "c")})
-    real = heads._preadv
+    real = cachedreads.preadv
 
     def shrink_b_at_first_probe(fd, bufs, offset, flags=0):
         if offset and os.path.getsize(f"{root}/b") == LONG:
             os.truncate(f"{root}/b", LONG // 2 + 1)
         return real(fd, bufs, offset, flags)
 
-    monkeypatch.setattr(heads, "_preadv", shrink_b_at_first_probe)
+    monkeypatch.setattr(cachedreads, "preadv", shrink_b_at_first_probe)
     report = find_duplicates([root], ScanOptions(threads=1, io_threads=1))
     assert [set(g.paths) for g in report.groups] == [{f"{root}/a", f"{root}/c"}]
     assert [p.path for p in report.problems] == [f"{root}/b"]
@@ -198,9 +198,9 @@ def test_files_of_a_few_hundred_bytes_differing_in_their_head_are_not_read_whole
     spec = {f"u{i}": bytes([65 + i]) * 300 for i in range(5)}
     spec["a"] = spec["b"] = b"z" * 300
     root = build_tree(str(tmp_path / "t"), spec)
-    monkeypatch.setattr(heads, "_refused", [False])  # a tmpfs test before may have set it
+    monkeypatch.setattr(cachedreads, "refused", [False])  # a tmpfs test before may have set it
     if cold:
-        monkeypatch.setattr(heads, "_preadv", _not_cached)
+        monkeypatch.setattr(cachedreads, "preadv", _not_cached)
     report = find_duplicates([root], ScanOptions(threads=2, io_threads=4))
     assert [sorted(os.path.basename(p) for p in g.paths) for g in report.groups] == [["a", "b"]]
     assert report.stats.bytes_read == 7 * heads.HEAD + 2 * 300
@@ -236,8 +236,8 @@ def test_a_warm_run_goes_on_warm_after_a_few_misses(tmp_path, monkeypatch, budge
             raise BlockingIOError
         return os.preadv(fd, buffers, offset, flags)
 
-    monkeypatch.setattr(heads, "_preadv", two_misses)
-    monkeypatch.setattr(heads, "_refused", [False])
+    monkeypatch.setattr(cachedreads, "preadv", two_misses)
+    monkeypatch.setattr(cachedreads, "refused", [False])
     monkeypatch.setattr(heads.Heads, "miss_budget", budget)
     monkeypatch.setattr(heads.Heads, "warm_misses", 0)
     monkeypatch.setattr(heads.Heads, "warm_groups", 0)

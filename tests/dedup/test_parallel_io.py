@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from dedup import ScanOptions, find_duplicates, hashing, heads, prefetch
+from dedup import ScanOptions, cachedreads, find_duplicates, hashing, heads, prefetch
 from dedup.listing import walk_listings
 from dedup.report import to_json
 from dedup.table import FileTable
@@ -38,8 +38,8 @@ def _cold(monkeypatch):
             raise BlockingIOError
         return os.preadv(fd, buffers, offset)
 
-    monkeypatch.setattr(heads, "_preadv", not_cached)
-    monkeypatch.setattr(heads, "_refused", [False])  # a tmpfs test before may have set it
+    monkeypatch.setattr(cachedreads, "preadv", not_cached)
+    monkeypatch.setattr(cachedreads, "refused", [False])  # a tmpfs test before may have set it
 
 
 def _hostile_spec(seed: int) -> dict:
@@ -253,13 +253,13 @@ def test_the_head_stage_reads_a_file_system_refusing_rwf_nowait_blocking(tmp_pat
             raise OSError(errno.EOPNOTSUPP, "Operation not supported")
         return real(fd, buffers, offset)
 
-    monkeypatch.setattr(heads, "_preadv", refusing_nowait)
-    monkeypatch.setattr(heads, "_refused", [False])
+    monkeypatch.setattr(cachedreads, "preadv", refusing_nowait)
+    monkeypatch.setattr(cachedreads, "refused", [False])
     report = find_duplicates([root], ScanOptions(threads=threads, io_threads=4))
     assert sorted(sorted(os.path.basename(p) for p in g.paths) for g in report.groups) == [
         ["a", "b"], ["big1", "big2"]]
     assert report.problems == ()
-    assert len(refused) == 1 and heads._refused == [True]  # asked once, then never again
+    assert len(refused) == 1 and cachedreads.refused == [True]  # asked once, then never again
 
 
 def test_tmpfs_tree_same_report_with_the_io_pool(tmp_path):

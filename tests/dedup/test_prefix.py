@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from dedup import ScanOptions, find_duplicates, heads, prefetch, probes
+from dedup import ScanOptions, cachedreads, find_duplicates, heads, prefetch, probes
 from dedup.report import to_json
 from fixtures.trees import build_tree
 
@@ -58,7 +58,7 @@ def _not_cached(fd, buffers, offset, flags=0):
 
 
 def _cold(monkeypatch) -> None:
-    monkeypatch.setattr(heads, "_preadv", _not_cached)
+    monkeypatch.setattr(cachedreads, "preadv", _not_cached)
     monkeypatch.setattr(prefetch, "is_cold", lambda paths: True)
 
 
@@ -72,7 +72,7 @@ def _names(report) -> list[list[str]]:
 
 @pytest.fixture(autouse=True)
 def _nowait_not_refused(monkeypatch):
-    monkeypatch.setattr(heads, "_refused", [False])  # a tmpfs test before may have set it
+    monkeypatch.setattr(cachedreads, "refused", [False])  # a tmpfs test before may have set it
 
 
 @pytest.mark.parametrize("verify", [False, True])

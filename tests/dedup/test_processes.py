@@ -11,9 +11,9 @@ import pytest
 
 from dedup import (
     ScanOptions,
+    cachedreads,
     find_duplicates,
     hashing,
-    heads,
     pipeline,
     prefetch,
     processes,
@@ -268,7 +268,7 @@ def test_file_changed_before_a_forked_read_is_an_error_entry(tmp_path, monkeypat
                                                              change):
     spec = {f"{g}{i}": b"%d" % g * 3000 for g in range(1, 6) for i in range(3)}
     root = build_tree(str(tmp_path / "t"), spec)
-    real = heads._open
+    real = cachedreads.open_file
 
     def changing(path):  # the open of its head read, in whichever process has its task
         if path.endswith("/31"):
@@ -279,7 +279,7 @@ def test_file_changed_before_a_forked_read_is_an_error_entry(tmp_path, monkeypat
                     f.truncate(2) if change == "shrink" else f.write(b"3" * 3001)
         return real(path)
 
-    monkeypatch.setattr(heads, "_open", changing)
+    monkeypatch.setattr(cachedreads, "open_file", changing)
     report = find_duplicates([root], ScanOptions(threads=2, io_threads=8))
     groups = sorted(sorted(os.path.basename(p) for p in g.paths) for g in report.groups)
     assert ["30", "32"] in groups and len(groups) == 5

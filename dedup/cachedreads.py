@@ -1,0 +1,121 @@
+"""Reads of the small-file stages that ask the page cache first (RWF_NOWAIT), and the blocking
+head reads of the I/O pool (dedup.heads). Every read that asks the page cache only goes through
+`preadv`, and every open through `open_file`: tests replace them to make reads miss, or files
+change between the listing and the read.
+"""
+
+from __future__ import annotations
+
+import os
+
+from dedup import hashing
+from dedup.model import FileProblem
+from dedup.probes import HEAD
+from dedup.walk import describe_os_error
+
+
+def open_file(path: str) -> int:
+    """Open *path* to read (O_NOATIME where the owner allows it); raise OSError."""
+    try:
+        return os.open(path, hashing._OPEN_FLAGS)
+    except PermissionError:
+        return os.open(path, hashing._OPEN_FLAGS & ~hashing._NOATIME)
+
+
+def read_head(path: str) -> bytes:
+    """Return the first `HEAD` bytes of a file of more than `HEAD` bytes (blocking); raise
+    OSError, or `FileChangedError` if it has fewer now."""
+    fd = open_file(path)
+    try:
+        data = os.pread(fd, HEAD, 0)
+    finally:
+        os.close(fd)
+    if len(data) != HEAD:
+        raise hashing.FileChangedError(f"now {len(data)} bytes or fewer")
+    return data
+
+
+def heads_job(paths: list[str]) -> list[bytes | FileProblem]:
+    """The I/O pool's job: the head of each of *paths*, or the problem that stopped its read."""
+    out: list[bytes | FileProblem] = []
+    for path in paths:
+        try:
+            out.append(read_head(path))
+        except OSError as exc:
+            out.append(FileProblem(path, describe_os_error(exc)))
+    return out
+
+
+# Every read that asks the page cache only (RWF_NOWAIT) goes through this name: tests replace
+# it to make those reads miss.
+preadv = os.preadv
+
+
+class NotCached(Exception):
+    """A read the page cache could not serve at once (RWF_NOWAIT)."""
+
+
+def pread_cached(fd: int, size: int, offset: int, into: memoryview | None = None) -> bytes:
+    """Read up to *size* bytes at *offset* if the page cache holds them, else raise `NotCached`;
+    file systems refusing RWF_NOWAIT are read blocking. With *into* (at least *size* bytes),
+    the bytes land there and a view of them is returned."""
+    if refused[0] or not hashing._RWF_NOWAIT:
+        return os.pread(fd, size, offset)
+    buf = bytearray(size) if into is None else into[:size]
+    try:
+        got = preadv(fd, (buf,), offset, hashing._RWF_NOWAIT)
+    except BlockingIOError:
+        raise NotCached from None
+    except OSError as exc:
+        nowait_refused(exc)
+        return os.pread(fd, size, offset)
+    if into is not None:
+        return buf[:got]  # type: ignore[return-value]
+    del buf[got:]
+    return bytes(buf) if got <= HEAD else buf  # type: ignore[return-value]
+
+
+refused = [False]  # this file system refuses RWF_NOWAIT (tmpfs): no more tries
+
+
+def nowait_refused(exc: OSError) -> int:
+    """Remember that the file system refuses RWF_NOWAIT and return the flags to read with from
+    now on (none); raise *exc* if it is another error."""
+    if exc.errno not in hashing._NOWAIT_REFUSED:
+        raise exc
+    refused[0] = True
+    return 0
+
+
+def read_whole(fd: int, size: int, into: memoryview | None = None) -> bytes:
+    """The whole content of an open small file (cached or not), one byte past the end read to
+    catch growth; raise `FileChangedError` when the size is not *size* any more. With *into*
+    (at least *size* + 1 bytes) a cached file is read there, and a view of it returned."""
+    try:
+        data = pread_cached(fd, size + 1, 0, into)
+        if len(data) == size and size % hashing._PAGE:
+            return data  # all of it, and its end (the byte past it is on a page read)
+        data = bytes(data)
+        if len(data) == size:
+            data += os.pread(fd, 1, size)  # the byte past the end may be on an uncached page
+    except NotCached:
+        data = b""
+    while len(data) < size:  # partly cached (or shrank): the rest, blocking (not read twice)
+        more = os.pread(fd, size + 1 - len(data), len(data))
+        if not more:
+            break
+        data += more
+    if len(data) != size:
+        raise hashing.FileChangedError(hashing._changed(size, len(data)))
+    return data
+
+
+def read_to_end(fd: int, view: memoryview, got: int) -> int:
+    """Fill *view* from offset *got* on with blocking reads until it is full or the file ends;
+    return the bytes now in it (a short read before the end: FUSE, NFS; or the page past it)."""
+    while got < len(view):
+        more = os.preadv(fd, (view[got:],), got)
+        if not more:
+            break
+        got += more
+    return got
