@@ -40,16 +40,18 @@ def encode_key(key: Any) -> bytes:
 
 def decode_key(data: bytes) -> Key:
     """Invert encode_key; raise ValueError if *data* is not an encoded key."""
-    tag, body = data[:1], data[1:]
-    if tag == b"s":
+    # Following other processes decodes each key they put (cache/index.py): one slice, and the
+    # tag compared as an int, before the rarer cases.
+    tag, body = data[0] if data else -1, data[1:]
+    if tag == 115:  # b"s"
         return body.decode("utf-8", "surrogatepass")
-    if tag == b"b":
+    if tag == 105:  # b"i"
+        if body.isdigit() or (body[:1] == b"-" and body[1:].isdigit()):
+            return int(body)
+        raise ValueError("bad integer key")
+    if tag == 98:  # b"b"
         return bytes(body)
-    if tag == b"i":
-        if not body or not body.lstrip(b"-").isdigit():
-            raise ValueError("bad integer key")
-        return int(body)
-    if tag == b"t":
+    if tag == 116:  # b"t"
         items, pos = [], 0
         while pos < len(body):
             if pos + 4 > len(body):
@@ -61,7 +63,7 @@ def decode_key(data: bytes) -> Key:
             items.append(decode_key(body[pos : pos + n]))
             pos += n
         return tuple(items)
-    raise ValueError(f"unknown key tag {tag!r}")
+    raise ValueError(f"unknown key tag {data[:1]!r}")
 
 
 class Serializer(Protocol):
