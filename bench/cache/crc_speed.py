@@ -23,7 +23,7 @@ key's decode, the put's eviction, the per-call look-ahead).
 The same 100,000 operations on 4 opens cost 22 us of CPU an operation (`perf stat`), as much as 4
 real processes do in bench/cache/multiproc.py (21-22 us): on 2 cores the multi-process CPU is the
 work of following, not lock contention. After df1f69f, 3704ea9 and 1dcd265: 55.7k at 2 opens,
-73.4k at 4 (-5.8%).
+73.4k at 4 (-5.8%); after ce5b3e0 (decode_key) 72.2k at 4 (-7.3%).
 Session 14, 47ab3c5 (zlib) against c054bc5 (zlib-ng), each checkout's cache/ first on the path:
 24.6k -> 20.7k with the shared default, 24.2k -> 20.3k with --exclusive.
 """
