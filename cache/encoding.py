@@ -39,7 +39,7 @@ def encode_key(key: Any) -> bytes:
 
 
 def decode_key(data: bytes) -> Key:
-    """Invert encode_key; raise ValueError if *data* is not an encoded key."""
+    """Invert encode_key; raise ValueError if *data* (bytes) is not an encoded key."""
     # Following other processes decodes each key they put (cache/index.py): one slice, and the
     # tag compared as an int, before the rarer cases.
     tag, body = data[0] if data else -1, data[1:]

@@ -86,7 +86,8 @@ class IndexReplay:
         return key
 
     def _remember_key(self, kbytes: bytes, key: Any) -> None:
-        """Remember *key* by its bytes: one _key_of decoded, or one this open put.
+        """Remember *key* by its bytes: one _key_of decoded, or one this open put (_apply_put
+        remembers the keys of followed puts itself, inline, with the same bound).
 
         Other processes' touches of it then find it (cache/follow.py) instead of raising and
         decoding it: each such touch cost a KeyError, a call and a decode. Counted on the bench

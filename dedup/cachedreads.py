@@ -1,7 +1,8 @@
-"""Reads of the small-file stages that ask the page cache first (RWF_NOWAIT), and the blocking
-head reads of the I/O pool (dedup.heads). Every read that asks the page cache only goes through
-`preadv`, and every open through `open_file`: tests replace them to make reads miss, or files
-change between the listing and the read.
+"""Reads of dedup.heads that ask the page cache first (RWF_NOWAIT), and the blocking head reads
+of its I/O pool. Every read of dedup.heads that asks the page cache only goes through `preadv`,
+and every open of its files through `open_file`: tests replace them to make those reads miss, or
+files change between the listing and the read (dedup.smallfiles and dedup.prefetch ask the page
+cache through os.preadv themselves).
 """
 
 from __future__ import annotations

@@ -61,9 +61,13 @@ KEEP_OPEN = 64  # files of one group open at once in the warm path (a bigger gro
 # pages out file pages it finds idle (DAMON), and a warm /usr/lib run missed in 3 runs of 16; at
 # the first miss the rest of the run went the cold way (heads from the pool, each file opened
 # again for its spans and rest). A missed file is read where it is (a group of files of at most
-# HEAD_FROM bytes goes to the pool, as before); a cold page cache spends the budget at once. The
-# budget grows by one every `MISS_EVERY` groups read warm: misses spread over the run (a page
-# cache missing 0.2% of /usr/lib's files) do not end the warm path.
+# HEAD_FROM bytes goes to dedup.smallfiles, as before). The budget grows by one every
+# `MISS_EVERY` groups read warm: misses spread over the run (a page cache missing 0.2% of
+# /usr/lib's files) do not end the warm path. The price on a page cache cold without a read-ahead
+# (fewer than half of prefetch's probes missed): each process reads 16 to 32 groups blocking,
+# one file at a time, before the pool takes over; with a read-ahead (a cold page cache) the
+# budget is 0 (dedup.pipeline). A miss still marks the run's page cache cold (`self.cold`): the
+# large files' stage after it uses the I/O pool's threads, as on a cold page cache.
 WARM_MISSES = 16
 MISS_EVERY = 8
 
@@ -195,8 +199,9 @@ class Heads:
 
     def _finish_warm(self, group: CandidateGroup | array, paths: list[str],
                      done: list[CandidateGroup | array]) -> bool:
-        """Finish one group in this thread (heads, then whole reads of the files sharing one);
-        return False when a read was not served by the page cache (the rest go to the pool)."""
+        """Finish one group in this thread (heads, then whole reads of the files sharing one; a
+        read the page cache cannot serve is made blocking); return False when one was not served
+        by the page cache (a miss: `_warm_after` decides whether the next groups stay here)."""
         size = self.size_of(group)
         digest = hashing.ONE_SHOT[self.options.hash_name]
         verify = self.options.verify
@@ -299,7 +304,8 @@ class Heads:
         """Finish one group of files of at most `HEAD_FROM` bytes in this thread, each opened,
         read whole (one byte past the end too: growth) and closed. Return False, the group left
         untouched (nothing counted or reported), at the first read the page cache could not
-        serve: that group and the next go to the I/O pool (`_split_small`)."""
+        serve: that group goes to dedup.smallfiles (`_split_small`), and `_warm_after` decides
+        whether the next groups stay here."""
         size = self.size_of(group)
         digest = hashing.ONE_SHOT[self.options.hash_name]
         view = hashing._buffer(size + 1)

@@ -53,18 +53,36 @@ def test_cold_heads_from_the_pool_give_the_same_report(tmp_path, monkeypatch):
 
     monkeypatch.setattr(cachedreads, "preadv", _not_cached)
     monkeypatch.setattr(cachedreads, "refused", [False])  # a tmpfs test before may have set it
+    # A page cache known cold (as while a read-ahead runs): the first miss ends the warm path, and
+    # the heads of the groups after it are the pool's jobs (counted: in this process, threads=1).
+    monkeypatch.setattr(heads.Heads, "miss_budget", 0)
+    jobs = []
+    real_job = cachedreads.heads_job
+
+    def counted_job(paths):
+        jobs.append(len(paths))
+        return real_job(paths)
+
+    monkeypatch.setattr(cachedreads, "heads_job", counted_job)
     cold = find_duplicates([root], ScanOptions(threads=2, io_threads=4))
+    one = find_duplicates([root], ScanOptions(threads=1, io_threads=4))
+    assert jobs, "no head was read by the pool's path"
     assert _json(many) == _json(warm)
     assert _json(cold) == _json(warm)
+    assert _json(one) == _json(warm)
 
 
 @pytest.mark.parametrize("change", ["vanish", "shrink"])
 @pytest.mark.parametrize("cold", [False, True])
 def test_file_changed_before_its_head_is_read_is_an_error_entry(tmp_path, monkeypatch, change,
                                                                 cold):
-    root = build_tree(str(tmp_path / "t"), {"a": b"d" * SIZE, "b": b"d" * SIZE, "c": b"d" * SIZE})
+    # r and s, smaller, are the first group: cold, it spends the budget (0, below), so a, b and c
+    # are read by the pool's path (their heads: read_head, counted).
+    root = build_tree(str(tmp_path / "t"), {"a": b"d" * SIZE, "b": b"d" * SIZE, "c": b"d" * SIZE,
+                                             "r": b"e" * (SIZE - 1), "s": b"e" * (SIZE - 1)})
     real_open = cachedreads.open_file
     real_head = cachedreads.read_head
+    heads_read = []
 
     def alter(path):
         if path.endswith("/b"):
@@ -78,6 +96,7 @@ def test_file_changed_before_its_head_is_read_is_an_error_entry(tmp_path, monkey
         return real_open(path)
 
     def changing_head(path):
+        heads_read.append(os.path.basename(path))
         alter(path)
         return real_head(path)
 
@@ -85,10 +104,15 @@ def test_file_changed_before_its_head_is_read_is_an_error_entry(tmp_path, monkey
     monkeypatch.setattr(cachedreads, "read_head", changing_head)
     if cold:
         monkeypatch.setattr(cachedreads, "preadv", _not_cached)
+        monkeypatch.setattr(heads.Heads, "miss_budget", 0)
     monkeypatch.setattr(cachedreads, "refused", [False])  # a tmpfs test before may have set it
-    report = find_duplicates([root], ScanOptions(threads=2, io_threads=4))
-    assert [set(g.paths) for g in report.groups] == [{f"{root}/a", f"{root}/c"}]
+    # Cold, one process: the pool's threads read the heads in this process, where they are counted.
+    report = find_duplicates([root], ScanOptions(threads=1 if cold else 2, io_threads=4))
+    assert sorted(sorted(g.paths) for g in report.groups) == [
+        [f"{root}/a", f"{root}/c"], [f"{root}/r", f"{root}/s"]]
     assert [p.path for p in report.problems] == [f"{root}/b"]
+    if cold:
+        assert "b" in heads_read  # the change met the pool's head read
 
 
 @pytest.mark.parametrize("change", ["vanish", "shrink", "grow"])
@@ -134,7 +158,7 @@ def test_a_cache_miss_inside_a_group_hands_the_whole_group_to_the_pool(tmp_path,
     monkeypatch.setattr(cachedreads, "preadv", second_misses)
     monkeypatch.setattr(cachedreads, "refused", [False])
     cold = find_duplicates([root], ScanOptions(threads=1, io_threads=4))
-    assert len(calls) == 2  # then every group went to the pool
+    assert len(calls) == 2  # then the rest of the size group went to dedup.smallfiles
     assert _json(cold) == _json(warm)
     assert cold.stats.bytes_read == 9 * 100
 
@@ -165,7 +189,7 @@ def test_files_sharing_a_head_but_not_a_middle_are_not_read_whole(tmp_path, monk
     if cache == "probes missed":  # read blocking then, through the descriptors held
         monkeypatch.setattr(cachedreads, "preadv", lambda fd, bufs, offset, flags=0: (
             _not_cached(fd, bufs, offset, flags) if offset else os.preadv(fd, bufs, offset)))
-    elif cache == "cold":  # heads and probes are jobs of the I/O pool
+    elif cache == "cold":  # every page-cache-only read misses: the group is read blocking
         monkeypatch.setattr(cachedreads, "preadv", _not_cached)
     report = find_duplicates([root], ScanOptions(threads=2, io_threads=4))
     assert [sorted(os.path.basename(p) for p in g.paths) for g in report.groups] == [["a", "b"]]
@@ -253,7 +277,7 @@ def test_a_warm_run_goes_on_warm_after_a_few_misses(tmp_path, monkeypatch, budge
         assert nowait >= 2 + 4 * 3  # the four groups after the misses were read warm too
 
 
-def test_the_budget_of_warm_misses_grows_with_the_groups_read_warm(tmp_path, monkeypatch):
+def test_the_budget_of_warm_misses_grows_with_the_groups_read_warm():
     # One miss every MISS_EVERY groups or fewer never ends the warm path; a miss in every
     # group ends it after about WARM_MISSES groups.
     run = heads.Heads()
