@@ -55,12 +55,17 @@ class _FdFile:
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOATIME", 0)
 
 
-def _open_regular_fd(path: str) -> int:
+def open_noatime(path: str) -> int:
+    """Open *path* read-only, without blocking, with O_NOATIME where the owner allows it."""
     try:
-        fd = os.open(path, _OPEN_FLAGS)
+        return os.open(path, _OPEN_FLAGS)
     except PermissionError:
         # O_NOATIME is refused (EPERM) on files the caller does not own, unless root.
-        fd = os.open(path, _OPEN_FLAGS & ~getattr(os, "O_NOATIME", 0))
+        return os.open(path, _OPEN_FLAGS & ~_NOATIME)
+
+
+def _open_regular_fd(path: str) -> int:
+    fd = open_noatime(path)
     try:
         if not _is_regular(os.fstat(fd).st_mode):
             raise FileChangedError("no longer a regular file")

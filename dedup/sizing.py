@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from array import array
 from collections.abc import Callable, Iterable, Sequence
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from dedup import hashing
@@ -121,7 +122,7 @@ class Sizing:
             count += len(sizes)
             by_size.add(sizes, first)
             progress("scan", count, 0)
-        deferred.sort(key=_KEY)
+        deferred.sort(key=itemgetter(0))
         for _, found in deferred:
             for path, error in found:
                 problem(FileProblem(path, error))
@@ -188,7 +189,3 @@ class Sizing:
         file_dir, dir_root, path = table.file_dir, table.dir_root, table.path
         return array("I", sorted(group, key=lambda i: (dir_root[file_dir[i]],
                                                        os.fsencode(path(i)))))
-
-
-def _KEY(item: tuple) -> tuple:
-    return item[0]
