@@ -161,9 +161,10 @@ def test_one_probe_missing_of_several_is_not_a_cold_page_cache(tmp_path, monkeyp
         assert prefetch.is_cold(paths) is cold, missing
 
 
-def test_a_cold_run_reading_ahead_ends_the_warm_path_at_its_first_miss(tmp_path, monkeypatch):
-    # With a read-ahead (the page cache known cold) no budget of warm misses is spent: the
-    # small files' stage is left the cold way at once, as before that budget.
+def test_a_cold_run_reading_ahead_has_no_budget_of_warm_misses(tmp_path, monkeypatch):
+    # With a read-ahead (the page cache known cold) the head stage runs with a budget of 0: its
+    # first miss ends the warm path (what a budget of 0 does is tests/dedup/test_heads.py's
+    # test_cold_heads_from_the_pool_give_the_same_report).
     from dedup import heads, pipeline
 
     root = build_tree(str(tmp_path / "t"), {f"d{k}/f": b"x" * 300 for k in range(4)})
