@@ -7,8 +7,9 @@ the file table's own columns (`PackedDirs`: names joined, numbers as machine arr
 them back; the table appends them without a loop per name (a tuple per directory cost 0.17 s of
 the 0.48 s scan of /usr/lib, 11,239 directories), and they are yielded as they come in, while
 the other processes still list, each with its key in the task tree's order (`tree_key`: the
-table is in arrival order, dedup.sizing puts back the walk's order where an order counts). Which directories are listed does not depend on the processes, as long as no
-directory is reached twice (a root inside another root, a bind mount): the first path of such a
+table is in arrival order, dedup.sizing puts back the walk's order where an order counts).
+Which directories are listed does not depend on the processes, as long as no directory is
+reached twice (a root inside another root, a bind mount): the first path of such a
 directory depends on the order of the walk, so then the sequential walk runs instead, its
 listings are the ones yielded, and a None before them says that what came before is void.
 """
