@@ -18,6 +18,10 @@ and does the least that is safe:
   index; a PUT outside a group is one call (the index's `put`); other records go through `apply`,
   a write of several records through `_apply_group`.
 
+`apply_published` is cache/_cfollow.c's compiled loop where it was built (setup.py), which does
+record for record what `apply_published_python` does, a PUT included (tests/cache/test_cfollow.py
+checks the two against each other on a real index); else it is `apply_published_python`.
+
 A whole file read at once (a joining open, another generation) is checked first (`check_span`, both
 CRCs of every record, in place) and then applied by the same walk (`apply_checked`).
 
@@ -49,19 +53,27 @@ class Index(NamedTuple):
     move_to_end: Callable[[Any], None]  # a TOUCH; KeyError if the key is not in the order
     apply: Callable[[int, bytes, int, int, int], None]  # any record: (kind, key, offset, length, vlen)
     put: Callable[[bytes, int, int, int], None]  # a PUT outside a group: (key, offset, length, vlen)
+    # For the compiled loop (cache/_cfollow.c), which applies a PUT itself as `put` does: the
+    # order's entries (RecencyOrder.entries), the order (its bounds and total_weight) and the
+    # owner of `_live`. None: the Python loop runs, with `put`.
+    entries: dict[Any, tuple[Any, int]] | None = None
+    order: Any = None
+    owner: Any = None
 
 
-def apply_published(buf: Any, pos: int, end: int, base: int, seq: int, index: Index) -> tuple[int, int]:
+def apply_published_python(buf: Any, pos: int, end: int, base: int, seq: int,
+                           index: Index) -> tuple[int, int]:
     """Apply the whole writes in buf[pos:end] (file offset base + pos), the first numbered *seq*.
 
     Return the position after the last whole write and the sequence number after it: short of
-    *end* only if the bytes stop making sense there.
+    *end* only if the bytes stop making sense there. The reference of cache/_cfollow.c's loop
+    (`apply_published` is that one when it is built).
     """
     # The loop every record of every other process goes through (see the module docstring): each
     # name it uses is a local, a record's key is sliced only where it is used, and a write of
     # several records (MORE flags) leaves the loop for _apply_group, so the loop keeps no "last
     # whole write" apart from its position. A TOUCH is one dict lookup and one move.
-    keys, _key_of, move_to_end, apply, put = index
+    keys, _key_of, move_to_end, apply, put = index[:5]
     fields, touch, put_kind, more, kinds = _FIELDS, _TOUCH, _PUT, _MORE, _KINDS
     last = end - _HEAD_SIZE
     while pos <= last:
@@ -91,6 +103,12 @@ def apply_published(buf: Any, pos: int, end: int, base: int, seq: int, index: In
         pos = nxt
         seq += 1
     return pos, seq
+
+
+try:
+    from cache import _cfollow
+except ImportError:  # not built (no C compiler at install): the same loop in Python (see setup.py)
+    _cfollow = None  # type: ignore[assignment]
 
 
 def _touch_slow(index: Index, kbytes: bytes, offset: int) -> None:
@@ -126,6 +144,13 @@ def _apply_group(buf: Any, pos: int, end: int, base: int, seq: int,
                 apply(*member)
             return at, next_seq
     return pos, seq
+
+
+if _cfollow is not None:
+    _cfollow.configure(_touch_slow, _apply_group, apply_published_python)
+    apply_published = _cfollow.apply_published
+else:
+    apply_published = apply_published_python
 
 
 def check_span(buf: Any, pos: int, end: int, seq: int) -> tuple[int, int, str | None]:

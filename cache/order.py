@@ -15,7 +15,7 @@ from typing import Any
 class RecencyOrder:
     """Keys from least to most recently used, each with a payload and a weight, within bounds."""
 
-    __slots__ = ("_items", "capacity", "lookup", "max_bytes", "move_to_end", "size", "total_weight")
+    __slots__ = ("_items", "capacity", "entries", "lookup", "max_bytes", "move_to_end", "size", "total_weight")
 
     # Invariants: _items iterates least -> most recently used; total_weight == sum of weights;
     # after insert() returns, len <= capacity and total_weight <= max_bytes (when those are set).
@@ -29,6 +29,9 @@ class RecencyOrder:
         # move_to_end(key): `touch` without a method call, for the hot path; KeyError if absent.
         self.move_to_end = self._items.move_to_end
         self.size = self._items.__len__  # len() without a Python-level call, for the hot path
+        # key -> (payload, weight): for the compiled follow loop (cache/_cfollow.c), which changes
+        # it only as load_evicting does and keeps total_weight itself; nothing else may.
+        self.entries = self._items
         self.capacity = capacity
         self.max_bytes = max_bytes
         self.total_weight = 0

@@ -125,7 +125,7 @@ class PersistentLRU(Operations, IndexReplay, MutableMapping[Any, Any]):
             self._log: RecordLog = SharedRecordLog(
                 path, meta=self._meta, on_record=self._replay_record,
                 index=Index(self._keys, self._key_of, self._order.move_to_end, self._apply,
-                            self._apply_put),
+                            self._apply_put, self._order.entries, self._order, self),
                 on_reset=self._reset,
                 durability=durability, salvage=salvage, reserve=_reserve,
             )

@@ -43,13 +43,23 @@ def ensure_peers() -> None:
         print(f"creating {VENV} with diskcache and cachetools ...", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", "diskcache", "cachetools"], check=True)
-    pyproject = ROOT / "pyproject.toml"
-    if not stamp.exists() or stamp.stat().st_mtime < pyproject.stat().st_mtime:
-        # fanmill's own dependencies (zlib-ng's CRC among them) follow pyproject.toml, as make's stamp does.
+    sources = [ROOT / "pyproject.toml", ROOT / "setup.py", ROOT / "cache" / "_cfollow.c"]
+    if not stamp.exists() or stamp.stat().st_mtime < max(p.stat().st_mtime for p in sources):
+        # fanmill's own dependencies (zlib-ng's CRC among them) follow pyproject.toml, and its compiled
+        # follow loop its C source, as make's stamp does.
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-e", str(ROOT)], check=True)
         stamp.touch()
     env = {**os.environ, "FANMILL_BENCH_CACHE_VENV": "1"}
     raise SystemExit(subprocess.run([str(python), "-m", "bench.cache"], cwd=ROOT, env=env).returncode)
+
+
+def follow_loop() -> str:
+    """Say which follow loop this install runs: the compiled one, or the Python one (not built)."""
+    from cache import follow
+
+    if follow.apply_published is follow.apply_published_python:
+        return "the Python loop (cache/_cfollow.c was not built in this install)"
+    return "compiled (cache/_cfollow.c)"
 
 
 def run_trace(adapter, ops, value_for) -> tuple[float, int]:  # noqa: ANN001
@@ -266,6 +276,8 @@ def main() -> int:
         "## cache: PersistentLRU against diskcache's LRU",
         "",
         f"Machine: {machine_line()}",
+        "",
+        f"The follow loop of a shared open (cache/follow.py): {follow_loop()}.",
         "",
         "The machine is shared: other sessions' tests and benchmarks may run at the same time, so absolute "
         "figures move between runs; every ratio is taken within a round of one run.",
