@@ -69,6 +69,32 @@ def test_tasks_of_a_worker_that_dies_are_run_by_the_parent():
     assert list(processes.map_in_processes(60, dying, 3)) == list(range(1, 61))
 
 
+def test_every_result_is_taken_here_once_whatever_process_ran_it():
+    taken: dict[int, tuple[int, int]] = {}
+
+    def take(number: int, result: tuple[int, int]) -> None:
+        assert number not in taken
+        taken[number] = result
+
+    processes.take_in_processes(200, _pid_task, 3, take)
+    assert sorted(taken) == list(range(200))
+    assert all(taken[n][0] == n * n for n in taken)
+    assert len({pid for _, pid in taken.values()}) > 1  # not all run here
+
+
+def test_taken_tasks_of_a_worker_that_dies_are_run_here():
+    parent = os.getpid()
+    taken: dict[int, int] = {}
+
+    def dying(number: int) -> int:
+        if os.getpid() != parent and number % 3 == 0:
+            os._exit(9)  # a crash in the child, mid-run
+        return number + 1
+
+    processes.take_in_processes(60, dying, 3, taken.__setitem__)
+    assert taken == {n: n + 1 for n in range(60)}
+
+
 def _tree_task(task, _stop=None):
     # A task (name, depth) gives three subtasks until depth 3: 1 + 3 + 9 + 27 tasks per top one.
     name, depth = task
