@@ -157,6 +157,34 @@ def test_task_tree_task_here_hands_back_its_rest_when_a_worker_is_idle():
     assert any(r[3] == parent and r[2] < 100_000 for r in results)  # a task here was cut
 
 
+def test_task_tree_worker_task_hands_back_its_rest_when_this_process_is_idle():
+    # The mirror of the test above: in a worker a task takes a step at a time until told to
+    # stop (at most 100,000 steps, 10 s); here a task does its whole range at once. This
+    # process, with nothing left to run, has the worker's task cut: its rest comes back as
+    # a subtask (run here or by the worker).
+    parent = os.getpid()
+
+    def steps(task, stop):
+        name, first, last = task
+        end = last
+        if os.getpid() != parent:
+            end = first + 1
+            while end < last and not stop():
+                time.sleep(0.0001)
+                end += 1
+        rest = [[name, end, last]] if end < last else []
+        return [name, first, end, os.getpid()], 0, rest
+
+    # "a" goes to the worker (the oldest tasks are the workers'), "b" is run here at once.
+    started = time.monotonic()
+    results = _in_tree_order(tasktree.map_tree([["a", 0, 100_000], ["b", 0, 100_000]], steps, 2))
+    for name in "ab":  # every step once, in tree order
+        spans = [(r[1], r[2]) for r in results if r[0] == name]
+        assert [x for span in spans for x in range(*span)] == list(range(100_000))
+    assert any(r[3] != parent and r[2] < 100_000 for r in results)  # a worker's task was cut
+    assert time.monotonic() - started < 5  # its rest was run here, not handed back to it
+
+
 @pytest.mark.parametrize("procs", [1, 3])
 def test_task_tree_stops_when_an_info_is_refused(procs):
     seen = []
