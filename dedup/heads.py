@@ -116,11 +116,11 @@ class Heads:
         if self.opener is not hashing._DEFAULT_OPENER:
             return [], groups  # a test's opener sees every read: the whole reads alone, as before
         size_of = self.size_of
-        table_path = self.table.path
+        table_paths = self.table.paths
 
         def paths_of(group: CandidateGroup | array) -> list[str]:
             if type(group) is array:
-                return [table_path(i) for i in group]
+                return table_paths(group)
             return [record[0] for record in group]
 
         rest: list[CandidateGroup | array] = []
@@ -141,7 +141,10 @@ class Heads:
                         continue
                 rest.append(group)
             elif warm and len(group) <= KEEP_OPEN:
-                warm = self._warm_after(not self._finish_warm(group, paths_of(group), done))
+                if self._finish_warm(group, paths_of(group), done, size_of(group)):
+                    self.warm_groups += 1  # no miss: still warm (`_warm_after`)
+                else:
+                    warm = self._warm_after(True)
             else:
                 later.append(group)
         if not later:
@@ -198,18 +201,18 @@ class Heads:
         return done, rest
 
     def _finish_warm(self, group: CandidateGroup | array, paths: list[str],
-                     done: list[CandidateGroup | array]) -> bool:
-        """Finish one group in this thread (heads, then whole reads of the files sharing one; a
-        read the page cache cannot serve is made blocking); return False when one was not served
-        by the page cache (a miss: `_warm_after` decides whether the next groups stay here)."""
-        size = self.size_of(group)
+                     done: list[CandidateGroup | array], size: int) -> bool:
+        """Finish one group of files of *size* bytes in this thread (heads, then whole reads of
+        the files sharing one; a read the page cache cannot serve is made blocking); return
+        False when one was not served by the page cache (a miss: `_warm_after` decides whether
+        the next groups stay here)."""
         digest = hashing.ONE_SHOT[self.options.hash_name]
         verify = self.options.verify
         # Lean on purpose: this loop runs once per small candidate (pyenv tree: 70,000 files,
         # most of the small stage). One list per repeated head, a shared buffer for the whole
         # reads (a bytearray per file was zeroed first), the classes built here, not in a
-        # second pass over slots (_finish_small).
-        view = hashing._buffer(size + 1)
+        # second pass over slots (_finish_small). Most groups share no head: what only the files
+        # sharing one need (a buffer, the spans, the classes) is made for them alone.
         fds: list[int] = []
         firsts: dict[bytes, int] = {}  # a head -> the first position holding it
         shared: dict[int, list[int]] = {}  # that position -> every position with its head
@@ -218,11 +221,21 @@ class Heads:
         preadv, nowait = cachedreads.preadv, 0 if cachedreads.refused[0] else hashing._RWF_NOWAIT
         head_buf = bytearray(HEAD)
         head_bufs = (head_buf,)
+        open_file = cachedreads.open_file
+        # The default open's os.open inline: a call less per file (its EPERM fallback kept).
+        direct, os_open, flags = open_file is hashing.open_noatime, os.open, hashing._OPEN_FLAGS
         try:
             for k, path in enumerate(paths):
                 fds.append(-1)
                 try:
-                    fd = fds[k] = cachedreads.open_file(path)
+                    if direct:
+                        try:
+                            fd = os_open(path, flags)
+                        except PermissionError:
+                            fd = open_file(path)
+                    else:
+                        fd = open_file(path)
+                    fds[k] = fd
                     try:
                         got = preadv(fd, head_bufs, 0, nowait)
                     except BlockingIOError:
@@ -248,7 +261,11 @@ class Heads:
                         ks.append(k)
             read = HEAD * (len(paths) - len(failed))
             sharing = list(shared.values())
-            for span in spans(size):  # middle, prefix... (dedup.probes)
+            classes: dict[bytes, list[int]] = {}
+            held: list[list[tuple[int, tuple[bytes, bytes]]]] = []  # --verify: bytes decide
+            start = 0
+            view = hashing._buffer(size + 1) if sharing else None
+            for span in spans(size) if sharing else ():  # middle, prefix... (dedup.probes)
                 if not sharing:
                     break
                 sharing, probed, nowait, hit = probe_spans(fds, paths, sharing, span(size),
@@ -257,9 +274,8 @@ class Heads:
                 read += probed
                 cached = cached and hit
             # The files still sharing all that was read: whole, or (over PREFIX) the rest.
-            start = rest_from(size)
-            classes: dict[bytes, list[int]] = {}
-            held: list[list[tuple[int, tuple[bytes, bytes]]]] = []  # --verify: bytes decide
+            if sharing:
+                start = rest_from(size)
             for number, ks in enumerate(sharing):
                 if start:
                     tag = number.to_bytes(4, "little")  # digests of rests: within one prefix
@@ -292,7 +308,8 @@ class Heads:
                 members = [group[k] for k, _ in sorted(part)]
                 self._finish_small(array("I", members) if type(group) is array else members,
                                    size - start, [slot for _, slot in sorted(part)], done)
-        self._keep_classes(group, classes, failed, done)
+        if classes or failed:
+            self._keep_classes(group, classes, failed, done)
         if not cached:
             self.cold = True
         elif self.cold is None:

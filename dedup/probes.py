@@ -103,6 +103,12 @@ def probe_spans(fds: list[int], paths: list[str], shared: Iterable[list[int]], s
                 except OSError as exc:
                     nowait = refused(exc)
                     got = preadv(fds[k], bufs, at, 0)
+                if 0 < got < length and nowait:
+                    # A span across two pages, the first cached and not the second: a
+                    # page-cache-only read stops at the gap (it is not a shorter file). The rest
+                    # is read blocking, not read twice.
+                    cached = False
+                    got += preadv(fds[k], (memoryview(buf)[got:],), at + got, 0)
                 if got != length:
                     raise hashing.FileChangedError(f"now {at + got} bytes or fewer")
             except OSError as exc:

@@ -9,6 +9,8 @@ loaded one at a time as they are read (`Results`). So a task's
 result must be marshal-able (ints, bytes, str, tuples, lists, dicts) and depend only on the task
 number and the state at the fork. A child that dies leaves its tasks to this process, which runs
 every task it has no result for: a crash of a worker costs time, never a task.
+`take_in_processes(count, work, procs, take)` runs the same way but hands each result to
+`take` in this process as soon as it is in (the small-file stage builds its groups so).
 
 Forking is refused (everything runs here, in order) when another thread is alive: a fork copies
 only the calling thread, and a lock another thread held would stay taken in the child.
@@ -157,6 +159,86 @@ def map_in_processes(count: int, work: Callable[[int], T], procs: int,
                 pass
     results._where = where
     return results
+
+
+def take_in_processes(count: int, work: Callable[[int], T], procs: int,
+                      take: Callable[[int, T], None],
+                      setup: Callable[[], None] | None = None) -> None:
+    """Call `take(i, work(i))` in this process for every i in range(count), in no particular
+    order, with *work* run by *procs* processes (this one included), as `map_in_processes`.
+
+    Each result is taken as soon as it is in: this process's own at once (not marshalled), the
+    other processes' between this process's tasks. What the caller does with them (the
+    small-file stage: building the report's groups) overlaps the other processes' last tasks
+    instead of following them. A child that dies leaves its tasks to this process."""
+    if count > MAX_TASKS:
+        raise ValueError(f"at most {MAX_TASKS} tasks, not {count}")
+    procs = min(procs, count)
+    if procs <= 1 or not can_fork():
+        if setup is not None:
+            setup()
+        for i in range(count):
+            take(i, work(i))
+        return
+    done = [False] * count
+    files: list[list[int]] = []  # per child: its memory file, how far it was read
+    read_end, write_end = os.pipe()
+    children: list[int] = []
+
+    def take_new() -> None:
+        for place in files:
+            size = os.fstat(place[0]).st_size
+            at = place[1]
+            while at + 8 + _TASK <= size:  # complete records only (a torn last one waits)
+                head = os.pread(place[0], 8 + _TASK, at)
+                length = int.from_bytes(head[:8], "little")
+                if at + 8 + _TASK + length > size:
+                    break
+                number = int.from_bytes(head[8:], "little")
+                done[number] = True
+                take(number, load_mapped(place[0], at + 8 + _TASK, length))
+                at += 8 + _TASK + length
+            place[1] = at
+
+    try:
+        os.write(write_end, b"".join(i.to_bytes(_TASK, "little") for i in range(count)))
+        os.close(write_end)
+        write_end = -1
+        for _ in range(procs - 1):
+            out = os.memfd_create("dedup-results", os.MFD_CLOEXEC)
+            files.append([out, 0])
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the child; its outcome is checked
+                _child(read_end, out, work, setup)
+            children.append(pid)
+        if setup is not None:
+            setup()
+        while True:
+            task = os.read(read_end, _TASK)
+            if not task:
+                break
+            number = int.from_bytes(task, "little")
+            done[number] = True
+            take(number, work(number))
+            take_new()
+        while children:
+            os.waitpid(children[-1], 0)
+            children.pop()
+        take_new()
+        for number in [n for n, ok in enumerate(done) if not ok]:  # a worker died
+            take(number, work(number))
+    finally:
+        if write_end >= 0:
+            os.close(write_end)
+        os.close(read_end)
+        for fd, _ in files:
+            os.close(fd)
+        for pid in children:  # interrupted: no child outlives the call
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
 
 
 def _run_tasks(tasks: int, out: int, work: Callable[[int], object]) -> None:

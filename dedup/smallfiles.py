@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 MAX_PROCS = 4
 # Files per task of the forked stage at least: a task costs a pipe read and a marshalled result.
 TASK_FILES = 256
+# Tasks of the forked stage: each about the files not yet in a task over this many per process
+# (guided self-scheduling: big tasks first, small ones last; see `_guided`).
+TASK_SHARE = 4
 
 # --verify: bytes of small files held per size bucket to compare later members in memory. A
 # class whose first member's bytes are not held (budget spent) is compared by a lockstep reread.
@@ -68,9 +71,10 @@ class SmallFiles:
                        large: list[CandidateGroup] | None = None) -> list[CandidateGroup | array]:
         """Split groups of small files by content (heads, then whole reads: `_split_heads`,
         `_split_small`). With more than one process (`procs`), consecutive groups are cut into
-        tasks that forked processes share (dedup.processes), each with its own I/O pool; the
-        classes come back as the report's groups (`DuplicateGroup`, built there), in task
-        order, so the outcome is the one of a single process.
+        tasks that forked processes share (dedup.processes.take_in_processes), each with its own
+        I/O pool; each task's classes are made the report's groups (`DuplicateGroup`) here as
+        they come in, and ordered at the end (problems logged in task order), so the outcome
+        is the one of a single process.
 
         *large* (groups of records of larger files, when nothing but the byte compare decides
         them): with processes, their stage runs as one more task, the first, beside the small
@@ -80,22 +84,14 @@ class SmallFiles:
             self.start_pool()
             proven, rest = self._split_heads(groups)
             return proven + self._split_small(rest)
-        from dedup.processes import map_in_processes
+        from dedup.processes import take_in_processes
 
         # On the pyenv tree the large files' stage took 0.1 s after the small files', with
         # one core idle; as a task it overlaps them.
         beside = list(large) if large else []
         first = 1 if beside else 0
         files = sum(len(g) for g in groups)
-        per_task = max(TASK_FILES, files // (self.procs * 16), files // MAX_TASKS + 1)
-        tasks: list[list[CandidateGroup | array]] = [[]]
-        count = 0
-        for group in groups:
-            if count >= per_task:
-                tasks.append([])
-                count = 0
-            tasks[-1].append(group)
-            count += len(group)
+        tasks = _guided(groups, files, self.procs)
         del groups
         threads = self.io_threads
         progress = self.progress
@@ -129,36 +125,48 @@ class SmallFiles:
         # Problems are collected, not logged, while tasks run (a child must not log: its
         # handlers' locks may be the parent's); they are logged below, in task order.
         self.problem = self.problems.append  # type: ignore[method-assign]
+        pairs: list[tuple[bytes, DuplicateGroup]] = []
+        found_in: dict[int, list] = {}
+        colds = set()
+        nbytes_in = [0]
+        packed = DuplicateGroup.packed
+        uncached = [False]
+
+        def take(number: int, result: tuple[list | None, list, int, bool | None]) -> None:
+            # Between this process's tasks: each task's classes become the report's groups
+            # here while the other processes still work (after the last task, unmarshalling
+            # and building 17,000 groups took 25 ms of the pyenv run with one core idle).
+            classes, found, nbytes, cold = result
+            if classes is None:  # the large files were not cached: the caller's
+                uncached[0] = True
+                return
+            pairs.extend([(order, packed(size, paths, numbers, n))
+                          for order, size, paths, numbers, n in classes])
+            if found:
+                found_in[number] = found
+            nbytes_in[0] += nbytes
+            colds.add(cold)
+
         try:
-            results = map_in_processes(first + len(tasks), work, self.procs, setup)
+            take_in_processes(first + len(tasks), work, self.procs, take, setup)
         finally:
             del self.problem
             self.stop_io()
             self.io_threads, self.progress = threads, progress
-        # The small groups are the report's already: the columns of the scan are not needed by
-        # what is left (large groups are records), so they go before the groups come in.
-        self.release_table()
-        rows: list = []
-        colds = set()
-        with results:
-            for classes, found, nbytes, cold in results:
-                if classes is None:  # the large files were not cached: the caller's
-                    beside.clear()
-                    continue
-                rows += classes
-                for path, error in found:
-                    self.problem(FileProblem(path, error))
-                self.bytes_read += nbytes
-                colds.add(cold)
+        self.release_table()  # the columns of the scan: what is left (large groups) is records
+        if uncached[0]:
+            beside.clear()
+        for number in sorted(found_in):
+            for path, error in found_in[number]:
+                self.problem(FileProblem(path, error))
+        self.bytes_read += nbytes_in[0]
         self.cold = True if True in colds else False if False in colds else None
         if beside and large is not None:
             large.clear()  # compared in a task above
-        # Ordered by bytes the processes made, each task's already in order (a merge of runs):
-        # ordering 17,000 groups by keys made here took 0.03 s of the pyenv run, other cores
-        # idle.
-        rows.sort(key=_FIRST)
-        packed = DuplicateGroup.packed
-        out = [packed(size, paths, numbers, n) for _, size, paths, numbers, n in rows]
+        # Ordered by bytes the processes made (ordering 17,000 groups by keys made here took
+        # 0.03 s of the pyenv run, other cores idle).
+        pairs.sort(key=_FIRST)
+        out = [group for _, group in pairs]
         self.ordered = True
         progress("partial", files, files)
         return out
@@ -351,6 +359,27 @@ class SmallFiles:
 
 
 _FIRST = itemgetter(0)
+
+
+def _guided(groups: list, files: int, procs: int) -> list[list]:
+    """Cut *groups* (in order) into tasks of shrinking size: each about the files left over
+    `TASK_SHARE` * *procs*, at least `TASK_FILES` (and few enough for `MAX_TASKS`). The last
+    tasks are small, so the processes finish together: with tasks of a 32nd of the files, one
+    process ran alone for the last 10-15 ms of /usr/lib's stage (tasks of about 17 ms)."""
+    least = max(TASK_FILES, files // MAX_TASKS + 1)
+    tasks: list[list] = [[]]
+    count = 0
+    left = files
+    per_task = max(least, left // (procs * TASK_SHARE))
+    for group in groups:
+        if count >= per_task:
+            tasks.append([])
+            left -= count
+            count = 0
+            per_task = max(least, left // (procs * TASK_SHARE))
+        tasks[-1].append(group)
+        count += len(group)
+    return tasks
 
 
 def _quiet(phase: str, done: int, total: int) -> None:

@@ -133,7 +133,7 @@ def main() -> int:
     _wrap_gen(subtrees, "walk_forked", "walk_forked (generator)")
     _wrap(subtrees._Columns, "list_dir", "list_dir")
     _wrap(subtrees._Columns, "build", "columns.build (a walk task's end)", per_call=fine)
-    _wrap(processes, "map_in_processes", "map_in_processes", per_call=True)
+    _wrap(processes, "take_in_processes", "take_in_processes", per_call=True)
     _wrap_gen(tasktree, "map_tree", "map_tree (generator)")
     _wrap(pipeline.FileTable, "add_packed", "add_packed", per_call=fine)
     _wrap(table_module.SizeBuckets, "add", "SizeBuckets.add", per_call=fine)

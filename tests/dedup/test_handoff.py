@@ -1,0 +1,69 @@
+"""Handing work over between forked processes (issue 18): results taken in this process as they
+come in (`processes.take_in_processes`), and a worker's task cut when this process has nothing to
+run (`tasktree.map_tree`)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from dedup import processes, tasktree
+from tests.dedup.test_processes import _in_tree_order, _pid_task
+
+pytestmark = pytest.mark.skipif(not processes.can_fork(), reason="no fork here (or threads)")
+
+
+def test_every_result_is_taken_here_once_whatever_process_ran_it():
+    taken: dict[int, tuple[int, int]] = {}
+
+    def take(number: int, result: tuple[int, int]) -> None:
+        assert number not in taken
+        taken[number] = result
+
+    processes.take_in_processes(200, _pid_task, 3, take)
+    assert sorted(taken) == list(range(200))
+    assert all(taken[n][0] == n * n for n in taken)
+    assert len({pid for _, pid in taken.values()}) > 1  # not all run here
+
+
+def test_taken_tasks_of_a_worker_that_dies_are_run_here():
+    parent = os.getpid()
+    taken: dict[int, int] = {}
+
+    def dying(number: int) -> int:
+        if os.getpid() != parent and number % 3 == 0:
+            os._exit(9)  # a crash in the child, mid-run
+        return number + 1
+
+    processes.take_in_processes(60, dying, 3, taken.__setitem__)
+    assert taken == {n: n + 1 for n in range(60)}
+
+
+def test_task_tree_worker_task_hands_back_its_rest_when_this_process_is_idle():
+    # The mirror of the test above: in a worker a task takes a step at a time until told to
+    # stop (at most 100,000 steps, 10 s); here a task does its whole range at once. This
+    # process, with nothing left to run, has the worker's task cut: its rest comes back as
+    # a subtask (run here or by the worker).
+    parent = os.getpid()
+
+    def steps(task, stop):
+        name, first, last = task
+        end = last
+        if os.getpid() != parent:
+            end = first + 1
+            while end < last and not stop():
+                time.sleep(0.0001)
+                end += 1
+        rest = [[name, end, last]] if end < last else []
+        return [name, first, end, os.getpid()], 0, rest
+
+    # "a" goes to the worker (the oldest tasks are the workers'), "b" is run here at once.
+    started = time.monotonic()
+    results = _in_tree_order(tasktree.map_tree([["a", 0, 100_000], ["b", 0, 100_000]], steps, 2))
+    for name in "ab":  # every step once, in tree order
+        spans = [(r[1], r[2]) for r in results if r[0] == name]
+        assert [x for span in spans for x in range(*span)] == list(range(100_000))
+    assert any(r[3] != parent and r[2] < 100_000 for r in results)  # a worker's task was cut
+    assert time.monotonic() - started < 5  # its rest was run here, not handed back to it
