@@ -6,10 +6,10 @@
  * test_cfollow.py): the framing and sequence checks, a TOUCH moved through the order's own
  * `move_to_end`, a PUT applied as RecencyOrder.load_evicting and IndexReplay._apply_put apply it
  * (a str, bytes or int key decoded here from its bytes, others through the decoded keys or the
- * index's `key_of`; the entry popped and set
- * again at the end of the OrderedDict; the least recent entries popped while the order is over its
- * bounds; the owner's live bytes and the order's weight kept), and every other record handed to the
- * same Python functions as before (`apply`, follow.py's `_apply_group` and `_touch_slow`).
+ * index's `key_of`; the entry popped and set again at the end of the OrderedDict; the least recent
+ * entries popped while the order is over its bounds; the owner's live bytes and the order's weight
+ * kept), and every other record handed to the same Python functions as before (`apply`,
+ * follow.py's `_apply_group` and `_touch_slow`).
  *
  * The OrderedDict is only read through the dict API (which an OrderedDict subclass allows) and only
  * changed through its own mapping and methods, which keep its linked order. The order's
