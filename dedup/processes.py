@@ -151,12 +151,7 @@ def map_in_processes(count: int, work: Callable[[int], T], procs: int,
         if write_end >= 0:
             os.close(write_end)
         os.close(read_end)
-        for pid in children:  # interrupted: no child outlives the call
-            try:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-            except OSError:
-                pass
+        _kill_all(children)  # interrupted: no child outlives the call
     results._where = where
     return results
 
@@ -233,12 +228,17 @@ def take_in_processes(count: int, work: Callable[[int], T], procs: int,
         os.close(read_end)
         for fd, _ in files:
             os.close(fd)
-        for pid in children:  # interrupted: no child outlives the call
-            try:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-            except OSError:
-                pass
+        _kill_all(children)  # interrupted: no child outlives the call
+
+
+def _kill_all(children: list[int]) -> None:
+    """Kill and reap every child still listed."""
+    for pid in children:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except OSError:
+            pass
 
 
 def _run_tasks(tasks: int, out: int, work: Callable[[int], object]) -> None:
