@@ -1,16 +1,15 @@
 """Running numbered tasks in forked worker processes as well as this one: the only way Python
 code uses more than one core (threads hand one GIL around).
 
-`map_in_processes(count, work, procs)` returns `[work(0), ..., work(count - 1)]`, whatever process
-ran each task: tasks are handed out one at a time through a shared pipe (a process that finished
-its task takes the next), every process runs the same code on the same copy-on-write memory, and
-results come back through an anonymous memory file (memfd) per process, marshalled, and are
-loaded one at a time as they are read (`Results`). So a task's
-result must be marshal-able (ints, bytes, str, tuples, lists, dicts) and depend only on the task
-number and the state at the fork. A child that dies leaves its tasks to this process, which runs
-every task it has no result for: a crash of a worker costs time, never a task.
-`take_in_processes(count, work, procs, take)` runs the same way but hands each result to
-`take` in this process as soon as it is in (the small-file stage builds its groups so).
+`take_in_processes(count, work, procs, take)` calls `take(i, work(i))` in this process for every
+task number i, whatever process ran `work(i)`: tasks are handed out one at a time through a shared
+pipe (a process that finished its task takes the next), every process runs the same code on the
+same copy-on-write memory, and results come back through an anonymous memory file (memfd) per
+process, marshalled, and are taken as soon as they are in (the small-file stage builds its groups
+so). So a task's result must be marshal-able (ints, bytes, str, tuples, lists, dicts) and depend
+only on the task number and the state at the fork; this process's own results are taken as they
+are, not marshalled. A child that dies leaves its tasks to this process, which runs every task it
+has no result for: a crash of a worker costs time, never a task.
 
 Forking is refused (everything runs here, in order) when another thread is alive: a fork copies
 only the calling thread, and a lock another thread held would stay taken in the child.
@@ -23,7 +22,7 @@ import mmap
 import os
 import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -45,40 +44,6 @@ def can_fork() -> bool:
     return hasattr(os, "fork") and hasattr(os, "memfd_create") and threading.active_count() == 1
 
 
-class Results(Sequence[T]):
-    """The results of `map_in_processes`, by task number, each loaded when it is read.
-
-    Forked results stay marshalled in memory files (one per process) until read, so a process
-    holds one task's result at a time, not all of them (the walk's listings are about the size
-    of the file table). `close()` (or the `with` block) frees them.
-    """
-
-    def __init__(self, values: list | None = None) -> None:
-        self._values = values  # everything ran here, in memory
-        self._where: list[tuple[int, int, int]] = []  # (memfd, offset, length) per task
-        self._files: list[int] = []
-
-    def __len__(self) -> int:
-        return len(self._values) if self._values is not None else len(self._where)
-
-    def __getitem__(self, number):  # type: ignore[no-untyped-def, override]
-        if self._values is not None:
-            return self._values[number]
-        return load_mapped(*self._where[number])
-
-    def close(self) -> None:
-        """Free the memory files."""
-        for fd in self._files:
-            os.close(fd)
-        self._files.clear()
-
-    def __enter__(self) -> Results[T]:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 def load_mapped(fd: int, offset: int, length: int) -> Any:
     """The marshalled value at *offset* of the memory file *fd*, read through a map."""
     # Mapped, not read(): the bytes pass from process to process through shared memory, and
@@ -95,77 +60,21 @@ def load_mapped(fd: int, offset: int, length: int) -> Any:
             view.release()
 
 
-def map_in_processes(count: int, work: Callable[[int], T], procs: int,
-                     setup: Callable[[], None] | None = None) -> Results[T]:
-    """Return [work(i) for i in range(count)] as `Results`, run by *procs* processes (this one
-    included).
+def take_in_processes(count: int, work: Callable[[int], T], procs: int,
+                      take: Callable[[int, T], None],
+                      setup: Callable[[], None] | None = None) -> None:
+    """Call `take(i, work(i))` in this process for every i in range(count), in no particular
+    order, with *work* run by *procs* processes (this one included).
+
+    Each result is taken as soon as it is in: this process's own at once (not marshalled), the
+    other processes' between this process's tasks. What the caller does with them (the
+    small-file stage: building the report's groups) overlaps the other processes' last tasks
+    instead of following them. A child that dies leaves its tasks to this process.
 
     *setup* runs in every process after the forks, before its first task (e.g. to start its
     own thread pool: threads do not survive a fork). With procs <= 1, one task, or forking
     refused (`can_fork`), everything runs here in order. At most `MAX_TASKS` tasks.
     """
-    if count > MAX_TASKS:
-        raise ValueError(f"at most {MAX_TASKS} tasks, not {count}")
-    procs = min(procs, count)
-    if procs <= 1 or not can_fork():
-        if setup is not None:
-            setup()
-        return Results([work(i) for i in range(count)])
-    results: Results[T] = Results()
-    where: list = [None] * count
-    read_end, write_end = os.pipe()
-    children: list[int] = []
-    try:
-        # Every task number is in the pipe before the first fork, and its write end is closed
-        # in every process: a reader finding it empty knows the tasks are all taken.
-        os.write(write_end, b"".join(i.to_bytes(_TASK, "little") for i in range(count)))
-        os.close(write_end)
-        write_end = -1
-        for _ in range(procs - 1):
-            out = os.memfd_create("dedup-results", os.MFD_CLOEXEC)
-            results._files.append(out)
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - runs in the child; its outcome is checked
-                _child(read_end, out, work, setup)
-            children.append(pid)
-        own = os.memfd_create("dedup-results", os.MFD_CLOEXEC)
-        results._files.append(own)
-        if setup is not None:
-            setup()
-        _run_tasks(read_end, own, work)
-        while children:
-            os.waitpid(children[-1], 0)
-            children.pop()
-        for fd in results._files:
-            _index(fd, where)
-        missing = [n for n, at in enumerate(where) if at is None]
-        if missing:  # a worker died: its tasks run here
-            before = os.fstat(own).st_size
-            for number in missing:
-                _write_all(own, _record(number, work(number)))
-            _index(own, where, before)
-    except BaseException:
-        results.close()
-        raise
-    finally:
-        if write_end >= 0:
-            os.close(write_end)
-        os.close(read_end)
-        _kill_all(children)  # interrupted: no child outlives the call
-    results._where = where
-    return results
-
-
-def take_in_processes(count: int, work: Callable[[int], T], procs: int,
-                      take: Callable[[int, T], None],
-                      setup: Callable[[], None] | None = None) -> None:
-    """Call `take(i, work(i))` in this process for every i in range(count), in no particular
-    order, with *work* run by *procs* processes (this one included), as `map_in_processes`.
-
-    Each result is taken as soon as it is in: this process's own at once (not marshalled), the
-    other processes' between this process's tasks. What the caller does with them (the
-    small-file stage: building the report's groups) overlaps the other processes' last tasks
-    instead of following them. A child that dies leaves its tasks to this process."""
     if count > MAX_TASKS:
         raise ValueError(f"at most {MAX_TASKS} tasks, not {count}")
     procs = min(procs, count)
@@ -276,15 +185,3 @@ def _record(number: int, value: object) -> bytes:
     """One result as written: its length (8 bytes), its task number (4), its marshal."""
     data = marshal.dumps(value)
     return len(data).to_bytes(8, "little") + number.to_bytes(_TASK, "little") + data
-
-
-def _index(fd: int, where: list, at: int = 0) -> None:
-    """Note where each complete result in memory file *fd* lies (a torn last one is ignored)."""
-    size = os.fstat(fd).st_size
-    while at + 8 + _TASK <= size:
-        head = os.pread(fd, 8 + _TASK, at)
-        length = int.from_bytes(head[:8], "little")
-        if at + 8 + _TASK + length > size:
-            break
-        where[int.from_bytes(head[8:], "little")] = (fd, at + 8 + _TASK, length)
-        at += 8 + _TASK + length

@@ -9,15 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cache import follow
+# Imported, not skipped when missing: make test installs a compiler, so a failed build fails here.
+from cache import _cfollow, follow
 from cache import records as fmt
 from cache.encoding import decode_key, encode_key
 from cache.errors import CorruptStoreError
 from cache.follow import Index, apply_published_python
 from cache.index import IndexReplay, encode_bounds
 from cache.order import RecencyOrder
-
-_cfollow = pytest.importorskip("cache._cfollow", reason="the compiled loop is not built here")
 
 # Keys of every encoded kind, a few undecodable ones among them (an unknown tag, a bad int).
 GOOD_KEYS = [encode_key(k) for k in ("a", "bb", "é\udc80", b"\x00b", 0, -7, 10**30, ("t", 1), ())]
@@ -106,7 +105,7 @@ def test_the_compiled_loop_leaves_the_index_the_python_loop_leaves(
 
 
 def test_it_reads_a_shared_map_in_place_and_is_the_loop_followers_run(tmp_path: Any) -> None:
-    assert follow.apply_published is _cfollow.apply_published  # built: a Python fallback would cost ~2x
+    assert follow.apply_published is _cfollow.apply_published  # built: the Python loop costs 1.85x the instructions
     raw = b"".join(fmt.encode_record(fmt.PUT, i, encode_key(i % 5), b"v" * i) for i in range(20))
     raw += fmt.encode_record(fmt.TOUCH, 20, encode_key(3)) + fmt.encode_record(fmt.TOUCH, 21, encode_key(1))
     path = tmp_path / "log"

@@ -41,17 +41,15 @@ def test_taken_tasks_of_a_worker_that_dies_are_run_here():
     assert taken == {n: n + 1 for n in range(60)}
 
 
-def test_task_tree_worker_task_hands_back_its_rest_when_this_process_is_idle():
-    # The mirror of the test above: in a worker a task takes a step at a time until told to
-    # stop (at most 100,000 steps, 10 s); here a task does its whole range at once. This
-    # process, with nothing left to run, has the worker's task cut: its rest comes back as
-    # a subtask (run here or by the worker).
+def _stepping(slow_here: bool):
+    """A task's work: in this process (*slow_here*) or in the workers, a step at a time until told
+    to stop (at most 100,000 steps, 10 s); elsewhere its whole range at once."""
     parent = os.getpid()
 
     def steps(task, stop):
         name, first, last = task
         end = last
-        if os.getpid() != parent:
+        if (os.getpid() == parent) == slow_here:
             end = first + 1
             while end < last and not stop():
                 time.sleep(0.0001)
@@ -59,11 +57,31 @@ def test_task_tree_worker_task_hands_back_its_rest_when_this_process_is_idle():
         rest = [[name, end, last]] if end < last else []
         return [name, first, end, os.getpid()], 0, rest
 
-    # "a" goes to the worker (the oldest tasks are the workers'), "b" is run here at once.
-    started = time.monotonic()
-    results = _in_tree_order(tasktree.map_tree([["a", 0, 100_000], ["b", 0, 100_000]], steps, 2))
+    return steps
+
+
+def _two_ranges(slow_here: bool) -> list:
+    """Run tasks "a" and "b" (100,000 steps each) on 2 processes; check every step ran once."""
+    results = _in_tree_order(tasktree.map_tree([["a", 0, 100_000], ["b", 0, 100_000]],
+                                               _stepping(slow_here), 2))
     for name in "ab":  # every step once, in tree order
         spans = [(r[1], r[2]) for r in results if r[0] == name]
         assert [x for span in spans for x in range(*span)] == list(range(100_000))
+    return results
+
+
+def test_task_tree_task_here_hands_back_its_rest_when_a_worker_is_idle():
+    # A worker that finished its task leaves this process's task to be cut: its rest comes
+    # back as a subtask.
+    results = _two_ranges(slow_here=True)
+    assert any(r[3] == os.getpid() and r[2] < 100_000 for r in results)  # a task here was cut
+
+
+def test_task_tree_worker_task_hands_back_its_rest_when_this_process_is_idle():
+    # The mirror: "a" goes to the worker (the oldest tasks are the workers'), "b" is run here at
+    # once. This process, with nothing left to run, has the worker's task cut, and keeps the
+    # newest ready task (the cut task's rest) for itself.
+    parent = os.getpid()
+    results = _two_ranges(slow_here=False)
     assert any(r[3] != parent and r[2] < 100_000 for r in results)  # a worker's task was cut
-    assert time.monotonic() - started < 5  # its rest was run here, not handed back to it
+    assert any(r[0] == "a" and r[3] == parent for r in results)  # its rest was run here

@@ -52,23 +52,6 @@ def _pid_task(number: int) -> tuple[int, int]:
     return number * number, os.getpid()
 
 
-def test_results_come_back_in_task_order_from_several_processes():
-    results = list(processes.map_in_processes(200, _pid_task, 3))
-    assert [r[0] for r in results] == [n * n for n in range(200)]
-    assert len({r[1] for r in results}) > 1  # not all run here
-
-
-def test_tasks_of_a_worker_that_dies_are_run_by_the_parent():
-    parent = os.getpid()
-
-    def dying(number: int) -> int:
-        if os.getpid() != parent and number % 3 == 0:
-            os._exit(9)  # a crash in the child, mid-run
-        return number + 1
-
-    assert list(processes.map_in_processes(60, dying, 3)) == list(range(1, 61))
-
-
 def _tree_task(task, _stop=None):
     # A task (name, depth) gives three subtasks until depth 3: 1 + 3 + 9 + 27 tasks per top one.
     name, depth = task
@@ -107,30 +90,6 @@ def test_task_tree_tasks_of_a_worker_that_dies_are_run_again():
     assert names == [r[0] for _, r in tasktree.map_tree([["a", 0], ["b", 0]], _tree_task, 1)]
 
 
-def test_task_tree_task_here_hands_back_its_rest_when_a_worker_is_idle():
-    # Here a task takes a step at a time until told to stop (at most 100,000 steps, 10 s); a
-    # worker does its whole range at once. A worker that finished its task leaves this
-    # process's task to be cut: its rest comes back as a subtask.
-    parent = os.getpid()
-
-    def steps(task, stop):
-        name, first, last = task
-        end = last
-        if os.getpid() == parent:
-            end = first + 1
-            while end < last and not stop():
-                time.sleep(0.0001)
-                end += 1
-        rest = [[name, end, last]] if end < last else []
-        return [name, first, end, os.getpid()], 0, rest
-
-    results = _in_tree_order(tasktree.map_tree([["a", 0, 100_000], ["b", 0, 100_000]], steps, 2))
-    for name in "ab":  # every step once, in tree order
-        spans = [(r[1], r[2]) for r in results if r[0] == name]
-        assert [x for span in spans for x in range(*span)] == list(range(100_000))
-    assert any(r[3] == parent and r[2] < 100_000 for r in results)  # a task here was cut
-
-
 @pytest.mark.parametrize("procs", [1, 3])
 def test_task_tree_stops_when_an_info_is_refused(procs):
     seen = []
@@ -143,8 +102,12 @@ def test_task_tree_stops_when_an_info_is_refused(procs):
 
 def test_one_process_or_one_task_runs_here_without_forking():
     here = os.getpid()
-    assert list(processes.map_in_processes(5, _pid_task, 1)) == [(n * n, here) for n in range(5)]
-    assert list(processes.map_in_processes(1, _pid_task, 4)) == [(0, here)]
+    taken: list = []
+    processes.take_in_processes(5, _pid_task, 1, lambda n, r: taken.append((n, r)))
+    assert taken == [(n, (n * n, here)) for n in range(5)]  # in order, all here
+    taken.clear()
+    processes.take_in_processes(1, _pid_task, 4, lambda n, r: taken.append((n, r)))
+    assert taken == [(0, (0, here))]
 
 
 @pytest.mark.parametrize("seed", range(6))
