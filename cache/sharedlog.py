@@ -60,6 +60,7 @@ def _after_fork_in_child() -> None:
     for log in list(_OPEN):
         if not log.closed and log._shared is not None and log._shared.fd >= 0:
             was_sole, log.sole = log.sole, False  # the parent stays sole until the child asks
+            log._prefill_thread = None  # the parent's growth helper (cache/growth.py), not ours
             log._shared.reopen_after_fork()
             log._bind()
             if was_sole:
@@ -158,6 +159,7 @@ class SharedRecordLog(CatchUp, SharedGrowingMap, RecordLog):
         """
         sh = self._shared
         assert sh is not None and self.sole
+        self._wait_prefill()  # the sole open's growth helper (cache/growth.py): done before others write
         self.sole = False
         sh.set(SOLE, 0)
         sh.set(REQUEST, 0)  # a joiner that sets it again now only waits for the next unlock
@@ -251,6 +253,7 @@ class SharedRecordLog(CatchUp, SharedGrowingMap, RecordLog):
             return
         self.closed = True
         self.forget_recent()
+        self._wait_prefill()
         sh = self._shared
         try:
             if sh is not None and sh.fd >= 0 and self._fd >= 0 and sh.mm is not None:
