@@ -30,6 +30,7 @@ class Operations:
     _log: Any
     _begin: Callable[[], bool] | None
     _finish: Callable[[], None]
+    _follow_published: Callable[[], bool]
     _newest: Any
     _lookup: Callable[[Any], Any]
     _touch: Callable[[bytes], None] | None
@@ -86,7 +87,7 @@ class Operations:
             # Only a miss needs the published snapshot first (a hit is decided under the lock,
             # after begin() caught up): saves the snapshot's read and CRC on most gets.
             seen = log.end
-            current = log.follow_published()
+            current = self._follow_published()
             if log.end != seen:
                 self._newest = MISSING
             if current and self._lookup(key) is None:

@@ -60,6 +60,10 @@ def _nothing_with(_arg: Any) -> None:
     pass
 
 
+def _not_current() -> bool:
+    return False
+
+
 class PersistentLRU(Operations, IndexReplay, MutableMapping[Any, Any]):
     """A persistent least-recently-used mapping, bounded by entries and/or bytes, safe under kill -9.
 
@@ -141,6 +145,7 @@ class PersistentLRU(Operations, IndexReplay, MutableMapping[Any, Any]):
         # sole open of a shared file until another open asks to join: cache/shared.py).
         self._begin: Callable[[], bool] | None = None
         self._finish: Callable[[], None] = _nothing
+        self._follow_published: Callable[[], bool] = _not_current  # set with _begin
         self._stop_watch = threading.Event()
         self._watcher: threading.Thread | None = None
         if self._is_shared:

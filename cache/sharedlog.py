@@ -31,14 +31,15 @@ import os
 import platform
 import struct
 import weakref
+from types import MethodType
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from cache import records as fmt
 from cache import shared
-from cache.catchup import _WRITING, CatchUp
+from cache.catchup import _LOCK_TRIES, _WRITING, CatchUp
 from cache.crc import crc32 as _crc32
-from cache.follow import Index
+from cache.follow import Index, apply_published
 from cache.growth import SharedGrowingMap
 from cache.log import Durability, RecordLog
 from cache.shared import COMPACTING, DIRTY, END, REQUEST, SOLE, SharedFile
@@ -52,6 +53,13 @@ _LOOK_AHEAD = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686") 
 _flock = fcntl.flock
 _LOCK_EX, _LOCK_UN, _LOCK_EX_NB = fcntl.LOCK_EX, fcntl.LOCK_UN, fcntl.LOCK_EX | fcntl.LOCK_NB
 _OPEN: weakref.WeakSet[SharedRecordLog] = weakref.WeakSet()
+
+try:  # begin, finish and follow_published compiled (setup.py); the methods below are their reference
+    from cache import _cshared
+except ImportError:  # pragma: no cover - built by every install with a C compiler
+    _cshared = None
+else:
+    _cshared.configure(apply_published, _LOCK_TRIES)
 
 
 def _after_fork_in_child() -> None:
@@ -168,6 +176,18 @@ class SharedRecordLog(CatchUp, SharedGrowingMap, RecordLog):
         self.on_shared()
 
     # -- the protocol --------------------------------------------------------------------------
+
+    def protocol(self) -> tuple[Callable[[], bool], Callable[[], None], Callable[[], bool]]:
+        """This open's begin, finish and follow_published: cache/_cshared.c's where it was built.
+
+        The compiled ones do what the methods below do, step for step, and call the same methods
+        for everything but the common case (tests/cache/test_cshared.py checks them against these).
+        `python -m bench.cache.crc_speed play --opens 2` under callgrind: see cache/_cshared.c.
+        """
+        if _cshared is None:
+            return self.begin, self.finish, self.follow_published
+        return (MethodType(_cshared.begin, self), MethodType(_cshared.finish, self),
+                MethodType(_cshared.follow_published, self))
 
     def begin(self) -> bool:
         """Take the writer lock and catch up with the file; return True if the index changed."""

@@ -28,7 +28,7 @@ def attach(lru: Any, log: SharedRecordLog, lock: threading.RLock,
     def use_lock_per_op() -> None:
         target = owner()
         if target is not None:
-            target._begin, target._finish = log.begin, log.finish
+            target._begin, target._finish, target._follow_published = log.protocol()
 
     log.on_shared = use_lock_per_op
     if not log.sole:

@@ -1,0 +1,157 @@
+"""cache/_cshared.c (begin, finish, follow_published compiled) against the Python methods it mirrors."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import zlib
+from pathlib import Path
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from cache import PersistentLRU, _cshared, sharedlog
+from cache.sharedlog import SharedRecordLog
+
+OPENS = 3
+_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("put"), st.integers(0, OPENS - 1), st.integers(0, 11), st.integers(0, 3000)),
+        st.tuples(st.just("get"), st.integers(0, OPENS - 1), st.integers(0, 11), st.just(0)),
+        st.tuples(st.just("del"), st.integers(0, OPENS - 1), st.integers(0, 11), st.just(0)),
+        st.tuples(st.just("len"), st.integers(0, OPENS - 1), st.just(0), st.just(0)),
+    ),
+    max_size=60,
+)
+
+
+def _python_protocol(log: SharedRecordLog) -> tuple:  # noqa: ANN001
+    return log.begin, log.finish, log.follow_published
+
+
+def _play(work: str, ops: list[tuple[str, int, int, int]], compiled: bool, look_ahead: bool) -> tuple:
+    """Play *ops* round the opens of one file; return every result, the log's bytes and the header."""
+    path = os.path.join(work, "c.lru")
+    opens = [PersistentLRU(path, capacity=6, serializer="bytes") for _ in range(OPENS)]
+    for lru in opens:
+        log = lru._log
+        log._look_ahead = look_ahead
+        protocol = log.protocol() if compiled else _python_protocol(log)
+        lru._begin, lru._finish, lru._follow_published = protocol
+    results: list[object] = []
+    for kind, i, key, size in ops:
+        lru = opens[i]
+        if kind == "put":
+            lru[key] = bytes([key]) * size
+            results.append(None)
+        elif kind == "get":
+            results.append(lru.get(key))
+        elif kind == "del":
+            try:
+                del lru[key]
+                results.append(True)
+            except KeyError:
+                results.append(False)
+        else:
+            results.append(len(lru))
+    orders = [list(lru) for lru in opens]
+    header = bytes(opens[0]._log._smm[8:80])
+    for lru in opens:
+        lru._log.forget_recent()
+    with open(path, "rb") as f:
+        data = f.read(opens[0]._log.end)
+    for lru in opens:
+        lru.close()
+    return results, orders, data, header
+
+
+@settings(max_examples=100, deadline=None)
+@given(_ops, st.booleans())
+# Open 0's third op is a use of its newest key after open 1 used another: only begin()'s "changed"
+# tells it that its newest is no longer the most recent, so that it writes the touch.
+@example(ops=[("put", 0, 1, 5), ("put", 0, 2, 5), ("get", 0, 1, 0), ("get", 1, 2, 0), ("get", 0, 1, 0)],
+         look_ahead=True)
+def test_the_compiled_protocol_writes_and_returns_what_the_python_one_does(ops, look_ahead: bool) -> None:
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        assert _play(a, ops, True, look_ahead) == _play(b, ops, False, look_ahead)
+
+
+def test_the_protocol_is_compiled() -> None:
+    assert sharedlog._cshared is _cshared  # built: the Python methods cost ~6k instructions an operation more
+
+
+@given(st.binary(max_size=200))
+def test_the_snapshot_crc_is_zlibs(data: bytes) -> None:
+    assert _cshared.crc32(data) == zlib.crc32(data)
+
+
+def test_begin_returns_whether_the_index_changed_and_finish_publishes(tmp_path: Path) -> None:
+    path = str(tmp_path / "c.lru")
+    a = PersistentLRU(path, capacity=10, serializer="bytes")
+    b = PersistentLRU(path, capacity=10, serializer="bytes")
+    log = b._log
+    assert _cshared.begin(log) is False  # nothing new: the lock taken, the header marked
+    assert log._smm[40:48] == b"\xff" * 8  # DIRTY: a writer may be storing
+    _cshared.finish(log)
+    mine = bytes(log._smm[24:76])
+    log.begin()
+    log.finish()  # the Python finish publishes the same bytes
+    assert bytes(log._smm[24:76]) == mine
+    a["k"] = b"v"
+    assert _cshared.follow_published(log) is True and log.end == a._log.end
+    a["j"] = b"w"
+    assert _cshared.begin(log) is True  # a's put followed ahead of the lock
+    _cshared.finish(log)
+    assert b.get("j") == b"w"
+    a.close()
+    b.close()
+
+
+def test_a_lock_error_is_raised_not_ignored(tmp_path: Path) -> None:
+    path = str(tmp_path / "c.lru")
+    a = PersistentLRU(path, capacity=10)
+    b = PersistentLRU(path, capacity=10)
+    log = b._log
+    fd = log._lfd
+    log._lfd = 2**30  # no such descriptor
+    try:
+        with pytest.raises(OSError):
+            _cshared.begin(log)
+        with pytest.raises(OSError):
+            _cshared.finish(log)
+    finally:
+        log._lfd = fd
+    b["k"] = 1  # the open still works
+    assert a["k"] == 1
+    a.close()
+    b.close()
+
+
+def test_threads_on_two_opens_wait_for_each_other_and_lose_nothing(tmp_path: Path) -> None:
+    # Each open's operations take the writer lock; an open that finds it taken replays what the
+    # holder publishes while it waits (lock_following), then holds it.
+    path = str(tmp_path / "c.lru")
+    opens = [PersistentLRU(path, capacity=10_000, serializer="bytes") for _ in range(2)]
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(400):
+                opens[n][(n, i)] = bytes([n]) * (i % 50)
+                assert opens[n].get((n, i // 2)) == bytes([n]) * (i // 2 % 50)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for lru in opens:
+        assert len(lru) == 800
+        assert all(lru.get((n, i)) == bytes([n]) * (i % 50) for n in range(2) for i in range(400))
+    for lru in opens:
+        lru.close()
