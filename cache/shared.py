@@ -152,7 +152,7 @@ class SharedFile:
         self.path = path
         self.exclusive = exclusive
         self.mm: mmap.mmap | None = None
-        lock_path = path + ".lock"
+        self.lock_path = lock_path = path + ".lock"
         try:
             self.fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
         except OSError as exc:

@@ -31,7 +31,6 @@ import os
 import platform
 import struct
 import weakref
-from types import MethodType
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -186,8 +185,9 @@ class SharedRecordLog(CatchUp, SharedGrowingMap, RecordLog):
         """
         if _cshared is None:
             return self.begin, self.finish, self.follow_published
-        return (MethodType(_cshared.begin, self), MethodType(_cshared.finish, self),
-                MethodType(_cshared.follow_published, self))
+        assert self._shared is not None
+        compiled = _cshared.Protocol(self, self._shared.lock_path)
+        return compiled.begin, compiled.finish, compiled.follow_published
 
     def begin(self) -> bool:
         """Take the writer lock and catch up with the file; return True if the index changed."""

@@ -92,18 +92,19 @@ def test_begin_returns_whether_the_index_changed_and_finish_publishes(tmp_path: 
     a = PersistentLRU(path, capacity=10, serializer="bytes")
     b = PersistentLRU(path, capacity=10, serializer="bytes")
     log = b._log
-    assert _cshared.begin(log) is False  # nothing new: the lock taken, the header marked
+    begin, finish, follow_published = log.protocol()
+    assert begin() is False  # nothing new: the lock taken, the header marked
     assert log._smm[40:48] == b"\xff" * 8  # DIRTY: a writer may be storing
-    _cshared.finish(log)
+    finish()
     mine = bytes(log._smm[24:76])
     log.begin()
     log.finish()  # the Python finish publishes the same bytes
     assert bytes(log._smm[24:76]) == mine
     a["k"] = b"v"
-    assert _cshared.follow_published(log) is True and log.end == a._log.end
+    assert follow_published() is True and log.end == a._log.end
     a["j"] = b"w"
-    assert _cshared.begin(log) is True  # a's put followed ahead of the lock
-    _cshared.finish(log)
+    assert begin() is True  # a's put followed ahead of the lock
+    finish()
     assert b.get("j") == b"w"
     a.close()
     b.close()
@@ -114,19 +115,42 @@ def test_a_lock_error_is_raised_not_ignored(tmp_path: Path) -> None:
     a = PersistentLRU(path, capacity=10)
     b = PersistentLRU(path, capacity=10)
     log = b._log
+    begin, finish, _ = log.protocol()
     fd = log._lfd
     log._lfd = 2**30  # no such descriptor
     try:
         with pytest.raises(OSError):
-            _cshared.begin(log)
+            begin()
         with pytest.raises(OSError):
-            _cshared.finish(log)
+            finish()
     finally:
         log._lfd = fd
     b["k"] = 1  # the open still works
     assert a["k"] == 1
     a.close()
     b.close()
+
+
+def test_a_protocol_outlives_its_closed_log_safely(tmp_path: Path) -> None:
+    # Its own map of the header stays valid: a call after close is an error, never a read of
+    # unmapped memory.
+    path = str(tmp_path / "c.lru")
+    a = PersistentLRU(path, capacity=10)
+    b = PersistentLRU(path, capacity=10)
+    begin, _finish, follow_published = b._log.protocol()
+    a["k"] = 1
+    b.close()
+    with pytest.raises(OSError):
+        begin()  # the lock's descriptor is closed
+    with pytest.raises(OSError):
+        follow_published()  # a's put is published: following it needs the closed log file
+    a.close()
+
+
+def test_a_class_attribute_of_the_log_is_refused(monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setattr(SharedRecordLog, "end", property(lambda self: 0), raising=False)
+    with pytest.raises(TypeError, match="'end'"):
+        _cshared.Protocol(object.__new__(SharedRecordLog), "/dev/null")
 
 
 def test_threads_on_two_opens_wait_for_each_other_and_lose_nothing(tmp_path: Path) -> None:
