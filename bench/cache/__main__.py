@@ -43,7 +43,8 @@ def ensure_peers() -> None:
         print(f"creating {VENV} with diskcache and cachetools ...", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", "diskcache", "cachetools"], check=True)
-    sources = [ROOT / "pyproject.toml", ROOT / "setup.py", ROOT / "cache" / "_cfollow.c", ROOT / "cache" / "_cshared.c"]
+    sources = [ROOT / "pyproject.toml", ROOT / "setup.py", ROOT / "cache" / "_cfollow.c",
+               ROOT / "cache" / "_cshared.c", ROOT / "cache" / "_cshared.h"]
     if not stamp.exists() or stamp.stat().st_mtime < max(p.stat().st_mtime for p in sources):
         # fanmill's own dependencies (zlib-ng's CRC among them) follow pyproject.toml, and its compiled
         # follow loop its C source, as make's stamp does.
@@ -54,12 +55,14 @@ def ensure_peers() -> None:
 
 
 def follow_loop() -> str:
-    """Say which follow loop this install runs: the compiled one, or the Python one (not built)."""
-    from cache import follow
+    """Say which follow loop and protocol this install runs: compiled, or Python (not built)."""
+    from cache import follow, sharedlog
 
-    if follow.apply_published is follow.apply_published_python:
-        return "the Python loop (cache/_cfollow.c was not built in this install)"
-    return "compiled (cache/_cfollow.c)"
+    loop = ("the Python loop (cache/_cfollow.c was not built in this install)"
+            if follow.apply_published is follow.apply_published_python else "compiled (cache/_cfollow.c)")
+    protocol = ("the Python methods (cache/_cshared.c was not built)" if sharedlog._cshared is None
+                else "compiled (cache/_cshared.c)")
+    return f"{loop}; its per-operation protocol (cache/sharedlog.py begin, finish): {protocol}"
 
 
 def run_trace(adapter, ops, value_for) -> tuple[float, int]:  # noqa: ANN001
