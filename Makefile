@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # need a C compiler and Python's headers: installed when missing. Without them the install would fall
 # back to the Python code (2x the instructions an operation with 8 processes on one file), and
 # tests/cache/test_cfollow.py and test_cshared.py would fail.
-$(STAMP): pyproject.toml setup.py cache/_cfollow.c cache/_cshared.c cache/_cshared.h
+$(STAMP): pyproject.toml setup.py cache/_cfollow.c cache/_cshared.c cache/_cshared.h cache/_ccompact.c
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fanmill needs Python >= 3.11")'
 	@command -v cc >/dev/null && [ -e "$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ] || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev python3-dev; }

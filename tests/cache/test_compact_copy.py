@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
 import zlib
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from cache import CorruptStoreError, PersistentLRU, StoreWriteError
+from cache import CorruptStoreError, PersistentLRU, StoreWriteError, _ccompact, compact
 from cache import records as fmt
 from cache.compact import _crc_shift, write_compacted
 
@@ -123,3 +126,37 @@ def test_a_failed_compaction_write_removes_its_file(tmp_path: Path, error: Excep
     if expected is StoreWriteError:
         assert "c.lru: compaction failed: No space left on device" in str(caught.value)
     assert os.listdir(tmp_path) == []
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(0, 300_000))
+@settings(max_examples=200, deadline=None)
+def test_the_compiled_crc_shift_is_the_python_one(delta: int, n: int) -> None:
+    assert _ccompact.crc_shift(delta, n) == _crc_shift(delta, n)
+
+
+def _compacted_bytes(path: Path, copy_puts, sizes: list[int], reads: list[int]) -> bytes:  # noqa: ANN001
+    with PersistentLRU(path, capacity=30, serializer="bytes", compact_min_bytes=1 << 30) as lru:
+        for i, size in enumerate(sizes):
+            lru[i % 40] = bytes([i % 251]) * size
+        for key in reads:
+            lru.get(key)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(compact, "_copy_puts", copy_puts)
+            patch.setattr(compact, "_CHUNK", 5000)  # chunks end between records, and often
+            patch.setattr(compact, "_SLACK", 1000)  # a record over 6,000 bytes is a chunk of its own
+            lru.compact()
+        lru[1000] = b"after"
+    return path.read_bytes()
+
+
+@given(st.lists(st.integers(0, 9000), max_size=80), st.lists(st.integers(0, 45), max_size=20))
+@settings(max_examples=40, deadline=None)
+def test_the_compiled_copy_writes_what_the_python_loop_writes(sizes: list[int], reads: list[int]) -> None:
+    with tempfile.TemporaryDirectory() as work:
+        compiled = _compacted_bytes(Path(work, "c.lru"), _ccompact.copy_puts, sizes, reads)
+        python = _compacted_bytes(Path(work, "p.lru"), None, sizes, reads)
+    assert compiled == python
+
+
+def test_the_copy_is_compiled() -> None:
+    assert compact._copy_puts is _ccompact.copy_puts  # built: the Python loop is 6x its time
