@@ -198,8 +198,10 @@ static PyObject *finish(Protocol *self, PyObject *unused)
     memcpy(self->base + END, publish, 52);
     if (flush) { /* the published end survives power loss too */
         PyObject *smm = attr(self, s_smm), *r = smm ? PyObject_CallMethodNoArgs(smm, s_flush) : NULL;
-        if (r == NULL)
+        if (r == NULL) {
+            flock(fd, LOCK_UN); /* a failed flush must not keep the others waiting */
             return NULL;
+        }
         Py_DECREF(r);
     }
     if (flock(fd, LOCK_UN) != 0)
@@ -210,9 +212,11 @@ static PyObject *finish(Protocol *self, PyObject *unused)
 /* SharedRecordLog.follow_published: catch up with what is published; True if current. */
 static PyObject *follow_published(Protocol *self, PyObject *unused)
 {
-    int look = get_true(self, s_look_ahead);
+    int look = get_true(self, s_look_ahead), fd;
     if (look <= 0)
         return look < 0 ? NULL : PyBool_FromLong(0);
+    if (lock_fd(self, &fd) < 0) /* closed: an error, as the Python method's read of its closed map */
+        return NULL;
     int rc = follow_unlocked(self);
     return rc < 0 ? NULL : PyBool_FromLong(rc);
 }

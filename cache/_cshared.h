@@ -64,6 +64,10 @@ static void shared_read(const Protocol *self, Py_ssize_t at, char *out, size_t n
 
 static PyObject *attr(Protocol *self, PyObject *name)
 {
+    if (self->dict == NULL) { /* cleared by the garbage collector: a cycle being freed */
+        PyErr_SetString(PyExc_ValueError, "a cleared Protocol");
+        return NULL;
+    }
     PyObject *v = PyDict_GetItemWithError(self->dict, name); /* borrowed */
     if (v == NULL && !PyErr_Occurred())
         PyErr_SetObject(PyExc_AttributeError, name);
@@ -85,11 +89,17 @@ static int get_true(Protocol *self, PyObject *name)
     return v == NULL ? -1 : PyObject_IsTrue(v);
 }
 
+/* The descriptor of the writer lock; an error once the log is closed (its `_lfd` is then -1, and
+ * the number may name another file by now). Checked before the header is touched. */
 static int lock_fd(Protocol *self, int *fd)
 {
     long long v;
     if (get_ll(self, s_lfd, &v) < 0)
         return -1;
+    if (v < 0) {
+        PyErr_SetString(PyExc_ValueError, "the shared log is closed");
+        return -1;
+    }
     *fd = (int)v;
     return 0;
 }

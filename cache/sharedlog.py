@@ -70,8 +70,7 @@ def _after_fork_in_child() -> None:
             log._prefill_thread = None  # the parent's growth helper (cache/growth.py), not ours
             log._shared.reopen_after_fork()
             log._bind()
-            if was_sole:
-                log.on_shared()
+            log.on_shared()  # the owner takes the lock per operation, through this child's protocol
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -123,6 +122,15 @@ class SharedRecordLog(CatchUp, SharedGrowingMap, RecordLog):
         self._lfd, self._smm = sh.fd, sh.mm
         self._flush_header = self.durability == "fsync"
         self._look_ahead = _LOOK_AHEAD
+        # Made here, not when the owner needs it: leave_sole() must not fail after it let go.
+        self._protocol = (self.begin, self.finish, self.follow_published)
+        if _cshared is not None:
+            try:
+                compiled = _cshared.Protocol(self, sh.lock_path)
+            except OSError:  # no descriptor or map left for it: the Python methods do the same
+                pass
+            else:
+                self._protocol = (compiled.begin, compiled.finish, compiled.follow_published)
 
     def _open(self, meta: dict[str, Any], on_record: Callable[[fmt.Record], None], salvage: bool) -> None:
         sh = self._shared
@@ -167,6 +175,8 @@ class SharedRecordLog(CatchUp, SharedGrowingMap, RecordLog):
         sh = self._shared
         assert sh is not None and self.sole
         self._wait_prefill()  # the sole open's growth helper (cache/growth.py): done before others write
+        if self.durability == "fsync":
+            os.fsync(self._fd)  # the helper's step: shared opens map it without growing (or syncing) it
         self.sole = False
         sh.set(SOLE, 0)
         sh.set(REQUEST, 0)  # a joiner that sets it again now only waits for the next unlock
@@ -183,11 +193,7 @@ class SharedRecordLog(CatchUp, SharedGrowingMap, RecordLog):
         for everything but the common case (tests/cache/test_cshared.py checks them against these).
         `python -m bench.cache.crc_speed play --opens 2` under callgrind: see cache/_cshared.c.
         """
-        if _cshared is None:
-            return self.begin, self.finish, self.follow_published
-        assert self._shared is not None
-        compiled = _cshared.Protocol(self, self._shared.lock_path)
-        return compiled.begin, compiled.finish, compiled.follow_published
+        return self._protocol
 
     def begin(self) -> bool:
         """Take the writer lock and catch up with the file; return True if the index changed."""
@@ -237,9 +243,11 @@ class SharedRecordLog(CatchUp, SharedGrowingMap, RecordLog):
         """Publish the end of this process's appends and release the writer lock."""
         end, next_seq, gen = self.end, self.next_seq, self.first_seq
         _FINISH(self._smm, END, end, next_seq, end, gen, end, next_seq, _crc32(_SNAP3(gen, end, next_seq)))
-        if self._flush_header:
-            self._smm.flush()  # the published end survives power loss too
-        _flock(self._lfd, _LOCK_UN)
+        try:
+            if self._flush_header:
+                self._smm.flush()  # the published end survives power loss too
+        finally:
+            _flock(self._lfd, _LOCK_UN)  # a failed flush must not keep the others waiting
 
     # -- compaction and closing ----------------------------------------------------------------
 
@@ -298,6 +306,8 @@ class SharedRecordLog(CatchUp, SharedGrowingMap, RecordLog):
                 self._fd = -1
             if sh is not None:
                 sh.close()
+            self._lfd = -1  # a late begin() or finish() then fails before it touches the header
+            self._protocol = (self.begin, self.finish, self.follow_published)  # no cycle through it
 
     def lock_key(self, key: bytes) -> None:
         """Block until this open holds the cross-process lock of *key*."""

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from cache import PersistentLRU, _cshared, sharedlog
+from cache import PersistentLRU, _cshared, sharedlog, sole
 from cache.sharedlog import SharedRecordLog
 
 OPENS = 3
@@ -31,11 +31,16 @@ def _python_protocol(log: SharedRecordLog) -> tuple:  # noqa: ANN001
     return log.begin, log.finish, log.follow_published
 
 
-def _play(work: str, ops: list[tuple[str, int, int, int]], compiled: bool, look_ahead: bool) -> tuple:
-    """Play *ops* round the opens of one file; return every result, the log's bytes and the header."""
+def _play(work: str, ops: list[tuple[str, int, int, int]], compiled: bool, look_ahead: bool,
+          durability: str = "process") -> tuple:
+    """Play *ops* round the opens of one file; return every result, the log's bytes and the header.
+
+    Compaction is due after 20 KB of dead records: a long enough run changes generations."""
     path = os.path.join(work, "c.lru")
-    opens = [PersistentLRU(path, capacity=6, serializer="bytes") for _ in range(OPENS)]
+    opens = [PersistentLRU(path, capacity=6, serializer="bytes", durability=durability,
+                           compact_min_bytes=20_000) for _ in range(OPENS)]
     for lru in opens:
+        sole.stop_watching(lru._watcher, lru._stop_watch)  # it must not set the protocol after us
         log = lru._log
         log._look_ahead = look_ahead
         protocol = log.protocol() if compiled else _python_protocol(log)
@@ -76,6 +81,72 @@ def _play(work: str, ops: list[tuple[str, int, int, int]], compiled: bool, look_
 def test_the_compiled_protocol_writes_and_returns_what_the_python_one_does(ops, look_ahead: bool) -> None:
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
         assert _play(a, ops, True, look_ahead) == _play(b, ops, False, look_ahead)
+
+
+def test_both_protocols_agree_across_compactions_and_with_fsync() -> None:
+    ops = [("put", i % OPENS, i % 12, 2500 + i) for i in range(60)]  # ~150 KB: several generations
+    ops += [("get", i % OPENS, i % 12, 0) for i in range(20)]
+    for durability in ("process", "fsync"):
+        with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+            compiled = _play(a, ops, True, True, durability)
+            assert compiled == _play(b, ops, False, True, durability)
+            assert int.from_bytes(compiled[3][0:8], "little") > 1  # the generation changed
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_dead_writers_garbage_is_zeroed_by_the_next_begin(tmp_path: Path, compiled: bool) -> None:
+    path = str(tmp_path / "c.lru")
+    a = PersistentLRU(path, capacity=10, serializer="bytes")
+    b = PersistentLRU(path, capacity=10, serializer="bytes")
+    a["k"] = b"v"
+    log = b._log
+    log.follow_published()
+    end = log.end
+    with open(path, "r+b") as f:  # a writer died mid-append: bytes past the end, DIRTY marked
+        f.seek(end)
+        f.write(b"\x07" * 100)
+    log._smm[40:48] = (2**64 - 1).to_bytes(8, "little")
+    begin, finish, _ = log.protocol() if compiled else (log.begin, log.finish, None)
+    begin()
+    finish()
+    with open(path, "rb") as f:
+        f.seek(end)
+        assert f.read(100) == bytes(100)
+    assert b["k"] == b"v" and a["k"] == b"v"
+    a.close()
+    b.close()
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_torn_snapshot_is_not_followed(tmp_path: Path, compiled: bool) -> None:
+    path = str(tmp_path / "c.lru")
+    a = PersistentLRU(path, capacity=10, serializer="bytes")
+    b = PersistentLRU(path, capacity=10, serializer="bytes")
+    a["k"] = b"v"
+    log = b._log
+    seen = log.end
+    log._smm[72] ^= 0xFF  # the snapshot's CRC no longer matches: a read torn by a writer
+    follow = log.protocol()[2] if compiled else log.follow_published
+    assert follow() is False and log.end == seen
+    a["j"] = b"w"  # the next finish() writes a whole snapshot again
+    assert follow() is True and log.end == a._log.end
+    a.close()
+    b.close()
+
+
+def test_an_open_without_room_for_the_compiled_protocol_runs_the_python_one(tmp_path: Path, monkeypatch) -> None:
+    def refuse(*args: object) -> None:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(_cshared, "Protocol", refuse)
+    path = str(tmp_path / "c.lru")
+    a = PersistentLRU(path, capacity=10)
+    b = PersistentLRU(path, capacity=10)
+    assert b._log.protocol()[0] == b._log.begin
+    b["k"] = 1
+    assert a["k"] == 1 and b["k"] == 1
+    a.close()
+    b.close()
 
 
 def test_the_protocol_is_compiled() -> None:
@@ -132,18 +203,20 @@ def test_a_lock_error_is_raised_not_ignored(tmp_path: Path) -> None:
 
 
 def test_a_protocol_outlives_its_closed_log_safely(tmp_path: Path) -> None:
-    # Its own map of the header stays valid: a call after close is an error, never a read of
-    # unmapped memory.
+    # Its own map of the header stays valid, and a call after close is an error before it touches
+    # the header (the closed lock's descriptor number may name another file by now).
     path = str(tmp_path / "c.lru")
     a = PersistentLRU(path, capacity=10)
     b = PersistentLRU(path, capacity=10)
-    begin, _finish, follow_published = b._log.protocol()
+    begin, finish, follow_published = b._log.protocol()
     a["k"] = 1
     b.close()
-    with pytest.raises(OSError):
-        begin()  # the lock's descriptor is closed
-    with pytest.raises(OSError):
-        follow_published()  # a's put is published: following it needs the closed log file
+    header = bytes(a._log._smm[:96])
+    for late in (begin, finish, follow_published):
+        with pytest.raises(ValueError, match="closed"):
+            late()
+    assert bytes(a._log._smm[:96]) == header
+    a["j"] = 2
     a.close()
 
 

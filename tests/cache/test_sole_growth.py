@@ -11,54 +11,62 @@ from cache.growth import GrowingMap
 from cache.shared import SharedFile
 
 
+class _Held:
+    """The sole open's growth helper held inside its step until released; what happened, in order."""
+
+    def __init__(self, monkeypatch) -> None:  # noqa: ANN001
+        self.events: list[str] = []
+        self.changed = threading.Condition()
+        self.release = threading.Event()
+        prefill, wait_prefill, share = GrowingMap._prefill, GrowingMap._wait_prefill, SharedFile.share
+
+        def held_prefill(log: GrowingMap, fd: int, size: int) -> None:
+            self.note("helper started")
+            self.release.wait()
+            prefill(log, fd, size)
+            self.note("helper done")
+
+        def noted_wait(log: GrowingMap) -> None:
+            if log._prefill_thread is not None and log._prefill_thread.is_alive():
+                self.note("waiting")
+            wait_prefill(log)
+
+        def noted_share(shared: SharedFile) -> None:
+            self.note("share")
+            share(shared)
+
+        monkeypatch.setattr(GrowingMap, "_prefill", held_prefill)
+        monkeypatch.setattr(GrowingMap, "_wait_prefill", noted_wait)
+        monkeypatch.setattr(SharedFile, "share", noted_share)
+
+    def note(self, what: str) -> None:
+        with self.changed:
+            self.events.append(what)
+            self.changed.notify_all()
+
+    def wait_for(self, *whats: str) -> None:
+        with self.changed:
+            self.changed.wait_for(lambda: any(what in self.events for what in whats))
+
+
 def test_a_sole_open_lets_go_only_after_its_growth_helper(tmp_path: Path, monkeypatch) -> None:
     # The helper extends the file past the map; a joiner that wrote while it ran could have its
     # records cut off by the helper's undo of a failed step. The helper is held inside its step
     # until the sole open, asked to let go, either waits for it or shares the file without waiting.
-    events: list[str] = []
-    changed = threading.Condition()
-    release = threading.Event()
-
-    def note(what: str) -> None:
-        with changed:
-            events.append(what)
-            changed.notify_all()
-
-    prefill, wait_prefill, share = GrowingMap._prefill, GrowingMap._wait_prefill, SharedFile.share
-
-    def held_prefill(self: GrowingMap, fd: int, size: int) -> None:
-        note("helper started")
-        release.wait()
-        prefill(self, fd, size)
-        note("helper done")
-
-    def noted_wait(self: GrowingMap) -> None:
-        if self._prefill_thread is not None and self._prefill_thread.is_alive():
-            note("waiting")
-        wait_prefill(self)
-
-    def noted_share(self: SharedFile) -> None:
-        note("share")
-        share(self)
-
-    monkeypatch.setattr(GrowingMap, "_prefill", held_prefill)
-    monkeypatch.setattr(GrowingMap, "_wait_prefill", noted_wait)
-    monkeypatch.setattr(SharedFile, "share", noted_share)
+    held = _Held(monkeypatch)
     path = str(tmp_path / "c.lru")
     a = PersistentLRU(path, capacity=100, serializer="bytes")
     assert a._log.sole  # type: ignore[attr-defined]
     big = os.urandom(200_000)  # past the first map: the sole open grows the file
     a["big"] = big
-    with changed:
-        changed.wait_for(lambda: "helper started" in events)
+    held.wait_for("helper started")
     joined: list[PersistentLRU] = []
     joiner = threading.Thread(target=lambda: joined.append(PersistentLRU(path, serializer="bytes")))
     joiner.start()
-    with changed:
-        changed.wait_for(lambda: "waiting" in events or "share" in events)
-    release.set()
+    held.wait_for("waiting", "share")
+    held.release.set()
     joiner.join()
-    assert events == ["helper started", "waiting", "helper done", "share"]
+    assert held.events == ["helper started", "waiting", "helper done", "share"]
     (b,) = joined
     assert not a._log.sole and b["big"] == big  # type: ignore[attr-defined]
     for i in range(20):  # both append now, growing the file the shared way
@@ -70,3 +78,22 @@ def test_a_sole_open_lets_go_only_after_its_growth_helper(tmp_path: Path, monkey
         assert c["big"] == big and c[19] == big[:50_019]
         end = c._log.end  # type: ignore[attr-defined]
     assert os.path.getsize(path) == end  # the last close cut the preallocated tail
+
+
+def test_a_sole_open_closes_only_after_its_growth_helper(tmp_path: Path, monkeypatch) -> None:
+    # The close cuts the file to its records: a helper still extending it would leave zeros behind.
+    held = _Held(monkeypatch)
+    path = str(tmp_path / "c.lru")
+    a = PersistentLRU(path, capacity=100, serializer="bytes")
+    a["big"] = big = os.urandom(200_000)
+    held.wait_for("helper started")
+    end = a._log.end  # type: ignore[attr-defined]
+    closer = threading.Thread(target=lambda: (a.close(), held.note("closed")))
+    closer.start()
+    held.wait_for("waiting", "closed")
+    held.release.set()
+    closer.join()
+    assert held.events == ["helper started", "waiting", "helper done", "closed"]
+    assert os.path.getsize(path) == end
+    with PersistentLRU(path, serializer="bytes") as again:
+        assert again["big"] == big
