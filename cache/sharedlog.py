@@ -66,7 +66,7 @@ def _after_fork_in_child() -> None:
     # flock would not exclude parent and child. Give each open in the child locks of its own.
     for log in list(_OPEN):
         if not log.closed and log._shared is not None and log._shared.fd >= 0:
-            was_sole, log.sole = log.sole, False  # the parent stays sole until the child asks
+            log.sole = False  # the parent stays sole until the child asks
             log._prefill_thread = None  # the parent's growth helper (cache/growth.py), not ours
             log._shared.reopen_after_fork()
             log._bind()

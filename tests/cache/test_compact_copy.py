@@ -160,3 +160,15 @@ def test_the_compiled_copy_writes_what_the_python_loop_writes(sizes: list[int], 
 
 def test_the_copy_is_compiled() -> None:
     assert compact._copy_puts is _ccompact.copy_puts  # built: the Python loop is 6x its time
+
+
+def test_compaction_repoints_every_key_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "c.lru"
+    with PersistentLRU(path, capacity=50, serializer="bytes", compact_min_bytes=1 << 30) as lru:
+        want = fill(lru, 40)
+        order = list(lru)
+        weights = {k: lru._order.entries[k][1] for k in order}
+        lru.compact()
+        assert list(lru) == order
+        assert {k: lru._order.entries[k][1] for k in order} == weights
+        assert {k: lru.peek(k) for k in order} == want  # each read checks its record's key and CRCs
