@@ -17,15 +17,18 @@ only the calling thread, and a lock another thread held would stay taken in the 
 
 from __future__ import annotations
 
+import _signal as signal  # signal without its enums: the enum module is ~1.5 ms of imports
 import marshal
 import mmap
 import os
-import signal
-import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
+import sys
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
 _TASK = 4  # bytes per task number in the pipe (a read of 4 bytes takes exactly one)
 MAX_TASKS = 16_000  # the pipe's default 64 KiB holds every task number before any is taken
@@ -41,7 +44,11 @@ def usable_cpus() -> int:
 
 def can_fork() -> bool:
     """Return True when forking is safe here: a POSIX fork and no other thread alive."""
-    return hasattr(os, "fork") and hasattr(os, "memfd_create") and threading.active_count() == 1
+    # A thread is made through threading (concurrent.futures' pools too): a run that never
+    # imported it has none, and does not import it to count them (~1 ms of every start).
+    threading = sys.modules.get("threading")
+    return (hasattr(os, "fork") and hasattr(os, "memfd_create")
+            and (threading is None or threading.active_count() == 1))
 
 
 def load_mapped(fd: int, offset: int, length: int) -> Any:

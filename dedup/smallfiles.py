@@ -11,9 +11,7 @@ from __future__ import annotations
 import os
 from array import array
 from collections import deque
-from collections.abc import Callable
 from operator import itemgetter
-from typing import TYPE_CHECKING
 
 from dedup import hashing
 from dedup.grouping import CandidateGroup, expand_groups
@@ -22,7 +20,9 @@ from dedup.model import DuplicateGroup, FileProblem
 from dedup.processes import MAX_TASKS
 from dedup.walk import describe_os_error
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from concurrent.futures import Executor
 
     from dedup.hashing import Opener
