@@ -27,7 +27,7 @@ from dedup.jobs import Inline, LazyPool
 from dedup.largefiles import LargeFiles
 from dedup.model import FileProblem, Report, Stats
 from dedup.options import ScanOptions
-from dedup.processes import usable_cpus
+from dedup.processes import reap, usable_cpus
 from dedup.report import quote_path
 from dedup.sizing import Sizing
 from dedup.smallfiles import MAX_PROCS, SmallFiles
@@ -108,6 +108,7 @@ def find_duplicates(
             gc.enable()
         if owned_cache is not None:
             owned_cache.close()
+        reap()  # the forked processes, done before now (dedup.processes.reap_later)
     duplicate_files = wasted = 0
     for group in duplicate_groups:
         extra = group.file_count - 1

@@ -35,7 +35,7 @@ import os
 import select
 from collections import deque
 
-from dedup.processes import can_fork, load_mapped
+from dedup.processes import can_fork, load_mapped, reap_later
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
 if TYPE_CHECKING:
@@ -285,7 +285,8 @@ class _Tree:
 
     def _stop(self) -> None:
         """End the workers: each reads the end of its pipe and exits (killed if the run is
-        being abandoned)."""
+        being abandoned); they are reaped later (`dedup.processes.reap`): their results are in,
+        and this process need not wait for their exits."""
         for worker in self.workers:
             if worker.tasks >= 0:
                 os.close(worker.tasks)
@@ -297,10 +298,7 @@ class _Tree:
                 except OSError:
                     pass
             if worker.pid:
-                try:
-                    os.waitpid(worker.pid, 0)
-                except OSError:
-                    pass
+                reap_later(worker.pid)
                 worker.pid = 0
             if worker.notes >= 0:
                 os.close(worker.notes)
