@@ -64,6 +64,8 @@ class SmallFiles:
     problems: list[FileProblem]
     links: dict[tuple[int, int], list]
     start_pool: Callable[[], None]
+    _warm_left: Callable[[], bool]
+    warm_misses: int
     release_table: Callable[[], None]
     stop_io: Callable[[], None]
 
@@ -278,7 +280,16 @@ class SmallFiles:
                         have = None
                         if type(got) is tuple:  # partly cached: its first part is read
                             got, have = got
-                        if type(got) is int:
+                        if type(got) is int and self._warm_left():
+                            # A warm page cache missing a few files: read here, each a miss of
+                            # the budget the head stage keeps (dedup.heads), not by the I/O
+                            # pool, whose start (threads; concurrent.futures and logging
+                            # imported) cost a process about 10 ms for one file.
+                            self.cold = True
+                            self.warm_misses += 1
+                            got = read_fd(got, size) if have is None else read_rest(
+                                got, size, have)
+                        elif type(got) is int:
                             self.cold = True
                             # Not in the page cache: it and the next files of the group go to
                             # the pool as one job, opened there too (cold, a thread hand-off
