@@ -6,14 +6,17 @@ import os
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from dedup.hashing import Opener, open_for_read
+from dedup.hashing import open_for_read
 from dedup.model import FileEntry
 from dedup.plan import Action
 from dedup.verify import partition_identical
 from dedup.walk import describe_os_error
 from dedup.warn import warning
+
+if TYPE_CHECKING:
+    from dedup.hashing import Opener
 
 Status = Literal["planned", "done", "skipped", "failed"]
 

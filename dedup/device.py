@@ -11,7 +11,10 @@ bench/RESULTS.md).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 MAX_IO_THREADS = 16
 _VIRTUAL = ("vd", "xvd", "nbd", "loop", "zram", "ram", "nvme", "dm-", "md", "rbd")
@@ -40,8 +43,9 @@ def is_rotating_disk(path: str) -> bool:
         return False
     for where in (real, os.path.dirname(real)):  # a partition's queue is its disk's
         try:
-            with open(os.path.join(where, "queue", "rotational"), encoding="ascii") as f:
-                rotational = f.read().strip() == "1"
+            # Bytes, not text: a text file's encoding module is one more import a run.
+            with open(os.path.join(where, "queue", "rotational"), "rb") as f:
+                rotational = f.read().strip() == b"1"
         except OSError:
             continue
         name = os.path.basename(where)

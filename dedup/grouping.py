@@ -9,10 +9,13 @@ returns only groups of two or more: a file alone cannot be a duplicate.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Hashable, Iterable, Sequence
 from operator import attrgetter
 
 from dedup.model import DuplicateGroup
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Hashable, Iterable, Sequence
 
 Record = tuple  # (path, size, dev, ino, mtime_ns, root): FileEntry's layout
 CandidateGroup = list[Record]

@@ -8,11 +8,15 @@ stored, because a write in the same timestamp tick could change it without chang
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from dedup.errors import HashCacheError
 from dedup.model import FileEntry
 from dedup.warn import warning
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object  # DigestCache is an annotation; at run time, a plain class
 
 RACY_WINDOW_NS = 2_000_000_000
 DEFAULT_CAPACITY = 2_000_000  # entries; about two digests per file of a 1M-file tree

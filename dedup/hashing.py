@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
-from collections.abc import Callable
-from typing import Protocol
+from _thread import _local as _thread_local  # threading.local (importing threading: ~1 ms)
 
 import mmh3
 
 from dedup.errors import FileChangedError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Protocol
+else:
+    Protocol = object  # the protocols below are annotations; at run time, plain classes
 
 EDGE = 4096  # bytes hashed at each end in the partial stage (one page)
 WHOLE_LIMIT = 64 * 1024  # files up to this size are read whole, once, in the partial stage
@@ -30,7 +35,8 @@ class ReadableFile(Protocol):
     def close(self) -> None: ...
 
 
-Opener = Callable[[str], ReadableFile]
+if TYPE_CHECKING:
+    Opener = Callable[[str], ReadableFile]
 
 
 class _FdFile:
@@ -166,7 +172,7 @@ def new_hasher(name: str) -> Hasher:
     raise ValueError(f"unknown hash {name!r}")
 
 
-_local = threading.local()
+_local = _thread_local()
 
 
 def _buffer(size: int) -> memoryview:

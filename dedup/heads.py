@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import os
 from array import array
-from collections.abc import Callable, Iterable
 from itertools import islice
-from typing import TYPE_CHECKING
 
 from dedup import cachedreads, hashing
 from dedup.grouping import CandidateGroup
@@ -43,7 +41,9 @@ from dedup.probes import (
 )
 from dedup.walk import describe_os_error
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
     from concurrent.futures import Executor
 
     from dedup.options import ScanOptions

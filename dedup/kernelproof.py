@@ -16,12 +16,16 @@ not compared, so no user data is at risk whatever the candidates are.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from dedup.grouping import CandidateGroup, Record, expand_groups
 from dedup.model import DuplicateGroup, FileProblem
-from dedup.plan import KeepPolicy, plan_actions
+from dedup.plan import plan_actions
 from dedup.reflink import DIFFERS, DedupeOutcome, DedupeResult, apply_dedupe
 from dedup.verify import partition_identical
+
+if TYPE_CHECKING:
+    from dedup.plan import KeepPolicy
 
 
 def proves_identity(result: DedupeResult) -> bool:

@@ -6,8 +6,6 @@ whole groups in lockstep (--verify, and large files by default).
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
 
 from dedup import hashing
 from dedup.grouping import CandidateGroup, Record, split_by
@@ -17,7 +15,9 @@ from dedup.model import FileEntry, FileProblem
 from dedup.verify import Partition, partition_identical
 from dedup.walk import describe_os_error
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
     from concurrent.futures import Executor
 
     from dedup.hashcache import DigestCache

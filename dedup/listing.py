@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
 
 from dedup.model import FileProblem
-from dedup.walk import Scandir, WalkCounters, describe_os_error
+from dedup.walk import WalkCounters, describe_os_error
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
     from concurrent.futures import Executor, Future
+
+    from dedup.walk import Scandir
+
+    FileFilter = Callable[[str, int], bool]
 
 class Listing:
     """What listing one directory gave: its selected files in columns, its subdirectories in
@@ -41,9 +45,6 @@ class Listing:
         # link, or reached through a symlink): only their sizes' buckets are checked for repeated
         # inodes (dedup.pipeline._Run.candidates).
         self.linked = linked if linked is not None else []
-
-
-FileFilter = Callable[[str, int], bool]
 
 
 def list_dir(dir_path: str, dir_dev: int, follow: bool, root_dev: int, one_fs: bool,

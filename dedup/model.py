@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import struct
 import sys
-from collections.abc import Iterable
-from typing import NamedTuple
+from collections import namedtuple
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 set_field = object.__setattr__  # sets a field of a FrozenValue (its own __setattr__ refuses)
 
@@ -68,19 +71,26 @@ class FrozenValue:
         return value
 
 
-class FileEntry(NamedTuple):
-    """One scanned path of a regular file, with the stat fields that identify its content version.
+class FileEntry(namedtuple("FileEntry", ["path", "size", "dev", "ino", "mtime_ns", "root"],
+                           defaults=(0,))):
+    """One scanned path of a regular file, with the stat fields that identify its content version:
+    path (os.fsdecode form: undecodable bytes are surrogate escapes), size, dev, ino, mtime_ns,
+    and root (the index of the command-line root it was found under: it orders --keep first).
 
     A named tuple: the pipeline keeps plain tuples of this layout for the files it scans (a tenth of
     the cost of building an object per file) and makes `FileEntry`s only for the files it reports.
+    Made by `collections.namedtuple` (imported anyway: the array module imports collections.abc),
+    not `typing.NamedTuple`: typing and what it imports cost every run about 5 ms.
     """
 
-    path: str  # os.fsdecode form: undecodable bytes are surrogate escapes
-    size: int
-    dev: int
-    ino: int
-    mtime_ns: int
-    root: int = 0  # index of the command-line root it was found under (orders --keep first)
+    __slots__ = ()
+    if TYPE_CHECKING:
+        path: str
+        size: int
+        dev: int
+        ino: int
+        mtime_ns: int
+        root: int
 
     @property
     def file_id(self) -> tuple[int, int]:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import fnmatch
-import re
-from typing import Literal
-
 from dedup.errors import UsageError
 from dedup.model import FrozenValue, set_field
 
-HashName = Literal["mmh3", "sha256", "blake2b"]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
+if TYPE_CHECKING:
+    import re
+    from typing import Literal
+
+    HashName = Literal["mmh3", "sha256", "blake2b"]
 HASH_NAMES: tuple[str, ...] = ("mmh3", "sha256", "blake2b")
 WHOLE_LIMIT_TEXT = "64 KiB"  # dedup.hashing.WHOLE_LIMIT, in words
 
@@ -104,15 +105,20 @@ def _compile(globs: tuple[str, ...]) -> re.Pattern[str] | None:
     # One alternation regex: one match call per path instead of one fnmatch per glob.
     if not globs:
         return None
+    import fnmatch  # lazy, as re: only globs need them (re and what it imports: ~3 ms a run)
+    import re
+
     return re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs), re.S)
 
 
-_SIZE = re.compile(r"^\s*(\d+)\s*([kmgtp]?)(i?b?)\s*$", re.I)
+_SIZE = r"^\s*(\d+)\s*([kmgtp]?)(i?b?)\s*$"  # re.I; compiled by the first parse_size
 
 
 def parse_size(text: str) -> int:
     """Return the byte count of *text* like "0", "4096", "10K", "3MiB" (binary units); raise ValueError."""
-    m = _SIZE.match(text)
+    import re  # lazy: only --min-size and --max-size need it (re's imports: ~3 ms a run)
+
+    m = re.match(_SIZE, text, re.I)
     if not m:
         raise ValueError(f"invalid size {text!r} (examples: 0, 4096, 10K, 3M, 1G)")
     power = "kmgtp".find(m.group(2).lower()) + 1 if m.group(2) else 0

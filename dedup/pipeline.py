@@ -15,8 +15,6 @@ import gc
 import os
 import time
 from array import array
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
 
 from dedup import hashing
 from dedup.grouping import (
@@ -24,31 +22,34 @@ from dedup.grouping import (
     Record,
     expand_groups,
 )
-from dedup.hashcache import DigestCache, HashCache
-from dedup.hashing import Opener
 from dedup.heads import Heads
 from dedup.jobs import Inline, LazyPool
 from dedup.largefiles import LargeFiles
 from dedup.model import FileProblem, Report, Stats
 from dedup.options import ScanOptions
-from dedup.processes import usable_cpus
+from dedup.processes import reap, usable_cpus
 from dedup.report import quote_path
 from dedup.sizing import Sizing
 from dedup.smallfiles import MAX_PROCS, SmallFiles
 from dedup.table import FileTable
-from dedup.walk import Scandir, WalkCounters
+from dedup.walk import WalkCounters
 from dedup.warn import warning
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
     from concurrent.futures import Executor
 
     from dedup.extras import Extras
+    from dedup.hashcache import DigestCache
+    from dedup.hashing import Opener
     from dedup.prefetch import Plan
+    from dedup.walk import Scandir
 
-ProgressFn = Callable[[str, int, int], None]
+    ProgressFn = Callable[[str, int, int], None]
 # Returns the classes of identical files among same-size candidate groups (hard links: the map).
-Prover = Callable[[list[CandidateGroup], dict[tuple[int, int], list[Record]],
-                   Callable[[FileProblem], None]], list[CandidateGroup]]
+    Prover = Callable[[list[CandidateGroup], dict[tuple[int, int], list[Record]],
+                       Callable[[FileProblem], None]], list[CandidateGroup]]
 
 
 def find_duplicates(
@@ -77,6 +78,8 @@ def find_duplicates(
     progress = on_progress or _no_progress
     owned_cache = None
     if cache is None and options.cache_path is not None:
+        from dedup.hashcache import HashCache  # lazy: only --cache runs need it
+
         cache = owned_cache = HashCache(options.cache_path)
     # Nothing here makes reference cycles; the collector would only rescan the growing heap of
     # per-file tuples (about 5% of the run on a 100,000-file tree).
@@ -105,6 +108,7 @@ def find_duplicates(
             gc.enable()
         if owned_cache is not None:
             owned_cache.close()
+        reap()  # the forked processes, done before now (dedup.processes.reap_later)
     duplicate_files = wasted = 0
     for group in duplicate_groups:
         extra = group.file_count - 1

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
-from typing import Literal
 
 from dedup.errors import UnsafeActionError
 from dedup.model import DuplicateGroup, FileEntry, FrozenValue, set_field
 
-Operation = Literal["delete", "hardlink", "symlink", "dedupe"]
-KeepPolicy = Literal["first", "oldest", "newest", "shortest-path"]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from typing import Literal
+
+    Operation = Literal["delete", "hardlink", "symlink", "dedupe"]
+    KeepPolicy = Literal["first", "oldest", "newest", "shortest-path"]
 KEEP_POLICIES: tuple[str, ...] = ("first", "oldest", "newest", "shortest-path")
 
 

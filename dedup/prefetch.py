@@ -18,14 +18,15 @@ directory and inode reads made the walk 3.5x slower and the run slower overall.
 
 from __future__ import annotations
 
+import _signal as signal  # signal without its enums: the enum module is ~1.5 ms of imports
 import errno
 import os
-import signal
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+
     from dedup.table import FileTable
 
 _FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK

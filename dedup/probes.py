@@ -28,26 +28,28 @@ from __future__ import annotations
 
 import os
 from array import array
-from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
-from typing import TYPE_CHECKING
 
 from dedup import hashing
 from dedup.jobs import BATCH_FILES, bounded_map
 from dedup.model import FileProblem
 from dedup.walk import describe_os_error
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+
     # Not at run time: concurrent.futures imports logging, 7.6 ms of every command-line run
     # (python -X importtime), for a name only the annotations use.
     from concurrent.futures import Executor
+
+    Preadv = Callable[[int, tuple[bytearray], int, int], int]
+    Span = Callable[[int], tuple[int, int]]
 
 PROBE = 64
 PROBE_FROM = 2048  # at most this size, a probe saves less than its read costs
 HEAD = 64  # dedup.heads.HEAD (defined here: dedup.heads imports this module)
 PREFIX = 1024  # files over this size sharing head (and middle) compare their first PREFIX bytes
-
-Preadv = Callable[[int, tuple[bytearray], int, int], int]
 
 
 def middle(size: int) -> tuple[int, int]:
@@ -58,9 +60,6 @@ def middle(size: int) -> tuple[int, int]:
 def prefix(size: int) -> tuple[int, int]:
     """The rest of the first `PREFIX` bytes, after the head: (offset, length)."""
     return HEAD, PREFIX - HEAD
-
-
-Span = Callable[[int], tuple[int, int]]
 
 
 def spans(size: int) -> tuple[Span, ...]:

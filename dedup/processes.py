@@ -13,22 +13,48 @@ has no result for: a crash of a worker costs time, never a task.
 
 Forking is refused (everything runs here, in order) when another thread is alive: a fork copies
 only the calling thread, and a lock another thread held would stay taken in the child.
+
+A child whose work is over is not waited for at once: its exit (the kernel unmapping its copy of
+this process's memory) took 1-2 ms of /usr/lib's run with this process waiting, twice a run.
+`reap_later` lists it and `reap` waits for the listed children later (dedup.pipeline, at the end
+of a run, when they are long gone).
 """
 
 from __future__ import annotations
 
+import _signal as signal  # signal without its enums: the enum module is ~1.5 ms of imports
 import marshal
 import mmap
 import os
-import signal
-import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
+import sys
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
 _TASK = 4  # bytes per task number in the pipe (a read of 4 bytes takes exactly one)
 MAX_TASKS = 16_000  # the pipe's default 64 KiB holds every task number before any is taken
+
+
+_exited: list[int] = []  # children whose work is over, not yet reaped
+
+
+def reap_later(pid: int) -> None:
+    """List child *pid*, whose work is over (it is exiting), for `reap`."""
+    _exited.append(pid)
+
+
+def reap() -> None:
+    """Wait for every child `reap_later` listed (no zombie is left)."""
+    while _exited:
+        pid = _exited.pop()
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:  # reaped already (by a caller waiting for any child)
+            pass
 
 
 def usable_cpus() -> int:
@@ -41,7 +67,11 @@ def usable_cpus() -> int:
 
 def can_fork() -> bool:
     """Return True when forking is safe here: a POSIX fork and no other thread alive."""
-    return hasattr(os, "fork") and hasattr(os, "memfd_create") and threading.active_count() == 1
+    # A thread is made through threading (concurrent.futures' pools too): a run that never
+    # imported it has none, and does not import it to count them (~1 ms of every start).
+    threading = sys.modules.get("threading")
+    return (hasattr(os, "fork") and hasattr(os, "memfd_create")
+            and (threading is None or threading.active_count() == 1))
 
 
 def load_mapped(fd: int, offset: int, length: int) -> Any:
@@ -87,6 +117,10 @@ def take_in_processes(count: int, work: Callable[[int], T], procs: int,
     done = [False] * count
     files: list[list[int]] = []  # per child: its memory file, how far it was read
     read_end, write_end = os.pipe()
+    # Each child closes its end of *over* once its results are written, before it exits: the
+    # end of file here says every child's work is over (or it died), without waiting for their
+    # exits (`reap_later`).
+    over, over_w = os.pipe()
     children: list[int] = []
 
     def take_new() -> None:
@@ -113,8 +147,10 @@ def take_in_processes(count: int, work: Callable[[int], T], procs: int,
             files.append([out, 0])
             pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the child; its outcome is checked
-                _child(read_end, out, work, setup)
+                _child(read_end, out, work, setup, over_w)
             children.append(pid)
+        os.close(over_w)
+        over_w = -1
         if setup is not None:
             setup()
         while True:
@@ -125,16 +161,19 @@ def take_in_processes(count: int, work: Callable[[int], T], procs: int,
             done[number] = True
             take(number, work(number))
             take_new()
+        while os.read(over, 1):  # not reached: a child writes nothing there
+            pass
         while children:
-            os.waitpid(children[-1], 0)
-            children.pop()
+            reap_later(children.pop())
         take_new()
         for number in [n for n, ok in enumerate(done) if not ok]:  # a worker died
             take(number, work(number))
     finally:
-        if write_end >= 0:
-            os.close(write_end)
+        for fd in (write_end, over_w):
+            if fd >= 0:
+                os.close(fd)
         os.close(read_end)
+        os.close(over)
         for fd, _ in files:
             os.close(fd)
         _kill_all(children)  # interrupted: no child outlives the call
@@ -161,8 +200,8 @@ def _run_tasks(tasks: int, out: int, work: Callable[[int], object]) -> None:
 
 
 def _child(tasks: int, out: int, work: Callable[[int], object],
-           setup: Callable[[], None] | None) -> None:
-    """Run tasks in a forked child; never return."""
+           setup: Callable[[], None] | None, over: int) -> None:
+    """Run tasks in a forked child, then close *over*; never return."""
     code = 1
     try:
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: the parent reports it, once
@@ -171,8 +210,11 @@ def _child(tasks: int, out: int, work: Callable[[int], object],
         _run_tasks(tasks, out, work)
         code = 0
     finally:
-        # No cleanup of the parent's objects, no buffered output flushed twice, no atexit.
-        os._exit(code)
+        try:
+            os.close(over)  # before the exit's unmapping: the parent goes on now
+        finally:
+            # No cleanup of the parent's objects, no buffered output flushed twice, no atexit.
+            os._exit(code)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import TextIO
 
 from dedup.report import format_bytes
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
+if TYPE_CHECKING:
+    from typing import TextIO
 
 _LABELS = {"scan": "scanning", "partial": "partial hashes", "full": "full hashes",
            "verify": "comparing bytes"}

@@ -5,9 +5,12 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-from collections.abc import Iterator
 
 from dedup.model import DuplicateGroup, Report
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 _PLAIN = frozenset(range(0x20, 0x7F)) - {ord("\\"), ord("'")}
 

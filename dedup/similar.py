@@ -24,13 +24,15 @@ import mmh3
 from dedup import hashing
 from dedup.grouping import CandidateGroup, split_by
 from dedup.hashcache import RACY_WINDOW_NS, DigestCache, HashCache
-from dedup.hashing import Opener, open_for_read
+from dedup.hashing import open_for_read
 from dedup.model import DuplicateGroup, FileEntry, FileProblem, SimilarPair
 from dedup.options import ScanOptions
 from dedup.walk import describe_os_error
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
+
+    from dedup.hashing import Opener
 
 
 # pyfastcdc's avg_size, min_size, max_size and normalized chunking level, by measure

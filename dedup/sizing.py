@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import os
 from array import array
-from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
 
 from dedup import hashing
 from dedup.grouping import CandidateGroup, Record, collapse_bucket, sort_records
@@ -19,12 +17,15 @@ from dedup.listing import Listing, walk_listings
 from dedup.model import FileProblem
 from dedup.options import PathSelection, ScanOptions
 from dedup.table import FileTable, PackedDirs, SizeBuckets
-from dedup.walk import Scandir, WalkCounters
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
     from concurrent.futures import Executor
+    from typing import Any
 
     from dedup.extras import Extras
+    from dedup.walk import Scandir, WalkCounters
 
 
 class Sizing:

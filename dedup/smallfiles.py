@@ -11,9 +11,7 @@ from __future__ import annotations
 import os
 from array import array
 from collections import deque
-from collections.abc import Callable
 from operator import itemgetter
-from typing import TYPE_CHECKING
 
 from dedup import hashing
 from dedup.grouping import CandidateGroup, expand_groups
@@ -22,7 +20,9 @@ from dedup.model import DuplicateGroup, FileProblem
 from dedup.processes import MAX_TASKS
 from dedup.walk import describe_os_error
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from concurrent.futures import Executor
 
     from dedup.hashing import Opener
@@ -64,6 +64,8 @@ class SmallFiles:
     problems: list[FileProblem]
     links: dict[tuple[int, int], list]
     start_pool: Callable[[], None]
+    _warm_left: Callable[[], bool]
+    warm_misses: int
     release_table: Callable[[], None]
     stop_io: Callable[[], None]
 
@@ -278,7 +280,16 @@ class SmallFiles:
                         have = None
                         if type(got) is tuple:  # partly cached: its first part is read
                             got, have = got
-                        if type(got) is int:
+                        if type(got) is int and self._warm_left():
+                            # A warm page cache missing a few files: read here, each a miss of
+                            # the budget the head stage keeps (dedup.heads), not by the I/O
+                            # pool, whose start (threads; concurrent.futures and logging
+                            # imported) cost a process about 10 ms for one file.
+                            self.cold = True
+                            self.warm_misses += 1
+                            got = read_fd(got, size) if have is None else read_rest(
+                                got, size, have)
+                        elif type(got) is int:
                             self.cold = True
                             # Not in the page cache: it and the next files of the group go to
                             # the pool as one job, opened there too (cold, a thread hand-off

@@ -20,14 +20,19 @@ import os
 import resource
 import stat
 from array import array
-from collections.abc import Callable, Iterator, Sequence
 from itertools import accumulate
 
-from dedup.listing import FileFilter, Listing, walk_listings
+from dedup.listing import Listing, walk_listings
 from dedup.model import FileProblem
 from dedup.table import PackedDirs
 from dedup.tasktree import Refused, map_tree
 from dedup.walk import WalkCounters, describe_os_error
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+    from dedup.listing import FileFilter
 
 TASKS_PER_PROC = 16  # directories waiting per process before the subtrees are shared out
 # Entries one task lists at most before it hands back what is waiting, as its subtasks. (With a

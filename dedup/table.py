@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import os
 from array import array
-from collections.abc import Iterable
 
 from dedup.model import ENTRY_NUMBERS
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 Record = tuple  # (path, size, dev, ino, mtime_ns, root): FileEntry's layout
 

@@ -28,23 +28,26 @@ that dies (its note pipe ends) costs time, never a task: what it held is run aga
 
 from __future__ import annotations
 
+import _signal as signal  # signal without its enums: the enum module is ~1.5 ms of imports
 import marshal
 import mmap
 import os
 import select
-import signal
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
 
-from dedup.processes import can_fork, load_mapped
+from dedup.processes import can_fork, load_mapped, reap_later
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+    from typing import Any
+
+    Stop = Callable[[], bool]
+    Work = Callable[[Any, Stop], tuple[Any, Any, list]]
 
 AHEAD = 8  # tasks a worker holds at most (this process runs tasks too: it hands out between them)
 _MSG = 24  # a task's number, offset and length in the payload file (8 bytes each)
 _NOTE = 32  # a finished task: number, offset, length of (info, subtasks), length of the result
-
-Stop = Callable[[], bool]
-Work = Callable[[Any, Stop], tuple[Any, Any, list]]
 
 
 class Refused(Exception):
@@ -282,7 +285,8 @@ class _Tree:
 
     def _stop(self) -> None:
         """End the workers: each reads the end of its pipe and exits (killed if the run is
-        being abandoned)."""
+        being abandoned); they are reaped later (`dedup.processes.reap`): their results are in,
+        and this process need not wait for their exits."""
         for worker in self.workers:
             if worker.tasks >= 0:
                 os.close(worker.tasks)
@@ -294,10 +298,7 @@ class _Tree:
                 except OSError:
                     pass
             if worker.pid:
-                try:
-                    os.waitpid(worker.pid, 0)
-                except OSError:
-                    pass
+                reap_later(worker.pid)
                 worker.pid = 0
             if worker.notes >= 0:
                 os.close(worker.notes)

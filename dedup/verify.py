@@ -7,12 +7,16 @@ so files that differ early cost little. Open files are bounded by `MAX_OPEN` per
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from dedup.errors import FileChangedError
-from dedup.hashing import Opener, ReadableFile, open_for_read, read_exact
+from dedup.hashing import open_for_read, read_exact
 from dedup.model import FileEntry, FileProblem
 from dedup.walk import describe_os_error
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from dedup.hashing import Opener, ReadableFile
 
 LOCKSTEP_CHUNK = 128 * 1024
 MAX_OPEN = 64

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterator, Sequence
 
 from dedup.model import FileEntry, FileProblem
 
-Scandir = Callable[[str], "os._ScandirIterator[str]"]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+    Scandir = Callable[[str], "os._ScandirIterator[str]"]
 
 
 class WalkCounters:

@@ -5,7 +5,10 @@ so a handler set up by `before_first` (the command line's) sees them all."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 _setups: list[Callable[[], None]] = []
 

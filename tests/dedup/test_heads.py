@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from dedup import ScanOptions, cachedreads, find_duplicates, heads, probes
+from dedup import ScanOptions, cachedreads, find_duplicates, hashing, heads, jobs, pipeline, probes
 from dedup.report import to_json
 from fixtures.trees import build_tree
 
@@ -285,3 +285,43 @@ def test_the_budget_of_warm_misses_grows_with_the_groups_read_warm():
     run = heads.Heads()
     ends = next(k for k in range(1000) if not run._warm_after(True))
     assert heads.WARM_MISSES <= ends + 1 <= 2 * heads.WARM_MISSES
+
+
+@pytest.mark.parametrize("budget", [0, heads.WARM_MISSES])
+def test_a_small_file_the_page_cache_missed_is_read_here_while_the_budget_lasts(
+        tmp_path, monkeypatch, budget):
+    # A group of files of at most HEAD_FROM bytes whose warm read missed goes to the whole-read
+    # stage (dedup.smallfiles); a file missed there too is read in this thread while the budget
+    # of warm misses lasts (no I/O pool started: its threads and imports cost ~10 ms), by the
+    # pool once it is spent (budget 0: the first miss spends it). Same report, same bytes.
+    root = build_tree(str(tmp_path / "t"), _groups_spec())
+    monkeypatch.setattr(pipeline, "usable_cpus", lambda: 1)  # the pool's jobs are seen here
+    warm = find_duplicates([root], ScanOptions(threads=1, io_threads=4))
+    real = hashing.read_small_cached
+
+    def g0a_uncached(path, size):
+        got = real(path, size)
+        if os.path.basename(path) == "g0a" and type(got) is not int:
+            return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        return got
+
+    def g0a_missed(fd, buffers, offset, flags=0):
+        if flags and os.path.basename(os.readlink(f"/proc/self/fd/{fd}")) == "g0a":
+            raise BlockingIOError
+        return os.preadv(fd, buffers, offset, flags)
+
+    monkeypatch.setattr(hashing, "read_small_cached", g0a_uncached)
+    monkeypatch.setattr(cachedreads, "preadv", g0a_missed)
+    monkeypatch.setattr(cachedreads, "refused", [False])
+    monkeypatch.setattr(heads.Heads, "miss_budget", budget)
+    monkeypatch.setattr(heads.Heads, "warm_misses", 0)
+    monkeypatch.setattr(heads.Heads, "warm_groups", 0)
+    jobs_run: list = []
+    submit = jobs.LazyPool.submit
+    monkeypatch.setattr(jobs.LazyPool, "submit",
+                        lambda pool, fn, *args: jobs_run.append(fn) or submit(pool, fn, *args))
+    run = find_duplicates([root], ScanOptions(threads=1, io_threads=4))
+    assert _json(run) == _json(warm)
+    assert run.stats.bytes_read == warm.stats.bytes_read
+    reads = [fn for fn in jobs_run if fn.__name__ != "list_dir"]  # the walk lists in it too
+    assert bool(reads) == (budget == 0)

@@ -110,6 +110,23 @@ def test_one_process_or_one_task_runs_here_without_forking():
     assert taken == [(0, (0, here))]
 
 
+def test_children_whose_work_is_over_are_reaped_later_and_a_run_leaves_none(tmp_path, forking):
+    # Their results are all in when the call returns; their exits are not waited for there
+    # (processes.reap_later), and `reap`, which every run calls at its end, leaves no zombie.
+    taken: dict = {}
+    processes.take_in_processes(20, _pid_task, 3, taken.__setitem__)
+    assert sorted(taken) == list(range(20)) and len({pid for _, pid in taken.values()}) > 1
+    os.waitpid(-1, os.WNOHANG)  # a child is left (exited or exiting): no ChildProcessError
+    processes.reap()  # the rest (one reaped just above is skipped)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+    root = build_tree(tmp_path / "t", {f"d{k}/f{i}": b"x" * (i % 3 + 1) for k in range(4)
+                                       for i in range(6)})
+    assert len(find_duplicates([root], ScanOptions()).groups) == 3
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+
+
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("verify", [False, True])
 @pytest.mark.parametrize("cold", [False, True])
