@@ -211,12 +211,14 @@ def main(argv: list[str] | None = None) -> int:
     gc.disable()
     try:
         code = _run(args)
-        if argv is None:
+        if argv is None and sys.gettrace() is None and sys.getprofile() is None:
             # Nothing is left to do: no thread or child alive, the cache file closed, warnings
             # written as they came. The interpreter's shutdown (every module and object freed)
             # took 5.6 ms of a /usr/lib run after the report was out, 1.7 ms with this (from
             # main's end to the parent's wait4, 11 alternated runs each); it ends both the
-            # script and `python -m dedup`. A broken pipe at the flush is handled below.
+            # script and `python -m dedup`. A broken pipe at the flush is handled below. Not
+            # under a tracer or profiler (coverage run, python -m cProfile -o): they write
+            # their results as the interpreter exits.
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)

@@ -271,3 +271,15 @@ def test_the_command_ends_the_process_when_done_and_a_call_with_argv_returns(tmp
     before = gc.get_freeze_count()
     assert main(["-q", "-0", root]) == 0
     assert gc.get_freeze_count() == before
+
+
+def test_the_command_under_a_profiler_exits_normally_and_keeps_its_results(tmp_path):
+    # cProfile -o and coverage write their results as the interpreter exits: the command's
+    # os._exit would lose them, so it returns when a profiler or tracer is set.
+    root = build_tree(tmp_path / "t", {"a": b"dup\n", "b": b"dup\n"})
+    out = tmp_path / "profile.out"
+    cwd = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+    done = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), "-m", "dedup", "-q", "-0", root],
+                          capture_output=True, text=True, cwd=cwd)
+    assert done.returncode == 0 and done.stdout.count("\0\0") == 1
+    assert out.stat().st_size > 0
