@@ -170,7 +170,7 @@ static PyObject *shift(PyObject *module, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"copy_puts", (PyCFunction)(void (*)(void))copy_puts, METH_FASTCALL,
-     "Copy PUT records from the old map into chunk; return (index, seq, at) where it stopped."},
+     "Copy PUT records from the old map into buf; return (index, seq, at, fill) where it stopped."},
     {"crc_shift", shift, METH_VARARGS, "crc32(D, a) ^ crc32(D, b) for len(D) == n, given a ^ b."},
     {NULL, NULL, 0, NULL},
 };

@@ -16,6 +16,16 @@ from cache import PersistentLRU, _cshared, sharedlog, sole
 from cache.sharedlog import SharedRecordLog
 
 OPENS = 3
+
+
+@pytest.fixture
+def two_opens(tmp_path: Path):  # noqa: ANN201
+    """Two opens of one cache file (values pickled), closed after the test."""
+    path = str(tmp_path / "c.lru")
+    a, b = PersistentLRU(path, capacity=10), PersistentLRU(path, capacity=10)
+    yield a, b
+    a.close()
+    b.close()
 _ops = st.lists(
     st.one_of(
         st.tuples(st.just("put"), st.integers(0, OPENS - 1), st.integers(0, 11), st.integers(0, 3000)),
@@ -94,10 +104,9 @@ def test_both_protocols_agree_across_compactions_and_with_fsync() -> None:
 
 
 @pytest.mark.parametrize("compiled", [True, False])
-def test_a_dead_writers_garbage_is_zeroed_by_the_next_begin(tmp_path: Path, compiled: bool) -> None:
-    path = str(tmp_path / "c.lru")
-    a = PersistentLRU(path, capacity=10, serializer="bytes")
-    b = PersistentLRU(path, capacity=10, serializer="bytes")
+def test_a_dead_writers_garbage_is_zeroed_by_the_next_begin(two_opens, compiled: bool) -> None:  # noqa: ANN001
+    a, b = two_opens
+    path = a.path
     a["k"] = b"v"
     log = b._log
     log.follow_published()
@@ -113,15 +122,11 @@ def test_a_dead_writers_garbage_is_zeroed_by_the_next_begin(tmp_path: Path, comp
         f.seek(end)
         assert f.read(100) == bytes(100)
     assert b["k"] == b"v" and a["k"] == b"v"
-    a.close()
-    b.close()
 
 
 @pytest.mark.parametrize("compiled", [True, False])
-def test_a_torn_snapshot_is_not_followed(tmp_path: Path, compiled: bool) -> None:
-    path = str(tmp_path / "c.lru")
-    a = PersistentLRU(path, capacity=10, serializer="bytes")
-    b = PersistentLRU(path, capacity=10, serializer="bytes")
+def test_a_torn_snapshot_is_not_followed(two_opens, compiled: bool) -> None:  # noqa: ANN001
+    a, b = two_opens
     a["k"] = b"v"
     log = b._log
     seen = log.end
@@ -130,8 +135,6 @@ def test_a_torn_snapshot_is_not_followed(tmp_path: Path, compiled: bool) -> None
     assert follow() is False and log.end == seen
     a["j"] = b"w"  # the next finish() writes a whole snapshot again
     assert follow() is True and log.end == a._log.end
-    a.close()
-    b.close()
 
 
 def test_an_open_without_room_for_the_compiled_protocol_runs_the_python_one(tmp_path: Path, monkeypatch) -> None:
@@ -140,13 +143,10 @@ def test_an_open_without_room_for_the_compiled_protocol_runs_the_python_one(tmp_
 
     monkeypatch.setattr(_cshared, "Protocol", refuse)
     path = str(tmp_path / "c.lru")
-    a = PersistentLRU(path, capacity=10)
-    b = PersistentLRU(path, capacity=10)
-    assert b._log.protocol()[0] == b._log.begin
-    b["k"] = 1
-    assert a["k"] == 1 and b["k"] == 1
-    a.close()
-    b.close()
+    with PersistentLRU(path, capacity=10) as a, PersistentLRU(path, capacity=10) as b:
+        assert b._log.protocol()[0] == b._log.begin
+        b["k"] = 1
+        assert a["k"] == 1 and b["k"] == 1
 
 
 def test_the_protocol_is_compiled() -> None:
@@ -181,10 +181,8 @@ def test_begin_returns_whether_the_index_changed_and_finish_publishes(tmp_path: 
     b.close()
 
 
-def test_a_lock_error_is_raised_not_ignored(tmp_path: Path) -> None:
-    path = str(tmp_path / "c.lru")
-    a = PersistentLRU(path, capacity=10)
-    b = PersistentLRU(path, capacity=10)
+def test_a_lock_error_is_raised_not_ignored(two_opens) -> None:  # noqa: ANN001
+    a, b = two_opens
     log = b._log
     begin, finish, _ = log.protocol()
     fd = log._lfd
@@ -198,16 +196,12 @@ def test_a_lock_error_is_raised_not_ignored(tmp_path: Path) -> None:
         log._lfd = fd
     b["k"] = 1  # the open still works
     assert a["k"] == 1
-    a.close()
-    b.close()
 
 
-def test_a_protocol_outlives_its_closed_log_safely(tmp_path: Path) -> None:
+def test_a_protocol_outlives_its_closed_log_safely(two_opens) -> None:  # noqa: ANN001
     # Its own map of the header stays valid, and a call after close is an error before it touches
     # the header (the closed lock's descriptor number may name another file by now).
-    path = str(tmp_path / "c.lru")
-    a = PersistentLRU(path, capacity=10)
-    b = PersistentLRU(path, capacity=10)
+    a, b = two_opens
     begin, finish, follow_published = b._log.protocol()
     a["k"] = 1
     b.close()
@@ -217,7 +211,6 @@ def test_a_protocol_outlives_its_closed_log_safely(tmp_path: Path) -> None:
             late()
     assert bytes(a._log._smm[:96]) == header
     a["j"] = 2
-    a.close()
 
 
 def test_a_class_attribute_of_the_log_is_refused(monkeypatch) -> None:  # noqa: ANN001
