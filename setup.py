@@ -13,6 +13,6 @@ from setuptools import Extension, setup
 
 setup(ext_modules=[
     Extension("cache._cfollow", ["cache/_cfollow.c"], optional=True),
-    Extension("cache._cshared", ["cache/_cshared.c"], depends=["cache/_cshared.h"], optional=True),
-    Extension("cache._ccompact", ["cache/_ccompact.c"], optional=True),
+    Extension("cache._cshared", ["cache/_cshared.c"], depends=["cache/_cshared.h", "cache/_ccrc.h"], optional=True),
+    Extension("cache._ccompact", ["cache/_ccompact.c"], depends=["cache/_ccrc.h"], optional=True),
 ])

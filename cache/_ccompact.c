@@ -15,9 +15,9 @@
 #include <string.h>
 
 enum { HEAD = 25, PUT = 1, MORE = 0x80 };
-#define POLY 0xEDB88320u
+#include "_ccrc.h"
 
-static uint32_t crc_table[256], x2n_table[32];
+static uint32_t x2n_table[32];
 
 /* a * b modulo the CRC polynomial (bit-reflected, as zlib's multmodp) */
 static uint32_t multmodp(uint32_t a, uint32_t b)
@@ -30,7 +30,7 @@ static uint32_t multmodp(uint32_t a, uint32_t b)
                 break;
         }
         m >>= 1;
-        b = b & 1 ? (b >> 1) ^ POLY : b >> 1;
+        b = b & 1 ? (b >> 1) ^ CRC_POLY : b >> 1;
     }
     return p;
 }
@@ -50,24 +50,11 @@ static uint32_t x2nmodp(uint64_t n, unsigned k)
 
 static void tables_init(void)
 {
-    for (uint32_t n = 0; n < 256; n++) {
-        uint32_t c = n;
-        for (int k = 0; k < 8; k++)
-            c = c & 1 ? POLY ^ (c >> 1) : c >> 1;
-        crc_table[n] = c;
-    }
+    crc_init();
     uint32_t p = 1u << 30; /* x^1 */
     x2n_table[0] = p;
     for (int n = 1; n < 32; n++)
         x2n_table[n] = p = multmodp(p, p);
-}
-
-static uint32_t crc32_of(const unsigned char *p, size_t n)
-{
-    uint32_t c = 0xFFFFFFFFu;
-    while (n--)
-        c = crc_table[(c ^ *p++) & 0xFF] ^ (c >> 8);
-    return c ^ 0xFFFFFFFFu;
 }
 
 /* crc32(D, a) ^ crc32(D, b) for any n bytes D, where delta = a ^ b (compact.py's _crc_shift) */

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/file.h>
+#include "_ccrc.h"
 #include <sys/mman.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -21,7 +22,6 @@ static PyObject *apply_published; /* cache.follow.apply_published */
 static long lock_tries = 512;     /* cache/catchup.py _LOCK_TRIES */
 static PyObject *s_end, *s_next_seq, *s_first_seq, *s_smm, *s_lfd, *s_look_ahead, *s_mm, *s_mapped,
     *s_index, *s_flush_header, *s_begin, *s_flush;
-static uint32_t crc_table[256];
 
 typedef struct {
     PyObject_HEAD
@@ -29,24 +29,6 @@ typedef struct {
     PyObject *dict; /* its instance dict */
     char *base;     /* the shared header: this Protocol's own map of PATH.lock's first page */
 } Protocol;
-
-static void crc_init(void)
-{
-    for (uint32_t n = 0; n < 256; n++) {
-        uint32_t c = n;
-        for (int k = 0; k < 8; k++)
-            c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        crc_table[n] = c;
-    }
-}
-
-static uint32_t crc32_of(const unsigned char *p, size_t n)
-{
-    uint32_t c = 0xFFFFFFFFu;
-    while (n--)
-        c = crc_table[(c ^ *p++) & 0xFF] ^ (c >> 8);
-    return c ^ 0xFFFFFFFFu;
-}
 
 static uint64_t rd64(const char *p)
 {

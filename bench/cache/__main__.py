@@ -44,7 +44,8 @@ def ensure_peers() -> None:
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", "diskcache", "cachetools"], check=True)
     sources = [ROOT / "pyproject.toml", ROOT / "setup.py", ROOT / "cache" / "_cfollow.c",
-               ROOT / "cache" / "_cshared.c", ROOT / "cache" / "_cshared.h", ROOT / "cache" / "_ccompact.c"]
+               ROOT / "cache" / "_cshared.c", ROOT / "cache" / "_cshared.h", ROOT / "cache" / "_ccompact.c",
+               ROOT / "cache" / "_ccrc.h"]
     if not stamp.exists() or stamp.stat().st_mtime < max(p.stat().st_mtime for p in sources):
         # fanmill's own dependencies (zlib-ng's CRC among them) follow pyproject.toml, and its compiled
         # follow loop its C source, as make's stamp does.
