@@ -307,7 +307,6 @@ class SharedRecordLog(CatchUp, SharedGrowingMap, RecordLog):
             if sh is not None:
                 sh.close()
             self._lfd = -1  # a late begin() or finish() then fails before it touches the header
-            self._protocol = (self.begin, self.finish, self.follow_published)  # no cycle through it
 
     def lock_key(self, key: bytes) -> None:
         """Block until this open holds the cross-process lock of *key*."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import mmap
 import os
 import tempfile
 import threading
@@ -245,3 +247,33 @@ def test_threads_on_two_opens_wait_for_each_other_and_lose_nothing(tmp_path: Pat
         assert all(lru.get((n, i)) == bytes([n]) * (i % 50) for n in range(2) for i in range(400))
     for lru in opens:
         lru.close()
+
+
+class _FailingFlush(mmap.mmap):
+    """The shared header's map whose flush fails (a disk error at msync)."""
+
+    def flush(self, *args: object) -> None:
+        raise OSError(5, "Input/output error")
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_failed_header_flush_raises_and_releases_the_lock(two_opens, compiled: bool) -> None:  # noqa: ANN001
+    a, b = two_opens
+    log = b._log
+    begin, finish, _ = log.protocol() if compiled else (log.begin, log.finish, None)
+    log._flush_header = True  # durability "fsync": finish() flushes the header
+    log._smm = _FailingFlush(log._lfd, mmap.PAGESIZE)
+    begin()
+    with pytest.raises(OSError, match="Input/output"):
+        finish()
+    probe = os.open(a.path + ".lock", os.O_RDWR)
+    try:
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fcntl.flock(log._lfd, fcntl.LOCK_UN)  # so that the closes below do not wait forever
+        pytest.fail("the writer lock is still held after the failed finish()")
+    finally:
+        os.close(probe)
+    log._flush_header = False
+    a["k"] = 1
+    assert b["k"] == 1
