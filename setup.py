@@ -3,7 +3,7 @@
 cache/_cfollow.c is the loop that applies the records other processes published (cache/follow.py),
 cache/_cshared.c the per-operation protocol of a shared open (cache/sharedlog.py's begin, finish
 and follow_published), cache/_ccompact.c compaction's copy loop (cache/compact.py; the bench
-trace's compaction copy 111 ms in Python, 34 ms compiled). optional=True: where they cannot be built (no C compiler), the install goes
+trace's compaction copy: the loop's own time 111 ms in Python, 34 ms compiled; the whole compaction's wall, bound by its writes, 182 -> 160 ms: bench/cache/stalls.py). optional=True: where they cannot be built (no C compiler), the install goes
 on and the same code runs in Python, at a cost: `python -m bench.cache.crc_speed play --opens 8`
 (the bench trace on 8 opens of one file in one process) under callgrind takes 110k instructions an
 operation with neither, 59.5k with the loop and 54.0k with both (20,000 operations, minus --ops 0).

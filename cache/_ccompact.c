@@ -4,8 +4,9 @@
  * key and value bytes, the next sequence number, the header's CRC computed again and the body's
  * carried over from the old one (CRC32 is linear: crc32(D, a) ^ crc32(D, b) is a ^ b times
  * x^(8 len D) modulo the polynomial, computed here as zlib's crc32_combine computes it). The bench
- * trace's compaction (20,000 records, 42 MiB) spent 111 ms in the Python loop, a sixth of the
- * single-process run's time. Records this loop does not take (past the map, or failing a check)
+ * trace's compaction (20,000 records, 42 MiB) spent 111 ms in the Python loop's own code, 34 ms
+ * here (cProfile); its wall, bound by the new file's writes on the writer thread, went 182 -> 160
+ * ms (bench/cache/stalls.py, medians of 9 alternated rounds). Records this loop does not take (past the map, or failing a check)
  * are left to the Python loop, which raises the error naming the file; checked against it in
  * tests/cache/test_compact_copy.py.
  */
