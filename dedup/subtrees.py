@@ -28,6 +28,11 @@ from dedup.table import PackedDirs
 from dedup.tasktree import Refused, map_tree
 from dedup.walk import WalkCounters, describe_os_error
 
+try:  # `_Columns.list_dir` compiled, for walks without --include/--exclude (setup.py)
+    from dedup._cwalk import Columns as CompiledColumns
+except ImportError:  # no C compiler at install: the Python listing
+    CompiledColumns = None
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -124,6 +129,9 @@ def walk_forked(
                 into.append((sub, root, root_dev, dev))
         return True
 
+    # The tasks list in C where no --include/--exclude filter asks for a call per file.
+    compiled = CompiledColumns if select is None else None
+    top = highest if highest < 1 << 63 else (1 << 63) - 1  # an int, for the compiled listing
     want = max(2, procs * TASKS_PER_PROC)
     blocks = _blocks_read()
     while level and len(level) < want and not repeated:
@@ -141,7 +149,7 @@ def walk_forked(
         # One task: subtrees depth first, as the sequential walk, until about TASK_ENTRIES
         # entries are listed (or *stop* says a worker is idle); the directories still waiting
         # become its subtasks.
-        out = _Columns()
+        out = _Columns() if compiled is None else compiled()
         seen: set[tuple[int, int]] = set()
         ok = True
         budget = TASK_ENTRIES
@@ -152,8 +160,11 @@ def walk_forked(
             if not stack:
                 stack.append(starts.pop())
             path, root, root_dev, dev = stack.pop()
-            subdirs, kept = out.list_dir(path, root, root_dev, dev, one_fs, lowest, highest,
-                                         select)
+            if compiled is None:
+                subdirs, kept = out.list_dir(path, root, root_dev, dev, one_fs, lowest, highest,
+                                             select)
+            else:
+                subdirs, kept = out.list_dir(path, root, root_dev, dev, one_fs, lowest, top)
             budget -= 1 + kept + len(subdirs)
             ok = enter(root, root_dev, subdirs, stack, seen)
             if budget <= look:
@@ -163,7 +174,7 @@ def walk_forked(
         left = starts + stack  # popped from the end: in the order the walk would take them
         # A deep subtree comes back as its waiting directories, spread over the processes.
         per_task = max(1, len(left) // (procs * TASKS_PER_PROC)) if ok else len(left) + 1
-        return (out.build().pack(), (array("Q", [x for key in seen for x in key]).tobytes(), ok),
+        return (out.pack() if compiled is not None else out.build().pack(), (array("Q", [x for key in seen for x in key]).tobytes(), ok),
                 [left[i : i + per_task] for i in range(0, len(left), per_task)] if ok else [])
 
     def accept(info: tuple[bytes, bool]) -> bool:
