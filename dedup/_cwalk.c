@@ -20,7 +20,10 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+enum { DENTS = 32768 }; /* bytes of directory entries a getdents64 call may return */
 
 typedef struct {
     char *data;
@@ -75,7 +78,7 @@ typedef struct {
     PyObject_HEAD
     PyObject *prefixes, *names, *other_devs, *linked, *problems; /* lists, as PackedDirs' */
     Buf roots, devs, file_dir, name_off, name_len, sizes, inos, mtimes;
-    Buf entries, scratch_names, kept_names; /* reused from one directory to the next */
+    Buf entries, scratch_names, kept_names, dents; /* reused from one directory to the next */
     long long symlinks, special, filtered, dirs;
     Py_ssize_t files;
 } Columns;
@@ -91,7 +94,7 @@ static void Columns_dealloc(Columns *self)
     Py_XDECREF(self->problems);
     Buf *bufs[] = {&self->roots, &self->devs, &self->file_dir, &self->name_off, &self->name_len,
                    &self->sizes, &self->inos, &self->mtimes, &self->entries,
-                   &self->scratch_names, &self->kept_names};
+                   &self->scratch_names, &self->kept_names, &self->dents};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         buf_free(bufs[i]);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -147,52 +150,57 @@ static PyObject *entry_path(Columns *self, PyObject *prefix, const Entry *e)
 }
 
 /* Read directory *fd* (closed here) into self->entries; return 0, or the errno of a failed read
- * (the entries before it are kept, as os.scandir's loop keeps them). Runs without the GIL. */
+ * (the entries before it are kept, as os.scandir's loop keeps them). Runs without the GIL.
+ * getdents64 itself, not readdir: fdopendir costs an fstat and two fcntl per directory (a third
+ * of the walk's system calls on /usr/lib, 11,222 directories and 72,000 entries). */
 static int read_entries(Columns *self, int fd, int *nomem)
 {
-    DIR *dir = fdopendir(fd);
-    if (dir == NULL) {
-        int err = errno;
-        close(fd);
-        return err;
-    }
     int err = 0;
-    for (;;) {
-        errno = 0;
-        struct dirent *d = readdir(dir);
-        if (d == NULL) {
-            err = errno;
-            break;
-        }
-        const char *n = d->d_name;
-        if (n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0')))
-            continue;
-        size_t len = strlen(n);
-        Entry e;
-        memset(&e, 0, sizeof e);
-        e.name_at = self->scratch_names.len;
-        e.name_len = (uint16_t)len;
-        struct stat st;
-        if (fstatat(dirfd(dir), n, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-            e.err = errno;
-        } else {
-            e.kind = st.st_mode & S_IFMT;
-            e.dev = st.st_dev;
-            e.ino = st.st_ino;
-            e.size = st.st_size;
-            e.mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-            e.nlink = st.st_nlink;
-        }
-        if (buf_reserve(&self->scratch_names, len) < 0 || buf_reserve(&self->entries, sizeof e) < 0) {
-            *nomem = 1;
-            break;
-        }
-        memcpy(self->scratch_names.data + self->scratch_names.len, n, len);
-        self->scratch_names.len += len;
-        memcpy(self->entries.data + self->entries.len, &e, sizeof e);
-        self->entries.len += sizeof e;
+    if (buf_reserve(&self->dents, DENTS) < 0) {
+        *nomem = 1;
+        close(fd);
+        return 0;
     }
-    closedir(dir);
+    for (;;) {
+        long got = syscall(SYS_getdents64, fd, self->dents.data, DENTS);
+        if (got <= 0) {
+            err = got < 0 ? errno : 0;
+            break;
+        }
+        for (long at = 0; at < got;) {
+            const struct dirent64 *d = (const struct dirent64 *)(self->dents.data + at);
+            at += d->d_reclen;
+            const char *n = d->d_name;
+            if (n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0')))
+                continue;
+            size_t len = strlen(n);
+            Entry e;
+            memset(&e, 0, sizeof e);
+            e.name_at = self->scratch_names.len;
+            e.name_len = (uint16_t)len;
+            struct stat st;
+            if (fstatat(fd, n, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+                e.err = errno;
+            } else {
+                e.kind = st.st_mode & S_IFMT;
+                e.dev = st.st_dev;
+                e.ino = st.st_ino;
+                e.size = st.st_size;
+                e.mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+                e.nlink = st.st_nlink;
+            }
+            if (buf_reserve(&self->scratch_names, len) < 0 || buf_reserve(&self->entries, sizeof e) < 0) {
+                *nomem = 1;
+                close(fd);
+                return 0;
+            }
+            memcpy(self->scratch_names.data + self->scratch_names.len, n, len);
+            self->scratch_names.len += len;
+            memcpy(self->entries.data + self->entries.len, &e, sizeof e);
+            self->entries.len += sizeof e;
+        }
+    }
+    close(fd);
     return err;
 }
 
