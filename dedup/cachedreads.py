@@ -115,3 +115,69 @@ def read_to_end(fd: int, view: memoryview, got: int) -> int:
             break
         got += more
     return got
+
+
+def open_heads_python(paths: list[str], flags: int, nowait: int, head: int
+                      ) -> tuple[list[int], list[list[int]], list[tuple[int, str]], bool, int]:
+    """Open every file of one same-size group and read its first *head* bytes (RWF_NOWAIT while
+    *nowait*: a miss is read again blocking); return (descriptors of the files sharing a head
+    with another, -1 for the others, closed here; the classes of positions sharing a head, by
+    when each head's second file came; the failures as (position, error text); whether a read
+    missed the page cache; the RWF_NOWAIT flag to read with from now on). dedup/_cheads.c
+    `open_heads` is this, compiled; this one runs where it was not built, or when a test's
+    `open_file` or `preadv` is to see every call."""
+    fds: list[int] = []
+    firsts: dict[bytes, int] = {}  # a head -> the first position holding it
+    shared: dict[int, list[int]] = {}  # that position -> every position with its head
+    failures: list[tuple[int, str]] = []
+    missed = False
+    buf = bytearray(head)
+    bufs = (buf,)
+    opener, read = open_file, preadv
+    # The default open's os.open inline: a call less per file (its EPERM fallback kept).
+    direct, os_open = opener is hashing.open_noatime, os.open
+    try:
+        for k, path in enumerate(paths):
+            fds.append(-1)
+            try:
+                if direct:
+                    try:
+                        fd = os_open(path, flags)
+                    except PermissionError:
+                        fd = opener(path)
+                else:
+                    fd = opener(path)
+                fds[k] = fd
+                try:
+                    got = read(fd, bufs, 0, nowait)
+                except BlockingIOError:
+                    missed = True
+                    got = read(fd, bufs, 0, 0)
+                except OSError as exc:
+                    nowait = nowait_refused(exc)
+                    got = read(fd, bufs, 0, 0)
+                if got != head:
+                    raise hashing.FileChangedError(f"now {got} bytes or fewer")
+            except OSError as exc:
+                failures.append((k, describe_os_error(exc)))
+                if fds[k] >= 0:  # opened, then failed: nothing more is read from it
+                    os.close(fds[k])
+                    fds[k] = -1
+                continue
+            first = firsts.setdefault(bytes(buf), k)
+            if first != k:
+                ks = shared.get(first)
+                if ks is None:
+                    shared[first] = [first, k]
+                else:
+                    ks.append(k)
+    except BaseException:  # an interrupt: the descriptors opened so far are not the caller's
+        for fd in fds:
+            if fd >= 0:
+                os.close(fd)
+        raise
+    for first in firsts.values():
+        if first not in shared:  # no other file has its head: not read again
+            os.close(fds[first])
+            fds[first] = -1
+    return fds, list(shared.values()), failures, missed, nowait

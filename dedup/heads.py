@@ -41,6 +41,11 @@ from dedup.probes import (
 )
 from dedup.walk import describe_os_error
 
+try:  # the warm head loop compiled (setup.py)
+    from dedup._cheads import open_heads
+except ImportError:  # no C compiler at install: the Python loop
+    open_heads = None
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -208,59 +213,28 @@ class Heads:
         the next groups stay here)."""
         digest = hashing.ONE_SHOT[self.options.hash_name]
         verify = self.options.verify
-        # Lean on purpose: this loop runs once per small candidate (pyenv tree: 70,000 files,
-        # most of the small stage). One list per repeated head, a shared buffer for the whole
-        # reads (a bytearray per file was zeroed first), the classes built here, not in a
-        # second pass over slots (_finish_small). Most groups share no head: what only the files
-        # sharing one need (a buffer, the spans, the classes) is made for them alone.
-        fds: list[int] = []
-        firsts: dict[bytes, int] = {}  # a head -> the first position holding it
-        shared: dict[int, list[int]] = {}  # that position -> every position with its head
+        # Lean on purpose: this runs once per small candidate (pyenv tree: 70,000 files, most of
+        # the small stage). A shared buffer for the whole reads (a bytearray per file was zeroed
+        # first), the classes built here, not in a second pass over slots (_finish_small). Most
+        # groups share no head: what only the files sharing one need (a buffer, the spans, the
+        # classes) is made for them alone.
         failed: list[FileProblem] = []
+        fds: list[int] = []
         cached = True
         preadv, nowait = cachedreads.preadv, 0 if cachedreads.refused[0] else hashing._RWF_NOWAIT
-        head_buf = bytearray(HEAD)
-        head_bufs = (head_buf,)
-        open_file = cachedreads.open_file
-        # The default open's os.open inline: a call less per file (its EPERM fallback kept).
-        direct, os_open, flags = open_file is hashing.open_noatime, os.open, hashing._OPEN_FLAGS
+        # Compiled (dedup/_cheads.c) unless a test's opener or preadv is to see every call.
+        heads_of = (open_heads if open_heads is not None and preadv is os.preadv
+                    and cachedreads.open_file is hashing.open_noatime
+                    else cachedreads.open_heads_python)
         try:
-            for k, path in enumerate(paths):
-                fds.append(-1)
-                try:
-                    if direct:
-                        try:
-                            fd = os_open(path, flags)
-                        except PermissionError:
-                            fd = open_file(path)
-                    else:
-                        fd = open_file(path)
-                    fds[k] = fd
-                    try:
-                        got = preadv(fd, head_bufs, 0, nowait)
-                    except BlockingIOError:
-                        cached = False
-                        got = preadv(fd, head_bufs, 0, 0)
-                    except OSError as exc:
-                        nowait = cachedreads.nowait_refused(exc)
-                        got = preadv(fd, head_bufs, 0, 0)
-                    if got != HEAD:
-                        raise hashing.FileChangedError(f"now {got} bytes or fewer")
-                except OSError as exc:
-                    failed.append(FileProblem(path, describe_os_error(exc)))
-                    if fds[k] >= 0:  # opened, then failed: nothing more is read from it
-                        os.close(fds[k])
-                        fds[k] = -1
-                    continue
-                first = firsts.setdefault(bytes(head_buf), k)
-                if first != k:
-                    ks = shared.get(first)
-                    if ks is None:
-                        shared[first] = [first, k]
-                    else:
-                        ks.append(k)
+            was = nowait
+            fds, sharing, failures, missed, nowait = heads_of(paths, hashing._OPEN_FLAGS, nowait,
+                                                              HEAD)
+            if was and not nowait:
+                cachedreads.refused[0] = True  # the file system refuses RWF_NOWAIT
+            cached = not missed
+            failed = [FileProblem(paths[k], text) for k, text in failures]
             read = HEAD * (len(paths) - len(failed))
-            sharing = list(shared.values())
             classes: dict[bytes, list[int]] = {}
             held: list[list[tuple[int, tuple[bytes, bytes]]]] = []  # --verify: bytes decide
             start = 0

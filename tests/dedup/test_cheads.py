@@ -1,0 +1,129 @@
+"""dedup._cheads.open_heads, the warm head stage's loop compiled, against the Python loop it
+replaces (dedup.cachedreads.open_heads_python): the same descriptors kept, classes, failures,
+misses and RWF_NOWAIT flag, on real files (a real page-cache miss, a file system refusing
+RWF_NOWAIT, files another user may not open or may open only with atime)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dedup import cachedreads, hashing, heads
+from dedup._cheads import open_heads
+from tests.dedup.test_cwalk import _as_nobody
+
+HEAD = heads.HEAD
+FLAGS = hashing._OPEN_FLAGS
+NOWAIT = hashing._RWF_NOWAIT
+
+
+def test_the_head_stage_uses_the_compiled_loop():
+    assert heads.open_heads is open_heads  # a broken build would run the Python loop, slowly
+
+
+def _opened(fds: list[int]) -> list[str | None]:
+    """The path behind each descriptor kept (None for -1)."""
+    return [os.readlink(f"/proc/self/fd/{fd}") if fd >= 0 else None for fd in fds]
+
+
+def _both(paths: list[str], nowait: int = NOWAIT) -> tuple:
+    """Run both loops on *paths*; check they agree; close what they kept; return the result."""
+    out = []
+    for fn in (cachedreads.open_heads_python, open_heads):
+        fds, sharing, failures, missed, after = fn(list(paths), FLAGS, nowait, HEAD)
+        try:
+            out.append((_opened(fds), sharing, failures, missed, after))
+        finally:
+            for fd in fds:
+                if fd >= 0:
+                    os.close(fd)
+    assert out[1] == out[0]
+    return out[1]
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(files=st.lists(st.one_of(
+    st.tuples(st.just("file"), st.integers(0, 3), st.integers(0, 40)),  # head kind, extra bytes
+    st.tuples(st.just("short"), st.integers(0, HEAD - 1), st.just(0)),
+    st.just(("missing", 0, 0)), st.just(("dir", 0, 0))), min_size=1, max_size=20))
+def test_random_groups_give_the_same_heads_classes_and_failures(tmp_path_factory, files):
+    root = tmp_path_factory.mktemp("g")
+    paths = []
+    for k, (kind, a, b) in enumerate(files):
+        path = str(root / f"f{k}")
+        if kind == "file":  # four heads: files sharing one are common
+            with open(path, "wb") as f:
+                f.write(bytes([a]) * HEAD + b"r" * b)
+        elif kind == "short":
+            with open(path, "wb") as f:
+                f.write(b"s" * a)
+        elif kind == "dir":
+            os.mkdir(path)
+        paths.append(path)
+    fds, sharing, failures, missed, after = _both(paths)
+    # A directory's RWF_NOWAIT read fails as a refusing file system's does (EOPNOTSUPP): then
+    # both read blocking from there on (the run's reads are right, only slower).
+    assert missed is False and after == (0 if ("dir", 0, 0) in files else NOWAIT)
+    assert sorted([k for ks in sharing for k in ks] + [k for k, _ in failures]
+                  + [k for k, p in enumerate(fds) if p is None and k not in
+                     {k for k, _ in failures}]) == list(range(len(paths)))
+    texts = {text for _, text in failures}
+    assert texts <= {"No such file or directory", "Is a directory"} | {
+        f"now {n} bytes or fewer" for n in range(HEAD)}
+
+
+def test_a_read_the_page_cache_cannot_serve_is_a_miss_and_read_blocking(tmp_path):
+    out = []
+    for fn in (cachedreads.open_heads_python, open_heads):
+        paths = []
+        for k in range(3):
+            paths.append(str(tmp_path / f"{fn.__name__}{k}"))
+            fd = os.open(paths[-1], os.O_RDWR | os.O_CREAT | os.O_EXCL)
+            os.write(fd, b"same" * 1000 + b"x" * k)
+            os.fsync(fd)  # clean pages, which the advice drops from the page cache
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.close(fd)
+        fds, sharing, failures, missed, after = fn(paths, FLAGS, NOWAIT, HEAD)
+        for fd in fds:
+            os.close(fd)
+        out.append((sharing, failures, missed, after))
+    assert out[0] == out[1] == ([[0, 1, 2]], [], True, NOWAIT)
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no tmpfs at /dev/shm")
+def test_a_file_system_refusing_rwf_nowait_is_read_blocking(monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(cachedreads, "refused", [False])  # the Python loop sets it
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as root:
+        paths = []
+        for k in range(4):
+            paths.append(os.path.join(root, f"f{k}"))
+            with open(paths[-1], "wb") as f:
+                f.write(b"x" * (HEAD + k % 2))
+        _, sharing, failures, missed, after = _both(paths)
+    assert after == 0 and sharing == [[0, 1, 2, 3]] and not failures and missed is False
+
+
+def test_another_users_files_opened_without_atime_or_refused():
+    import shutil
+    import tempfile
+
+    base = tempfile.mkdtemp(dir="/tmp")  # tmp_path's parents are root's alone
+    try:
+        os.chmod(base, 0o755)
+        paths = []
+        for k, mode in enumerate((0o644, 0o644, 0o600, 0o644)):
+            paths.append(os.path.join(base, f"f{k}"))
+            with open(paths[-1], "wb") as f:
+                f.write(b"h" * (HEAD + 5))
+            os.chmod(paths[-1], mode)
+        # root's files: O_NOATIME is refused (EPERM) to nobody, the open retried without it
+        fds, sharing, failures, missed, after = _as_nobody(lambda: _both(paths))
+        assert failures == [(2, "Permission denied")] and sharing == [[0, 1, 3]]
+    finally:
+        shutil.rmtree(base)
