@@ -8,6 +8,10 @@
  * problems with the error's strerror (dedup.walk.describe_os_error). The directory is read and its
  * entries stat'ed with the GIL released, into C buffers; the Python objects are made after.
  *
+ * A call that fails for want of memory leaves the object's columns partly appended: not to be used
+ * again (a walk task's error ends the task). Times of modification past 2262 or before 1678 are
+ * clamped to int64 nanoseconds, as dedup.table.extend_ns does for the Python listings.
+ *
  * Why: the Python listing spends about half of a warm walk's CPU in the interpreter, per entry
  * (/usr/lib: 0.33 s of CPU for 72,000 entries in one process, 0.16 of it user time), and the walk is
  * a third of a warm run's CPU. tests/dedup/test_cwalk.py checks it against the Python listing.
@@ -17,6 +21,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -81,6 +86,7 @@ typedef struct {
     Buf entries, scratch_names, kept_names, dents; /* reused from one directory to the next */
     long long symlinks, special, filtered, dirs;
     Py_ssize_t files;
+    int busy; /* a list_dir is reading into the buffers (without the GIL) */
 } Columns;
 
 static PyObject *vanished; /* "vanished during scan" */
@@ -149,6 +155,29 @@ static PyObject *entry_path(Columns *self, PyObject *prefix, const Entry *e)
     return path;
 }
 
+/* st_mtime_ns, clamped to int64: a time past 2262 (or before 1678) is the nearest one the table's
+ * column holds (dedup.table.clamp_ns: the Python listings do the same). */
+static int64_t mtime_ns(const struct stat *st)
+{
+    int64_t ns;
+    if (__builtin_mul_overflow((int64_t)st->st_mtim.tv_sec, (int64_t)1000000000, &ns)
+            || __builtin_add_overflow(ns, (int64_t)st->st_mtim.tv_nsec, &ns))
+        return st->st_mtim.tv_sec < 0 ? INT64_MIN : INT64_MAX;
+    return ns;
+}
+
+/* An int argument as a long long, clamped to its range (a size bound past it bounds nothing). */
+static int clamped_ll(PyObject *obj, long long *out)
+{
+    int overflow;
+    *out = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (*out == -1 && PyErr_Occurred())
+        return -1;
+    if (overflow)
+        *out = overflow > 0 ? LLONG_MAX : LLONG_MIN;
+    return 0;
+}
+
 /* Read directory *fd* (closed here) into self->entries; return 0, or the errno of a failed read
  * (the entries before it are kept, as os.scandir's loop keeps them). Runs without the GIL.
  * getdents64 itself, not readdir: fdopendir costs an fstat and two fcntl per directory (a third
@@ -163,6 +192,8 @@ static int read_entries(Columns *self, int fd, int *nomem)
     }
     for (;;) {
         long got = syscall(SYS_getdents64, fd, self->dents.data, DENTS);
+        if (got < 0 && errno == ENOENT)
+            got = 0; /* the directory was removed after its open: empty, as readdir says */
         if (got <= 0) {
             err = got < 0 ? errno : 0;
             break;
@@ -186,7 +217,7 @@ static int read_entries(Columns *self, int fd, int *nomem)
                 e.dev = st.st_dev;
                 e.ino = st.st_ino;
                 e.size = st.st_size;
-                e.mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+                e.mtime_ns = mtime_ns(&st);
                 e.nlink = st.st_nlink;
             }
             if (buf_reserve(&self->scratch_names, len) < 0 || buf_reserve(&self->entries, sizeof e) < 0) {
@@ -249,10 +280,12 @@ static PyObject *Columns_list_dir(Columns *self, PyObject *const *args, Py_ssize
     root_dev = PyLong_AsUnsignedLongLong(args[2]);
     dev = PyLong_AsUnsignedLongLong(args[3]);
     one_fs = PyObject_IsTrue(args[4]);
-    lowest = PyLong_AsLongLong(args[5]);
-    highest = PyLong_AsLongLong(args[6]);
-    if (PyErr_Occurred())
+    if (PyErr_Occurred() || clamped_ll(args[5], &lowest) < 0 || clamped_ll(args[6], &highest) < 0)
         return NULL;
+    if (self->busy) { /* its buffers are used without the GIL: one call at a time */
+        PyErr_SetString(PyExc_RuntimeError, "Columns.list_dir is already running on this object");
+        return NULL;
+    }
     if (!PyUnicode_FSConverter(path, &pathbytes))
         return NULL;
     Py_ssize_t plen = PyUnicode_GET_LENGTH(path);
@@ -268,13 +301,18 @@ static PyObject *Columns_list_dir(Columns *self, PyObject *const *args, Py_ssize
 
     int open_err = 0, read_err = 0, nomem = 0;
     const char *cpath = PyBytes_AS_STRING(pathbytes);
+    self->busy = 1;
     Py_BEGIN_ALLOW_THREADS
-    int fd = open(cpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd;
+    do /* os.open retries an interrupted open too (PEP 475) */
+        fd = open(cpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
     if (fd < 0)
         open_err = errno;
     else
         read_err = read_entries(self, fd, &nomem);
     Py_END_ALLOW_THREADS
+    self->busy = 0;
     if (nomem) {
         PyErr_NoMemory();
         goto fail;

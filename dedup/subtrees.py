@@ -24,7 +24,7 @@ from itertools import accumulate
 
 from dedup.listing import Listing, walk_listings
 from dedup.model import FileProblem
-from dedup.table import PackedDirs
+from dedup.table import PackedDirs, clamp_ns, extend_ns
 from dedup.tasktree import Refused, map_tree
 from dedup.walk import WalkCounters, describe_os_error
 
@@ -131,7 +131,7 @@ def walk_forked(
 
     # The tasks list in C where no --include/--exclude filter asks for a call per file.
     compiled = CompiledColumns if select is None else None
-    top = highest if highest < 1 << 63 else (1 << 63) - 1  # an int, for the compiled listing
+    top = highest if highest != float("inf") else 1 << 63  # an int: the compiled listing clamps
     want = max(2, procs * TASKS_PER_PROC)
     blocks = _blocks_read()
     while level and len(level) < want and not repeated:
@@ -273,7 +273,7 @@ class _Columns:
         self._names(prefix, root, dev, names)
         self.sizes.extend(listing.sizes)
         self.inos.extend(listing.inos)
-        self.mtimes.extend(listing.mtimes)
+        extend_ns(self.mtimes, listing.mtimes)
 
     def _names(self, prefix: str, root: int, dev: int, names: list[str]) -> None:
         self.file_dir.extend([len(self.prefixes)] * len(names))
@@ -331,7 +331,10 @@ class _Columns:
                         names.append(entry.name)
                         sizes.append(size)
                         inos.append(st.st_ino)
-                        mtimes.append(st.st_mtime_ns)
+                        try:
+                            mtimes.append(st.st_mtime_ns)
+                        except OverflowError:  # past 2262 (or before 1678): as _cwalk.c
+                            mtimes.append(clamp_ns(st.st_mtime_ns))
                     elif kind == 0o040000:
                         subdirs.append((prefix + entry.name, st.st_dev, st.st_ino))
                     elif kind == 0o120000:

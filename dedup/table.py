@@ -19,6 +19,23 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
 Record = tuple  # (path, size, dev, ino, mtime_ns, root): FileEntry's layout
+NS_MIN, NS_MAX = -(1 << 63), (1 << 63) - 1  # what an int64 column of nanoseconds holds
+
+
+def clamp_ns(ns: int) -> int:
+    """Return a time in nanoseconds clamped to an int64 column's range (past 2262, before 1678:
+    a file's time set so by hand; the nearest time the column holds stands for it)."""
+    return NS_MIN if ns < NS_MIN else NS_MAX if ns > NS_MAX else ns
+
+
+def extend_ns(column: array, values: Iterable[int]) -> None:
+    """Extend an int64 column with times in nanoseconds (a list), clamped where they overflow it."""
+    before = len(column)
+    try:
+        column.extend(values)
+    except OverflowError:
+        del column[before:]
+        column.extend(map(clamp_ns, values))
 
 
 class PackedDirs:
@@ -111,7 +128,7 @@ class FileTable:
         self.name_len.extend(lens)
         self.size.extend(sizes)
         self.ino.extend(inos)
-        self.mtime.extend(mtimes)
+        extend_ns(self.mtime, mtimes)
         for pos, other in other_devs:
             self.dev_of[first + pos] = other
         self.linked.update(first + pos for pos in linked)

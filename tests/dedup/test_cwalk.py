@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -12,6 +13,7 @@ from dedup import subtrees
 from dedup._cwalk import Columns
 from fixtures.trees import build_tree
 from tests.dedup.test_parallel_io import _hostile_spec
+from tests.dedup.test_processes import forking  # noqa: F401  (a fixture: tasks of a few entries)
 
 BIG = (1 << 63) - 1
 
@@ -159,4 +161,109 @@ def test_directories_another_user_cannot_read_or_search(tmp_path_factory):
     finally:
         for name in ("noread", "nosearch", "nothing"):
             os.chmod(os.path.join(base, name), 0o755)
+        shutil.rmtree(base)
+
+
+def test_size_bounds_past_int64_bound_nothing_or_everything(tmp_path):
+    for size in (1, 5):
+        (tmp_path / f"f{size}").write_bytes(b"b" * size)
+    assert _same([str(tmp_path)], lowest=1 << 70)[14] == 2  # every file under the bound
+    assert len(_same([str(tmp_path)], highest=1 << 70)[7]) == 16  # both kept
+
+
+def test_a_directory_removed_after_its_open_is_empty_not_a_problem(tmp_path):
+    # /proc/self/fd/N opens the directory N holds, removed: getdents64 answers ENOENT there.
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    fd = os.open(gone, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        gone.rmdir()
+        packed = _same([f"/proc/self/fd/{fd}"])
+    finally:
+        os.close(fd)
+    assert packed[11] == [] and packed[15] == 1
+
+
+def test_times_past_int64_nanoseconds_are_clamped_in_every_listing(tmp_path):
+    from dedup.listing import list_dir
+    from dedup.table import NS_MAX, FileTable
+
+    path = tmp_path / "future"
+    path.write_bytes(b"t")
+    os.utime(path, ns=(0, 10**19))  # the year 2286: past int64 nanoseconds
+    if os.stat(path).st_mtime_ns != 10**19:
+        pytest.skip("this file system does not hold the time")
+    packed = _same([str(tmp_path)])
+    assert packed[9] == NS_MAX.to_bytes(8, "little", signed=True)
+    listing = list_dir(str(tmp_path), 0, False, 0, False, 1, float("inf"), None, os.scandir)
+    table = FileTable()  # the sequential walk's table
+    table.add_dir(str(tmp_path) + "/", 0, 0, listing.names, listing.sizes, listing.inos,
+                  listing.mtimes)
+    assert list(table.mtime) == [NS_MAX]
+
+
+def test_a_directory_of_many_getdents_calls(tmp_path):
+    names = {f"{k:05d}-" + "n" * 60 for k in range(1500)}  # about 120 KB of entries
+    for name in names:
+        (tmp_path / name).write_bytes(b"m")
+    packed = _same([str(tmp_path) + "/"])  # a path ending in "/" too
+    assert set(packed[3][0].split("\0")) == names and packed[0] == [str(tmp_path) + "/"]
+
+
+def test_one_call_at_a_time_on_one_object(tmp_path):
+    import threading
+
+    for k in range(3000):
+        (tmp_path / f"e{k}").write_bytes(b"")
+    columns, errors, go = Columns(), [], threading.Barrier(2)
+
+    def lister():
+        go.wait()
+        for _ in range(20):
+            try:
+                columns.list_dir(str(tmp_path), 0, 0, 0, False, 1, BIG)
+            except RuntimeError as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=lister) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert columns.pack()[15] + len(errors) == 40  # each call listed, or refused: no crash
+
+
+def _forked(root: str, monkeypatch, compiled: bool) -> tuple:
+    from tests.dedup.test_processes import _listed
+
+    monkeypatch.setattr(subtrees, "CompiledColumns", Columns if compiled else None)
+    return _listed(subtrees.walk_forked, [root], procs=3)
+
+
+@pytest.mark.usefixtures("forking")
+def test_forked_walks_with_and_without_the_compiled_listing_agree(tmp_path, monkeypatch):
+    for seed in range(4):
+        root = build_tree(str(tmp_path / f"t{seed}"), _hostile_spec(seed))
+        assert _forked(root, monkeypatch, True) == _forked(root, monkeypatch, False)
+
+
+@pytest.mark.usefixtures("forking")
+def test_forked_walk_reports_directories_another_user_cannot_read(monkeypatch):
+    import shutil
+    import tempfile
+
+    base = tempfile.mkdtemp(dir="/tmp")  # tmp_path's parents are root's alone
+    try:
+        os.chmod(base, 0o755)
+        for name in ("a", "b", "b/c", "d"):
+            os.mkdir(os.path.join(base, name))
+            with open(os.path.join(base, name, "f"), "wb") as f:
+                f.write(b"w")
+        os.chmod(os.path.join(base, "b"), 0o311)  # searchable, not readable
+        records, _, problems, counts = _as_nobody(lambda: _forked(base, monkeypatch, True))
+        assert [r[0] for r in records] == [base + "/a/f", base + "/d/f"]
+        assert [(p.path, p.error) for p in problems] == [(base + "/b", "Permission denied")]
+        assert counts[0] == 4
+    finally:
+        os.chmod(os.path.join(base, "b"), 0o755)
         shutil.rmtree(base)
