@@ -1,15 +1,18 @@
 /* dedup._cheads: the first loop of dedup/heads.py `Heads._finish_warm`, compiled.
  *
- * `open_heads(paths, flags, nowait, head)` opens every path of one same-size group (flags: the
- * default opener's, retried without O_NOATIME when refused, as hashing.open_noatime), reads its
- * first *head* bytes with preadv2 (RWF_NOWAIT while *nowait*; a read the page cache cannot serve
- * is made again blocking, and counts as a miss; a file system refusing RWF_NOWAIT turns it off, as
- * cachedreads.nowait_refused), and groups the files by their heads. It returns
- * (fds, sharing, failures, missed, nowait): the descriptors of the files sharing a head with
- * another (-1 for the rest, closed here), the classes of positions sharing a head (in the order
- * the Python loop's `shared` dict holds them: by when a head's second file came), the failures as
- * (position, error text) in position order (strerror, or "now N bytes or fewer" for a file that
- * shrank), whether a read missed the page cache, and the RWF_NOWAIT flag to read with from now on.
+ * `open_heads(paths, flags, nowait, head, fds)` opens every path of one same-size group (flags:
+ * the default opener's, retried without O_NOATIME when refused, as hashing.open_noatime), reads
+ * its first *head* bytes with preadv2 (RWF_NOWAIT while *nowait*; a read the page cache cannot
+ * serve is made again blocking, and counts as a miss; a file system refusing RWF_NOWAIT for a
+ * regular file turns it off, as cachedreads.nowait_refused), and groups the files by their
+ * heads. Interrupted calls are made again (EINTR), as os.open and os.preadv do. It appends to the
+ * caller's list *fds* a descriptor per path, before anything else can fail: the caller closes
+ * what is in it, also when this raises or a signal's exception comes as it returns; the files
+ * sharing no head are closed here (-1 in *fds*: the item set first, then the descriptor closed).
+ * It returns (sharing, failures, missed, nowait): the classes of positions sharing a head (in the
+ * order the Python loop's `shared` dict holds them: by when a head's second file came), the
+ * failures as (position, error text) in position order (strerror, or "now N bytes or fewer" for a
+ * file that shrank), whether a read missed the page cache, and the RWF_NOWAIT flag from now on.
  *
  * Why: that loop is run once per small candidate over `HEAD_FROM` bytes (/usr/lib: 43,000 of 47,000
  * candidates), and its interpreter work was as much as its system calls. The system calls are made
@@ -20,7 +23,9 @@
 #include <Python.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -38,9 +43,27 @@ typedef struct {
     int cls;     /* its class among the heads shared (-1: none yet), on the first position */
 } Slot;
 
-static int refused_nowait(int err)
+/* The errors of a read refusing RWF_NOWAIT (hashing._NOWAIT_REFUSED). */
+static int refusal(int err)
 {
     return err == EOPNOTSUPP || err == ENOTSUP || err == EINVAL || err == ENOSYS;
+}
+
+/* Whether *fd* is a regular file: only then is a refusal the file system's (a directory answers
+ * EOPNOTSUPP too, and must not turn RWF_NOWAIT off for the run). */
+static int regular(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static ssize_t read_head(int fd, struct iovec *io, int flags)
+{
+    ssize_t got;
+    do
+        got = preadv2(fd, io, 1, 0, flags);
+    while (got < 0 && errno == EINTR);
+    return got;
 }
 
 /* Open and read every slot's head into heads[k * head]; runs without the GIL. */
@@ -49,26 +72,33 @@ static void read_all(Slot *slots, Py_ssize_t n, char *heads, size_t head, int fl
 {
     for (Py_ssize_t k = 0; k < n; k++) {
         Slot *s = &slots[k];
-        int fd = open(s->path, flags);
-        if (fd < 0 && (errno == EPERM || errno == EACCES) && (flags & O_NOATIME))
-            fd = open(s->path, flags & ~O_NOATIME); /* O_NOATIME: the owner's (or root's) alone */
+        int fd;
+        do
+            fd = open(s->path, flags);
+        while (fd < 0 && errno == EINTR);
+        if (fd < 0 && (errno == EPERM || errno == EACCES) && (flags & O_NOATIME)) {
+            do /* O_NOATIME: the owner's (or root's) alone */
+                fd = open(s->path, flags & ~O_NOATIME);
+            while (fd < 0 && errno == EINTR);
+        }
         if (fd < 0) {
             s->err = errno;
             continue;
         }
         struct iovec io = {heads + (size_t)k * head, head};
-        ssize_t got = preadv2(fd, &io, 1, 0, *nowait);
-        if (got < 0 && *nowait) {
+        ssize_t got = read_head(fd, &io, *nowait);
+        if (got < 0 && *nowait && (errno == EAGAIN || refusal(errno))) {
             if (errno == EAGAIN)
                 *missed = 1;
-            else if (refused_nowait(errno))
+            else if (regular(fd))
                 *nowait = 0;
-            else
-                goto failed;
-            got = preadv2(fd, &io, 1, 0, 0);
+            got = read_head(fd, &io, 0);
         }
-        if (got < 0)
-            goto failed;
+        if (got < 0) {
+            s->err = errno;
+            close(fd);
+            continue;
+        }
         s->got = got;
         if ((size_t)got != head) {
             s->err = 0;
@@ -77,52 +107,74 @@ static void read_all(Slot *slots, Py_ssize_t n, char *heads, size_t head, int fl
             continue;
         }
         s->fd = fd;
-        continue;
-    failed:
-        s->err = errno;
-        close(fd);
     }
+}
+
+/* An int argument that must fit a C int. */
+static int int_arg(PyObject *obj, int *out)
+{
+    long v = PyLong_AsLong(obj);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (v < INT_MIN || v > INT_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "argument out of int range");
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
 }
 
 static PyObject *open_heads(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4 || !PyList_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "open_heads(paths: list, flags, nowait, head)");
+    int flags, nowait, head, missed = 0, classes = 0;
+    if (nargs != 5 || !PyList_CheckExact(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "open_heads(paths, flags, nowait, head, fds: list)");
         return NULL;
     }
-    PyObject *paths = args[0];
-    int flags = (int)PyLong_AsLong(args[1]);
-    int nowait = (int)PyLong_AsLong(args[2]);
-    long head = PyLong_AsLong(args[3]);
-    if (PyErr_Occurred())
+    if (int_arg(args[1], &flags) < 0 || int_arg(args[2], &nowait) < 0 || int_arg(args[3], &head) < 0)
         return NULL;
     if (head <= 0 || head > MAX_HEAD) {
         PyErr_SetString(PyExc_ValueError, "head out of range");
         return NULL;
     }
-    Py_ssize_t n = PyList_GET_SIZE(paths);
+    PyObject *fds = args[4];
+    /* A tuple of its own: an item's __fspath__ cannot change what is walked. */
+    PyObject *paths = PySequence_Tuple(args[0]);
+    if (paths == NULL)
+        return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(paths), given = 0;
     PyObject **encoded = PyMem_Calloc(n ? n : 1, sizeof *encoded);
     Slot *slots = PyMem_Calloc(n ? n : 1, sizeof *slots);
     char *heads = PyMem_Malloc((size_t)(n ? n : 1) * (size_t)head);
-    PyObject *fds = NULL, *sharing = NULL, *failures = NULL, *result = NULL;
-    int missed = 0;
+    PyObject *sharing = NULL, *failures = NULL, *result = NULL;
     if (encoded == NULL || slots == NULL || heads == NULL) {
         PyErr_NoMemory();
         goto done;
     }
     for (Py_ssize_t k = 0; k < n; k++) {
-        if (!PyUnicode_FSConverter(PyList_GET_ITEM(paths, k), &encoded[k]))
+        slots[k].fd = -1; /* all of them, before any can fail: none is closed by mistake */
+        slots[k].cls = -1;
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (!PyUnicode_FSConverter(PyTuple_GET_ITEM(paths, k), &encoded[k]))
             goto done;
         slots[k].path = PyBytes_AS_STRING(encoded[k]);
-        slots[k].fd = -1;
-        slots[k].cls = -1;
     }
     Py_BEGIN_ALLOW_THREADS
     read_all(slots, n, heads, (size_t)head, flags, &nowait, &missed);
     Py_END_ALLOW_THREADS
+    /* The descriptors are the caller's from here on (closed by it whatever comes next). */
+    for (; given < n; given++) {
+        PyObject *num = PyLong_FromLong(slots[given].fd >= 0 ? slots[given].fd : -1);
+        if (num == NULL || PyList_Append(fds, num) < 0) {
+            Py_XDECREF(num);
+            goto done;
+        }
+        Py_DECREF(num);
+    }
+    Py_ssize_t base = PyList_GET_SIZE(fds) - n;
 
     /* Group: each head against the distinct heads before it (a group holds at most KEEP_OPEN). */
-    int classes = 0;
     for (Py_ssize_t k = 0; k < n; k++) {
         Slot *s = &slots[k];
         if (s->fd < 0)
@@ -139,10 +191,9 @@ static PyObject *open_heads(PyObject *Py_UNUSED(module), PyObject *const *args, 
             }
         }
     }
-    fds = PyList_New(n);
     sharing = PyList_New(classes);
     failures = PyList_New(0);
-    if (fds == NULL || sharing == NULL || failures == NULL)
+    if (sharing == NULL || failures == NULL)
         goto done;
     for (Py_ssize_t c = 0; c < classes; c++) {
         PyObject *members = PyList_New(0);
@@ -152,12 +203,14 @@ static PyObject *open_heads(PyObject *Py_UNUSED(module), PyObject *const *args, 
     }
     for (Py_ssize_t k = 0; k < n; k++) {
         Slot *s = &slots[k];
-        int fd = s->fd;
-        if (fd >= 0) {
+        if (s->fd >= 0) {
             int cls = slots[s->first].cls;
             if (cls < 0) { /* no other file has its head: not read again */
+                int fd = s->fd;
+                if (PyList_SetItem(fds, base + k, PyLong_FromLong(-1)) < 0) /* -1: a cached int */
+                    goto done;
+                s->fd = -1;
                 close(fd);
-                s->fd = fd = -1;
             } else {
                 PyObject *pos = PyLong_FromSsize_t(k);
                 if (pos == NULL || PyList_Append(PyList_GET_ITEM(sharing, cls), pos) < 0) {
@@ -175,21 +228,12 @@ static PyObject *open_heads(PyObject *Py_UNUSED(module), PyObject *const *args, 
                 goto done;
             }
             Py_DECREF(item);
-            fd = -1;
         }
-        PyObject *num = PyLong_FromLong(fd);
-        if (num == NULL)
-            goto done;
-        PyList_SET_ITEM(fds, k, num);
     }
-    result = Py_BuildValue("(OOOOi)", fds, sharing, failures, missed ? Py_True : Py_False, nowait);
-    if (result != NULL) {
-        for (Py_ssize_t k = 0; k < n; k++)
-            slots[k].fd = -1; /* the caller's now */
-    }
+    result = Py_BuildValue("(OOOi)", sharing, failures, missed ? Py_True : Py_False, nowait);
 done:
     if (slots != NULL) {
-        for (Py_ssize_t k = 0; k < n; k++)
+        for (Py_ssize_t k = given; k < n; k++) /* not handed to the caller */
             if (slots[k].fd >= 0)
                 close(slots[k].fd);
     }
@@ -200,7 +244,7 @@ done:
     PyMem_Free(encoded);
     PyMem_Free(slots);
     PyMem_Free(heads);
-    Py_XDECREF(fds);
+    Py_DECREF(paths);
     Py_XDECREF(sharing);
     Py_XDECREF(failures);
     return result;

@@ -7,7 +7,9 @@ cache through os.preadv themselves).
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 
 from dedup import hashing
 from dedup.model import FileProblem
@@ -16,6 +18,7 @@ from dedup.walk import describe_os_error
 
 # Every open of dedup.heads' files (a name of this module, so tests can replace it).
 open_file = hashing.open_noatime
+MAX_HEAD = 4096  # open_heads' largest head (dedup/_cheads.c)
 
 
 def read_head(path: str) -> bytes:
@@ -117,16 +120,20 @@ def read_to_end(fd: int, view: memoryview, got: int) -> int:
     return got
 
 
-def open_heads_python(paths: list[str], flags: int, nowait: int, head: int
-                      ) -> tuple[list[int], list[list[int]], list[tuple[int, str]], bool, int]:
+def open_heads_python(paths: list[str], flags: int, nowait: int, head: int, fds: list[int]
+                      ) -> tuple[list[list[int]], list[tuple[int, str]], bool, int]:
     """Open every file of one same-size group and read its first *head* bytes (RWF_NOWAIT while
-    *nowait*: a miss is read again blocking); return (descriptors of the files sharing a head
-    with another, -1 for the others, closed here; the classes of positions sharing a head, by
-    when each head's second file came; the failures as (position, error text); whether a read
-    missed the page cache; the RWF_NOWAIT flag to read with from now on). dedup/_cheads.c
-    `open_heads` is this, compiled; this one runs where it was not built, or when a test's
-    `open_file` or `preadv` is to see every call."""
-    fds: list[int] = []
+    *nowait*: a miss is read again blocking; a regular file's refusal turns it off); append a
+    descriptor per path to the caller's *fds*, which closes what is in it whatever happens (the
+    files sharing no head are closed here: -1 in *fds*); return (the classes of positions
+    sharing a head, by when each head's second file came; the failures as (position, error
+    text); whether a read missed the page cache; the RWF_NOWAIT flag from now on).
+    dedup/_cheads.c `open_heads` is this, compiled; this one runs where it was not built, or
+    when a test's `open_file` or `preadv` is to see every call. (An interrupt between an open's
+    return and its descriptor's store in *fds* leaks that descriptor: Python cannot close that
+    gap; the compiled loop has none.)"""
+    if not 0 < head <= MAX_HEAD:
+        raise ValueError("head out of range")
     firsts: dict[bytes, int] = {}  # a head -> the first position holding it
     shared: dict[int, list[int]] = {}  # that position -> every position with its head
     failures: list[tuple[int, str]] = []
@@ -135,49 +142,58 @@ def open_heads_python(paths: list[str], flags: int, nowait: int, head: int
     bufs = (buf,)
     opener, read = open_file, preadv
     # The default open's os.open inline: a call less per file (its EPERM fallback kept).
-    direct, os_open = opener is hashing.open_noatime, os.open
-    try:
-        for k, path in enumerate(paths):
-            fds.append(-1)
-            try:
-                if direct:
-                    try:
-                        fd = os_open(path, flags)
-                    except PermissionError:
-                        fd = opener(path)
-                else:
-                    fd = opener(path)
-                fds[k] = fd
+    direct, os_open, noatime = opener is hashing.open_noatime, os.open, flags & hashing._NOATIME
+    base = len(fds)
+    for k, path in enumerate(paths):
+        fds.append(-1)
+        try:
+            if direct:
                 try:
-                    got = read(fd, bufs, 0, nowait)
-                except BlockingIOError:
-                    missed = True
-                    got = read(fd, bufs, 0, 0)
-                except OSError as exc:
-                    nowait = nowait_refused(exc)
-                    got = read(fd, bufs, 0, 0)
-                if got != head:
-                    raise hashing.FileChangedError(f"now {got} bytes or fewer")
+                    fd = os_open(path, flags)
+                except PermissionError:
+                    if not noatime:
+                        raise
+                    fd = os_open(path, flags & ~noatime)  # O_NOATIME: the owner's alone
+            else:
+                fd = opener(path)
+            fds[base + k] = fd
+            try:
+                got = read(fd, bufs, 0, nowait)
             except OSError as exc:
-                failures.append((k, describe_os_error(exc)))
-                if fds[k] >= 0:  # opened, then failed: nothing more is read from it
-                    os.close(fds[k])
-                    fds[k] = -1
-                continue
-            first = firsts.setdefault(bytes(buf), k)
-            if first != k:
-                ks = shared.get(first)
-                if ks is None:
-                    shared[first] = [first, k]
-                else:
-                    ks.append(k)
-    except BaseException:  # an interrupt: the descriptors opened so far are not the caller's
-        for fd in fds:
-            if fd >= 0:
+                if not nowait or (exc.errno != errno.EAGAIN
+                                  and exc.errno not in hashing._NOWAIT_REFUSED):
+                    raise
+                if exc.errno == errno.EAGAIN:
+                    missed = True
+                elif _regular(fd):  # a directory refuses RWF_NOWAIT too: not the file system
+                    nowait = nowait_refused(exc)
+                got = read(fd, bufs, 0, 0)
+            if got != head:
+                raise hashing.FileChangedError(f"now {got} bytes or fewer")
+        except OSError as exc:
+            failures.append((k, describe_os_error(exc)))
+            fd = fds[base + k]
+            if fd >= 0:  # opened, then failed: nothing more is read from it
+                fds[base + k] = -1  # before the close: never closed twice
                 os.close(fd)
-        raise
+            continue
+        first = firsts.setdefault(bytes(buf), k)
+        if first != k:
+            ks = shared.get(first)
+            if ks is None:
+                shared[first] = [first, k]
+            else:
+                ks.append(k)
     for first in firsts.values():
         if first not in shared:  # no other file has its head: not read again
-            os.close(fds[first])
-            fds[first] = -1
-    return fds, list(shared.values()), failures, missed, nowait
+            fd = fds[base + first]
+            fds[base + first] = -1
+            os.close(fd)
+    return list(shared.values()), failures, missed, nowait
+
+
+def _regular(fd: int) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        return False

@@ -228,8 +228,8 @@ class Heads:
                     else cachedreads.open_heads_python)
         try:
             was = nowait
-            fds, sharing, failures, missed, nowait = heads_of(paths, hashing._OPEN_FLAGS, nowait,
-                                                              HEAD)
+            sharing, failures, missed, nowait = heads_of(paths, hashing._OPEN_FLAGS, nowait,
+                                                         HEAD, fds)  # fds: closed below
             if was and not nowait:
                 cachedreads.refused[0] = True  # the file system refuses RWF_NOWAIT
             cached = not missed

@@ -104,7 +104,7 @@ class Sizing:
                 filtered += dirs.filtered
                 first = table.add_packed(dirs)
                 count += len(dirs)
-                by_size.add(table.size[first:], first)
+                by_size.add_int64s(dirs.sizes, first)
                 progress("scan", count, 0)
                 continue
             prefix, root, dev, listing = item  # type: ignore[misc]

@@ -182,12 +182,7 @@ def walk_forked(
         ids, ok = info
         numbers = array("Q")
         numbers.frombytes(ids)
-        for k in range(0, len(numbers), 2):
-            key = (numbers[k], numbers[k + 1])
-            if key in visited:
-                ok = False
-            visited.add(key)
-        return ok
+        return visited.add_new(numbers[0::2], numbers[1::2]) and ok
 
     if cold_procs > procs and _blocks_read() - blocks >= COLD_BLOCKS:
         procs = cold_procs  # waiting on the disk more than on the cores: more listings at once
@@ -239,6 +234,20 @@ class _DirIds:
         if inos is None:
             inos = self.by_dev[key[0]] = set()
         inos.add(key[1])
+
+    def add_new(self, devs: array, inos: array) -> bool:
+        """Add the directories (devs[k], inos[k]), none twice; return False if one was here
+        already. A set update per device (a walk task's are mostly of one): a loop per
+        directory was 19 ms of the /usr/lib walk's merge."""
+        ok = True
+        for dev in set(devs):
+            mine = inos if devs.count(dev) == len(devs) else [
+                ino for d, ino in zip(devs, inos, strict=True) if d == dev]
+            known = self.by_dev.setdefault(dev, set())
+            before = len(known)
+            known.update(mine)
+            ok = ok and len(known) == before + len(mine)
+        return ok
 
 
 def _listing(names: list[str], problems: list[FileProblem], filtered: int = 0) -> Listing:

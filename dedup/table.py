@@ -14,6 +14,11 @@ from array import array
 
 from dedup.model import ENTRY_NUMBERS
 
+try:  # SizeBuckets.add compiled, for a forked walk's columns (setup.py)
+    from dedup._ctable import add_sizes
+except ImportError:  # no C compiler at install
+    add_sizes = None
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -241,6 +246,15 @@ class SizeBuckets:
                 self.repeated.append(size)
             else:
                 bucket.append(index)
+
+    def add_int64s(self, sizes: bytes, first: int) -> None:
+        """`add` of sizes given as machine int64s (a `PackedDirs`' column), in C where built."""
+        if add_sizes is not None:
+            add_sizes(self.by_size, self.repeated, sizes, first)
+        else:
+            column = array("q")
+            column.frombytes(sizes)
+            self.add(column, first)
 
     def clear(self) -> None:
         """Forget every file."""

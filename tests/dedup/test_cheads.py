@@ -29,17 +29,31 @@ def _opened(fds: list[int]) -> list[str | None]:
     return [os.readlink(f"/proc/self/fd/{fd}") if fd >= 0 else None for fd in fds]
 
 
+def _open_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _run(fn, paths, nowait: int = NOWAIT, head: int = HEAD) -> tuple:
+    """Run one loop as dedup.heads does (the caller's list of descriptors, closed after); return
+    (the paths kept open, classes, failures, missed, RWF_NOWAIT after); check that only the
+    descriptors of files sharing a head were open, and none is left."""
+    before = _open_count()
+    fds: list[int] = []
+    try:
+        sharing, failures, missed, after = fn(paths, FLAGS, nowait, head, fds)
+        assert len(fds) == len(paths)
+        assert _open_count() == before + sum(fd >= 0 for fd in fds)
+        return _opened(fds), sharing, failures, missed, after
+    finally:
+        for fd in fds:
+            if fd >= 0:
+                os.close(fd)
+        assert _open_count() == before
+
+
 def _both(paths: list[str], nowait: int = NOWAIT) -> tuple:
-    """Run both loops on *paths*; check they agree; close what they kept; return the result."""
-    out = []
-    for fn in (cachedreads.open_heads_python, open_heads):
-        fds, sharing, failures, missed, after = fn(list(paths), FLAGS, nowait, HEAD)
-        try:
-            out.append((_opened(fds), sharing, failures, missed, after))
-        finally:
-            for fd in fds:
-                if fd >= 0:
-                    os.close(fd)
+    """Run both loops on *paths*; check they agree; return the result."""
+    out = [_run(fn, list(paths), nowait) for fn in (cachedreads.open_heads_python, open_heads)]
     assert out[1] == out[0]
     return out[1]
 
@@ -49,7 +63,8 @@ def _both(paths: list[str], nowait: int = NOWAIT) -> tuple:
 @given(files=st.lists(st.one_of(
     st.tuples(st.just("file"), st.integers(0, 3), st.integers(0, 40)),  # head kind, extra bytes
     st.tuples(st.just("short"), st.integers(0, HEAD - 1), st.just(0)),
-    st.just(("missing", 0, 0)), st.just(("dir", 0, 0))), min_size=1, max_size=20))
+    st.just(("missing", 0, 0)), st.just(("dir", 0, 0)), st.just(("fifo", 0, 0))),
+    min_size=1, max_size=20))
 def test_random_groups_give_the_same_heads_classes_and_failures(tmp_path_factory, files):
     root = tmp_path_factory.mktemp("g")
     paths = []
@@ -63,16 +78,18 @@ def test_random_groups_give_the_same_heads_classes_and_failures(tmp_path_factory
                 f.write(b"s" * a)
         elif kind == "dir":
             os.mkdir(path)
+        elif kind == "fifo":
+            os.mkfifo(path)
         paths.append(path)
     fds, sharing, failures, missed, after = _both(paths)
-    # A directory's RWF_NOWAIT read fails as a refusing file system's does (EOPNOTSUPP): then
-    # both read blocking from there on (the run's reads are right, only slower).
-    assert missed is False and after == (0 if ("dir", 0, 0) in files else NOWAIT)
+    # A directory refuses RWF_NOWAIT as tmpfs does (EOPNOTSUPP): not the file system's refusal,
+    # RWF_NOWAIT stays on for the run's other reads.
+    assert missed is False and after == NOWAIT
     assert sorted([k for ks in sharing for k in ks] + [k for k, _ in failures]
                   + [k for k, p in enumerate(fds) if p is None and k not in
                      {k for k, _ in failures}]) == list(range(len(paths)))
     texts = {text for _, text in failures}
-    assert texts <= {"No such file or directory", "Is a directory"} | {
+    assert texts <= {"No such file or directory", "Is a directory", "Illegal seek"} | {
         f"now {n} bytes or fewer" for n in range(HEAD)}
 
 
@@ -87,10 +104,7 @@ def test_a_read_the_page_cache_cannot_serve_is_a_miss_and_read_blocking(tmp_path
             os.fsync(fd)  # clean pages, which the advice drops from the page cache
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
             os.close(fd)
-        fds, sharing, failures, missed, after = fn(paths, FLAGS, NOWAIT, HEAD)
-        for fd in fds:
-            os.close(fd)
-        out.append((sharing, failures, missed, after))
+        out.append(_run(fn, paths)[1:])
     assert out[0] == out[1] == ([[0, 1, 2]], [], True, NOWAIT)
 
 
@@ -127,3 +141,50 @@ def test_another_users_files_opened_without_atime_or_refused():
         assert failures == [(2, "Permission denied")] and sharing == [[0, 1, 3]]
     finally:
         shutil.rmtree(base)
+
+
+def test_classes_come_in_the_order_a_heads_second_file_came(tmp_path):
+    paths = []
+    for k, mark in enumerate("ABBACDC"):
+        paths.append(str(tmp_path / f"f{k}"))
+        with open(paths[-1], "wb") as f:
+            f.write(mark.encode() * (HEAD + 1))
+    opened, sharing, failures, _, _ = _both(paths)
+    assert sharing == [[1, 2], [0, 3], [4, 6]] and not failures
+    assert opened == [p if k != 5 else None for k, p in enumerate(paths)]
+
+
+def test_no_path_and_bad_arguments(tmp_path):
+    assert _both([]) == ([], [], [], False, NOWAIT)
+    good = str(tmp_path / "g")
+    with open(good, "wb") as f:
+        f.write(b"g" * HEAD)
+    for fn in (cachedreads.open_heads_python, open_heads):
+        with pytest.raises(ValueError):
+            _run(fn, [good], head=0)
+    # A path that is not one fails before anything is opened (and closes nothing, fd 0 included).
+    stdin = os.fstat(0)
+    for bad in ([good, "nul\0here"], [good, 7]):
+        with pytest.raises((ValueError, TypeError)):
+            _run(open_heads, bad)
+    assert os.fstat(0) == stdin
+
+
+def test_an_interrupt_leaves_every_descriptor_with_the_caller(tmp_path, monkeypatch):
+    paths = []
+    for k in range(5):
+        paths.append(str(tmp_path / f"f{k}"))
+        with open(paths[-1], "wb") as f:
+            f.write(b"i" * HEAD)
+    calls = []
+
+    def interrupted(fd, buffers, offset, flags=0):
+        calls.append(fd)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return os.preadv(fd, buffers, offset, flags)
+
+    monkeypatch.setattr(cachedreads, "preadv", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _run(cachedreads.open_heads_python, paths)  # checks that none is left open
+    assert len(calls) == 4

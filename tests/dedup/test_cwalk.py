@@ -267,3 +267,15 @@ def test_forked_walk_reports_directories_another_user_cannot_read(monkeypatch):
     finally:
         os.chmod(os.path.join(base, "b"), 0o755)
         shutil.rmtree(base)
+
+
+def test_directory_ids_of_tasks_added_once_per_device():
+    from array import array
+
+    ids = subtrees._DirIds()
+    assert ids.add_new(array("Q", [1, 1, 2]), array("Q", [5, 6, 5]))
+    assert (2, 5) in ids and (1, 6) in ids and (2, 6) not in ids
+    assert ids.add_new(array("Q", [1, 3]), array("Q", [7, 5]))
+    assert not ids.add_new(array("Q", [3]), array("Q", [5]))  # one device, added before
+    assert not ids.add_new(array("Q", [9, 2]), array("Q", [1, 5]))  # (2, 5) was added before
+    assert (9, 1) in ids  # added all the same: the walk is void from here (subtrees.Refused)
