@@ -7,7 +7,6 @@ cache through os.preadv themselves).
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 
@@ -159,13 +158,15 @@ def open_heads_python(paths: list[str], flags: int, nowait: int, head: int, fds:
             fds[base + k] = fd
             try:
                 got = read(fd, bufs, 0, nowait)
-            except OSError as exc:
-                if not nowait or (exc.errno != errno.EAGAIN
-                                  and exc.errno not in hashing._NOWAIT_REFUSED):
+            except BlockingIOError:
+                if not nowait:
                     raise
-                if exc.errno == errno.EAGAIN:
-                    missed = True
-                elif _regular(fd):  # a directory refuses RWF_NOWAIT too: not the file system
+                missed = True
+                got = read(fd, bufs, 0, 0)
+            except OSError as exc:
+                if not nowait or exc.errno not in hashing._NOWAIT_REFUSED:
+                    raise
+                if _regular(fd):  # a directory refuses RWF_NOWAIT too: not the file system
                     nowait = nowait_refused(exc)
                 got = read(fd, bufs, 0, 0)
             if got != head:
