@@ -24,7 +24,7 @@ setup(ext_modules=[
     Extension("cache._cfollow", ["cache/_cfollow.c"], optional=True),
     Extension("cache._cshared", ["cache/_cshared.c"], depends=["cache/_cshared.h", "cache/_ccrc.h"], optional=True),
     Extension("cache._ccompact", ["cache/_ccompact.c"], depends=["cache/_ccrc.h"], optional=True),
-    Extension("dedup._cwalk", ["dedup/_cwalk.c"], optional=True),
+    Extension("dedup._cwalk", ["dedup/_cwalk.c"], depends=["dedup/_cdirents.h"], optional=True),
     Extension("dedup._cheads", ["dedup/_cheads.c"], optional=True),
     Extension("dedup._ctable", ["dedup/_ctable.c"], optional=True),
 ])
