@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from dedup import cachedreads, hashing, heads
 from dedup._cheads import open_heads
-from tests.dedup.test_cwalk import _as_nobody
+from tests.dedup.test_cwalk import AS_ROOT, _as_nobody
 
 HEAD = heads.HEAD
 FLAGS = hashing._OPEN_FLAGS
@@ -123,6 +123,7 @@ def test_a_file_system_refusing_rwf_nowait_is_read_blocking(monkeypatch):
     assert after == 0 and sharing == [[0, 1, 2, 3]] and not failures and missed is False
 
 
+@AS_ROOT
 def test_another_users_files_opened_without_atime_or_refused():
     import shutil
     import tempfile

@@ -111,6 +111,9 @@ def test_random_directories_list_the_same(tmp_path_factory, entries, lowest, hig
     _same([str(root)], lowest=lowest, highest=highest)
 
 
+AS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to run a child as nobody")
+
+
 def _as_nobody(fn):
     """Run *fn* in a forked child as user nobody (root reads any directory); return its result."""
     import pickle
@@ -136,6 +139,7 @@ def _as_nobody(fn):
     return pickle.loads(data)
 
 
+@AS_ROOT
 def test_directories_another_user_cannot_read_or_search(tmp_path_factory):
     # tmp_path's parents are root's alone: a tree in a fresh directory of /tmp, open to all.
     import shutil
@@ -247,6 +251,7 @@ def test_forked_walks_with_and_without_the_compiled_listing_agree(tmp_path, monk
         assert _forked(root, monkeypatch, True) == _forked(root, monkeypatch, False)
 
 
+@AS_ROOT
 @pytest.mark.usefixtures("forking")
 def test_forked_walk_reports_directories_another_user_cannot_read(monkeypatch):
     import shutil
