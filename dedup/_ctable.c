@@ -35,6 +35,10 @@ static PyObject *add_sizes(PyObject *Py_UNUSED(module), PyObject *const *args, P
         goto done;
     }
     Py_ssize_t n = view.len / 8;
+    if (first < 0 || first > PY_SSIZE_T_MAX - n) {
+        PyErr_SetString(PyExc_OverflowError, "rows out of range");
+        goto done;
+    }
     for (Py_ssize_t k = 0; k < n; k++) {
         int64_t size;
         memcpy(&size, (const char *)view.buf + k * 8, 8);

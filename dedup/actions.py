@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Literal
 from dedup.hashing import open_for_read
 from dedup.model import FileEntry
 from dedup.plan import Action
+from dedup.table import clamp_ns
 from dedup.verify import partition_identical
 from dedup.walk import describe_os_error
 from dedup.warn import warning
@@ -71,7 +72,7 @@ def _unchanged(path: str, entry: FileEntry, *, follow: bool) -> str:
         return "no longer a regular file"
     if (st.st_dev, st.st_ino) != entry.file_id:
         return "replaced since the scan"
-    if st.st_size != entry.size or st.st_mtime_ns != entry.mtime_ns:
+    if st.st_size != entry.size or clamp_ns(st.st_mtime_ns) != entry.mtime_ns:
         return "modified since the scan"
     return ""
 

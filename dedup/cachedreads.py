@@ -164,10 +164,9 @@ def open_heads_python(paths: list[str], flags: int, nowait: int, head: int, fds:
                 missed = True
                 got = read(fd, bufs, 0, 0)
             except OSError as exc:
-                if not nowait or exc.errno not in hashing._NOWAIT_REFUSED:
+                if not nowait:
                     raise
-                if _regular(fd):  # a directory refuses RWF_NOWAIT too: not the file system
-                    nowait = nowait_refused(exc)
+                nowait = refused_by(fd, exc, nowait)
                 got = read(fd, bufs, 0, 0)
             if got != head:
                 raise hashing.FileChangedError(f"now {got} bytes or fewer")
@@ -193,8 +192,15 @@ def open_heads_python(paths: list[str], flags: int, nowait: int, head: int, fds:
     return list(shared.values()), failures, missed, nowait
 
 
-def _regular(fd: int) -> bool:
+def refused_by(fd: int, exc: OSError, nowait: int) -> int:
+    """Return the RWF_NOWAIT flag to read with after a page-cache-only read of *fd* failed with
+    *exc*: 0 (remembered: `nowait_refused`) if its file system refuses the flag, *nowait* if
+    *fd* is no regular file (a directory refuses it too: not the file system's answer); raise
+    *exc* for any other error. Read *fd* blocking either way."""
+    if exc.errno not in hashing._NOWAIT_REFUSED:
+        raise exc
     try:
-        return stat.S_ISREG(os.fstat(fd).st_mode)
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
     except OSError:
-        return False
+        regular = False
+    return nowait_refused(exc) if regular else nowait

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dedup.errors import HashCacheError
 from dedup.model import FileEntry
+from dedup.table import NS_MAX, NS_MIN
 from dedup.warn import warning
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
@@ -19,6 +20,9 @@ else:
     Protocol = object  # DigestCache is an annotation; at run time, a plain class
 
 RACY_WINDOW_NS = 2_000_000_000
+# A time the file table clamped (dedup.table.clamp_ns: before 1678, after 2262) stands for many
+# times: a digest keyed by it could outlive a change of the file. Such files are never cached.
+CLAMPED = frozenset((NS_MIN, NS_MAX))
 DEFAULT_CAPACITY = 2_000_000  # entries; about two digests per file of a 1M-file tree
 
 
@@ -53,7 +57,7 @@ class HashCache:
 
     def get(self, entry: FileEntry, hash_name: str, span: str) -> bytes | None:
         """Return the stored digest for *entry* over *span*, or None (also when the store fails)."""
-        if self._broken:
+        if self._broken or entry[4] in CLAMPED:
             return None
         try:
             value = self._lru.get(cache_key(entry, hash_name, span))
@@ -64,7 +68,7 @@ class HashCache:
 
     def put(self, entry: FileEntry, hash_name: str, span: str, digest: bytes, now_ns: int) -> None:
         """Store *digest* unless the file changed too recently to trust its mtime."""
-        if self._broken or entry[4] > now_ns - RACY_WINDOW_NS:
+        if self._broken or entry[4] > now_ns - RACY_WINDOW_NS or entry[4] in CLAMPED:
             return
         try:
             self._lru[cache_key(entry, hash_name, span)] = digest

@@ -315,7 +315,7 @@ class Heads:
                         self.cold = True
                         return False
                     except OSError as exc:
-                        nowait = cachedreads.nowait_refused(exc)
+                        nowait = cachedreads.refused_by(fd, exc, nowait)
                         got = preadv(fd, bufs, 0, 0)
                     if got <= size and (got < size or size % hashing._PAGE == 0):
                         # short, or the byte past the end unread

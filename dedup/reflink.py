@@ -25,6 +25,7 @@ from dedup import extents as _extents
 from dedup.extents import DedupeReply, Extent
 from dedup.model import FileEntry
 from dedup.plan import Action
+from dedup.table import clamp_ns
 from dedup.verify import partition_identical
 from dedup.walk import describe_os_error
 
@@ -209,7 +210,7 @@ def _unchanged(fd: int, entry: FileEntry, role: str) -> str:
         return f"{role} is no longer a regular file"
     if (st.st_dev, st.st_ino) != entry.file_id:
         return f"{role} replaced since the scan"
-    if st.st_size != entry.size or st.st_mtime_ns != entry.mtime_ns:
+    if st.st_size != entry.size or clamp_ns(st.st_mtime_ns) != entry.mtime_ns:
         return f"{role} modified since the scan"
     return ""
 

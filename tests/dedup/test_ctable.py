@@ -37,3 +37,17 @@ def test_a_column_not_of_int64s_is_refused():
 
     with pytest.raises(ValueError):
         add_sizes({}, [], b"\0" * 7, 0)
+
+
+def test_no_object_is_left_behind():
+    import gc
+    import sys
+
+    sizes = array("q", [5, 5, 6, 7, 7, 7]).tobytes()
+    add_sizes({}, [], sizes, 0)  # once first: what the first call allocates for good
+    gc.collect()
+    before = sys.getallocatedblocks()
+    for _ in range(20_000):
+        add_sizes({}, [], sizes, 0)
+    gc.collect()
+    assert sys.getallocatedblocks() - before < 1_000  # a leak per call would be 20,000 or more

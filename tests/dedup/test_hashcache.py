@@ -80,3 +80,19 @@ def test_damaged_cache_file_is_a_clear_fatal_error(tree, tmp_path, capsys):
     with pytest.raises(HashCacheError):
         find_duplicates([tree], ScanOptions(cache_path=str(path)))
     assert main(["--cache", str(path), tree]) == 1
+
+
+def test_a_time_the_table_clamps_is_never_cached(tmp_path):
+    # Before 1678 every time is the same clamped one (dedup.table.clamp_ns): a digest keyed by it
+    # could outlive a change of the file with its time set to another such time.
+    from dedup.model import FileEntry
+    from dedup.table import NS_MAX, NS_MIN
+
+    cache = HashCache(str(tmp_path / "h.cache"))
+    try:
+        for mtime in (NS_MIN, NS_MAX, OLD_NS):
+            entry = FileEntry("/x", 100, 1, 2, mtime, 0)
+            cache.put(entry, "mmh3", "whole", b"d" * 16, now_ns=NS_MAX)
+            assert cache.get(entry, "mmh3", "whole") == (b"d" * 16 if mtime == OLD_NS else None)
+    finally:
+        cache.close()
