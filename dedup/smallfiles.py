@@ -39,7 +39,7 @@ TASK_FILES = 256
 TASK_SHARE = 4
 
 # Files scanned from which the forked stage takes the other processes' results only once the
-# scan's table is freed (`_compare_small`): about 34 bytes of table a file, 17 MiB here.
+# scan's table (34 bytes a file and names: 17 MiB here) is freed, not as they come in.
 LATE_FILES = 500_000
 
 # --verify: bytes of small files held per size bucket to compare later members in memory. A
@@ -82,9 +82,8 @@ class SmallFiles:
         `_split_small`). With more than one process (`procs`), consecutive groups are cut into
         tasks that forked processes share (dedup.processes.take_in_processes), each with its own
         I/O pool; each task's classes are made the report's groups (`DuplicateGroup`) here as
-        they come in (from `LATE_FILES` files scanned, the other processes' once the table is
-        freed), and ordered at the end (problems logged in task order), so the outcome is the
-        one of a single process.
+        they come in (see `LATE_FILES`), and ordered at the end (problems logged in task
+        order), so the outcome is the one of a single process.
 
         *large* (groups of records of larger files, when nothing but the byte compare decides
         them): with processes, their stage runs as one more task, the first, beside the small
@@ -123,11 +122,8 @@ class SmallFiles:
                 proven, rest = self._split_heads(tasks[number - first])
                 tasks[number - first] = []  # this process's copy: freed as it goes
                 compared = proven + self._split_small(rest)
-            # Each class leaves as the report's group, packed: its records built, its hard
-            # links added and sorted here, in parallel, not in the parent afterwards.
-            # Sorted here by the full order (`DuplicateGroup.packed_order`), which is not
-            # sent: a size is one candidate group's, so one task's, and the parent's sort by
-            # size alone (stable) then gives the report's order (see below).
+            # Each class leaves as the report's group, packed (records built, hard links added
+            # and sorted here, in parallel), in `DuplicateGroup.packed_order`: see the sort below.
             classes = None if compared is None else sorted(map(self._packed, compared),
                                                            key=_packed_order)
             found = [(p.path, p.error) for p in self.problems[problems:]]
@@ -159,11 +155,9 @@ class SmallFiles:
             nbytes_in[0] += nbytes
             colds.add(cold)
 
-        # A big scan: the other processes' results are taken once the table is freed, not as
-        # they come in (they wait in memory files, outside this process's RSS). At 1,000,000
-        # files the table (~33 MiB) and their groups (~37 MiB) were held together: peak RSS
-        # 137 -> 109 MiB. On smaller trees the overlap is kept: it saved 25 ms of the pyenv run
-        # (116,000 files; 1.03x its wall without it) for about 4 MB.
+        # A big scan takes the other processes' results once the table is freed (till then in
+        # memory files, outside this RSS): at 1,000,000 files, peak RSS 135 -> 105 MiB. A small
+        # one keeps the overlap: the pyenv run (116,000 files) took 1.03x the wall without it.
         late = self.release_table if self.files >= LATE_FILES and self.extras is None else None
         try:
             take_in_processes(first + len(tasks), work, self.procs, take, setup, late)
@@ -181,11 +175,9 @@ class SmallFiles:
         self.cold = True if True in colds else False if False in colds else None
         if beside and large is not None:
             large.clear()  # compared in a task above
-        # Each task's groups come in order (see `work`) and hold sizes no other task has:
-        # a stable sort by size alone, through ints the groups hold, orders them all. Ordering
-        # 17,000 groups by keys made here took 0.03 s of the pyenv run, other cores idle; an
-        # order key per group held here until the end (with the pair holding it) cost the
-        # 1,000,000-file run's peak, the scan's table still held, about 30 MB.
+        # Each task's groups come in order and hold sizes no other task has: a stable sort by
+        # size alone orders them all. (Keys made here: 0.03 s of the pyenv run; the workers'
+        # keys held here with their pairs: 30 MB of the 1,000,000-file run's peak RSS.)
         out.sort(key=_SIZE, reverse=True)
         self.ordered = True
         progress("partial", files, files)
@@ -387,10 +379,7 @@ class SmallFiles:
 
 
 _SIZE = attrgetter("size")
-
-
-def _packed_order(packed: tuple[int, str, bytes, int]) -> bytes:
-    return DuplicateGroup.packed_order(packed[0], packed[1], packed[2])
+_packed_order = lambda c: DuplicateGroup.packed_order(c[0], c[1], c[2])  # noqa: E731
 
 
 def _guided(groups: list, files: int, procs: int) -> list[list]:
