@@ -221,7 +221,9 @@ class _Run(Sizing, SmallFiles, Heads, LargeFiles):
         if self.extras is not None:
             last.clear()  # --dirs and --similar read the table after the scan: keep every name
         for k, group in enumerate(groups):
-            groups[k] = []  # type: ignore[call-overload]
+            # None, not a new empty list each: 186,003 of them raised the 1,000,000-file
+            # run's peak RSS by 9 MB (its groups come made: nothing is freed for them).
+            groups[k] = None  # type: ignore[call-overload]
             if type(group) is not array:
                 yield group
                 continue

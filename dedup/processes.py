@@ -92,7 +92,8 @@ def load_mapped(fd: int, offset: int, length: int) -> Any:
 
 def take_in_processes(count: int, work: Callable[[int], T], procs: int,
                       take: Callable[[int, T], None],
-                      setup: Callable[[], None] | None = None) -> None:
+                      setup: Callable[[], None] | None = None,
+                      ready: Callable[[], None] | None = None) -> None:
     """Call `take(i, work(i))` in this process for every i in range(count), in no particular
     order, with *work* run by *procs* processes (this one included).
 
@@ -104,6 +105,10 @@ def take_in_processes(count: int, work: Callable[[int], T], procs: int,
     *setup* runs in every process after the forks, before its first task (e.g. to start its
     own thread pool: threads do not survive a fork). With procs <= 1, one task, or forking
     refused (`can_fork`), everything runs here in order. At most `MAX_TASKS` tasks.
+
+    *ready*, when given, runs once every task is done, and the other processes' results are
+    taken only after it: until then they stay marshalled in their memory files, outside this
+    process's RSS, while *ready* frees what only the work needed (the scan's table).
     """
     if count > MAX_TASKS:
         raise ValueError(f"at most {MAX_TASKS} tasks, not {count}")
@@ -113,6 +118,8 @@ def take_in_processes(count: int, work: Callable[[int], T], procs: int,
             setup()
         for i in range(count):
             take(i, work(i))
+        if ready is not None:
+            ready()
         return
     done = [False] * count
     files: list[list[int]] = []  # per child: its memory file, how far it was read
@@ -123,7 +130,10 @@ def take_in_processes(count: int, work: Callable[[int], T], procs: int,
     over, over_w = os.pipe()
     children: list[int] = []
 
-    def take_new() -> None:
+    def new_records() -> list[tuple[int, int, int, int]]:
+        # The records written since the last call, their tasks marked done: (task number,
+        # memory file, offset, length) each.
+        found = []
         for place in files:
             size = os.fstat(place[0]).st_size
             at = place[1]
@@ -134,9 +144,14 @@ def take_in_processes(count: int, work: Callable[[int], T], procs: int,
                     break
                 number = int.from_bytes(head[8:], "little")
                 done[number] = True
-                take(number, load_mapped(place[0], at + 8 + _TASK, length))
+                found.append((number, place[0], at + 8 + _TASK, length))
                 at += 8 + _TASK + length
             place[1] = at
+        return found
+
+    def take_new() -> None:
+        for number, fd, at, length in new_records():
+            take(number, load_mapped(fd, at, length))
 
     try:
         os.write(write_end, b"".join(i.to_bytes(_TASK, "little") for i in range(count)))
@@ -160,14 +175,23 @@ def take_in_processes(count: int, work: Callable[[int], T], procs: int,
             number = int.from_bytes(task, "little")
             done[number] = True
             take(number, work(number))
-            take_new()
+            if ready is None:
+                take_new()
         while os.read(over, 1):  # not reached: a child writes nothing there
             pass
         while children:
             reap_later(children.pop())
-        take_new()
+        late = new_records()
+        if ready is None:
+            for number, fd, at, length in late:
+                take(number, load_mapped(fd, at, length))
+            late = []
         for number in [n for n, ok in enumerate(done) if not ok]:  # a worker died
             take(number, work(number))
+        if ready is not None:
+            ready()
+            for number, fd, at, length in late:
+                take(number, load_mapped(fd, at, length))
     finally:
         for fd in (write_end, over_w):
             if fd >= 0:

@@ -41,6 +41,38 @@ def test_taken_tasks_of_a_worker_that_dies_are_run_here():
     assert taken == {n: n + 1 for n in range(60)}
 
 
+@pytest.mark.parametrize("dies", [False, True])
+def test_with_ready_the_other_processes_results_are_taken_after_it(dies):
+    # `ready` frees what only the work needed (the small-file stage's table): it runs once,
+    # after every task's work, a dead worker's too, and before any other process's result.
+    parent = os.getpid()
+    events: list = []
+
+    def work(number: int) -> tuple[int, int]:
+        if os.getpid() != parent and dies and number % 3 == 0:
+            os._exit(9)
+        events.append(("work", number))  # this process's list only: the children's are theirs
+        return _pid_task(number)
+
+    def take(number: int, result: tuple[int, int]) -> None:
+        events.append(("take", number, result[1] == parent))
+
+    processes.take_in_processes(60, work, 3, take, ready=lambda: events.append(("ready",)))
+    at = events.index(("ready",))
+    assert events.count(("ready",)) == 1
+    assert all(e[0] == "work" or e[2] for e in events[:at])  # before it: work and own results
+    assert all(e[0] == "take" and not e[2] for e in events[at + 1 :])
+    assert sorted(e[1] for e in events if e[0] == "take") == list(range(60))
+    assert any(e[0] == "take" and not e[2] for e in events)  # the children ran some
+
+
+def test_with_ready_and_one_process_it_runs_after_the_work():
+    events: list = []
+    processes.take_in_processes(3, _pid_task, 1, lambda n, r: events.append(n),
+                                ready=lambda: events.append("ready"))
+    assert events == [0, 1, 2, "ready"]
+
+
 def _stepping(slow_here: bool):
     """A task's work: in this process (*slow_here*) or in the workers, a step at a time until told
     to stop (at most 100,000 steps, 10 s); elsewhere its whole range at once."""

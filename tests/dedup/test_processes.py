@@ -130,12 +130,15 @@ def test_children_whose_work_is_over_are_reaped_later_and_a_run_leaves_none(tmp_
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("verify", [False, True])
 @pytest.mark.parametrize("cold", [False, True])
+@pytest.mark.parametrize("late", [False, True])
 def test_forked_reports_are_identical_to_one_process(tmp_path, monkeypatch, forking, seed,
-                                                     verify, cold):
+                                                     verify, cold, late):
     root = build_tree(str(tmp_path / "t"), _hostile_spec(seed))
     one = find_duplicates([root], ScanOptions(threads=1, io_threads=1, verify=verify))
     if cold:
         _cold(monkeypatch)
+    if late:  # the other processes' results taken once the table is freed, as a big scan's
+        monkeypatch.setattr(smallfiles, "LATE_FILES", 0)
     many = find_duplicates([root], ScanOptions(threads=2, io_threads=8, verify=verify))
     assert one.groups
     assert _json(many) == _json(one)
