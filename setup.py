@@ -1,5 +1,5 @@
-"""fanmill's compiled parts: the cache's three, and dedup's walk listing (the rest of the metadata
-is in pyproject.toml).
+"""fanmill's compiled parts: the cache's three and dedup's three (the rest of the metadata is in
+pyproject.toml).
 
 cache/_cfollow.c is the loop that applies the records other processes published (cache/follow.py),
 cache/_cshared.c the per-operation protocol of a shared open (cache/sharedlog.py's begin, finish
