@@ -174,7 +174,8 @@ def walk_forked(
         left = starts + stack  # popped from the end: in the order the walk would take them
         # A deep subtree comes back as its waiting directories, spread over the processes.
         per_task = max(1, len(left) // (procs * TASKS_PER_PROC)) if ok else len(left) + 1
-        return (out.pack() if compiled is not None else out.build().pack(), (array("Q", [x for key in seen for x in key]).tobytes(), ok),
+        packed = out.pack() if compiled is not None else out.build().pack()
+        return (packed, (array("Q", [x for key in seen for x in key]).tobytes(), ok),
                 [left[i : i + per_task] for i in range(0, len(left), per_task)] if ok else [])
 
     def accept(info: tuple[bytes, bool]) -> bool:

@@ -21,7 +21,7 @@ except ImportError:  # no C compiler at install
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
 
 Record = tuple  # (path, size, dev, ino, mtime_ns, root): FileEntry's layout
 NS_MIN, NS_MAX = -(1 << 63), (1 << 63) - 1  # what an int64 column of nanoseconds holds
@@ -33,8 +33,9 @@ def clamp_ns(ns: int) -> int:
     return NS_MIN if ns < NS_MIN else NS_MAX if ns > NS_MAX else ns
 
 
-def extend_ns(column: array, values: Iterable[int]) -> None:
-    """Extend an int64 column with times in nanoseconds (a list), clamped where they overflow it."""
+def extend_ns(column: array, values: Sequence[int]) -> None:
+    """Extend an int64 column with times in nanoseconds, clamped where they overflow it (read
+    twice then: a sequence, not an iterator)."""
     before = len(column)
     try:
         column.extend(values)
