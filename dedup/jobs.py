@@ -94,3 +94,7 @@ class LazyPool:
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+def no_progress(phase: str, done: int, total: int) -> None:
+    """A progress callback that shows nothing."""

@@ -10,7 +10,7 @@ from array import array
 from dedup import hashing
 from dedup.grouping import CandidateGroup, Record, split_by
 from dedup.hashing import full_digest, partial_digest
-from dedup.jobs import BATCH_FILES, IO_DEPTH, batches, bounded_map
+from dedup.jobs import BATCH_FILES, IO_DEPTH, Inline, batches, bounded_map, no_progress
 from dedup.model import FileEntry, FileProblem
 from dedup.verify import Partition, partition_identical
 from dedup.walk import describe_os_error
@@ -111,6 +111,19 @@ class LargeFiles:
         if self.cache is not None:
             self.cache.put(as_entry, name, span, value, self.now_ns)
         return entry, value, nbytes
+
+    def _compare_large_warm(self, groups: list[CandidateGroup]) -> list[CandidateGroup] | None:
+        """Split groups of large files here, without threads (both-ends keys, then the lockstep
+        compare), when the page cache holds their first bytes; else return None."""
+        from dedup.prefetch import is_cold, spread
+
+        if is_cold(groups[k][0][0] for k in spread(len(groups))):
+            return None
+        progress, self.progress = self.progress, no_progress  # the small files' count is shown
+        try:
+            return self._verify(Inline(), self._split_partial(groups))
+        finally:
+            self.progress = progress
 
     def _verify(self, pool: Executor, groups: list[CandidateGroup]) -> list[CandidateGroup]:
         total = sum(len(g) * g[0][1] for g in groups)

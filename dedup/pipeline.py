@@ -23,7 +23,7 @@ from dedup.grouping import (
     expand_groups,
 )
 from dedup.heads import Heads
-from dedup.jobs import Inline, LazyPool
+from dedup.jobs import Inline, LazyPool, no_progress
 from dedup.largefiles import LargeFiles
 from dedup.model import FileProblem, Report, Stats
 from dedup.options import ScanOptions
@@ -75,7 +75,7 @@ def find_duplicates(
     opener = opener or hashing.open_for_read  # looked up per call: tests patch the module
     started = time.perf_counter()
     now_ns = time.time_ns()
-    progress = on_progress or _no_progress
+    progress = on_progress or no_progress
     owned_cache = None
     if cache is None and options.cache_path is not None:
         from dedup.hashcache import HashCache  # lazy: only --cache runs need it
@@ -131,10 +131,6 @@ def find_duplicates(
     )
     problems = sorted(run.problems, key=lambda p: os.fsencode(p.path))
     return Report(tuple(duplicate_groups), tuple(problems), stats, options.policy())
-
-
-def _no_progress(phase: str, done: int, total: int) -> None:
-    pass
 
 
 class _Run(Sizing, SmallFiles, Heads, LargeFiles):

@@ -15,7 +15,7 @@ from operator import attrgetter
 
 from dedup import hashing
 from dedup.grouping import CandidateGroup, expand_groups
-from dedup.jobs import BATCH_FILES, IO_DEPTH, Inline
+from dedup.jobs import BATCH_FILES, IO_DEPTH, Inline, no_progress
 from dedup.model import DuplicateGroup, FileProblem
 from dedup.processes import MAX_TASKS
 from dedup.walk import describe_os_error
@@ -62,7 +62,6 @@ class SmallFiles:
     records: Callable[[CandidateGroup | array], CandidateGroup]
     size_of: Callable[[CandidateGroup | array], int]
     _verify: Callable[..., list[CandidateGroup]]
-    _split_partial: Callable[..., list[CandidateGroup]]
     _split_heads: Callable[..., tuple[list, list]]
     procs: int
     files: int  # regular files scanned
@@ -111,7 +110,7 @@ class SmallFiles:
             self.io_threads = -(-threads // self.procs)
             self.start_pool()
             if os.getpid() != parent:
-                self.progress = _quiet
+                self.progress = no_progress
 
         def work(number: int) -> tuple[list | None, list, int, bool | None]:
             problems, before = len(self.problems), self.bytes_read
@@ -191,19 +190,6 @@ class SmallFiles:
         else:
             size, paths, numbers = expand_groups([group], self.links)[0].pack()
         return size, paths, numbers, len(group)
-
-    def _compare_large_warm(self, groups: list[CandidateGroup]) -> list[CandidateGroup] | None:
-        """Split groups of large files here, without threads (both-ends keys, then the lockstep
-        compare), when the page cache holds their first bytes; else return None."""
-        from dedup.prefetch import is_cold, spread
-
-        if is_cold(groups[k][0][0] for k in spread(len(groups))):
-            return None
-        progress, self.progress = self.progress, _quiet  # the small files' count is shown
-        try:
-            return self._verify(Inline(), self._split_partial(groups))
-        finally:
-            self.progress = progress
 
     def _split_small(self, groups: list[CandidateGroup | array]) -> list[CandidateGroup | array]:
         """Split groups of files read whole, once, by content digest.
@@ -379,7 +365,10 @@ class SmallFiles:
 
 
 _SIZE = attrgetter("size")
-_packed_order = lambda c: DuplicateGroup.packed_order(c[0], c[1], c[2])  # noqa: E731
+
+
+def _packed_order(c: tuple[int, str, bytes, int]) -> bytes:
+    return DuplicateGroup.packed_order(c[0], c[1], c[2])
 
 
 def _guided(groups: list, files: int, procs: int) -> list[list]:
@@ -401,7 +390,3 @@ def _guided(groups: list, files: int, procs: int) -> list[list]:
         tasks[-1].append(group)
         count += len(group)
     return tasks
-
-
-def _quiet(phase: str, done: int, total: int) -> None:
-    pass

@@ -14,6 +14,7 @@ from dedup import (
     cachedreads,
     find_duplicates,
     hashing,
+    largefiles,
     pipeline,
     prefetch,
     processes,
@@ -317,7 +318,7 @@ def test_large_files_compared_beside_the_small_ones_report_as_one_process(
     root = build_tree(str(tmp_path / "t"), _hostile_spec(1))
     one = find_duplicates([root], ScanOptions(threads=1, io_threads=1))
     calls = tmp_path / "calls"
-    real = smallfiles.SmallFiles._compare_large_warm
+    real = largefiles.LargeFiles._compare_large_warm
 
     def noting(self, groups):
         with open(calls, "a") as f:  # one line per call, from whichever process ran it
@@ -327,7 +328,7 @@ def test_large_files_compared_beside_the_small_ones_report_as_one_process(
     def large_cold(paths) -> bool:
         return all(os.stat(p).st_size > hashing.WHOLE_LIMIT for p in paths)
 
-    monkeypatch.setattr(smallfiles.SmallFiles, "_compare_large_warm", noting)
+    monkeypatch.setattr(largefiles.LargeFiles, "_compare_large_warm", noting)
     if not large_cached:
         monkeypatch.setattr(prefetch, "is_cold", large_cold)
     many = find_duplicates([root], ScanOptions(threads=2, io_threads=8))
