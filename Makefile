@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed
 # Without them the install would fall back to the Python code (2x the instructions an operation
 # with 8 processes on one file), and tests/cache/test_cfollow.py, test_cshared.py and
 # test_compact_copy.py, tests/dedup/test_cwalk.py, test_cheads.py and test_ctable.py would fail.
-$(STAMP): pyproject.toml setup.py cache/_cfollow.c cache/_cshared.c cache/_cshared.h cache/_ccompact.c cache/_ccrc.h dedup/_cwalk.c dedup/_cdirents.h dedup/_cheads.c dedup/_ctable.c
+$(STAMP): pyproject.toml setup.py cache/_cfollow.c cache/_cshared.c cache/_cshared.h cache/_ccompact.c cache/_ccrc.h dedup/_cwalk.c dedup/_cdirents.h dedup/_cheads.c dedup/_cwholes.h dedup/_ctable.c
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fanmill needs Python >= 3.11")'
 	@command -v cc >/dev/null && [ -e "$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ] || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev python3-dev; }

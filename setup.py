@@ -11,8 +11,8 @@ operation with neither, 59.5k with the loop and 54.0k with both (20,000 operatio
 
 dedup/_cwalk.c lists a forked walk task's directories into the file table's columns
 (dedup/subtrees.py `_Columns.list_dir`, without a per-file --include/--exclude call), and
-dedup/_cheads.c is the warm head stage's open-and-read loop (dedup/cachedreads.py
-`open_heads_python`), dedup/_ctable.c files a forked walk's sizes into buckets (dedup/table.py
+dedup/_cheads.c and _cwholes.h are the warm head stage's open-and-read loops (dedup/cachedreads.py
+`open_heads_python`, `read_wholes_python`), dedup/_ctable.c files a forked walk's sizes into buckets (dedup/table.py
 `SizeBuckets.add`); without them the Python code runs. Warm /usr/lib, paired, the whole run's
 wall against the Python code's: 0.85 with the listing, 0.93 more with the head loop
 (`python -m bench.dedup.ab`).
@@ -25,6 +25,6 @@ setup(ext_modules=[
     Extension("cache._cshared", ["cache/_cshared.c"], depends=["cache/_cshared.h", "cache/_ccrc.h"], optional=True),
     Extension("cache._ccompact", ["cache/_ccompact.c"], depends=["cache/_ccrc.h"], optional=True),
     Extension("dedup._cwalk", ["dedup/_cwalk.c"], depends=["dedup/_cdirents.h"], optional=True),
-    Extension("dedup._cheads", ["dedup/_cheads.c"], optional=True),
+    Extension("dedup._cheads", ["dedup/_cheads.c"], depends=["dedup/_cwholes.h"], optional=True),
     Extension("dedup._ctable", ["dedup/_ctable.c"], optional=True),
 ])

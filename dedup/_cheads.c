@@ -57,6 +57,22 @@ static int regular(int fd)
     return fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* open(2) as hashing.open_noatime opens: retried without O_NOATIME when refused (the owner's,
+ * or root's, alone), and when interrupted (EINTR), as os.open is. */
+static int open_file(const char *path, int flags)
+{
+    int fd;
+    do
+        fd = open(path, flags);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0 && (errno == EPERM || errno == EACCES) && (flags & O_NOATIME)) {
+        do
+            fd = open(path, flags & ~O_NOATIME);
+        while (fd < 0 && errno == EINTR);
+    }
+    return fd;
+}
+
 static ssize_t read_head(int fd, struct iovec *io, int flags)
 {
     ssize_t got;
@@ -72,15 +88,7 @@ static void read_all(Slot *slots, Py_ssize_t n, char *heads, size_t head, int fl
 {
     for (Py_ssize_t k = 0; k < n; k++) {
         Slot *s = &slots[k];
-        int fd;
-        do
-            fd = open(s->path, flags);
-        while (fd < 0 && errno == EINTR);
-        if (fd < 0 && (errno == EPERM || errno == EACCES) && (flags & O_NOATIME)) {
-            do /* O_NOATIME: the owner's (or root's) alone */
-                fd = open(s->path, flags & ~O_NOATIME);
-            while (fd < 0 && errno == EINTR);
-        }
+        int fd = open_file(s->path, flags);
         if (fd < 0) {
             s->err = errno;
             continue;
@@ -250,15 +258,19 @@ done:
     return result;
 }
 
+#include "_cwholes.h"
+
 static PyMethodDef methods[] = {
     {"open_heads", (PyCFunction)(void (*)(void))open_heads, METH_FASTCALL,
      "Open a same-size group's files, read their heads, and group them (see the module doc)."},
+    {"read_wholes", (PyCFunction)(void (*)(void))read_wholes, METH_FASTCALL,
+     "Read a group of small files whole and group them by content (see _cwholes.h)."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, .m_name = "dedup._cheads",
-    .m_doc = "The warm head stage's open-and-read loop, compiled.", .m_size = -1, .m_methods = methods,
+    .m_doc = "The warm head stage's open-and-read loops, compiled.", .m_size = -1, .m_methods = methods,
 };
 
 PyMODINIT_FUNC PyInit__cheads(void)

@@ -18,6 +18,7 @@ from dedup.walk import describe_os_error
 # Every open of dedup.heads' files (a name of this module, so tests can replace it).
 open_file = hashing.open_noatime
 MAX_HEAD = 4096  # open_heads' largest head (dedup/_cheads.c)
+MAX_WHOLE = 65536  # read_wholes' largest file (dedup/_cwholes.h)
 
 
 def read_head(path: str) -> bytes:
@@ -204,3 +205,57 @@ def refused_by(fd: int, exc: OSError, nowait: int) -> int:
     except OSError:
         regular = False
     return nowait_refused(exc) if regular else nowait
+
+
+def read_wholes_python(paths: list[str], size: int, flags: int, nowait: int
+                       ) -> tuple[list[list[int]], list[tuple[int, str]], int] | None:
+    """Read every file of one group of files of *size* bytes whole, one byte past the end too
+    (growth), each opened, read and closed (RWF_NOWAIT while *nowait*); return None at the first
+    read the page cache cannot serve (the group left untouched), else (the classes of two or
+    more positions with equal bytes, by first position; the failures as (position, error
+    text); the RWF_NOWAIT flag from now on). dedup/_cwholes.h `read_wholes` is this, compiled;
+    this one runs where it was not built, or when a test's `open_file` or `preadv` is to see
+    every call."""
+    if not 0 <= size <= MAX_WHOLE:
+        raise ValueError("size out of range")
+    view = hashing._buffer(size + 1)
+    bufs = (view,)
+    data = view[:size]
+    opener, read = open_file, preadv
+    direct, os_open, noatime = opener is hashing.open_noatime, os.open, flags & hashing._NOATIME
+    firsts: dict[bytes, list[int]] = {}  # the bytes -> every position holding them
+    failures: list[tuple[int, str]] = []
+    for k, path in enumerate(paths):
+        try:
+            if direct:
+                try:
+                    fd = os_open(path, flags)
+                except PermissionError:
+                    if not noatime:
+                        raise
+                    fd = os_open(path, flags & ~noatime)  # O_NOATIME: the owner's alone
+            else:
+                fd = opener(path)
+            try:
+                try:
+                    got = read(fd, bufs, 0, nowait)
+                except BlockingIOError:
+                    if not nowait:
+                        raise
+                    return None
+                except OSError as exc:
+                    if not nowait:
+                        raise
+                    nowait = refused_by(fd, exc, nowait)
+                    got = read(fd, bufs, 0, 0)
+                if got <= size and (got < size or size % hashing._PAGE == 0):
+                    got = read_to_end(fd, view, got)  # short, or the byte past the end unread
+            finally:
+                os.close(fd)
+            if got != size:
+                raise hashing.FileChangedError(hashing._changed(size, got))
+        except OSError as exc:
+            failures.append((k, describe_os_error(exc)))
+            continue
+        firsts.setdefault(bytes(data), []).append(k)
+    return [ks for ks in firsts.values() if len(ks) > 1], failures, nowait

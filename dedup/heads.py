@@ -41,10 +41,10 @@ from dedup.probes import (
 )
 from dedup.walk import describe_os_error
 
-try:  # the warm head loop compiled (setup.py)
-    from dedup._cheads import open_heads
-except ImportError:  # no C compiler at install: the Python loop
-    open_heads = None
+try:  # the warm head loops compiled (setup.py)
+    from dedup._cheads import open_heads, read_wholes
+except ImportError:  # no C compiler at install: the Python loops
+    open_heads = read_wholes = None
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
 if TYPE_CHECKING:
@@ -283,7 +283,7 @@ class Heads:
                 self._finish_small(array("I", members) if type(group) is array else members,
                                    size - start, [slot for _, slot in sorted(part)], done)
         if classes or failed:
-            self._keep_classes(group, classes, failed, done)
+            self._keep_classes(group, classes.values(), failed, done)
         if not cached:
             self.cold = True
         elif self.cold is None:
@@ -298,48 +298,31 @@ class Heads:
         serve: that group goes to dedup.smallfiles (`_split_small`), and `_warm_after` decides
         whether the next groups stay here."""
         size = self.size_of(group)
-        digest = hashing.ONE_SHOT[self.options.hash_name]
-        view = hashing._buffer(size + 1)
-        bufs = (view,)
-        data = view[:size]
         preadv, nowait = cachedreads.preadv, 0 if cachedreads.refused[0] else hashing._RWF_NOWAIT
-        classes: dict[bytes, list[int]] = {}
-        failed: list[FileProblem] = []
-        for k, path in enumerate(paths):
-            try:
-                fd = cachedreads.open_file(path)
-                try:
-                    try:
-                        got = preadv(fd, bufs, 0, nowait)
-                    except BlockingIOError:
-                        self.cold = True
-                        return False
-                    except OSError as exc:
-                        nowait = cachedreads.refused_by(fd, exc, nowait)
-                        got = preadv(fd, bufs, 0, 0)
-                    if got <= size and (got < size or size % hashing._PAGE == 0):
-                        # short, or the byte past the end unread
-                        got = cachedreads.read_to_end(fd, view, got)
-                finally:
-                    os.close(fd)
-                if got != size:
-                    raise hashing.FileChangedError(hashing._changed(size, got))
-            except OSError as exc:
-                failed.append(FileProblem(path, describe_os_error(exc)))
-                continue
-            classes.setdefault(digest(data), []).append(k)
+        # Compiled (dedup/_cwholes.h) unless a test's opener or preadv is to see every call.
+        wholes_of = (read_wholes if read_wholes is not None and preadv is os.preadv
+                     and cachedreads.open_file is hashing.open_noatime
+                     else cachedreads.read_wholes_python)
+        got = wholes_of(paths, size, hashing._OPEN_FLAGS, nowait)
+        if got is None:
+            self.cold = True
+            return False
+        classes, failures, after = got
+        if nowait and not after:
+            cachedreads.refused[0] = True  # the file system refuses RWF_NOWAIT
+        failed = [FileProblem(paths[k], text) for k, text in failures]
         self.bytes_read += size * (len(paths) - len(failed))
         self._keep_classes(group, classes, failed, done)
         if self.cold is None:
             self.cold = False
         return True
 
-    def _keep_classes(self, group: CandidateGroup | array, classes: dict[bytes, list[int]],
+    def _keep_classes(self, group: CandidateGroup | array, classes: Iterable[list[int]],
                       failed: list[FileProblem], done: list[CandidateGroup | array]) -> None:
         """Add each class of two or more positions in *group* to *done* (as *group*'s kind of
         group); report *failed*."""
         indices = type(group) is array
-        for ks in classes.values():
+        for ks in classes:
             if len(ks) > 1:
                 done.append(array("I", [group[k] for k in ks]) if indices
                             else [group[k] for k in ks])

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dedup import cachedreads, hashing, heads
-from dedup._cheads import open_heads
+from dedup._cheads import open_heads, read_wholes
 from tests.dedup.test_cwalk import AS_ROOT, _as_nobody
 
 HEAD = heads.HEAD
@@ -21,7 +21,8 @@ NOWAIT = hashing._RWF_NOWAIT
 
 
 def test_the_head_stage_uses_the_compiled_loop():
-    assert heads.open_heads is open_heads  # a broken build would run the Python loop, slowly
+    # A broken build would run the Python loops, slowly.
+    assert heads.open_heads is open_heads and heads.read_wholes is read_wholes
 
 
 def _opened(fds: list[int]) -> list[str | None]:
@@ -140,7 +141,9 @@ def test_a_file_system_refusing_rwf_nowait_is_read_blocking(monkeypatch):
             with open(paths[-1], "wb") as f:
                 f.write(b"x" * (HEAD + k % 2))
         _, sharing, failures, missed, after = _both(paths)
+        wholes = _wholes_both(paths[::2], HEAD)
     assert after == 0 and sharing == [[0, 1, 2, 3]] and not failures and missed is False
+    assert wholes == ([[0, 1]], [], 0)
 
 
 @AS_ROOT
@@ -210,3 +213,95 @@ def test_an_interrupt_leaves_every_descriptor_with_the_caller(tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         _run(cachedreads.open_heads_python, paths)  # checks that none is left open
     assert len(calls) == 4
+
+
+# read_wholes (dedup/_cwholes.h) against read_wholes_python: groups of small files read whole.
+
+def _wholes_both(paths: list[str], size: int, nowait: int = NOWAIT):
+    """Run both whole-read loops; check they agree and leave no descriptor open."""
+    out = []
+    for fn in (cachedreads.read_wholes_python, read_wholes):
+        before = _open_count()
+        out.append(fn(list(paths), size, FLAGS, nowait))
+        assert _open_count() == before
+    assert out[1] == out[0]
+    return out[1]
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(size=st.sampled_from([0, 1, 7, 256, 4096]),
+       files=st.lists(st.one_of(
+           st.tuples(st.just("file"), st.integers(0, 3)),
+           st.tuples(st.sampled_from(["short", "grown", "missing", "dir", "fifo"]), st.just(0))),
+           min_size=1, max_size=20))
+def test_whole_reads_give_the_same_classes_and_failures(tmp_path_factory, size, files):
+    root = tmp_path_factory.mktemp("w")
+    paths = []
+    for k, (kind, mark) in enumerate(files):
+        path = str(root / f"f{k}")
+        if kind in ("file", "short", "grown"):
+            length = size + {"file": 0, "short": -1, "grown": 1}[kind]
+            with open(path, "wb") as f:
+                f.write(bytes([mark]) * max(length, 0))
+        elif kind == "dir":
+            os.mkdir(path)
+        elif kind == "fifo":
+            os.mkfifo(path)
+        paths.append(path)
+    got = _wholes_both(paths, size)
+    classes, failures, _ = got
+    texts = {text for _, text in failures}
+    assert texts <= {"No such file or directory", "Is a directory", "Illegal seek",
+                     f"changed during scan: grew (expected {size} bytes)",
+                     f"changed during scan: shrank (expected {size} bytes)"}
+    assert classes == sorted(classes) and all(len(c) > 1 for c in classes)
+
+
+def test_a_whole_read_the_page_cache_cannot_serve_leaves_the_group(tmp_path):
+    if not _nowait_kept(tmp_path):
+        pytest.skip("the file system of the test's directory refuses RWF_NOWAIT (tmpfs)")
+    for fn in (cachedreads.read_wholes_python, read_wholes):
+        paths = []
+        for k in range(3):
+            paths.append(str(tmp_path / f"{fn.__name__}{k}"))
+            fd = os.open(paths[-1], os.O_RDWR | os.O_CREAT | os.O_EXCL)
+            os.write(fd, b"w" * 200)
+            os.fsync(fd)
+            if k == 1:  # the middle one dropped from the page cache
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.close(fd)
+        before = _open_count()
+        assert fn(paths, 200, FLAGS, NOWAIT) is None
+        assert _open_count() == before
+
+
+def test_many_tiny_files_and_bad_sizes(tmp_path):
+    paths = []
+    for k in range(3000):
+        paths.append(str(tmp_path / f"t{k}"))
+        with open(paths[-1], "wb") as f:
+            f.write(bytes([k % 3]))
+    classes, failures, _ = _wholes_both(paths, 1)
+    assert classes == [list(range(r, 3000, 3)) for r in range(3)] and not failures
+    for fn in (cachedreads.read_wholes_python, read_wholes):
+        for size in (-1, 65537):
+            with pytest.raises(ValueError):
+                fn(paths[:1], size, FLAGS, NOWAIT)
+
+
+def test_a_grown_file_whose_next_page_is_not_cached_is_caught(tmp_path):
+    # A file of a whole page read page-cache-only stops at the page's end: the byte past it
+    # (growth) is read blocking, or the grown file would pass as its old size.
+    if not _nowait_kept(tmp_path):
+        pytest.skip("the file system of the test's directory refuses RWF_NOWAIT (tmpfs)")
+    out = []
+    for fn in (cachedreads.read_wholes_python, read_wholes):
+        path = str(tmp_path / fn.__name__)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
+        os.write(fd, b"g" * 4097)
+        os.fsync(fd)
+        os.posix_fadvise(fd, 4096, 4096, os.POSIX_FADV_DONTNEED)  # the second page only
+        os.close(fd)
+        out.append(fn([path], 4096, FLAGS, NOWAIT))
+    assert out[0] == out[1] == ([], [(0, "changed during scan: grew (expected 4096 bytes)")], NOWAIT)
