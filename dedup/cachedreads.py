@@ -7,6 +7,7 @@ cache through os.preadv themselves).
 
 from __future__ import annotations
 
+import operator
 import os
 import stat
 
@@ -215,7 +216,9 @@ def read_wholes_python(paths: list[str], size: int, flags: int, nowait: int
     more positions with equal bytes, by first position; the failures as (position, error
     text); the RWF_NOWAIT flag from now on). dedup/_cwholes.h `read_wholes` is this, compiled;
     this one runs where it was not built, or when a test's `open_file` or `preadv` is to see
-    every call."""
+    every call. (An interrupt between an open's return and its try leaks that descriptor:
+    Python cannot close that gap; the compiled loop has none.)"""
+    size = operator.index(size)
     if not 0 <= size <= MAX_WHOLE:
         raise ValueError("size out of range")
     view = hashing._buffer(size + 1)

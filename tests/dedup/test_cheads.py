@@ -230,20 +230,30 @@ def _wholes_both(paths: list[str], size: int, nowait: int = NOWAIT):
 
 @settings(max_examples=80, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(size=st.sampled_from([0, 1, 7, 256, 4096]),
+@given(size=st.sampled_from([0, 1, 7, 256, 4096]), data=st.data(),
        files=st.lists(st.one_of(
            st.tuples(st.just("file"), st.integers(0, 3)),
            st.tuples(st.sampled_from(["short", "grown", "missing", "dir", "fifo"]), st.just(0))),
            min_size=1, max_size=20))
-def test_whole_reads_give_the_same_classes_and_failures(tmp_path_factory, size, files):
+def test_whole_reads_give_the_same_classes_and_failures(tmp_path_factory, size, data, files):
     root = tmp_path_factory.mktemp("w")
+    # Four contents that differ in one byte each (the first, the middle, the last): a loop that
+    # compared only part of the bytes would merge them.
+    base = data.draw(st.binary(min_size=size, max_size=size))
+    contents = [base]
+    for at in (0, size // 2, size - 1):
+        if size:
+            changed = bytearray(base)
+            changed[at] ^= 0xFF
+            contents.append(bytes(changed))
     paths = []
     for k, (kind, mark) in enumerate(files):
         path = str(root / f"f{k}")
         if kind in ("file", "short", "grown"):
-            length = size + {"file": 0, "short": -1, "grown": 1}[kind]
+            body = contents[mark % len(contents)]
+            body = {"file": body, "short": body[:-1], "grown": body + b"+"}[kind]
             with open(path, "wb") as f:
-                f.write(bytes([mark]) * max(length, 0))
+                f.write(body)
         elif kind == "dir":
             os.mkdir(path)
         elif kind == "fifo":
@@ -285,9 +295,54 @@ def test_many_tiny_files_and_bad_sizes(tmp_path):
     classes, failures, _ = _wholes_both(paths, 1)
     assert classes == [list(range(r, 3000, 3)) for r in range(3)] and not failures
     for fn in (cachedreads.read_wholes_python, read_wholes):
-        for size in (-1, 65537):
+        for size in (-1, 65537, 2**40):
             with pytest.raises(ValueError):
                 fn(paths[:1], size, FLAGS, NOWAIT)
+    assert _wholes_both(paths[:2], 65536) == ([], [(0, "changed during scan: shrank (expected "
+                                                    "65536 bytes)"), (1, "changed during scan: "
+                                                    "shrank (expected 65536 bytes)")], NOWAIT)
+
+
+def test_an_interrupt_in_the_python_whole_reads_leaves_no_descriptor(tmp_path, monkeypatch):
+    paths = []
+    for k in range(4):
+        paths.append(str(tmp_path / f"i{k}"))
+        with open(paths[-1], "wb") as f:
+            f.write(b"i" * 100)
+    for where in ("preadv", "read_to_end"):
+        calls = []
+        real = getattr(cachedreads, where)
+
+        def interrupted(*args, real=real, calls=calls):
+            calls.append(1)
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            return real(*args)
+
+        monkeypatch.setattr(cachedreads, where, interrupted)
+        before = _open_count()
+        with pytest.raises(KeyboardInterrupt):
+            cachedreads.read_wholes_python(paths, 100 if where == "preadv" else 101, FLAGS,
+                                           NOWAIT)
+        assert _open_count() == before and len(calls) == 3
+        monkeypatch.setattr(cachedreads, where, real)
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no tmpfs at /dev/shm")
+def test_the_whole_read_stage_remembers_a_refusal(monkeypatch):
+    import tempfile
+
+    from dedup import ScanOptions, find_duplicates
+
+    monkeypatch.setattr(cachedreads, "refused", [False])
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as root:
+        if _nowait_kept(root):
+            pytest.skip("tmpfs answers RWF_NOWAIT on this kernel")
+        for k in range(4):
+            with open(os.path.join(root, f"s{k}"), "wb") as f:
+                f.write(b"s" * 50)
+        report = find_duplicates([root], ScanOptions(threads=1, io_threads=1))
+    assert report.stats.groups == 1 and cachedreads.refused[0] is True
 
 
 def test_a_grown_file_whose_next_page_is_not_cached_is_caught(tmp_path):
