@@ -118,6 +118,16 @@ static void read_all(Slot *slots, Py_ssize_t n, char *heads, size_t head, int fl
     }
 }
 
+/* Release the encoded paths (NULL where not made) and their array. */
+static void free_encoded(PyObject **encoded, Py_ssize_t n)
+{
+    if (encoded != NULL) {
+        for (Py_ssize_t k = 0; k < n; k++)
+            Py_XDECREF(encoded[k]);
+    }
+    PyMem_Free(encoded);
+}
+
 /* An int argument that must fit a C int. */
 static int int_arg(PyObject *obj, int *out)
 {
@@ -245,11 +255,7 @@ done:
             if (slots[k].fd >= 0)
                 close(slots[k].fd);
     }
-    if (encoded != NULL) {
-        for (Py_ssize_t k = 0; k < n; k++)
-            Py_XDECREF(encoded[k]);
-    }
-    PyMem_Free(encoded);
+    free_encoded(encoded, n);
     PyMem_Free(slots);
     PyMem_Free(heads);
     Py_DECREF(paths);

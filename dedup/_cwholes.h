@@ -1,5 +1,5 @@
 /* dedup._cheads.read_wholes: the loop of dedup/heads.py `_finish_whole_warm`, compiled (included
- * by _cheads.c, whose open_file, read_head, refusal and regular it uses).
+ * by _cheads.c, whose open_file, read_head, refusal, regular, int_arg and free_encoded it uses).
  *
  * `read_wholes(paths, size, flags, nowait)` reads every file of one group of files of *size*
  * bytes (0 to MAX_WHOLE) whole, one byte past the end too (growth), each opened, read and
@@ -183,11 +183,7 @@ static PyObject *read_wholes(PyObject *Py_UNUSED(module), PyObject *const *args,
         goto done;
     result = Py_BuildValue("(OOi)", classes, failures, nowait);
 done:
-    if (encoded != NULL) {
-        for (Py_ssize_t i = 0; i < CHUNK; i++)
-            Py_XDECREF(encoded[i]);
-    }
-    PyMem_Free(encoded);
+    free_encoded(encoded, CHUNK);
     PyMem_Free(slots);
     PyMem_Free(bufs);
     Py_DECREF(paths);

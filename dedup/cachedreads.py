@@ -141,22 +141,12 @@ def open_heads_python(paths: list[str], flags: int, nowait: int, head: int, fds:
     missed = False
     buf = bytearray(head)
     bufs = (buf,)
-    opener, read = open_file, preadv
-    # The default open's os.open inline: a call less per file (its EPERM fallback kept).
-    direct, os_open, noatime = opener is hashing.open_noatime, os.open, flags & hashing._NOATIME
+    read = preadv
     base = len(fds)
     for k, path in enumerate(paths):
         fds.append(-1)
         try:
-            if direct:
-                try:
-                    fd = os_open(path, flags)
-                except PermissionError:
-                    if not noatime:
-                        raise
-                    fd = os_open(path, flags & ~noatime)  # O_NOATIME: the owner's alone
-            else:
-                fd = opener(path)
+            fd = _open(path, flags)
             fds[base + k] = fd
             try:
                 got = read(fd, bufs, 0, nowait)
@@ -194,6 +184,20 @@ def open_heads_python(paths: list[str], flags: int, nowait: int, head: int, fds:
     return list(shared.values()), failures, missed, nowait
 
 
+def _open(path: str, flags: int) -> int:
+    """Open *path* as the compiled loops do: with *flags*, retried without O_NOATIME when refused
+    (the owner's alone); through `open_file` when a test replaced it."""
+    if open_file is not hashing.open_noatime:
+        return open_file(path)
+    try:
+        return os.open(path, flags)
+    except PermissionError:
+        noatime = flags & hashing._NOATIME
+        if not noatime:
+            raise
+        return os.open(path, flags & ~noatime)
+
+
 def refused_by(fd: int, exc: OSError, nowait: int) -> int:
     """Return the RWF_NOWAIT flag to read with after a page-cache-only read of *fd* failed with
     *exc*: 0 (remembered: `nowait_refused`) if its file system refuses the flag, *nowait* if
@@ -224,21 +228,12 @@ def read_wholes_python(paths: list[str], size: int, flags: int, nowait: int
     view = hashing._buffer(size + 1)
     bufs = (view,)
     data = view[:size]
-    opener, read = open_file, preadv
-    direct, os_open, noatime = opener is hashing.open_noatime, os.open, flags & hashing._NOATIME
+    read = preadv
     firsts: dict[bytes, list[int]] = {}  # the bytes -> every position holding them
     failures: list[tuple[int, str]] = []
     for k, path in enumerate(paths):
         try:
-            if direct:
-                try:
-                    fd = os_open(path, flags)
-                except PermissionError:
-                    if not noatime:
-                        raise
-                    fd = os_open(path, flags & ~noatime)  # O_NOATIME: the owner's alone
-            else:
-                fd = opener(path)
+            fd = _open(path, flags)
             try:
                 try:
                     got = read(fd, bufs, 0, nowait)
