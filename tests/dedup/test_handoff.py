@@ -42,17 +42,28 @@ def test_taken_tasks_of_a_worker_that_dies_are_run_here():
 
 
 @pytest.mark.parametrize("dies", [False, True])
-def test_with_ready_the_other_processes_results_are_taken_after_it(dies):
+def test_with_ready_the_other_processes_results_are_taken_after_it(dies, tmp_path):
     # `ready` frees what only the work needed (the small-file stage's table): it runs once,
     # after every task's work, a dead worker's too, and before any other process's result.
+    # By construction, not timing: each child marks its first task done (and, with *dies*, dies
+    # at its second), and this process's first task waits for a mark, so the children ran some.
     parent = os.getpid()
     events: list = []
+    ran: list = []  # in a child: its own copy
 
     def work(number: int) -> tuple[int, int]:
-        if os.getpid() != parent and dies and number % 3 == 0:
-            os._exit(9)
+        if os.getpid() != parent:
+            if dies and ran:
+                os._exit(9)
+            ran.append(number)
+            (tmp_path / f"child-{number}").touch()
+        elif not events:
+            for _ in range(10_000):  # at most 10 s for a child to start and run a task
+                if any(tmp_path.iterdir()):
+                    break
+                time.sleep(0.001)
         events.append(("work", number))  # this process's list only: the children's are theirs
-        return _pid_task(number)
+        return number * number, os.getpid()
 
     def take(number: int, result: tuple[int, int]) -> None:
         events.append(("take", number, result[1] == parent))
