@@ -100,6 +100,23 @@ def _report_child() -> None:
     os.write(2, ("\n".join(lines) + "\n").encode())
 
 
+def _timed_compiled(compiled: type) -> type:
+    """Return a Python class that forwards to the compiled walk columns (dedup._cwalk), so its
+    methods can be wrapped like the Python listing's."""
+
+    class Columns:
+        def __init__(self) -> None:
+            self._c = compiled()
+
+        def list_dir(self, *args):  # type: ignore[no-untyped-def]
+            return self._c.list_dir(*args)
+
+        def pack(self) -> tuple:
+            return self._c.pack()
+
+    return Columns
+
+
 def main() -> int:
     _mark("start (after interpreter)")
     _at("start (after interpreter)")
@@ -133,10 +150,15 @@ def main() -> int:
     _wrap_gen(subtrees, "walk_forked", "walk_forked (generator)")
     _wrap(subtrees._Columns, "list_dir", "list_dir")
     _wrap(subtrees._Columns, "build", "columns.build (a walk task's end)", per_call=fine)
+    if subtrees.CompiledColumns is not None:  # a C type takes no wrapper: a Python one around it
+        subtrees.CompiledColumns = _timed_compiled(subtrees.CompiledColumns)
+        _wrap(subtrees.CompiledColumns, "list_dir", "list_dir (compiled)")
+        _wrap(subtrees.CompiledColumns, "pack", "columns.pack (a walk task's end)", per_call=fine)
     _wrap(processes, "take_in_processes", "take_in_processes", per_call=True)
     _wrap_gen(tasktree, "map_tree", "map_tree (generator)")
     _wrap(pipeline.FileTable, "add_packed", "add_packed", per_call=fine)
     _wrap(table_module.SizeBuckets, "add", "SizeBuckets.add", per_call=fine)
+    _wrap(table_module.SizeBuckets, "add_int64s", "SizeBuckets.add_int64s", per_call=fine)
     _wrap(pipeline._Run, "all_entries", "all_entries")
     _wrap(select_module, "select", "select (waits)", per_call=True)
     _wrap(tasktree._Tree, "_notes", "tasktree._notes")
