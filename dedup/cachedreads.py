@@ -16,10 +16,22 @@ from dedup.model import FileProblem
 from dedup.probes import HEAD
 from dedup.walk import describe_os_error
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (dedup/__init__.py)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 # Every open of dedup.heads' files (a name of this module, so tests can replace it).
 open_file = hashing.open_noatime
 MAX_HEAD = 4096  # open_heads' largest head (dedup/_cheads.c)
 MAX_WHOLE = 65536  # read_wholes' largest file (dedup/_cwholes.h)
+
+
+def chosen(compiled: Callable | None, python: Callable) -> Callable:
+    """Return the compiled loop, or its Python twin where it was not built or where a test's
+    `open_file` or `preadv` is to see every call."""
+    if compiled is not None and preadv is os.preadv and open_file is hashing.open_noatime:
+        return compiled
+    return python
 
 
 def read_head(path: str) -> bytes:

@@ -218,14 +218,9 @@ class Heads:
         # first), the classes built here, not in a second pass over slots (_finish_small). Most
         # groups share no head: what only the files sharing one need (a buffer, the spans, the
         # classes) is made for them alone.
-        failed: list[FileProblem] = []
         fds: list[int] = []
-        cached = True
         preadv, nowait = cachedreads.preadv, 0 if cachedreads.refused[0] else hashing._RWF_NOWAIT
-        # Compiled (dedup/_cheads.c) unless a test's opener or preadv is to see every call.
-        heads_of = (open_heads if open_heads is not None and preadv is os.preadv
-                    and cachedreads.open_file is hashing.open_noatime
-                    else cachedreads.open_heads_python)
+        heads_of = cachedreads.chosen(open_heads, cachedreads.open_heads_python)
         try:
             was = nowait
             sharing, failures, missed, nowait = heads_of(paths, hashing._OPEN_FLAGS, nowait,
@@ -298,11 +293,8 @@ class Heads:
         serve: that group goes to dedup.smallfiles (`_split_small`), and `_warm_after` decides
         whether the next groups stay here."""
         size = self.size_of(group)
-        preadv, nowait = cachedreads.preadv, 0 if cachedreads.refused[0] else hashing._RWF_NOWAIT
-        # Compiled (dedup/_cwholes.h) unless a test's opener or preadv is to see every call.
-        wholes_of = (read_wholes if read_wholes is not None and preadv is os.preadv
-                     and cachedreads.open_file is hashing.open_noatime
-                     else cachedreads.read_wholes_python)
+        nowait = 0 if cachedreads.refused[0] else hashing._RWF_NOWAIT
+        wholes_of = cachedreads.chosen(read_wholes, cachedreads.read_wholes_python)
         got = wholes_of(paths, size, hashing._OPEN_FLAGS, nowait)
         if got is None:
             self.cold = True
